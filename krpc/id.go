@@ -1,0 +1,91 @@
+package krpc
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"math/bits"
+)
+
+// IDLen is the length in bytes of node IDs, infohashes and lookup targets.
+const IDLen = 20
+
+// ID is a 160-bit DHT identifier: a node ID, an infohash or a lookup target.
+// The zero ID is not a valid node ID; message fields of type ID treat it as
+// absent.
+type ID [IDLen]byte
+
+// RandomID returns an ID drawn from crypto/rand.
+func RandomID() ID {
+	var id ID
+	rand.Read(id[:]) // crypto/rand.Read never returns an error (Go 1.24+).
+	return id
+}
+
+// ParseID parses a 40-character hexadecimal ID.
+func ParseID(s string) (ID, error) {
+	var id ID
+	if len(s) != 2*IDLen {
+		return id, fmt.Errorf("parse ID %q: want %d hex digits, got %d", s, 2*IDLen, len(s))
+	}
+	if _, err := hex.Decode(id[:], []byte(s)); err != nil {
+		return id, fmt.Errorf("parse ID %q: %w", s, err)
+	}
+	return id, nil
+}
+
+// String returns the ID as 40 lower-case hexadecimal digits.
+func (id ID) String() string { return hex.EncodeToString(id[:]) }
+
+// IsZero reports whether every bit of the ID is zero.
+func (id ID) IsZero() bool { return id == ID{} }
+
+// Xor returns the XOR distance between id and other.
+func (id ID) Xor(other ID) ID {
+	var d ID
+	for i := range d {
+		d[i] = id[i] ^ other[i]
+	}
+	return d
+}
+
+// Cmp compares two IDs as unsigned big-endian integers and returns -1, 0 or +1.
+func (id ID) Cmp(other ID) int {
+	for i := range id {
+		if id[i] != other[i] {
+			if id[i] < other[i] {
+				return -1
+			}
+			return 1
+		}
+	}
+	return 0
+}
+
+// CloserTo reports whether a is strictly closer to target than b in XOR
+// distance.
+func CloserTo(target, a, b ID) bool {
+	for i := range target {
+		da, db := a[i]^target[i], b[i]^target[i]
+		if da != db {
+			return da < db
+		}
+	}
+	return false
+}
+
+// CommonPrefixLen returns the number of leading bits id and other share
+// (160 when they are equal).
+func (id ID) CommonPrefixLen(other ID) int {
+	for i := range id {
+		if x := id[i] ^ other[i]; x != 0 {
+			return i*8 + bits.LeadingZeros8(x)
+		}
+	}
+	return IDLen * 8
+}
+
+// Bit returns bit i of the ID, counting from the most significant bit (0).
+func (id ID) Bit(i int) int {
+	return int(id[i/8]>>(7-uint(i%8))) & 1
+}

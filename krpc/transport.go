@@ -1,0 +1,728 @@
+package krpc
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/time/rate"
+)
+
+// Transport defaults.
+const (
+	DefaultTimeout = 2 * time.Second // wait for a reply to each attempt
+	DefaultRetries = 1               // resends after a timed-out attempt
+)
+
+// tidLen is the length of the transaction IDs this transport generates.
+const tidLen = 4
+
+// ErrClosed is returned for queries that were outstanding when the
+// transport closed or that were made after it closed. It satisfies
+// errors.Is(err, net.ErrClosed).
+var ErrClosed = fmt.Errorf("krpc: transport closed: %w", net.ErrClosed)
+
+// ErrTimeout is returned, wrapped with the method and address, when a query
+// gets no reply within its attempts. The wrapped error reports Timeout() ==
+// true, as net.Error timeouts do.
+var ErrTimeout error = timeoutError{}
+
+type timeoutError struct{}
+
+func (timeoutError) Error() string { return "krpc: query timed out" }
+func (timeoutError) Timeout() bool { return true }
+
+// Handler answers incoming queries.
+type Handler interface {
+	// ServeKRPC is called on the transport's read goroutine for each
+	// well-formed query, so it must not block. q and the byte slices in it
+	// are valid only during the call. To answer, fill in reply, whose T, Y
+	// (KindReply) and V are already set, and return true; to answer with an
+	// error set reply.Y to KindError and reply.E. Return false to send
+	// nothing.
+	ServeKRPC(reply *Msg, q *Msg, src netip.AddrPort) bool
+}
+
+// HandlerFunc adapts a function to the Handler interface.
+type HandlerFunc func(reply *Msg, q *Msg, src netip.AddrPort) bool
+
+// ServeKRPC calls f(reply, q, src).
+func (f HandlerFunc) ServeKRPC(reply *Msg, q *Msg, src netip.AddrPort) bool { return f(reply, q, src) }
+
+// Config configures a Transport. Only Conn is required; every other zero
+// value selects the documented default.
+type Config struct {
+	// Conn is the socket the transport owns: it reads from it, writes to it
+	// and closes it. A *net.UDPConn or any other net.PacketConn, such as an
+	// in-memory one in tests.
+	Conn net.PacketConn
+
+	// Handler answers incoming queries. Nil: queries are dropped and
+	// counted, as a read-only node does.
+	Handler Handler
+
+	// Timeout is how long each attempt waits for a reply. Zero means
+	// DefaultTimeout.
+	Timeout time.Duration
+
+	// Retries is how many times a query is resent, with the same
+	// transaction ID, after an attempt times out. Zero means
+	// DefaultRetries; use NoRetries for none.
+	Retries int
+
+	// SendRate caps the packets sent per second; SendBurst is the bucket
+	// size (zero means max(1, SendRate/10)). Zero SendRate means no cap.
+	// Queries over the cap wait their turn (without blocking the caller);
+	// replies over the cap are dropped and counted.
+	SendRate  float64
+	SendBurst int
+
+	// Limits bound the decoding of each packet; the zero value gives the
+	// defaults (1,500-byte packets). Larger packets are dropped and counted.
+	Limits Limits
+
+	// Version, when set, is sent as the "v" key of every outgoing message
+	// (2 client letters and 2 version bytes by convention).
+	Version []byte
+
+	// ReadOnly sets BEP 43's "ro" flag on every outgoing query.
+	ReadOnly bool
+
+	// Logger receives the transport's log events, tagged component=krpc.
+	// The zero value logs nothing.
+	Logger zerolog.Logger
+}
+
+// NoRetries is the Config.Retries value for no resends.
+const NoRetries = -1
+
+// Response is a reply or error message together with what the transport
+// measured while waiting for it.
+type Response struct {
+	*Msg                    // the reply or error message; nil on timeout, close or cancel
+	From     netip.AddrPort // the address the message came from
+	RTT      time.Duration  // from the last send of the query to the reply
+	Attempts int            // packets sent for the query, resends included
+}
+
+// Callback receives the outcome of an asynchronous query. It is called
+// exactly once: with the reply and a nil error; with the error message
+// and an error wrapping its *Error; or with a zero-Msg Response and an
+// error wrapping ErrTimeout, ErrClosed or the context's error. It runs on
+// one of the transport's goroutines and must not block; it must not call
+// Close.
+type Callback func(Response, error)
+
+// Stats is a snapshot of a transport's counters.
+type Stats struct {
+	PacketsSent, PacketsReceived uint64
+	BytesSent, BytesReceived     uint64
+
+	QueriesSent     uint64 // distinct queries, resends not included
+	Resends         uint64 // attempts after the first
+	RepliesReceived uint64 // replies matched to a query
+	ErrorsReceived  uint64 // error messages matched to a query
+	Timeouts        uint64 // queries that ran out of attempts
+	Cancelled       uint64 // queries ended by their context
+
+	QueriesReceived uint64 // well-formed incoming queries
+	RepliesSent     uint64
+	ErrorsSent      uint64
+
+	DroppedOversize           uint64 // packets over Limits.MaxSize
+	DroppedMalformed          uint64 // packets that do not decode
+	DroppedUnknownTransaction uint64 // replies matching no outstanding query
+	DroppedWrongAddress       uint64 // replies whose transaction belongs to another address
+	DroppedNoHandler          uint64 // queries received with no Handler
+	DroppedRateLimited        uint64 // replies not sent because of SendRate
+	ReadErrors, WriteErrors   uint64
+}
+
+type counters struct {
+	packetsSent, packetsReceived, bytesSent, bytesReceived atomic.Uint64
+	queriesSent, resends, repliesReceived, errorsReceived  atomic.Uint64
+	timeouts, cancelled                                    atomic.Uint64
+	queriesReceived, repliesSent, errorsSent               atomic.Uint64
+	oversize, malformed, unknownTx, wrongAddr, noHandler   atomic.Uint64
+	rateLimited, readErrors, writeErrors                   atomic.Uint64
+}
+
+// Transport sends KRPC queries and matches their replies, and hands
+// incoming queries to a Handler. It is safe for concurrent use.
+type Transport struct {
+	conn  net.PacketConn
+	fastR interface {
+		ReadFromUDPAddrPort([]byte) (int, netip.AddrPort, error)
+	}
+	fastW interface {
+		WriteToUDPAddrPort([]byte, netip.AddrPort) (int, error)
+	}
+	handler Handler
+	timeout time.Duration
+	retries int
+	limits  Limits
+	version []byte
+	ro      bool
+	lim     *rate.Limiter // nil: no cap
+	log     zerolog.Logger
+
+	mu      sync.Mutex
+	pending map[uint32]*call
+	rng     *rand.Rand // transaction IDs; guarded by mu
+	closed  bool
+	serving bool
+
+	wg        sync.WaitGroup // timer and deferred callbacks in flight
+	served    chan struct{}  // closed when Serve returns
+	closeOnce sync.Once
+	closeErr  error
+	stats     counters
+}
+
+// call is one outstanding query.
+type call struct {
+	tid      uint32
+	addr     netip.AddrPort
+	method   string
+	packet   []byte
+	done     Callback
+	timer    *time.Timer
+	stopCtx  func() bool
+	attempts int
+	sentAt   time.Time
+}
+
+// New checks cfg, fills in its defaults and returns a transport. It starts
+// nothing: call Serve to read packets.
+func New(cfg Config) (*Transport, error) {
+	switch {
+	case cfg.Conn == nil:
+		return nil, errors.New("krpc: config: Conn is required")
+	case cfg.Timeout < 0:
+		return nil, fmt.Errorf("krpc: config: negative Timeout %v", cfg.Timeout)
+	case cfg.Retries < NoRetries:
+		return nil, fmt.Errorf("krpc: config: Retries %d (use NoRetries for none)", cfg.Retries)
+	case cfg.SendRate < 0 || cfg.SendBurst < 0:
+		return nil, fmt.Errorf("krpc: config: negative SendRate %v or SendBurst %d", cfg.SendRate, cfg.SendBurst)
+	case cfg.Limits.MaxSize > 65507:
+		return nil, fmt.Errorf("krpc: config: Limits.MaxSize %d exceeds the largest UDP payload", cfg.Limits.MaxSize)
+	}
+	t := &Transport{
+		conn:    cfg.Conn,
+		handler: cfg.Handler,
+		timeout: cfg.Timeout,
+		retries: cfg.Retries,
+		limits:  cfg.Limits.withDefaults(),
+		version: cfg.Version,
+		ro:      cfg.ReadOnly,
+		log:     cfg.Logger.With().Str("component", "krpc").Logger(),
+		pending: make(map[uint32]*call),
+		served:  make(chan struct{}),
+	}
+	if t.timeout == 0 {
+		t.timeout = DefaultTimeout
+	}
+	switch t.retries {
+	case 0:
+		t.retries = DefaultRetries
+	case NoRetries:
+		t.retries = 0
+	}
+	if cfg.SendRate > 0 {
+		burst := cfg.SendBurst
+		if burst == 0 {
+			burst = max(1, int(cfg.SendRate/10))
+		}
+		t.lim = rate.NewLimiter(rate.Limit(cfg.SendRate), burst)
+	}
+	var seed [32]byte
+	crand.Read(seed[:])
+	t.rng = rand.New(rand.NewChaCha8(seed))
+	t.fastR, _ = cfg.Conn.(interface {
+		ReadFromUDPAddrPort([]byte) (int, netip.AddrPort, error)
+	})
+	t.fastW, _ = cfg.Conn.(interface {
+		WriteToUDPAddrPort([]byte, netip.AddrPort) (int, error)
+	})
+	return t, nil
+}
+
+// LocalAddr returns the address of the transport's socket.
+func (t *Transport) LocalAddr() net.Addr { return t.conn.LocalAddr() }
+
+// Stats returns a snapshot of the transport's counters.
+func (t *Transport) Stats() Stats {
+	c := &t.stats
+	return Stats{
+		PacketsSent: c.packetsSent.Load(), PacketsReceived: c.packetsReceived.Load(),
+		BytesSent: c.bytesSent.Load(), BytesReceived: c.bytesReceived.Load(),
+		QueriesSent: c.queriesSent.Load(), Resends: c.resends.Load(),
+		RepliesReceived: c.repliesReceived.Load(), ErrorsReceived: c.errorsReceived.Load(),
+		Timeouts: c.timeouts.Load(), Cancelled: c.cancelled.Load(),
+		QueriesReceived: c.queriesReceived.Load(), RepliesSent: c.repliesSent.Load(), ErrorsSent: c.errorsSent.Load(),
+		DroppedOversize: c.oversize.Load(), DroppedMalformed: c.malformed.Load(),
+		DroppedUnknownTransaction: c.unknownTx.Load(), DroppedWrongAddress: c.wrongAddr.Load(),
+		DroppedNoHandler: c.noHandler.Load(), DroppedRateLimited: c.rateLimited.Load(),
+		ReadErrors: c.readErrors.Load(), WriteErrors: c.writeErrors.Load(),
+	}
+}
+
+// Pending returns the number of outstanding queries.
+func (t *Transport) Pending() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.pending)
+}
+
+// Query sends q to addr and waits for the reply, the timeout of its last
+// attempt, the transport's closing or the end of ctx. A KRPC error reply
+// is returned as an error wrapping *Error, with the error message in the
+// Response. The transport sets q's transaction ID, kind, version and
+// read-only flag on its own copy; q itself is not modified.
+func (t *Transport) Query(ctx context.Context, addr netip.AddrPort, q *Msg) (Response, error) {
+	ch := make(chan result, 1)
+	t.QueryAsync(ctx, addr, q, func(r Response, err error) { ch <- result{r, err} })
+	select {
+	case r := <-ch:
+		return r.resp, r.err
+	case <-ctx.Done():
+		// The callback has fired or will fire with the context's error
+		// into the buffered channel; nothing waits on it.
+		return Response{}, fmt.Errorf("krpc: %s to %v: %w", q.Q, addr, context.Cause(ctx))
+	}
+}
+
+type result struct {
+	resp Response
+	err  error
+}
+
+// QueryAsync sends q to addr and returns at once; done is called exactly
+// once with the outcome (see Callback). Cancelling ctx abandons the query.
+func (t *Transport) QueryAsync(ctx context.Context, addr netip.AddrPort, q *Msg, done Callback) {
+	addr = unmap(addr)
+	if !addr.IsValid() || addr.Port() == 0 {
+		t.fail(done, fmt.Errorf("krpc: %s: invalid address %v", q.Q, addr))
+		return
+	}
+	if err := ctx.Err(); err != nil {
+		t.fail(done, fmt.Errorf("krpc: %s to %v: %w", q.Q, addr, context.Cause(ctx)))
+		return
+	}
+	m := *q
+	m.Y = KindQuery
+	if len(m.V) == 0 {
+		m.V = t.version
+	}
+	m.RO = m.RO || t.ro
+
+	c := &call{addr: addr, method: q.Q, done: done}
+	var tb [tidLen]byte
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		t.fail(done, fmt.Errorf("krpc: %s to %v: %w", q.Q, addr, ErrClosed))
+		return
+	}
+	for {
+		c.tid = t.rng.Uint32()
+		if _, taken := t.pending[c.tid]; !taken {
+			break
+		}
+	}
+	binary.BigEndian.PutUint32(tb[:], c.tid)
+	m.T = tb[:]
+	packet, err := m.AppendBinary(make([]byte, 0, 128))
+	if err != nil {
+		t.mu.Unlock()
+		t.fail(done, fmt.Errorf("krpc: %s to %v: %w", q.Q, addr, err))
+		return
+	}
+	c.packet = packet
+	c.timer = time.AfterFunc(time.Hour, func() { t.expire(c) })
+	c.timer.Stop() // armed when the packet leaves
+	t.pending[c.tid] = c
+	t.mu.Unlock()
+	t.stats.queriesSent.Add(1)
+
+	c.stopCtx = context.AfterFunc(ctx, func() {
+		t.stats.cancelled.Add(1)
+		t.finish(c, Response{}, fmt.Errorf("krpc: %s to %v: %w", c.method, c.addr, context.Cause(ctx)))
+	})
+	t.transmit(c)
+}
+
+// fail reports an error that happened before the query was sent. The
+// callback runs on its own goroutine so that it never runs inside the
+// caller's QueryAsync.
+func (t *Transport) fail(done Callback, err error) {
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		done(Response{}, err)
+	}()
+}
+
+// transmit sends one attempt of c, after waiting for the send limiter, and
+// arms its timer.
+func (t *Transport) transmit(c *call) {
+	if t.lim != nil {
+		if d := t.lim.Reserve().Delay(); d > 0 {
+			t.deferCall(d, func() { t.sendAttempt(c) })
+			return
+		}
+	}
+	t.sendAttempt(c)
+}
+
+// deferCall runs f after d unless the transport closes first.
+func (t *Transport) deferCall(d time.Duration, f func()) {
+	time.AfterFunc(d, func() {
+		if !t.enter() {
+			return
+		}
+		defer t.wg.Done()
+		f()
+	})
+}
+
+// enter registers a timer callback with the WaitGroup that Close waits on,
+// or reports false once the transport is closed.
+func (t *Transport) enter() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return false
+	}
+	t.wg.Add(1)
+	return true
+}
+
+func (t *Transport) sendAttempt(c *call) {
+	t.mu.Lock()
+	if t.pending[c.tid] != c {
+		t.mu.Unlock()
+		return // finished while waiting for the limiter
+	}
+	c.attempts++
+	if c.attempts > 1 {
+		t.stats.resends.Add(1)
+	}
+	c.sentAt = time.Now()
+	c.timer.Reset(t.timeout)
+	t.mu.Unlock()
+	t.write(c.packet, c.addr)
+}
+
+// expire handles the timeout of one attempt: resend, or give up.
+func (t *Transport) expire(c *call) {
+	if !t.enter() {
+		return
+	}
+	defer t.wg.Done()
+	t.mu.Lock()
+	if t.pending[c.tid] != c {
+		t.mu.Unlock()
+		return
+	}
+	again := c.attempts <= t.retries
+	attempts := c.attempts
+	t.mu.Unlock()
+	if again {
+		t.transmit(c)
+		return
+	}
+	t.stats.timeouts.Add(1)
+	t.finish(c, Response{Attempts: attempts},
+		fmt.Errorf("krpc: %s to %v: no reply after %d attempts: %w", c.method, c.addr, attempts, ErrTimeout))
+}
+
+// finish removes c and calls its callback, once: only the caller that
+// removes c from the pending map gets to call it.
+func (t *Transport) finish(c *call, r Response, err error) bool {
+	t.mu.Lock()
+	if t.pending[c.tid] != c {
+		t.mu.Unlock()
+		return false
+	}
+	delete(t.pending, c.tid)
+	t.mu.Unlock()
+	c.timer.Stop()
+	if c.stopCtx != nil {
+		c.stopCtx()
+	}
+	c.done(r, err)
+	return true
+}
+
+func (t *Transport) write(b []byte, addr netip.AddrPort) bool {
+	var err error
+	if t.fastW != nil {
+		_, err = t.fastW.WriteToUDPAddrPort(b, addr)
+	} else {
+		_, err = t.conn.WriteTo(b, net.UDPAddrFromAddrPort(addr))
+	}
+	if err != nil {
+		t.stats.writeErrors.Add(1)
+		t.log.Debug().Err(err).Stringer("addr", addr).Msg("write failed")
+		return false
+	}
+	t.stats.packetsSent.Add(1)
+	t.stats.bytesSent.Add(uint64(len(b)))
+	return true
+}
+
+// Serve reads and dispatches packets until Close is called or ctx ends,
+// which also closes the transport. It returns nil after a clean stop. It
+// may be called once.
+func (t *Transport) Serve(ctx context.Context) error {
+	t.mu.Lock()
+	switch {
+	case t.closed:
+		t.mu.Unlock()
+		return ErrClosed
+	case t.serving:
+		t.mu.Unlock()
+		return errors.New("krpc: Serve called twice")
+	}
+	t.serving = true
+	t.mu.Unlock()
+	// When ctx ends, Close runs on the AfterFunc goroutine; Serve then
+	// returns only after that Close has finished.
+	stop := context.AfterFunc(ctx, func() { t.Close() })
+	defer func() {
+		close(t.served)
+		if !stop() {
+			t.Close()
+		}
+	}()
+
+	buf := make([]byte, t.limits.MaxSize+1) // one spare byte detects oversize packets
+	var (
+		query, reply Msg
+		out          = make([]byte, 0, t.limits.MaxSize)
+		backoff      time.Duration
+	)
+	for {
+		n, src, err := t.read(buf)
+		if err != nil {
+			if t.isClosed() {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue // a deadline set by someone else; keep reading
+			}
+			t.stats.readErrors.Add(1)
+			t.log.Warn().Err(err).Msg("read failed")
+			backoff = min(max(2*backoff, time.Millisecond), time.Second)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		t.stats.packetsReceived.Add(1)
+		t.stats.bytesReceived.Add(uint64(n))
+		if n > t.limits.MaxSize {
+			t.stats.oversize.Add(1)
+			continue
+		}
+		pkt := buf[:n]
+		// Queries are decoded in place; replies need a buffer of their own
+		// because the callback may keep them.
+		if isQuery(pkt) {
+			out = t.serveQuery(&query, &reply, pkt, src, out)
+			continue
+		}
+		t.handleReply(pkt, src)
+	}
+}
+
+// isQuery is a cheap pre-check: a query carries "1:y1:q". A false positive
+// is caught by the decoder.
+func isQuery(b []byte) bool {
+	for i := 0; i+6 <= len(b); i++ {
+		if b[i] == '1' && string(b[i:i+6]) == "1:y1:q" {
+			return true
+		}
+	}
+	return false
+}
+
+func (t *Transport) read(buf []byte) (int, netip.AddrPort, error) {
+	if t.fastR != nil {
+		n, ap, err := t.fastR.ReadFromUDPAddrPort(buf)
+		return n, unmap(ap), err
+	}
+	n, a, err := t.conn.ReadFrom(buf)
+	if err != nil {
+		return n, netip.AddrPort{}, err
+	}
+	var ap netip.AddrPort
+	if ua, ok := a.(*net.UDPAddr); ok {
+		ap = ua.AddrPort()
+	} else if ap, err = netip.ParseAddrPort(a.String()); err != nil {
+		return 0, ap, fmt.Errorf("krpc: source address %q: %w", a, err)
+	}
+	return n, unmap(ap), nil
+}
+
+func unmap(ap netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+func (t *Transport) isClosed() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.closed
+}
+
+// serveQuery decodes and answers one query, reusing q, reply and out.
+func (t *Transport) serveQuery(q, reply *Msg, pkt []byte, src netip.AddrPort, out []byte) []byte {
+	err := t.limits.Unmarshal(pkt, q)
+	var de *DecodeError
+	switch {
+	case err == nil && q.Y == KindQuery:
+	case errors.As(err, &de) && de.Field != "" && q.Y == KindQuery:
+		// Well-formed query with a bad argument: BEP 5 protocol error.
+		t.stats.queriesReceived.Add(1)
+		reply.reset()
+		reply.T, reply.Y, reply.V = q.T, KindError, t.version
+		reply.E = &Error{Code: CodeProtocol, Msg: "invalid argument " + de.Field + ": " + de.Reason}
+		return t.sendReply(reply, src, out)
+	case err == nil:
+		// Not a query after all (the pre-check matched inside a value):
+		// decode again into a message of its own, since q aliases buf.
+		t.handleReply(pkt, src)
+		return out
+	default:
+		t.stats.malformed.Add(1)
+		t.log.Debug().Err(err).Stringer("src", src).Msg("malformed packet")
+		return out
+	}
+	t.stats.queriesReceived.Add(1)
+	if t.handler == nil {
+		t.stats.noHandler.Add(1)
+		return out
+	}
+	reply.reset()
+	reply.T, reply.Y, reply.V = q.T, KindReply, t.version
+	if !t.handler.ServeKRPC(reply, q, src) {
+		return out
+	}
+	return t.sendReply(reply, src, out)
+}
+
+func (t *Transport) sendReply(reply *Msg, src netip.AddrPort, out []byte) []byte {
+	b, err := reply.AppendBinary(out[:0])
+	if err != nil {
+		t.log.Error().Err(err).Str("q", reply.Q).Msg("handler produced a reply that does not encode")
+		return out
+	}
+	if t.lim != nil && !t.lim.Allow() {
+		t.stats.rateLimited.Add(1)
+		return b
+	}
+	if t.write(b, src) {
+		if reply.Y == KindError {
+			t.stats.errorsSent.Add(1)
+		} else {
+			t.stats.repliesSent.Add(1)
+		}
+	}
+	return b
+}
+
+// handleReply decodes a reply or error into a fresh message and completes
+// the matching query.
+func (t *Transport) handleReply(pkt []byte, src netip.AddrPort) {
+	own := make([]byte, len(pkt))
+	copy(own, pkt)
+	m := new(Msg)
+	if err := t.limits.Unmarshal(own, m); err != nil {
+		t.stats.malformed.Add(1)
+		t.log.Debug().Err(err).Stringer("src", src).Msg("malformed packet")
+		return
+	}
+	t.handleDecoded(m, src)
+}
+
+// handleDecoded matches a decoded reply or error to its query.
+func (t *Transport) handleDecoded(m *Msg, src netip.AddrPort) {
+	if m.Y == KindQuery {
+		// A query the pre-check missed: impossible, since every query
+		// holds "1:y1:q"; dropped rather than answered from a copy.
+		t.stats.malformed.Add(1)
+		return
+	}
+	if len(m.T) != tidLen {
+		t.stats.unknownTx.Add(1)
+		return
+	}
+	tid := binary.BigEndian.Uint32(m.T)
+	t.mu.Lock()
+	c := t.pending[tid]
+	switch {
+	case c == nil:
+		t.mu.Unlock()
+		t.stats.unknownTx.Add(1)
+		return
+	case c.addr != src:
+		t.mu.Unlock()
+		t.stats.wrongAddr.Add(1)
+		t.log.Debug().Stringer("src", src).Stringer("want", c.addr).Msg("reply from the wrong address")
+		return
+	}
+	r := Response{Msg: m, From: src, RTT: time.Since(c.sentAt), Attempts: c.attempts}
+	t.mu.Unlock()
+	var err error
+	if m.Y == KindError {
+		t.stats.errorsReceived.Add(1)
+		err = fmt.Errorf("krpc: %s to %v: %w", c.method, src, m.Err())
+	} else {
+		t.stats.repliesReceived.Add(1)
+	}
+	t.finish(c, r, err)
+}
+
+// Close stops the transport: it closes the socket, ends every outstanding
+// query with ErrClosed, and returns once Serve and every callback the
+// transport started have returned. It is safe to call more than once and
+// from several goroutines; every call returns after the shutdown is
+// complete. It must not be called from a Callback or a Handler.
+func (t *Transport) Close() error {
+	t.closeOnce.Do(func() { t.closeErr = t.shutdown() })
+	return t.closeErr
+}
+
+func (t *Transport) shutdown() error {
+	t.mu.Lock()
+	t.closed = true
+	serving := t.serving
+	calls := make([]*call, 0, len(t.pending))
+	for _, c := range t.pending {
+		calls = append(calls, c)
+	}
+	t.mu.Unlock()
+
+	err := t.conn.Close()
+	for _, c := range calls {
+		t.finish(c, Response{Attempts: c.attempts}, fmt.Errorf("krpc: %s to %v: %w", c.method, c.addr, ErrClosed))
+	}
+	if serving {
+		<-t.served
+	}
+	t.wg.Wait()
+	if err != nil && !errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("krpc: close: %w", err)
+	}
+	return nil
+}
