@@ -1,0 +1,169 @@
+package lightdht
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/lightdht/lightdht/krpc"
+	"github.com/lightdht/lightdht/table"
+)
+
+// Defaults of Config.
+const (
+	DefaultAlpha          = 3                      // queries in flight per lookup
+	DefaultQueryTimeout   = 2 * time.Second        // per attempt
+	DefaultRetries        = 2                      // resends after a timed-out attempt
+	DefaultStallAfter     = 500 * time.Millisecond // a lookup query this slow frees its slot
+	DefaultSendRate       = 1000                   // packets per second, all queries and replies
+	DefaultPerIPRate      = 10                     // incoming queries per second per source IP
+	DefaultPerIPBurst     = 50
+	DefaultPeerTTL        = 30 * time.Minute
+	DefaultMaxValues      = 50 // peers in one get_peers reply: 50 x 8 bytes stays well inside a packet
+	DefaultRefreshEvery   = time.Minute
+	DefaultBootstrapEvery = 30 * time.Second
+)
+
+// DefaultVersion is the "v" client version lightdht sends: "LD" and version
+// 0.1.
+var DefaultVersion = []byte{'L', 'D', 0, 1}
+
+// Config configures a Node. The zero value of every field except the
+// sockets is a sensible default, documented on the field.
+type Config struct {
+	// ID is the node ID. Zero: a random ID, or a BEP 42 secure ID for
+	// PublicIP when that is set.
+	ID krpc.ID
+
+	// Conn4 and Conn6 are the IPv4 and IPv6 sockets (BEP 32). At least one
+	// is required; the node owns and closes them. Tests pass in-memory
+	// conns from internal/simnet.
+	Conn4, Conn6 net.PacketConn
+
+	// Bootstrap lists the nodes to join through. There is no built-in
+	// list. Empty: the node waits to be contacted.
+	Bootstrap []netip.AddrPort
+
+	// Table selects the routing table: table.KBucket (default), or one of
+	// the research tables that keep every node seen (table.Flat,
+	// table.Prefix).
+	Table table.Kind
+	// K is the bucket size and the number of closest nodes a lookup
+	// returns. Zero: 8.
+	K int
+	// IPsPerBucket limits the entries sharing one IP in a k-bucket. Zero:
+	// 1; negative: no limit (useful on a single-host test network).
+	IPsPerBucket int
+	// Alpha is the number of queries each lookup keeps in flight. Zero: 3.
+	Alpha int
+
+	// QueryTimeout is how long each attempt of a query waits. Zero: 2s.
+	QueryTimeout time.Duration
+	// Retries is the number of resends after a timed-out attempt. Zero:
+	// 2; negative: none. Lookups do not wait for them: a slow query frees
+	// its slot after StallAfter, and a late reply still counts.
+	Retries int
+	// StallAfter is how long a lookup query may go unanswered before the
+	// lookup stops counting it against Alpha and queries another node,
+	// still accepting the late reply. Zero: 500ms.
+	StallAfter time.Duration
+
+	// SendRate caps the packets the node sends per second per socket.
+	// Zero: 1,000; negative: no cap.
+	SendRate float64
+	// PerIPRate and PerIPBurst limit the queries answered per source IP, so
+	// that the node cannot be used as an amplifier. Zero: 10 per second
+	// with a burst of 50; negative PerIPRate: no limit.
+	PerIPRate  float64
+	PerIPBurst int
+
+	// PublicIP is this node's address as others see it. When set and ID is
+	// zero, the ID is derived from it per BEP 42.
+	PublicIP netip.Addr
+	// EnforceSecureID keeps nodes whose IDs violate BEP 42 out of the
+	// routing tables. Off by default: most of the DHT does not comply.
+	EnforceSecureID bool
+	// ReadOnly makes the node a BEP 43 read-only node: it sets "ro" on its
+	// queries and answers none.
+	ReadOnly bool
+
+	// PeerTTL is how long an announced peer is kept. Zero: 30 minutes.
+	PeerTTL time.Duration
+	// MaxValues caps the peers in one get_peers reply. Zero: 50.
+	MaxValues int
+
+	// Version is the "v" sent with every message. Nil: DefaultVersion.
+	Version []byte
+
+	// Observer receives every node the node sees. Nil: none.
+	Observer Observer
+	// Logger receives log events, tagged component=node. Zero value: no
+	// logging.
+	Logger zerolog.Logger
+	// Now is the clock. Nil: time.Now.
+	Now func() time.Time
+
+	// NoMaintenance turns off the background bootstrap, table refresh and
+	// pings of questionable nodes that Serve runs.
+	NoMaintenance bool
+}
+
+func (c Config) withDefaults() (Config, error) {
+	switch {
+	case c.Conn4 == nil && c.Conn6 == nil:
+		return c, errors.New("lightdht: config: Conn4 or Conn6 is required")
+	case c.K < 0, c.Alpha < 0, c.MaxValues < 0, c.PerIPBurst < 0:
+		return c, fmt.Errorf("lightdht: config: negative K (%d), Alpha (%d), MaxValues (%d) or PerIPBurst (%d)", c.K, c.Alpha, c.MaxValues, c.PerIPBurst)
+	case c.QueryTimeout < 0, c.StallAfter < 0, c.PeerTTL < 0:
+		return c, errors.New("lightdht: config: negative QueryTimeout, StallAfter or PeerTTL")
+	}
+	for _, a := range c.Bootstrap {
+		if !a.IsValid() || a.Port() == 0 {
+			return c, fmt.Errorf("lightdht: config: invalid bootstrap address %v", a)
+		}
+	}
+	if c.K == 0 {
+		c.K = table.DefaultK
+	}
+	if c.Alpha == 0 {
+		c.Alpha = DefaultAlpha
+	}
+	if c.QueryTimeout == 0 {
+		c.QueryTimeout = DefaultQueryTimeout
+	}
+	if c.Retries == 0 {
+		c.Retries = DefaultRetries
+	}
+	if c.StallAfter == 0 {
+		c.StallAfter = DefaultStallAfter
+	}
+	switch {
+	case c.SendRate == 0:
+		c.SendRate = DefaultSendRate
+	case c.SendRate < 0:
+		c.SendRate = 0 // the transport's "no cap"
+	}
+	if c.PerIPRate == 0 {
+		c.PerIPRate = DefaultPerIPRate
+	}
+	if c.PerIPBurst == 0 {
+		c.PerIPBurst = DefaultPerIPBurst
+	}
+	if c.PeerTTL == 0 {
+		c.PeerTTL = DefaultPeerTTL
+	}
+	if c.MaxValues == 0 {
+		c.MaxValues = DefaultMaxValues
+	}
+	if c.Version == nil {
+		c.Version = DefaultVersion
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c, nil
+}

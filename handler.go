@@ -1,0 +1,134 @@
+package lightdht
+
+import (
+	"net/netip"
+
+	"github.com/lightdht/lightdht/internal/peerstore"
+	"github.com/lightdht/lightdht/krpc"
+	"github.com/lightdht/lightdht/table"
+)
+
+// Replies to bad queries. Shared values: the transport only reads them.
+var (
+	errMissingID       = &krpc.Error{Code: krpc.CodeProtocol, Msg: "missing id"}
+	errMissingTarget   = &krpc.Error{Code: krpc.CodeProtocol, Msg: "missing target"}
+	errMissingInfohash = &krpc.Error{Code: krpc.CodeProtocol, Msg: "missing info_hash"}
+	errBadToken        = &krpc.Error{Code: krpc.CodeProtocol, Msg: "bad token"}
+	errBadPort         = &krpc.Error{Code: krpc.CodeProtocol, Msg: "missing or invalid port"}
+	errUnknownMethod   = &krpc.Error{Code: krpc.CodeMethodUnknown, Msg: "method unknown"}
+)
+
+func methodIndex(q string) int {
+	switch q {
+	case krpc.MethodPing:
+		return mPing
+	case krpc.MethodFindNode:
+		return mFindNode
+	case krpc.MethodGetPeers:
+		return mGetPeers
+	case krpc.MethodAnnouncePeer:
+		return mAnnounce
+	case krpc.MethodSampleInfohashes:
+		return mSample
+	}
+	return mOther
+}
+
+func fail(reply *krpc.Msg, e *krpc.Error) bool {
+	reply.Y, reply.E = krpc.KindError, e
+	return true
+}
+
+// serveQuery answers one incoming query on family f. It runs on f's read
+// goroutine.
+func (n *Node) serveQuery(f *family, reply, q *krpc.Msg, src netip.AddrPort) bool {
+	if n.ipLim != nil && !n.ipLim.allow(src.Addr(), n.cfg.Now()) {
+		n.stats.rateLimited.Add(1)
+		return false
+	}
+	n.stats.queries[methodIndex(q.Q)].Add(1)
+	querier := krpc.NodeInfo{ID: q.A.ID, Addr: src}
+	if !q.A.ID.IsZero() {
+		n.observe(Sighting{Node: querier, Source: SourceQuery, Method: q.Q, Version: string(q.V), ReadOnly: q.RO})
+		n.update(f, querier, table.Queried, q.RO)
+	}
+	if n.cfg.ReadOnly {
+		return false // BEP 43: a read-only node answers nothing
+	}
+	if q.A.ID.IsZero() {
+		return fail(reply, errMissingID)
+	}
+	reply.IP = src // BEP 42: tell the querier its address
+	reply.R.ID = n.id
+
+	switch q.Q {
+	case krpc.MethodPing:
+	case krpc.MethodFindNode:
+		if q.A.Target.IsZero() {
+			return fail(reply, errMissingTarget)
+		}
+		n.closestNodes(f, reply, q.A.Target, q.A.Want)
+	case krpc.MethodGetPeers:
+		if q.A.InfoHash.IsZero() {
+			return fail(reply, errMissingInfohash)
+		}
+		reply.R.Token = n.tokens.Append(reply.R.Token[:0], src.Addr())
+		fam := peerstore.IPv4
+		if f.v6 {
+			fam = peerstore.IPv6
+		}
+		reply.R.Values = n.peers.AppendPeers(reply.R.Values[:0], q.A.InfoHash, fam, n.cfg.MaxValues, q.A.NoSeed)
+		if len(reply.R.Values) == 0 {
+			n.closestNodes(f, reply, q.A.InfoHash, q.A.Want)
+		}
+		if q.A.Scrape {
+			seeds, peers := n.peers.Scrape(q.A.InfoHash)
+			reply.R.BFsd, reply.R.BFpe = seeds[:], peers[:]
+		}
+	case krpc.MethodAnnouncePeer:
+		if q.A.InfoHash.IsZero() {
+			return fail(reply, errMissingInfohash)
+		}
+		if !n.tokens.Valid(q.A.Token, src.Addr()) {
+			n.stats.badTokens.Add(1)
+			return fail(reply, errBadToken)
+		}
+		port := uint16(q.A.Port)
+		if q.A.ImpliedPort {
+			port = src.Port()
+		}
+		if port == 0 {
+			return fail(reply, errBadPort)
+		}
+		n.peers.Announce(q.A.InfoHash, netip.AddrPortFrom(src.Addr(), port), q.A.Seed)
+		n.stats.announces.Add(1)
+	default:
+		return fail(reply, errUnknownMethod)
+	}
+	return true
+}
+
+// closestNodes fills reply with the K closest nodes to target: from the
+// querier's own family by default, or from the families BEP 32's want
+// asks for.
+func (n *Node) closestNodes(f *family, reply *krpc.Msg, target krpc.ID, want krpc.Want) {
+	if want == 0 {
+		want = krpc.WantN4
+		if f.v6 {
+			want = krpc.WantN6
+		}
+	}
+	if want&krpc.WantN4 != 0 && n.v4 != nil {
+		reply.R.Nodes = appendInfos(reply.R.Nodes[:0], n.v4.table.Closest(target, n.cfg.K))
+	}
+	if want&krpc.WantN6 != 0 && n.v6 != nil {
+		reply.R.Nodes6 = appendInfos(reply.R.Nodes6[:0], n.v6.table.Closest(target, n.cfg.K))
+	}
+}
+
+func appendInfos(dst []krpc.NodeInfo, es []table.Entry) []krpc.NodeInfo {
+	for _, e := range es {
+		dst = append(dst, e.NodeInfo)
+	}
+	return dst
+}

@@ -1,0 +1,236 @@
+package lightdht_test
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/lightdht/lightdht"
+	"github.com/lightdht/lightdht/internal/simnet"
+	"github.com/lightdht/lightdht/krpc"
+)
+
+// rig is one node under test and a bare transport that queries it.
+type rig struct {
+	sim    *simnet.Network
+	node   *lightdht.Node
+	addr   netip.AddrPort
+	client *krpc.Transport
+	caddr  netip.AddrPort
+}
+
+func newRig(t *testing.T, tweak func(*lightdht.Config)) *rig {
+	t.Helper()
+	sim, err := simnet.New(simnet.Config{Latency: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, _ := sim.NewConn4()
+	cfg := lightdht.Config{Conn4: nc, NoMaintenance: true}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	node, err := lightdht.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go node.Serve(context.Background())
+	cc, _ := sim.NewConn4()
+	client, err := krpc.New(krpc.Config{Conn: cc, Retries: krpc.NoRetries, Timeout: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go client.Serve(context.Background())
+	t.Cleanup(func() {
+		client.Close()
+		node.Close()
+		sim.Close()
+	})
+	return &rig{sim: sim, node: node, addr: nc.AddrPort(), client: client, caddr: cc.AddrPort()}
+}
+
+func (r *rig) query(t *testing.T, q *krpc.Msg) (krpc.Response, error) {
+	t.Helper()
+	return r.client.Query(context.Background(), r.addr, q)
+}
+
+func wantCode(t *testing.T, err error, code int) {
+	t.Helper()
+	var kerr *krpc.Error
+	if !errors.As(err, &kerr) || kerr.Code != code {
+		t.Errorf("got %v, want KRPC error %d", err, code)
+	}
+}
+
+func TestQueryHandling(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, nil)
+		me := krpc.RandomID()
+		ih := krpc.RandomID()
+
+		// ping: our ID, and BEP 42's ip telling us our address.
+		resp, err := r.query(t, &krpc.Msg{Q: krpc.MethodPing, A: krpc.Args{ID: me}})
+		if err != nil {
+			t.Fatalf("ping: %v", err)
+		}
+		if resp.R.ID != r.node.ID() || resp.IP != r.caddr || string(resp.V) != string(lightdht.DefaultVersion) {
+			t.Errorf("ping reply id %v ip %v v %q", resp.R.ID, resp.IP, resp.V)
+		}
+		// The querier is now in the table.
+		if _, ok := r.node.Table(false).Get(me); !ok {
+			t.Error("querying node not added to the routing table")
+		}
+
+		// Missing arguments: 203.
+		_, err = r.query(t, &krpc.Msg{Q: krpc.MethodFindNode, A: krpc.Args{ID: me}})
+		wantCode(t, err, krpc.CodeProtocol)
+		_, err = r.query(t, &krpc.Msg{Q: krpc.MethodGetPeers, A: krpc.Args{ID: me}})
+		wantCode(t, err, krpc.CodeProtocol)
+		_, err = r.query(t, &krpc.Msg{Q: krpc.MethodPing})
+		wantCode(t, err, krpc.CodeProtocol)
+		// Unknown method: 204.
+		_, err = r.query(t, &krpc.Msg{Q: "vote", A: krpc.Args{ID: me}})
+		wantCode(t, err, krpc.CodeMethodUnknown)
+
+		// find_node returns known nodes (here: us).
+		resp, err = r.query(t, &krpc.Msg{Q: krpc.MethodFindNode, A: krpc.Args{ID: me, Target: me}})
+		if err != nil || len(resp.R.Nodes) != 1 || resp.R.Nodes[0].ID != me {
+			t.Errorf("find_node: %v, nodes %v", err, resp.R.Nodes)
+		}
+
+		// get_peers with no peers: nodes and a token.
+		resp, err = r.query(t, &krpc.Msg{Q: krpc.MethodGetPeers, A: krpc.Args{ID: me, InfoHash: ih}})
+		if err != nil || len(resp.R.Token) == 0 || len(resp.R.Values) != 0 || len(resp.R.Nodes) == 0 {
+			t.Fatalf("get_peers: %v, token %x values %v nodes %v", err, resp.R.Token, resp.R.Values, resp.R.Nodes)
+		}
+		token := append([]byte(nil), resp.R.Token...)
+
+		// announce_peer with a bad token: 203, nothing stored.
+		_, err = r.query(t, &krpc.Msg{Q: krpc.MethodAnnouncePeer, A: krpc.Args{ID: me, InfoHash: ih, Port: 6881, Token: []byte("forged!!")}})
+		wantCode(t, err, krpc.CodeProtocol)
+		// Without a port: 203.
+		_, err = r.query(t, &krpc.Msg{Q: krpc.MethodAnnouncePeer, A: krpc.Args{ID: me, InfoHash: ih, Token: token}})
+		wantCode(t, err, krpc.CodeProtocol)
+		// With the token: stored, and returned by get_peers.
+		if _, err = r.query(t, &krpc.Msg{Q: krpc.MethodAnnouncePeer, A: krpc.Args{ID: me, InfoHash: ih, Port: 7000, Token: token}}); err != nil {
+			t.Fatalf("announce_peer: %v", err)
+		}
+		// implied_port: the UDP source port is used.
+		if _, err = r.query(t, &krpc.Msg{Q: krpc.MethodAnnouncePeer, A: krpc.Args{ID: me, InfoHash: ih, Port: 1, ImpliedPort: true, Token: token}}); err != nil {
+			t.Fatalf("announce_peer implied_port: %v", err)
+		}
+		resp, err = r.query(t, &krpc.Msg{Q: krpc.MethodGetPeers, A: krpc.Args{ID: me, InfoHash: ih}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[netip.AddrPort]bool{netip.AddrPortFrom(r.caddr.Addr(), 7000): true, r.caddr: true}
+		if len(resp.R.Values) != 2 || !want[resp.R.Values[0]] || !want[resp.R.Values[1]] {
+			t.Errorf("values %v, want %v", resp.R.Values, want)
+		}
+		st := r.node.Stats()
+		if st.BadTokens != 1 || st.AnnouncesStored != 2 || st.Infohashes != 1 || st.Peers != 2 {
+			t.Errorf("stats %+v", st)
+		}
+	})
+}
+
+func TestReadOnlyQuerierNotAdded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, nil)
+		me := krpc.RandomID()
+		if _, err := r.query(t, &krpc.Msg{Q: krpc.MethodPing, RO: true, A: krpc.Args{ID: me}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := r.node.Table(false).Get(me); ok {
+			t.Error("BEP 43 read-only querier was added to the routing table")
+		}
+	})
+}
+
+func TestReadOnlyNodeAnswersNothing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, func(c *lightdht.Config) { c.ReadOnly = true })
+		if _, err := r.query(t, &krpc.Msg{Q: krpc.MethodPing, A: krpc.Args{ID: krpc.RandomID()}}); !errors.Is(err, krpc.ErrTimeout) {
+			t.Errorf("read-only node: %v, want no answer", err)
+		}
+	})
+}
+
+func TestWantNodes6(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sim, _ := simnet.New(simnet.Config{})
+		defer sim.Close()
+		c4, _ := sim.NewConn4()
+		c6, _ := sim.NewConn6()
+		node, err := lightdht.New(lightdht.Config{Conn4: c4, Conn6: c6, NoMaintenance: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		go node.Serve(context.Background())
+		defer node.Close()
+		// An IPv6 querier enters the IPv6 table only.
+		q6, _ := sim.NewConn6()
+		cl6, _ := krpc.New(krpc.Config{Conn: q6})
+		go cl6.Serve(context.Background())
+		defer cl6.Close()
+		id6 := krpc.RandomID()
+		if _, err := cl6.Query(context.Background(), c6.AddrPort(), &krpc.Msg{Q: krpc.MethodPing, A: krpc.Args{ID: id6}}); err != nil {
+			t.Fatal(err)
+		}
+		if node.Table(true).Len() != 1 || node.Table(false).Len() != 0 {
+			t.Fatalf("tables v4 %d v6 %d, want 0 and 1", node.Table(false).Len(), node.Table(true).Len())
+		}
+		// An IPv4 querier asking for n6 gets nodes6.
+		q4, _ := sim.NewConn4()
+		cl4, _ := krpc.New(krpc.Config{Conn: q4})
+		go cl4.Serve(context.Background())
+		defer cl4.Close()
+		resp, err := cl4.Query(context.Background(), c4.AddrPort(), &krpc.Msg{Q: krpc.MethodFindNode, A: krpc.Args{ID: krpc.RandomID(), Target: id6, Want: krpc.WantN4 | krpc.WantN6}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(resp.R.Nodes6) != 1 || resp.R.Nodes6[0].ID != id6 {
+			t.Errorf("nodes6 %v, want the IPv6 querier", resp.R.Nodes6)
+		}
+	})
+}
+
+// TestPerIPRateLimit: a source over its budget stops getting answers while
+// another source is still served.
+func TestPerIPRateLimit(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, func(c *lightdht.Config) { c.PerIPRate, c.PerIPBurst = 5, 10 })
+		// 30 queries arriving in the same instant: the burst of 10 is
+		// answered, the rest are dropped.
+		var wg sync.WaitGroup
+		var answered atomic.Int32
+		for range 30 {
+			wg.Add(1)
+			r.client.QueryAsync(context.Background(), r.addr, &krpc.Msg{Q: krpc.MethodPing, A: krpc.Args{ID: krpc.RandomID()}}, func(_ krpc.Response, err error) {
+				if err == nil {
+					answered.Add(1)
+				}
+				wg.Done()
+			})
+		}
+		wg.Wait()
+		if answered.Load() != 10 {
+			t.Errorf("answered %d of 30 simultaneous queries, want the burst of 10", answered.Load())
+		}
+		if r.node.Stats().RateLimited == 0 {
+			t.Error("no query counted as rate limited")
+		}
+		other, _ := r.sim.NewConn4()
+		cl, _ := krpc.New(krpc.Config{Conn: other})
+		go cl.Serve(context.Background())
+		defer cl.Close()
+		if _, err := cl.Query(context.Background(), r.addr, &krpc.Msg{Q: krpc.MethodPing, A: krpc.Args{ID: krpc.RandomID()}}); err != nil {
+			t.Errorf("another source was refused: %v", err)
+		}
+	})
+}

@@ -1,0 +1,437 @@
+package lightdht
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/lightdht/lightdht/krpc"
+)
+
+// ErrNoNodes is returned by a lookup that has no node to start from (an
+// empty routing table and no bootstrap addresses) or whose every query
+// failed.
+var ErrNoNodes = errors.New("lightdht: no node answered")
+
+// LookupStats describes one lookup.
+type LookupStats struct {
+	Queries  int           // queries sent
+	Replies  int           // replies received
+	Timeouts int           // queries that got no reply
+	Errors   int           // KRPC error replies and other failures
+	Duration time.Duration // from start to completion
+}
+
+// NodeToken is a node that answered a get_peers lookup, with the token it
+// issued for announce_peer.
+type NodeToken struct {
+	krpc.NodeInfo
+	Token []byte
+}
+
+// FindNodeResult is the outcome of a find_node lookup.
+type FindNodeResult struct {
+	Nodes []krpc.NodeInfo // the K closest nodes that replied, nearest first
+	Stats LookupStats
+}
+
+// GetPeersResult is the outcome of a get_peers lookup.
+type GetPeersResult struct {
+	Peers []netip.AddrPort // every distinct peer received
+	Nodes []NodeToken      // the K closest nodes that replied, nearest first, with their tokens
+	Stats LookupStats
+}
+
+type lookupKind uint8
+
+const (
+	findNodeLookup lookupKind = iota
+	getPeersLookup
+)
+
+// Candidate states.
+const (
+	candFresh uint8 = iota
+	candAsked
+	candReplied
+	candFailed
+)
+
+type cand struct {
+	ni      krpc.NodeInfo
+	state   uint8
+	stalled bool // asked, and slower than StallAfter: no longer counted against alpha
+	token   []byte
+	stall   *time.Timer
+}
+
+// lookup is one iterative lookup. Its callbacks run on the transport's
+// goroutines; all its state is guarded by mu, and no lock is held while
+// sending or calling out.
+type lookup struct {
+	n      *Node
+	f      *family
+	kind   lookupKind
+	target krpc.ID
+	ctx    context.Context
+	start  time.Time
+
+	onPeers func([]netip.AddrPort) // get_peers: new peers as they arrive
+	finish  func(l *lookup, err error)
+
+	deliver sync.Mutex // serialises onPeers calls
+
+	mu          sync.Mutex
+	cands       []*cand // sorted by distance to target, nearest first
+	seen        map[netip.AddrPort]bool
+	active      int // queries in flight counted against alpha
+	outstanding int // every query in flight
+	peers       []netip.AddrPort
+	peerSet     map[netip.AddrPort]bool
+	stats       LookupStats
+	final       LookupStats // stats when the lookup ended; late replies do not change it
+	done        bool
+}
+
+func (n *Node) newLookup(ctx context.Context, f *family, kind lookupKind, target krpc.ID) *lookup {
+	n.stats.lookups.Add(1)
+	l := &lookup{n: n, f: f, kind: kind, target: target, ctx: ctx, start: time.Now(),
+		seen: map[netip.AddrPort]bool{}, peerSet: map[netip.AddrPort]bool{}}
+	for _, e := range f.table.Closest(target, n.cfg.K) {
+		l.addCand(e.NodeInfo)
+	}
+	return l
+}
+
+// run starts the lookup: from the routing table, and from the bootstrap
+// addresses too when withSeeds is set or the table has fewer than K nodes.
+func (l *lookup) run(withSeeds bool) {
+	var seeds []netip.AddrPort
+	l.mu.Lock()
+	if withSeeds || len(l.cands) < l.n.cfg.K {
+		for _, a := range l.n.cfg.Bootstrap {
+			if l.n.familyFor(a.Addr()) == l.f && !l.seen[a] {
+				l.seen[a] = true
+				seeds = append(seeds, a)
+			}
+		}
+	}
+	if len(l.cands) == 0 && len(seeds) == 0 {
+		l.mu.Unlock()
+		l.end(fmt.Errorf("lightdht: lookup %v: empty routing table and no bootstrap address: %w", l.target, ErrNoNodes))
+		return
+	}
+	l.outstanding += len(seeds)
+	l.stats.Queries += len(seeds)
+	l.mu.Unlock()
+	for _, a := range seeds {
+		l.send(nil, a)
+	}
+	l.step()
+}
+
+// addCand inserts a candidate in distance order unless its address is
+// already known. l.mu must be held (or the lookup not yet shared).
+func (l *lookup) addCand(ni krpc.NodeInfo) {
+	if ni.ID.IsZero() || ni.ID == l.n.id || !ni.Addr.IsValid() || ni.Addr.Port() == 0 || l.seen[ni.Addr] {
+		return
+	}
+	if ni.Is6() != l.f.v6 {
+		return
+	}
+	l.seen[ni.Addr] = true
+	i, _ := slices.BinarySearchFunc(l.cands, ni.ID, func(c *cand, id krpc.ID) int {
+		switch {
+		case krpc.CloserTo(l.target, c.ni.ID, id):
+			return -1
+		case krpc.CloserTo(l.target, id, c.ni.ID):
+			return 1
+		}
+		return 0
+	})
+	if limit := 16 * l.n.cfg.K; i >= limit {
+		return // farther than every candidate worth keeping
+	}
+	l.cands = slices.Insert(l.cands, i, &cand{ni: ni})
+	if limit := 16 * l.n.cfg.K; len(l.cands) > limit {
+		last := l.cands[len(l.cands)-1]
+		if last.state == candFresh {
+			l.cands = l.cands[:len(l.cands)-1]
+		}
+	}
+}
+
+// step sends queries while fewer than alpha are active, and ends the lookup
+// when the K closest live candidates have all replied or nothing is left
+// to ask.
+func (l *lookup) step() {
+	if err := l.ctx.Err(); err != nil {
+		l.end(fmt.Errorf("lightdht: lookup %v: %w", l.target, context.Cause(l.ctx)))
+		return
+	}
+	k, alpha := l.n.cfg.K, l.n.cfg.Alpha
+	var send []*cand
+	l.mu.Lock()
+	if l.done {
+		l.mu.Unlock()
+		return
+	}
+	replied, pending := 0, false
+	for _, c := range l.cands {
+		if replied >= k {
+			break
+		}
+		switch c.state {
+		case candReplied:
+			replied++
+		case candAsked:
+			pending = true
+		case candFresh:
+			pending = true
+			if l.active < alpha {
+				c.state = candAsked
+				l.active++
+				l.outstanding++
+				l.stats.Queries++
+				send = append(send, c)
+			}
+		}
+	}
+	finished := (replied >= k && !pending) || (!pending && l.outstanding == 0)
+	l.mu.Unlock()
+	if finished {
+		l.end(nil)
+		return
+	}
+	for _, c := range send {
+		l.send(c, c.ni.Addr)
+	}
+}
+
+// send queries one candidate (or, with c nil, a bootstrap address).
+func (l *lookup) send(c *cand, addr netip.AddrPort) {
+	q := &krpc.Msg{Q: krpc.MethodFindNode, A: krpc.Args{ID: l.n.id, Target: l.target}}
+	if l.kind == getPeersLookup {
+		q = &krpc.Msg{Q: krpc.MethodGetPeers, A: krpc.Args{ID: l.n.id, InfoHash: l.target}}
+	}
+	l.n.stats.lookupQueries.Add(1)
+	if c != nil {
+		l.mu.Lock()
+		c.stall = time.AfterFunc(l.n.cfg.StallAfter, func() { l.stalled(c) })
+		l.mu.Unlock()
+	}
+	l.f.tr.QueryAsync(l.ctx, addr, q, func(r krpc.Response, err error) { l.onResult(c, addr, q.Q, r, err) })
+}
+
+// stalled frees the alpha slot of a slow query.
+func (l *lookup) stalled(c *cand) {
+	l.mu.Lock()
+	if l.done || c.state != candAsked || c.stalled {
+		l.mu.Unlock()
+		return
+	}
+	c.stalled = true
+	l.active--
+	l.mu.Unlock()
+	l.step()
+}
+
+func (l *lookup) onResult(c *cand, addr netip.AddrPort, method string, r krpc.Response, err error) {
+	to := krpc.NodeInfo{Addr: addr}
+	if c != nil {
+		to = c.ni
+	}
+	l.n.handleResult(l.f, to, method, r, err)
+	ok := err == nil && r.Msg != nil
+	var nodes []krpc.NodeInfo
+	if ok {
+		nodes = r.R.Nodes
+		if l.f.v6 {
+			nodes = r.R.Nodes6
+		}
+		reporter := krpc.NodeInfo{ID: r.R.ID, Addr: r.From}
+		for _, ni := range nodes {
+			l.n.observe(Sighting{Node: ni, Source: SourceReported, Method: method, Reporter: reporter})
+		}
+	}
+
+	var fresh []netip.AddrPort
+	l.mu.Lock()
+	l.outstanding--
+	if c != nil {
+		if c.stall != nil {
+			c.stall.Stop()
+		}
+		if !c.stalled {
+			l.active--
+		}
+	}
+	switch {
+	case ok:
+		l.stats.Replies++
+	case errors.Is(err, krpc.ErrTimeout):
+		l.stats.Timeouts++
+	default:
+		l.stats.Errors++
+	}
+	if ok {
+		if c == nil {
+			// A bootstrap node: now that its ID is known it is a
+			// candidate like any other, and one that has replied.
+			from := krpc.NodeInfo{ID: r.R.ID, Addr: r.From}
+			delete(l.seen, from.Addr)
+			l.addCand(from)
+			for _, x := range l.cands {
+				if x.ni.Addr == from.Addr {
+					x.state = candReplied
+					x.token = slices.Clone(r.R.Token)
+				}
+			}
+		} else {
+			c.state = candReplied
+			c.token = slices.Clone(r.R.Token)
+		}
+		for _, ni := range nodes {
+			l.addCand(ni)
+		}
+		for _, p := range r.R.Values {
+			if !l.peerSet[p] {
+				l.peerSet[p] = true
+				l.peers = append(l.peers, p)
+				fresh = append(fresh, p)
+			}
+		}
+	} else if c != nil {
+		c.state = candFailed
+	}
+	done := l.done
+	l.mu.Unlock()
+
+	if len(fresh) > 0 && l.onPeers != nil && !done {
+		l.deliver.Lock()
+		l.onPeers(fresh)
+		l.deliver.Unlock()
+	}
+	l.step()
+}
+
+// end finishes the lookup once.
+func (l *lookup) end(err error) {
+	l.mu.Lock()
+	if l.done {
+		l.mu.Unlock()
+		return
+	}
+	l.done = true
+	l.stats.Duration = time.Since(l.start)
+	l.final = l.stats
+	for _, c := range l.cands {
+		if c.stall != nil {
+			c.stall.Stop()
+		}
+	}
+	replied := 0
+	for _, c := range l.cands {
+		if c.state == candReplied {
+			replied++
+		}
+	}
+	l.mu.Unlock()
+	if err == nil && replied == 0 {
+		err = fmt.Errorf("lightdht: lookup %v: %w", l.target, ErrNoNodes)
+	}
+	l.finish(l, err)
+}
+
+// closest returns the K closest candidates that replied. Call after end.
+func (l *lookup) closest() []*cand {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []*cand
+	for _, c := range l.cands {
+		if c.state == candReplied {
+			out = append(out, c)
+			if len(out) == l.n.cfg.K {
+				break
+			}
+		}
+	}
+	return out
+}
+
+// FindNodeAsync looks up the K nodes closest to target and calls done
+// once with them. It returns at once; done runs on one of the node's
+// goroutines and must not block.
+func (n *Node) FindNodeAsync(ctx context.Context, target krpc.ID, done func(FindNodeResult, error)) {
+	n.findNodeAsync(ctx, n.primary(), target, false, done)
+}
+
+func (n *Node) findNodeAsync(ctx context.Context, f *family, target krpc.ID, withSeeds bool, done func(FindNodeResult, error)) {
+	l := n.newLookup(ctx, f, findNodeLookup, target)
+	l.finish = func(l *lookup, err error) {
+		var res FindNodeResult
+		for _, c := range l.closest() {
+			res.Nodes = append(res.Nodes, c.ni)
+		}
+		res.Stats = l.final
+		done(res, err)
+	}
+	l.run(withSeeds)
+}
+
+// lookupSync runs a find_node lookup on family f and waits for it.
+func (n *Node) lookupSync(ctx context.Context, f *family, target krpc.ID, withSeeds bool) (FindNodeResult, error) {
+	type out struct {
+		r   FindNodeResult
+		err error
+	}
+	ch := make(chan out, 1)
+	n.findNodeAsync(ctx, f, target, withSeeds, func(r FindNodeResult, err error) { ch <- out{r, err} })
+	o := <-ch
+	return o.r, o.err
+}
+
+// FindNode looks up the K nodes closest to target. On error the result
+// holds what the lookup found before it stopped.
+func (n *Node) FindNode(ctx context.Context, target krpc.ID) (FindNodeResult, error) {
+	return n.lookupSync(ctx, n.primary(), target, false)
+}
+
+// GetPeersAsync looks up the peers of infohash. onPeers (may be nil)
+// receives each batch of new, distinct peers as replies arrive; calls are
+// never concurrent. done is called once at the end with every peer and the
+// K closest nodes with their tokens. GetPeersAsync returns at once; the
+// callbacks run on the node's goroutines and must not block.
+func (n *Node) GetPeersAsync(ctx context.Context, infohash krpc.ID, onPeers func([]netip.AddrPort), done func(GetPeersResult, error)) {
+	l := n.newLookup(ctx, n.primary(), getPeersLookup, infohash)
+	l.onPeers = onPeers
+	l.finish = func(l *lookup, err error) {
+		var res GetPeersResult
+		for _, c := range l.closest() {
+			res.Nodes = append(res.Nodes, NodeToken{NodeInfo: c.ni, Token: c.token})
+		}
+		l.mu.Lock()
+		res.Peers = slices.Clone(l.peers)
+		l.mu.Unlock()
+		res.Stats = l.final
+		done(res, err)
+	}
+	l.run(false)
+}
+
+// GetPeers looks up the peers of infohash. On error the result holds what
+// the lookup found before it stopped.
+func (n *Node) GetPeers(ctx context.Context, infohash krpc.ID) (GetPeersResult, error) {
+	type out struct {
+		r   GetPeersResult
+		err error
+	}
+	ch := make(chan out, 1)
+	n.GetPeersAsync(ctx, infohash, nil, func(r GetPeersResult, err error) { ch <- out{r, err} })
+	o := <-ch
+	return o.r, o.err
+}

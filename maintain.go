@@ -1,0 +1,99 @@
+package lightdht
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/lightdht/lightdht/krpc"
+)
+
+// maintain bootstraps the node and keeps its tables fresh until ctx ends:
+// a find_node for its own ID whenever a table is nearly empty (at most every
+// DefaultBootstrapEvery), and a find_node for a random ID in each bucket
+// the table reports stale.
+func (n *Node) maintain(ctx context.Context) {
+	n.bootstrap(ctx)
+	lastBoot := time.Now()
+	tick := time.NewTicker(DefaultRefreshEvery)
+	defer tick.Stop()
+	boot := time.NewTicker(DefaultBootstrapEvery)
+	defer boot.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-boot.C:
+			if n.primary().table.Len() < n.cfg.K && time.Since(lastBoot) >= DefaultBootstrapEvery {
+				n.bootstrap(ctx)
+				lastBoot = time.Now()
+			}
+		case <-tick.C:
+			for _, target := range n.primary().table.Refresh() {
+				if ctx.Err() != nil {
+					return
+				}
+				n.FindNode(ctx, target)
+			}
+		}
+	}
+}
+
+// bootstrap joins the network; see Bootstrap.
+func (n *Node) bootstrap(ctx context.Context) {
+	if len(n.cfg.Bootstrap) == 0 && n.primary().table.Len() == 0 {
+		return
+	}
+	size, err := n.Bootstrap(ctx)
+	if err != nil && ctx.Err() == nil {
+		n.log.Warn().Err(err).Msg("bootstrap failed")
+		return
+	}
+	n.log.Debug().Int("table", size).Msg("bootstrapped")
+}
+
+// maxRefreshDepth bounds the bucket refreshes of a bootstrap: 2^24 nodes
+// per bucket depth is more than the whole DHT holds.
+const maxRefreshDepth = 24
+
+// Bootstrap joins the network and returns how many nodes the routing table
+// holds afterwards. It looks up the node's own ID, which fills the buckets
+// nearest to it, then one random ID in each farther bucket (as deep as the
+// nearest node found shares bits with ours), so that the table also knows
+// nodes in the rest of the ID space. Every lookup of a bootstrap also asks
+// the bootstrap addresses. Serve bootstraps by itself; Bootstrap is for
+// callers that want to wait until the node has joined.
+func (n *Node) Bootstrap(ctx context.Context) (int, error) {
+	f := n.primary()
+	res, err := n.lookupSync(ctx, f, n.id, true)
+	if err != nil {
+		return f.table.Len(), err
+	}
+	depth := 0
+	if len(res.Nodes) > 0 {
+		depth = min(n.id.CommonPrefixLen(res.Nodes[0].ID), maxRefreshDepth)
+	}
+	var wg sync.WaitGroup
+	for d := range depth {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n.lookupSync(ctx, f, targetAtDepth(n.id, d), true)
+		}()
+	}
+	wg.Wait()
+	return f.table.Len(), nil
+}
+
+// targetAtDepth returns a random ID that shares exactly d leading bits
+// with id.
+func targetAtDepth(id krpc.ID, d int) krpc.ID {
+	t := krpc.RandomID()
+	for i := 0; i < d; i++ {
+		mask := byte(0x80) >> (i % 8)
+		t[i/8] = t[i/8]&^mask | id[i/8]&mask
+	}
+	mask := byte(0x80) >> (d % 8)
+	t[d/8] = t[d/8]&^mask | ^id[d/8]&mask
+	return t
+}

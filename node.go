@@ -1,0 +1,390 @@
+package lightdht
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/lightdht/lightdht/bep42"
+	"github.com/lightdht/lightdht/internal/peerstore"
+	"github.com/lightdht/lightdht/krpc"
+	"github.com/lightdht/lightdht/table"
+	"github.com/lightdht/lightdht/tokens"
+)
+
+// Node is a DHT node. Create it with New, run it with Serve, stop it with
+// Close. Its methods are safe for concurrent use.
+type Node struct {
+	cfg    Config
+	id     krpc.ID
+	log    zerolog.Logger
+	v4, v6 *family // nil when that socket is not configured
+	tokens *tokens.Issuer
+	peers  *peerstore.Store
+	ipLim  *ipLimiter // nil: no per-IP limit
+
+	mu       sync.Mutex
+	serving  bool
+	closed   bool
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	stopOnce sync.Once
+
+	stats nodeCounters
+}
+
+// family is one address family: its socket's transport and its routing
+// table (BEP 32 keeps them apart).
+type family struct {
+	v6    bool
+	tr    *krpc.Transport
+	table table.Table
+}
+
+type nodeCounters struct {
+	queries       [methodCount]atomic.Uint64
+	rateLimited   atomic.Uint64
+	badTokens     atomic.Uint64
+	insecureIDs   atomic.Uint64
+	announces     atomic.Uint64
+	lookups       atomic.Uint64
+	lookupQueries atomic.Uint64
+}
+
+const (
+	mPing = iota
+	mFindNode
+	mGetPeers
+	mAnnounce
+	mSample
+	mOther
+	methodCount
+)
+
+// New checks cfg and returns a node. It starts nothing: call Serve.
+func New(cfg Config) (*Node, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, id: cfg.ID, log: cfg.Logger.With().Str("component", "node").Logger()}
+	if n.id.IsZero() {
+		if cfg.PublicIP.IsValid() {
+			n.id = bep42.Generate(cfg.PublicIP)
+		} else {
+			n.id = krpc.RandomID()
+		}
+	}
+	if n.tokens, err = tokens.New(tokens.Config{Now: cfg.Now}); err != nil {
+		return nil, fmt.Errorf("lightdht: %w", err)
+	}
+	if n.peers, err = peerstore.New(peerstore.Config{Now: cfg.Now, TTL: cfg.PeerTTL}); err != nil {
+		return nil, fmt.Errorf("lightdht: %w", err)
+	}
+	if cfg.PerIPRate > 0 {
+		n.ipLim = newIPLimiter(cfg.PerIPRate, cfg.PerIPBurst)
+	}
+	if cfg.Conn4 != nil {
+		if n.v4, err = n.newFamily(cfg, false); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Conn6 != nil {
+		if n.v6, err = n.newFamily(cfg, true); err != nil {
+			return nil, err
+		}
+	}
+	return n, nil
+}
+
+func (n *Node) newFamily(cfg Config, v6 bool) (*family, error) {
+	f := &family{v6: v6}
+	conn := cfg.Conn4
+	if v6 {
+		conn = cfg.Conn6
+	}
+	var err error
+	f.table, err = table.New(cfg.Table, table.Config{Self: n.id, K: cfg.K, IPsPerBucket: cfg.IPsPerBucket, Now: cfg.Now})
+	if err != nil {
+		return nil, fmt.Errorf("lightdht: %w", err)
+	}
+	var h krpc.Handler = krpc.HandlerFunc(func(reply, q *krpc.Msg, src netip.AddrPort) bool {
+		return n.serveQuery(f, reply, q, src)
+	})
+	retries := cfg.Retries
+	if retries < 0 {
+		retries = krpc.NoRetries
+	}
+	f.tr, err = krpc.New(krpc.Config{
+		Conn:     conn,
+		Handler:  h,
+		Timeout:  cfg.QueryTimeout,
+		Retries:  retries,
+		SendRate: cfg.SendRate,
+		Version:  cfg.Version,
+		ReadOnly: cfg.ReadOnly,
+		Logger:   cfg.Logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("lightdht: %w", err)
+	}
+	return f, nil
+}
+
+// ID returns the node's ID.
+func (n *Node) ID() krpc.ID { return n.id }
+
+// Addr returns the local address of the IPv4 socket, or of the IPv6 one if
+// there is no IPv4 socket.
+func (n *Node) Addr() netip.AddrPort {
+	f := n.primary()
+	return addrPortOf(f.tr.LocalAddr().String())
+}
+
+func addrPortOf(s string) netip.AddrPort {
+	ap, _ := netip.ParseAddrPort(s)
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+// primary is the family lookups use by default: IPv4 when configured.
+func (n *Node) primary() *family {
+	if n.v4 != nil {
+		return n.v4
+	}
+	return n.v6
+}
+
+func (n *Node) familyFor(a netip.Addr) *family {
+	if a.Is4() || a.Is4In6() {
+		return n.v4
+	}
+	return n.v6
+}
+
+// Table returns the routing table of the IPv4 socket (v6 false) or of the
+// IPv6 socket (v6 true), or nil when that socket is not configured.
+func (n *Node) Table(v6 bool) table.Table {
+	f := n.v4
+	if v6 {
+		f = n.v6
+	}
+	if f == nil {
+		return nil
+	}
+	return f.table
+}
+
+// Serve runs the node until ctx ends or Close is called, then closes it.
+// It reads from the sockets, bootstraps from Config.Bootstrap and keeps
+// the routing tables fresh in the background. It returns nil after a clean
+// stop.
+func (n *Node) Serve(ctx context.Context) error {
+	n.mu.Lock()
+	switch {
+	case n.closed:
+		n.mu.Unlock()
+		return krpc.ErrClosed
+	case n.serving:
+		n.mu.Unlock()
+		return errors.New("lightdht: Serve called twice")
+	}
+	n.serving = true
+	ctx, n.cancel = context.WithCancel(ctx)
+	n.mu.Unlock()
+
+	errs := make(chan error, 2)
+	var running int
+	for _, f := range n.families() {
+		running++
+		go func() { errs <- f.tr.Serve(ctx) }()
+	}
+	if !n.cfg.NoMaintenance {
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			n.maintain(ctx)
+		}()
+	}
+	var first error
+	for range running {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+			n.cancel()
+		}
+	}
+	n.Close()
+	return first
+}
+
+func (n *Node) families() []*family {
+	fs := make([]*family, 0, 2)
+	if n.v4 != nil {
+		fs = append(fs, n.v4)
+	}
+	if n.v6 != nil {
+		fs = append(fs, n.v6)
+	}
+	return fs
+}
+
+// Close stops the node: it closes the sockets, ends every query in flight
+// (their callbacks fire with an error wrapping krpc.ErrClosed), and returns
+// once every goroutine the node started has returned. It is idempotent.
+func (n *Node) Close() error {
+	var err error
+	n.stopOnce.Do(func() {
+		n.mu.Lock()
+		n.closed = true
+		if n.cancel != nil {
+			n.cancel()
+		}
+		n.mu.Unlock()
+		for _, f := range n.families() {
+			if e := f.tr.Close(); e != nil && err == nil {
+				err = e
+			}
+		}
+		n.wg.Wait()
+	})
+	return err
+}
+
+// observe reports a sighting to the observer, filling in Time and SecureID.
+func (n *Node) observe(s Sighting) {
+	if n.cfg.Observer == nil {
+		return
+	}
+	s.Time = n.cfg.Now()
+	s.SecureID = secureID(s.Node)
+	n.cfg.Observer.Observe(s)
+}
+
+// secureID reports whether a node's ID satisfies BEP 42 for its address;
+// exempt (local, private) addresses always do.
+func secureID(ni krpc.NodeInfo) bool {
+	a := ni.Addr.Addr()
+	return bep42.Exempt(a) || bep42.Valid(ni.ID, a)
+}
+
+// admit reports whether a node may enter a routing table.
+func (n *Node) admit(ni krpc.NodeInfo, ro bool) bool {
+	if ro || ni.ID.IsZero() || ni.ID == n.id || !ni.Addr.IsValid() || ni.Addr.Port() == 0 {
+		return false
+	}
+	if n.cfg.EnforceSecureID && !secureID(ni) {
+		n.stats.insecureIDs.Add(1)
+		return false
+	}
+	return true
+}
+
+// update records contact with a node in its family's table, and pings the
+// questionable nodes a full bucket asks about.
+func (n *Node) update(f *family, ni krpc.NodeInfo, ev table.Event, ro bool) {
+	if f == nil || !n.admit(ni, ro) {
+		return
+	}
+	res := f.table.Update(ni, ev)
+	for _, e := range res.Ping {
+		n.pingEntry(f, e.NodeInfo)
+	}
+}
+
+// pingEntry pings a questionable node on the table's behalf.
+func (n *Node) pingEntry(f *family, ni krpc.NodeInfo) {
+	q := &krpc.Msg{Q: krpc.MethodPing, A: krpc.Args{ID: n.id}}
+	f.tr.QueryAsync(context.Background(), ni.Addr, q, func(r krpc.Response, err error) {
+		n.handleResult(f, ni, krpc.MethodPing, r, err)
+	})
+}
+
+// handleResult does the bookkeeping common to every query we send:
+// table state and sightings of the queried node.
+func (n *Node) handleResult(f *family, to krpc.NodeInfo, method string, r krpc.Response, err error) {
+	if r.Msg == nil {
+		if errors.Is(err, krpc.ErrTimeout) {
+			if !to.ID.IsZero() {
+				f.table.Failed(to)
+			}
+			n.observe(Sighting{Node: to, Source: SourceTimeout, Method: method})
+		}
+		return
+	}
+	from := krpc.NodeInfo{ID: r.SenderID(), Addr: r.From}
+	if r.Y == krpc.KindReply {
+		if !to.ID.IsZero() && from.ID != to.ID {
+			// The address answered with another ID: the node we knew is
+			// gone from there.
+			f.table.Failed(to)
+		}
+		n.update(f, from, table.Replied, r.RO)
+	}
+	if !from.ID.IsZero() {
+		n.observe(Sighting{Node: from, Source: SourceReply, Method: method, Version: string(r.V), RTT: r.RTT, ReadOnly: r.RO})
+	}
+}
+
+// Ping sends a ping to addr and returns the replying node's ID and
+// address, with the round-trip time.
+func (n *Node) Ping(ctx context.Context, addr netip.AddrPort) (krpc.NodeInfo, time.Duration, error) {
+	f := n.familyFor(addr.Addr())
+	if f == nil {
+		return krpc.NodeInfo{}, 0, fmt.Errorf("lightdht: ping %v: no socket for that address family", addr)
+	}
+	q := &krpc.Msg{Q: krpc.MethodPing, A: krpc.Args{ID: n.id}}
+	r, err := f.tr.Query(ctx, addr, q)
+	n.handleResult(f, krpc.NodeInfo{Addr: addr}, krpc.MethodPing, r, err)
+	if err != nil {
+		return krpc.NodeInfo{}, 0, err
+	}
+	return krpc.NodeInfo{ID: r.R.ID, Addr: r.From}, r.RTT, nil
+}
+
+// Stats is a snapshot of a node's counters.
+type Stats struct {
+	ID                  krpc.ID
+	Nodes4, Nodes6      int // routing table sizes
+	Transport4          krpc.Stats
+	Transport6          krpc.Stats
+	QueriesByMethod     map[string]uint64 // incoming queries answered or refused, by method
+	RateLimited         uint64            // incoming queries dropped by the per-IP limit
+	BadTokens           uint64            // announce_peer refused for a bad token
+	InsecureIDsRejected uint64            // nodes kept out of the table by BEP 42 enforcement
+	AnnouncesStored     uint64
+	Infohashes, Peers   int // held in the peer store
+	Lookups             uint64
+	LookupQueries       uint64
+}
+
+// Stats returns a snapshot of the node's counters.
+func (n *Node) Stats() Stats {
+	s := Stats{
+		ID:                  n.id,
+		QueriesByMethod:     map[string]uint64{},
+		RateLimited:         n.stats.rateLimited.Load(),
+		BadTokens:           n.stats.badTokens.Load(),
+		InsecureIDsRejected: n.stats.insecureIDs.Load(),
+		AnnouncesStored:     n.stats.announces.Load(),
+		Lookups:             n.stats.lookups.Load(),
+		LookupQueries:       n.stats.lookupQueries.Load(),
+	}
+	for i, name := range []string{krpc.MethodPing, krpc.MethodFindNode, krpc.MethodGetPeers, krpc.MethodAnnouncePeer, krpc.MethodSampleInfohashes, "other"} {
+		if v := n.stats.queries[i].Load(); v > 0 {
+			s.QueriesByMethod[name] = v
+		}
+	}
+	if n.v4 != nil {
+		s.Nodes4, s.Transport4 = n.v4.table.Len(), n.v4.tr.Stats()
+	}
+	if n.v6 != nil {
+		s.Nodes6, s.Transport6 = n.v6.table.Len(), n.v6.tr.Stats()
+	}
+	s.Infohashes, s.Peers = n.peers.Len()
+	return s
+}

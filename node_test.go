@@ -1,0 +1,278 @@
+package lightdht_test
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/lightdht/lightdht"
+	"github.com/lightdht/lightdht/internal/simnet"
+	"github.com/lightdht/lightdht/krpc"
+)
+
+// testNet is a network of lightdht nodes on simnet.
+type testNet struct {
+	sim   *simnet.Network
+	nodes []*lightdht.Node
+}
+
+// newTestNet starts size nodes, each bootstrapping from the first, then
+// runs a second bootstrap round so that early nodes learn of later ones.
+// It must run inside a synctest bubble.
+func newTestNet(t *testing.T, size int, netCfg simnet.Config, tweak func(*lightdht.Config)) *testNet {
+	t.Helper()
+	sim, err := simnet.New(netCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn := &testNet{sim: sim}
+	var first netip.AddrPort
+	for i := range size {
+		conn, err := sim.NewConn4()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := lightdht.Config{Conn4: conn, NoMaintenance: true, QueryTimeout: time.Second}
+		if i > 0 {
+			cfg.Bootstrap = []netip.AddrPort{first}
+		} else {
+			first = conn.AddrPort()
+		}
+		if tweak != nil {
+			tweak(&cfg)
+		}
+		n, err := lightdht.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go n.Serve(context.Background())
+		tn.nodes = append(tn.nodes, n)
+	}
+	t.Cleanup(func() {
+		for _, n := range tn.nodes {
+			n.Close()
+		}
+		sim.Close()
+	})
+	ctx := context.Background()
+	for round := range 2 {
+		var wg sync.WaitGroup
+		for i, n := range tn.nodes[1:] {
+			if round == 0 {
+				// Join one at a time, as a growing network does.
+				n.Bootstrap(ctx)
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := n.Bootstrap(ctx); err != nil {
+					t.Logf("node %d: second bootstrap: %v", i+1, err)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	return tn
+}
+
+// trueClosest returns the k node IDs closest to target, leaving out skip.
+func (tn *testNet) trueClosest(target krpc.ID, k int, skip krpc.ID) []krpc.ID {
+	ids := make([]krpc.ID, 0, len(tn.nodes))
+	for _, n := range tn.nodes {
+		if n.ID() != skip {
+			ids = append(ids, n.ID())
+		}
+	}
+	slices.SortFunc(ids, func(a, b krpc.ID) int { return a.Xor(target).Cmp(b.Xor(target)) })
+	return ids[:k]
+}
+
+func lookupAccuracy(t *testing.T, tn *testNet, trials int, seed uint64) (exact int, queries int) {
+	t.Helper()
+	r := rand.New(rand.NewPCG(seed, 1))
+	for range trials {
+		from := tn.nodes[r.IntN(len(tn.nodes))]
+		var target krpc.ID
+		for i := range target {
+			target[i] = byte(r.Uint32())
+		}
+		res, err := from.FindNode(context.Background(), target)
+		if err != nil {
+			t.Errorf("FindNode: %v", err)
+			continue
+		}
+		queries += res.Stats.Queries
+		got := make([]krpc.ID, len(res.Nodes))
+		for i, ni := range res.Nodes {
+			got[i] = ni.ID
+		}
+		if slices.Equal(got, tn.trueClosest(target, 8, from.ID())) {
+			exact++
+		}
+	}
+	return exact, queries
+}
+
+// TestLookupFindsTrueClosest: on 500 nodes, find_node lookups return
+// exactly the 8 closest nodes in at least 99% of trials, with no loss and
+// with 5% loss.
+func TestLookupFindsTrueClosest(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		loss float64
+	}{{"no loss", 0}, {"5% loss", 0.05}} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				tn := newTestNet(t, 500, simnet.Config{Seed: 42, Latency: 20 * time.Millisecond, Loss: tc.loss}, nil)
+				const trials = 200
+				exact, queries := lookupAccuracy(t, tn, trials, 9)
+				t.Logf("%s: %d/%d lookups exact, %.1f queries per lookup", tc.name, exact, trials, float64(queries)/trials)
+				if exact*100 < trials*99 {
+					t.Errorf("%d/%d lookups found the true 8 closest nodes, want at least 99%%", exact, trials)
+				}
+			})
+		})
+	}
+}
+
+// TestAnnounceThenGetPeers: a peer announced by one node is found by
+// get_peers from another, with and without loss, in both API styles.
+func TestAnnounceThenGetPeers(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		loss float64
+	}{{"no loss", 0}, {"5% loss", 0.05}} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				tn := newTestNet(t, 500, simnet.Config{Seed: 5, Latency: 20 * time.Millisecond, Loss: tc.loss}, nil)
+				ctx := context.Background()
+				r := rand.New(rand.NewPCG(3, 4))
+				for trial := range 20 {
+					ih := krpc.RandomID()
+					announcer := tn.nodes[r.IntN(len(tn.nodes))]
+					port := 10000 + trial
+					ar, err := announcer.Announce(ctx, ih, port)
+					if err != nil {
+						t.Fatalf("Announce: %v", err)
+					}
+					if len(ar.AnnouncedTo) == 0 {
+						t.Fatal("announced to no node")
+					}
+					want := netip.AddrPortFrom(announcer.Addr().Addr(), uint16(port))
+					seeker := tn.nodes[r.IntN(len(tn.nodes))]
+					if trial%2 == 0 {
+						res, err := seeker.GetPeers(ctx, ih)
+						if err != nil {
+							t.Fatalf("GetPeers: %v", err)
+						}
+						if !slices.Contains(res.Peers, want) {
+							t.Errorf("trial %d: get_peers found %v, want %v (announced to %d nodes)", trial, res.Peers, want, len(ar.AnnouncedTo))
+						}
+						continue
+					}
+					// Callback style: peers stream in before completion.
+					var streamed []netip.AddrPort
+					done := make(chan lightdht.GetPeersResult, 1)
+					seeker.GetPeersAsync(ctx, ih, func(ps []netip.AddrPort) {
+						streamed = append(streamed, ps...)
+					}, func(res lightdht.GetPeersResult, err error) {
+						if err != nil {
+							t.Errorf("GetPeersAsync: %v", err)
+						}
+						done <- res
+					})
+					res := <-done
+					if !slices.Contains(streamed, want) || !slices.Equal(streamed, res.Peers) {
+						t.Errorf("trial %d: streamed %v, final %v, want %v in both", trial, streamed, res.Peers, want)
+					}
+				}
+			})
+		})
+	}
+}
+
+// TestObserverSeesEverything checks the observer hook reports replies,
+// queries and reported nodes with their details.
+func TestObserverSeesEverything(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		counts := map[lightdht.Source]int{}
+		var withRTT, withVersion, withReporter atomic.Int32
+		tn := newTestNet(t, 50, simnet.Config{Seed: 1, Latency: 10 * time.Millisecond}, func(c *lightdht.Config) {
+			c.Observer = lightdht.ObserverFunc(func(s lightdht.Sighting) {
+				mu.Lock()
+				counts[s.Source]++
+				mu.Unlock()
+				if s.Source == lightdht.SourceReply && s.RTT == 20*time.Millisecond {
+					withRTT.Add(1)
+				}
+				if s.Version == string(lightdht.DefaultVersion) {
+					withVersion.Add(1)
+				}
+				if s.Source == lightdht.SourceReported && !s.Reporter.ID.IsZero() {
+					withReporter.Add(1)
+				}
+				if !s.SecureID {
+					t.Errorf("loopback node %v not reported as BEP 42 exempt", s.Node)
+				}
+			})
+		})
+		_ = tn
+		mu.Lock()
+		defer mu.Unlock()
+		if counts[lightdht.SourceReply] == 0 || counts[lightdht.SourceQuery] == 0 || counts[lightdht.SourceReported] == 0 {
+			t.Fatalf("sightings by source: %v", counts)
+		}
+		if int(withRTT.Load()) != counts[lightdht.SourceReply] {
+			t.Errorf("%d of %d reply sightings carry the 20ms RTT", withRTT.Load(), counts[lightdht.SourceReply])
+		}
+		if int(withReporter.Load()) != counts[lightdht.SourceReported] {
+			t.Errorf("%d of %d reported sightings name their reporter", withReporter.Load(), counts[lightdht.SourceReported])
+		}
+		if withVersion.Load() == 0 {
+			t.Error("no sighting carried the client version")
+		}
+	})
+}
+
+func TestLookupWithoutNodes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sim, _ := simnet.New(simnet.Config{})
+		defer sim.Close()
+		conn, _ := sim.NewConn4()
+		n, err := lightdht.New(lightdht.Config{Conn4: conn, NoMaintenance: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		go n.Serve(context.Background())
+		defer n.Close()
+		if _, err := n.FindNode(context.Background(), krpc.RandomID()); !errors.Is(err, lightdht.ErrNoNodes) {
+			t.Errorf("lookup on an empty node: %v, want ErrNoNodes", err)
+		}
+	})
+}
+
+func TestConfigErrors(t *testing.T) {
+	sim, _ := simnet.New(simnet.Config{})
+	defer sim.Close()
+	conn, _ := sim.NewConn4()
+	for _, cfg := range []lightdht.Config{
+		{},
+		{Conn4: conn, K: -1},
+		{Conn4: conn, QueryTimeout: -time.Second},
+		{Conn4: conn, Bootstrap: []netip.AddrPort{{}}},
+		{Conn4: conn, Bootstrap: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")}},
+	} {
+		if _, err := lightdht.New(cfg); err == nil {
+			t.Errorf("New accepted %+v", cfg)
+		}
+	}
+}
