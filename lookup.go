@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/lightdht/lightdht/internal/peerstore"
 	"github.com/lightdht/lightdht/krpc"
 )
 
@@ -403,12 +404,30 @@ func (n *Node) FindNode(ctx context.Context, target krpc.ID) (FindNodeResult, er
 
 // GetPeersAsync looks up the peers of infohash. onPeers (may be nil)
 // receives each batch of new, distinct peers as replies arrive; calls are
-// never concurrent. done is called once at the end with every peer and the
+// never concurrent. Peers announced to this node itself come first, in a
+// call made before GetPeersAsync returns. done is called once at the end with every peer and the
 // K closest nodes with their tokens. GetPeersAsync returns at once; the
 // callbacks run on the node's goroutines and must not block.
 func (n *Node) GetPeersAsync(ctx context.Context, infohash krpc.ID, onPeers func([]netip.AddrPort), done func(GetPeersResult, error)) {
-	l := n.newLookup(ctx, n.primary(), getPeersLookup, infohash)
+	f := n.primary()
+	l := n.newLookup(ctx, f, getPeersLookup, infohash)
 	l.onPeers = onPeers
+	// This node is part of the DHT too: peers announced to it count.
+	fam := peerstore.IPv4
+	if f.v6 {
+		fam = peerstore.IPv6
+	}
+	if local := n.peers.Peers(infohash, fam, n.cfg.MaxValues, false); len(local) > 0 {
+		for _, p := range local {
+			l.peerSet[p] = true
+		}
+		l.peers = append(l.peers, local...)
+		if onPeers != nil {
+			l.deliver.Lock()
+			onPeers(local)
+			l.deliver.Unlock()
+		}
+	}
 	l.finish = func(l *lookup, err error) {
 		var res GetPeersResult
 		for _, c := range l.closest() {
