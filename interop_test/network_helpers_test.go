@@ -1,0 +1,118 @@
+package interop
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/anacrolix/dht/v2"
+	akrpc "github.com/anacrolix/dht/v2/krpc"
+
+	"github.com/lightdht/lightdht"
+	"github.com/lightdht/lightdht/internal/simnet"
+	"github.com/lightdht/lightdht/krpc"
+)
+
+// newSimnet returns an in-memory network without latency or loss, closed
+// at cleanup. Each of its conns has an IP of its own in 127.0.0.0/8.
+func newSimnet(t *testing.T) *simnet.Network {
+	t.Helper()
+	n, err := simnet.New(simnet.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n
+}
+
+func newSimConn(t *testing.T, n *simnet.Network) *simnet.Conn {
+	t.Helper()
+	c, err := n.NewConn4()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// newNode starts a lightdht node on conn and stops it at cleanup. Limits
+// that assume distinct hosts on the Internet are off.
+func newNode(t *testing.T, conn net.PacketConn, bootstrap ...netip.AddrPort) *lightdht.Node {
+	t.Helper()
+	n, err := lightdht.New(lightdht.Config{
+		Conn4:         conn,
+		Bootstrap:     bootstrap,
+		NoMaintenance: true,
+		IPsPerBucket:  -1,
+		QueryTimeout:  time.Second,
+		SendRate:      -1,
+		PerIPRate:     -1,
+	})
+	if err != nil {
+		t.Fatalf("lightdht.New: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- n.Serve(context.Background()) }()
+	t.Cleanup(func() {
+		n.Close()
+		if err := <-done; err != nil && !errors.Is(err, krpc.ErrClosed) {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return n
+}
+
+func udpAddr(ap netip.AddrPort) *net.UDPAddr { return net.UDPAddrFromAddrPort(ap) }
+
+// anacrolixInfo is the anacrolix form of a node's ID and address.
+func anacrolixInfo(id krpc.ID, ap netip.AddrPort) akrpc.NodeInfo {
+	var na akrpc.NodeAddr
+	na.FromAddrPort(ap)
+	return akrpc.NodeInfo{ID: akrpc.ID(id), Addr: na}
+}
+
+// closestID returns the ID in ids nearest to target by XOR distance.
+func closestID(target krpc.ID, ids []krpc.ID) krpc.ID {
+	return slices.MinFunc(ids, func(a, b krpc.ID) int {
+		return a.Xor(target).Cmp(b.Xor(target))
+	})
+}
+
+// anacrolixPeers runs an anacrolix get_peers traversal for ih (announcing
+// port if it is not zero) to its end and returns every peer it received.
+func anacrolixPeers(t *testing.T, s *dht.Server, ih krpc.ID, port int) []netip.AddrPort {
+	t.Helper()
+	var opts []dht.AnnounceOpt
+	if port != 0 {
+		opts = append(opts, dht.AnnouncePeer(dht.AnnouncePeerOpts{Port: port}))
+	}
+	a, err := s.AnnounceTraversal(ih, opts...)
+	if err != nil {
+		t.Fatalf("anacrolix AnnounceTraversal: %v", err)
+	}
+	defer a.Close()
+	var peers []netip.AddrPort
+	timeout := time.After(20 * time.Second)
+	for {
+		select {
+		case pv, ok := <-a.Peers:
+			if !ok {
+				return peers
+			}
+			for _, p := range pv.Peers {
+				ap := p.ToNodeAddrPort().AddrPort
+				peers = append(peers, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
+			}
+		case <-timeout:
+			t.Fatalf("anacrolix traversal for %v did not end in 20s", ih)
+		}
+	}
+}
+
+func statsString(queries, replies, timeouts int) string {
+	return fmt.Sprintf("%d queries, %d replies, %d timeouts", queries, replies, timeouts)
+}
