@@ -1,10 +1,10 @@
 package table
 
 import (
+	"github.com/lightdht/lightdht/internal/clocktest"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,27 +13,10 @@ import (
 
 var allKinds = []Kind{KBucket, Flat, Prefix}
 
-// fakeClock is a manually stepped clock, safe for concurrent use.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
+// fakeClock is the stepped clock the tests pass as Config.Now.
+type fakeClock = clocktest.Clock
 
-func newClock() *fakeClock {
-	return &fakeClock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Step(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
+func newClock() *fakeClock { return clocktest.New(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)) }
 
 func mustNew(t testing.TB, kind Kind, cfg Config) Table {
 	t.Helper()

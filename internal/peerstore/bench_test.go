@@ -16,7 +16,7 @@ func BenchmarkAnnounce(b *testing.B) {
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
-		clk.Advance(time.Millisecond)
+		clk.Step(time.Millisecond)
 		s.Announce(ih(1), peer4(i%DefaultMaxPeersPerInfohash), i%4 == 0)
 		i++
 	}
@@ -29,7 +29,7 @@ func BenchmarkAnnounceNewPeer(b *testing.B) {
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
-		clk.Advance(time.Millisecond)
+		clk.Step(time.Millisecond)
 		s.Announce(ih(1), peer4(i%60000), false)
 		i++
 	}
@@ -42,7 +42,7 @@ func BenchmarkAnnounceNewInfohash(b *testing.B) {
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
-		clk.Advance(time.Millisecond)
+		clk.Step(time.Millisecond)
 		s.Announce(ih(i%60000), peer4(1), false)
 		i++
 	}

@@ -2,35 +2,18 @@ package peerstore
 
 import (
 	"fmt"
+	"github.com/lightdht/lightdht/internal/clocktest"
 	"net/netip"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/lightdht/lightdht/krpc"
 )
 
-// fakeClock is a stepped clock for Config.Now.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+// fakeClock is the stepped clock the tests pass as Config.Now.
+type fakeClock = clocktest.Clock
 
-func newClock() *fakeClock {
-	return &fakeClock{t: time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+func newClock() *fakeClock { return clocktest.New(time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)) }
 
 func newTestStore(t testing.TB, cfg Config) (*Store, *fakeClock) {
 	t.Helper()

@@ -81,11 +81,11 @@ func TestExpiry(t *testing.T) {
 	const ttl = 10 * time.Minute
 	s, clk := newTestStore(t, Config{TTL: ttl})
 	s.Announce(ih(1), peer4(1), false)
-	clk.Advance(ttl - 1)
+	clk.Step(ttl - 1)
 	if got := s.Peers(ih(1), IPv4, 10, false); len(got) != 1 {
 		t.Fatalf("1ns before TTL: %v", got)
 	}
-	clk.Advance(1)
+	clk.Step(1)
 	if got := s.Peers(ih(1), IPv4, 10, false); got != nil {
 		t.Fatalf("at TTL: %v; want expired", got)
 	}
@@ -100,20 +100,20 @@ func TestReannounceRefreshes(t *testing.T) {
 	s, clk := newTestStore(t, Config{TTL: ttl})
 	s.Announce(ih(1), peer4(1), false)
 	s.Announce(ih(1), peer4(2), false)
-	clk.Advance(20 * time.Minute)
+	clk.Step(20 * time.Minute)
 	s.Announce(ih(1), peer4(1), true) // refresh, now a seed
-	clk.Advance(10 * time.Minute)     // peer 2 expires, peer 1 lives
+	clk.Step(10 * time.Minute)        // peer 2 expires, peer 1 lives
 	if got := s.Peers(ih(1), IPv4, 10, false); !slices.Equal(got, []netip.AddrPort{peer4(1)}) {
 		t.Fatalf("after 30m: %v; want only the refreshed peer", got)
 	}
 	if got := s.Peers(ih(1), IPv4, 10, true); got != nil {
 		t.Fatalf("noSeed: %v; the refreshed peer is now a seed", got)
 	}
-	clk.Advance(20*time.Minute - 1)
+	clk.Step(20*time.Minute - 1)
 	if s.Peers(ih(1), IPv4, 10, false) == nil {
 		t.Fatalf("refreshed peer expired early")
 	}
-	clk.Advance(1)
+	clk.Step(1)
 	if got := s.Peers(ih(1), IPv4, 10, false); got != nil {
 		t.Fatalf("refreshed peer outlived its TTL: %v", got)
 	}
@@ -219,7 +219,7 @@ func TestRandomSubset(t *testing.T) {
 			for i := range 20 { // expire before the others are announced
 				s.Announce(ih(1), peer4(1000+i), false)
 			}
-			clk.Advance(30 * time.Minute)
+			clk.Step(30 * time.Minute)
 			live := map[netip.AddrPort]bool{}
 			for i := range tt.n {
 				seed := i < tt.seeds
@@ -228,7 +228,7 @@ func TestRandomSubset(t *testing.T) {
 					live[peer4(i)] = true
 				}
 			}
-			clk.Advance(30 * time.Minute)
+			clk.Step(30 * time.Minute)
 			m := len(live)
 			want := min(tt.k, m)
 			count := map[netip.AddrPort]int{}
@@ -282,18 +282,18 @@ func fmtPeers(ps []netip.AddrPort) string {
 func TestPerInfohashCap(t *testing.T) {
 	s, clk := newTestStore(t, Config{MaxPeersPerInfohash: 3})
 	s.Announce(ih(1), peer4(1), false)
-	clk.Advance(time.Second)
+	clk.Step(time.Second)
 	s.Announce(ih(1), peer6(2), false)
-	clk.Advance(time.Second)
+	clk.Step(time.Second)
 	s.Announce(ih(1), peer4(3), false)
-	clk.Advance(time.Second)
+	clk.Step(time.Second)
 	s.Announce(ih(1), peer4(1), false) // refresh: peer6(2) is now the oldest
-	clk.Advance(time.Second)
+	clk.Step(time.Second)
 	s.Announce(ih(1), peer4(4), false) // replaces peer6(2)
 	if got := s.Peers(ih(1), IPv6, 10, false); got != nil {
 		t.Errorf("IPv6 peers %v; the oldest (IPv6) peer should have been replaced", got)
 	}
-	clk.Advance(time.Second)
+	clk.Step(time.Second)
 	s.Announce(ih(1), peer6(5), false) // replaces peer4(3)
 	got := set(append(s.Peers(ih(1), IPv4, 10, false), s.Peers(ih(1), IPv6, 10, false)...))
 	want := set([]netip.AddrPort{peer4(1), peer4(4), peer6(5)})
@@ -321,11 +321,11 @@ func maps_equal(a, b map[netip.AddrPort]bool) bool {
 func TestInfohashCap(t *testing.T) {
 	s, clk := newTestStore(t, Config{MaxInfohashes: 2})
 	s.Announce(ih(1), peer4(1), false)
-	clk.Advance(time.Second)
+	clk.Step(time.Second)
 	s.Announce(ih(2), peer4(1), false)
-	clk.Advance(time.Second)
+	clk.Step(time.Second)
 	s.Announce(ih(1), peer4(2), false) // ih(2) now has the oldest announce
-	clk.Advance(time.Second)
+	clk.Step(time.Second)
 	s.Announce(ih(3), peer4(1), false) // evicts ih(2)
 	if s.Peers(ih(2), IPv4, 10, false) != nil {
 		t.Errorf("ih(2) not evicted")
@@ -346,15 +346,15 @@ func TestExpireFreesInfohashes(t *testing.T) {
 		s.Announce(ih(i), peer4(i), false)
 		s.Announce(ih(i), peer6(i), true)
 	}
-	clk.Advance(ttl / 2)
+	clk.Step(ttl / 2)
 	s.Announce(ih(3), peer4(100), false) // ih(3) keeps one live peer
-	clk.Advance(ttl / 2)
+	clk.Step(ttl / 2)
 	s.Expire()
 	if n, p := s.Len(); n != 1 || p != 1 {
 		t.Errorf("Len after Expire = %d, %d; want 1, 1", n, p)
 	}
 	mustCheck(t, s)
-	clk.Advance(ttl)
+	clk.Step(ttl)
 	s.Expire()
 	if n, p := s.Len(); n != 0 || p != 0 {
 		t.Errorf("Len after second Expire = %d, %d; want 0, 0", n, p)
@@ -372,7 +372,7 @@ func TestAnnounceDropsExpired(t *testing.T) {
 	for i := range 1000 {
 		s.Announce(ih(i), peer4(i), false)
 	}
-	clk.Advance(ttl)
+	clk.Step(ttl)
 	s.Announce(ih(5000), peer4(1), false)
 	if n, p := s.Len(); n != 1 || p != 1 {
 		t.Errorf("Len = %d, %d; want 1, 1", n, p)
@@ -386,11 +386,11 @@ func TestShrink(t *testing.T) {
 	for i := range 1000 {
 		s.Announce(ih(1), peer4(i), false)
 	}
-	clk.Advance(ttl / 2)
+	clk.Step(ttl / 2)
 	for i := range 3 {
 		s.Announce(ih(1), peer4(i), false)
 	}
-	clk.Advance(ttl / 2)
+	clk.Step(ttl / 2)
 	if got := s.Peers(ih(1), IPv4, 100, false); len(got) != 3 {
 		t.Fatalf("%d live peers; want 3", len(got))
 	}
@@ -402,18 +402,18 @@ func TestShrink(t *testing.T) {
 
 func TestClockBackwards(t *testing.T) {
 	s, clk := newTestStore(t, Config{TTL: time.Minute})
-	clk.Advance(time.Hour)
+	clk.Step(time.Hour)
 	s.Announce(ih(1), peer4(1), false)
-	clk.Advance(-30 * time.Minute)
+	clk.Step(-30 * time.Minute)
 	s.Announce(ih(1), peer4(2), false)
 	s.Announce(ih(2), peer4(2), false)
 	mustCheck(t, s)
 	// Time stands still until the clock passes its latest reading.
-	clk.Advance(30*time.Minute + time.Minute - 1)
+	clk.Step(30*time.Minute + time.Minute - 1)
 	if got := s.Peers(ih(1), IPv4, 10, false); len(got) != 2 {
 		t.Errorf("got %v; want both peers live", got)
 	}
-	clk.Advance(1)
+	clk.Step(1)
 	s.Expire()
 	if n, p := s.Len(); n != 0 || p != 0 {
 		t.Errorf("Len = %d, %d; want 0, 0", n, p)
@@ -430,7 +430,7 @@ func TestScrape(t *testing.T) {
 	s.Announce(ih(1), peer6(2), true)
 	s.Announce(ih(1), peer4(3), false)
 	s.Announce(ih(1), netip.AddrPortFrom(peer4(3).Addr(), 1234), false) // same IP, counted once
-	clk.Advance(ttl / 2)
+	clk.Step(ttl / 2)
 	s.Announce(ih(1), peer6(4), false)
 	sd, pe := s.Scrape(ih(1))
 	var wantSd, wantPe Bloom
@@ -441,7 +441,7 @@ func TestScrape(t *testing.T) {
 	if sd != wantSd || pe != wantPe {
 		t.Errorf("Scrape filters differ from the expected ones")
 	}
-	clk.Advance(ttl / 2) // all but peer6(4) expire
+	clk.Step(ttl / 2) // all but peer6(4) expire
 	sd, pe = s.Scrape(ih(1))
 	wantPe = Bloom{}
 	wantPe.Add(peer6(4).Addr())
@@ -526,7 +526,7 @@ func TestModel(t *testing.T) {
 		for step := range steps {
 			// Strictly increasing time keeps "oldest" unambiguous.
 			d := 1 + rng.Int64N(int64(maxStep))
-			clk.Advance(time.Duration(d))
+			clk.Step(time.Duration(d))
 			now += d
 			h := ih(rng.IntN(maxIH + 2))
 			switch op := rng.IntN(10); {
