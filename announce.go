@@ -22,7 +22,7 @@ type AnnounceResult struct {
 
 // AnnounceAsync announces that a peer for infohash listens on port: it
 // runs a get_peers lookup, then sends announce_peer to the K closest nodes
-// that issued tokens. With port 0 the nodes take the port the announce
+// of each address family that issued tokens. With port 0 the nodes take the port the announce
 // comes from (implied_port). done is called once; the call returns at
 // once.
 func (n *Node) AnnounceAsync(ctx context.Context, infohash krpc.ID, port int, done func(AnnounceResult, error)) {
@@ -50,8 +50,8 @@ func (n *Node) AnnounceAsync(ctx context.Context, infohash krpc.ID, port int, do
 			mu      sync.Mutex
 			pending = len(targets)
 		)
-		f := n.primary()
 		for _, nt := range targets {
+			f := n.familyFor(nt.Addr.Addr())
 			q := &krpc.Msg{Q: krpc.MethodAnnouncePeer, A: krpc.Args{ID: n.id, InfoHash: infohash, Token: nt.Token, Port: port, ImpliedPort: port == 0}}
 			f.tr.QueryAsync(ctx, nt.Addr, q, func(r krpc.Response, err error) {
 				n.handleResult(f, nt.NodeInfo, krpc.MethodAnnouncePeer, r, err)

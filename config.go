@@ -17,7 +17,7 @@ import (
 const (
 	DefaultAlpha          = 3                      // queries in flight per lookup
 	DefaultQueryTimeout   = 2 * time.Second        // per attempt
-	DefaultRetries        = 2                      // resends after a timed-out attempt
+	DefaultRetries        = 3                      // resends after a timed-out attempt
 	DefaultStallAfter     = 500 * time.Millisecond // a lookup query this slow frees its slot
 	DefaultSendRate       = 1000                   // packets per second, all queries and replies
 	DefaultPerIPRate      = 10                     // incoming queries per second per source IP
@@ -64,8 +64,11 @@ type Config struct {
 	// QueryTimeout is how long each attempt of a query waits. Zero: 2s.
 	QueryTimeout time.Duration
 	// Retries is the number of resends after a timed-out attempt. Zero:
-	// 2; negative: none. Lookups do not wait for them: a slow query frees
-	// its slot after StallAfter, and a late reply still counts.
+	// 3; negative: none. With four attempts a live node behind 5% packet
+	// loss fails a query about once in 10,000, so lookups miss one of the
+	// K closest in well under 1% of cases; the price is that a dead node
+	// gets four packets. Lookups do not wait idle meanwhile: a slow query
+	// frees its slot after StallAfter, and a late reply still counts.
 	Retries int
 	// StallAfter is how long a lookup query may go unanswered before the
 	// lookup stops counting it against Alpha and queries another node,

@@ -36,15 +36,54 @@ type NodeToken struct {
 
 // FindNodeResult is the outcome of a find_node lookup.
 type FindNodeResult struct {
-	Nodes []krpc.NodeInfo // the K closest nodes that replied, nearest first
-	Stats LookupStats
+	Nodes  []krpc.NodeInfo // the K closest IPv4 nodes that replied, nearest first
+	Nodes6 []krpc.NodeInfo // the same for IPv6, when the node has an IPv6 socket
+	Stats  LookupStats     // both families together
 }
 
 // GetPeersResult is the outcome of a get_peers lookup.
 type GetPeersResult struct {
-	Peers []netip.AddrPort // every distinct peer received
-	Nodes []NodeToken      // the K closest nodes that replied, nearest first, with their tokens
-	Stats LookupStats
+	Peers []netip.AddrPort // every distinct peer received, IPv4 and IPv6
+	Nodes []NodeToken      // per family, the K closest nodes that replied, nearest first, with their tokens
+	Stats LookupStats      // both families together
+}
+
+// add sums two families' stats; the duration is the longer one, since the
+// families' lookups run at the same time.
+func (s LookupStats) add(o LookupStats) LookupStats {
+	return LookupStats{Queries: s.Queries + o.Queries, Replies: s.Replies + o.Replies,
+		Timeouts: s.Timeouts + o.Timeouts, Errors: s.Errors + o.Errors, Duration: max(s.Duration, o.Duration)}
+}
+
+// perFamily runs start once per configured family and calls done once
+// when all have finished, with merge applied under a lock. The combined
+// error is nil when at least one family succeeded.
+func (n *Node) perFamily(start func(f *family, finished func(err error)), done func(err error)) {
+	fs := n.families()
+	var (
+		mu      sync.Mutex
+		pending = len(fs)
+		errs    []error
+	)
+	for _, f := range fs {
+		start(f, func(err error) {
+			mu.Lock()
+			if err != nil {
+				errs = append(errs, err)
+			}
+			pending--
+			last := pending == 0
+			mu.Unlock()
+			if !last {
+				return
+			}
+			if len(errs) == len(fs) {
+				done(errors.Join(errs...))
+				return
+			}
+			done(nil)
+		})
+	}
 }
 
 type lookupKind uint8
@@ -368,7 +407,23 @@ func (l *lookup) closest() []*cand {
 // once with them. It returns at once; done runs on one of the node's
 // goroutines and must not block.
 func (n *Node) FindNodeAsync(ctx context.Context, target krpc.ID, done func(FindNodeResult, error)) {
-	n.findNodeAsync(ctx, n.primary(), target, false, done)
+	var (
+		mu  sync.Mutex
+		res FindNodeResult
+	)
+	n.perFamily(func(f *family, finished func(error)) {
+		n.findNodeAsync(ctx, f, target, false, func(r FindNodeResult, err error) {
+			mu.Lock()
+			if f.v6 {
+				res.Nodes6 = r.Nodes
+			} else {
+				res.Nodes = r.Nodes
+			}
+			res.Stats = res.Stats.add(r.Stats)
+			mu.Unlock()
+			finished(err)
+		})
+	}, func(err error) { done(res, err) })
 }
 
 func (n *Node) findNodeAsync(ctx context.Context, f *family, target krpc.ID, withSeeds bool, done func(FindNodeResult, error)) {
@@ -399,7 +454,14 @@ func (n *Node) lookupSync(ctx context.Context, f *family, target krpc.ID, withSe
 // FindNode looks up the K nodes closest to target. On error the result
 // holds what the lookup found before it stopped.
 func (n *Node) FindNode(ctx context.Context, target krpc.ID) (FindNodeResult, error) {
-	return n.lookupSync(ctx, n.primary(), target, false)
+	type out struct {
+		r   FindNodeResult
+		err error
+	}
+	ch := make(chan out, 1)
+	n.FindNodeAsync(ctx, target, func(r FindNodeResult, err error) { ch <- out{r, err} })
+	o := <-ch
+	return o.r, o.err
 }
 
 // GetPeersAsync looks up the peers of infohash. onPeers (may be nil)
@@ -409,7 +471,32 @@ func (n *Node) FindNode(ctx context.Context, target krpc.ID) (FindNodeResult, er
 // K closest nodes with their tokens. GetPeersAsync returns at once; the
 // callbacks run on the node's goroutines and must not block.
 func (n *Node) GetPeersAsync(ctx context.Context, infohash krpc.ID, onPeers func([]netip.AddrPort), done func(GetPeersResult, error)) {
-	f := n.primary()
+	var (
+		mu      sync.Mutex // guards res and serialises onPeers across families
+		res     GetPeersResult
+		deliver func([]netip.AddrPort)
+	)
+	if onPeers != nil {
+		var dmu sync.Mutex
+		deliver = func(ps []netip.AddrPort) {
+			dmu.Lock()
+			defer dmu.Unlock()
+			onPeers(ps)
+		}
+	}
+	n.perFamily(func(f *family, finished func(error)) {
+		n.getPeersAsync(ctx, f, infohash, deliver, func(r GetPeersResult, err error) {
+			mu.Lock()
+			res.Peers = append(res.Peers, r.Peers...)
+			res.Nodes = append(res.Nodes, r.Nodes...)
+			res.Stats = res.Stats.add(r.Stats)
+			mu.Unlock()
+			finished(err)
+		})
+	}, func(err error) { done(res, err) })
+}
+
+func (n *Node) getPeersAsync(ctx context.Context, f *family, infohash krpc.ID, onPeers func([]netip.AddrPort), done func(GetPeersResult, error)) {
 	l := n.newLookup(ctx, f, getPeersLookup, infohash)
 	l.onPeers = onPeers
 	// This node is part of the DHT too: peers announced to it count.
@@ -423,9 +510,7 @@ func (n *Node) GetPeersAsync(ctx context.Context, infohash krpc.ID, onPeers func
 		}
 		l.peers = append(l.peers, local...)
 		if onPeers != nil {
-			l.deliver.Lock()
 			onPeers(local)
-			l.deliver.Unlock()
 		}
 	}
 	l.finish = func(l *lookup, err error) {

@@ -2,6 +2,7 @@ package lightdht
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -29,11 +30,13 @@ func (n *Node) maintain(ctx context.Context) {
 				lastBoot = time.Now()
 			}
 		case <-tick.C:
-			for _, target := range n.primary().table.Refresh() {
-				if ctx.Err() != nil {
-					return
+			for _, f := range n.families() {
+				for _, target := range f.table.Refresh() {
+					if ctx.Err() != nil {
+						return
+					}
+					n.lookupSync(ctx, f, target, false)
 				}
-				n.FindNode(ctx, target)
 			}
 		}
 	}
@@ -56,15 +59,45 @@ func (n *Node) bootstrap(ctx context.Context) {
 // per bucket depth is more than the whole DHT holds.
 const maxRefreshDepth = 24
 
-// Bootstrap joins the network and returns how many nodes the routing table
-// holds afterwards. It looks up the node's own ID, which fills the buckets
+// Bootstrap joins the network and returns how many nodes the routing tables
+// hold afterwards (both families together); it fails only when every
+// family does. It looks up the node's own ID, which fills the buckets
 // nearest to it, then one random ID in each farther bucket (as deep as the
 // nearest node found shares bits with ours), so that the table also knows
 // nodes in the rest of the ID space. Every lookup of a bootstrap also asks
 // the bootstrap addresses. Serve bootstraps by itself; Bootstrap is for
 // callers that want to wait until the node has joined.
 func (n *Node) Bootstrap(ctx context.Context) (int, error) {
-	f := n.primary()
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		size  int
+		errs  []error
+		fails int
+	)
+	fs := n.families()
+	for _, f := range fs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			k, err := n.bootstrapFamily(ctx, f)
+			mu.Lock()
+			defer mu.Unlock()
+			size += k
+			if err != nil {
+				errs = append(errs, err)
+				fails++
+			}
+		}()
+	}
+	wg.Wait()
+	if fails == len(fs) {
+		return size, errors.Join(errs...)
+	}
+	return size, nil
+}
+
+func (n *Node) bootstrapFamily(ctx context.Context, f *family) (int, error) {
 	res, err := n.lookupSync(ctx, f, n.id, true)
 	if err != nil {
 		return f.table.Len(), err
