@@ -333,17 +333,35 @@ func (n *Node) handleResult(f *family, to krpc.NodeInfo, method string, r krpc.R
 // Ping sends a ping to addr and returns the replying node's ID and
 // address, with the round-trip time.
 func (n *Node) Ping(ctx context.Context, addr netip.AddrPort) (krpc.NodeInfo, time.Duration, error) {
+	type out struct {
+		ni  krpc.NodeInfo
+		rtt time.Duration
+		err error
+	}
+	ch := make(chan out, 1)
+	n.PingAsync(ctx, addr, func(ni krpc.NodeInfo, rtt time.Duration, err error) { ch <- out{ni, rtt, err} })
+	o := <-ch
+	return o.ni, o.rtt, o.err
+}
+
+// PingAsync sends a ping to addr and returns at once; done is called once
+// with the replying node, the round-trip time, or the error. It runs on one
+// of the node's goroutines and must not block.
+func (n *Node) PingAsync(ctx context.Context, addr netip.AddrPort, done func(krpc.NodeInfo, time.Duration, error)) {
 	f := n.familyFor(addr.Addr())
 	if f == nil {
-		return krpc.NodeInfo{}, 0, fmt.Errorf("lightdht: ping %v: no socket for that address family", addr)
+		go done(krpc.NodeInfo{}, 0, fmt.Errorf("lightdht: ping %v: no socket for that address family", addr))
+		return
 	}
 	q := &krpc.Msg{Q: krpc.MethodPing, A: krpc.Args{ID: n.id}}
-	r, err := f.tr.Query(ctx, addr, q)
-	n.handleResult(f, krpc.NodeInfo{Addr: addr}, krpc.MethodPing, r, err)
-	if err != nil {
-		return krpc.NodeInfo{}, 0, err
-	}
-	return krpc.NodeInfo{ID: r.R.ID, Addr: r.From}, r.RTT, nil
+	f.tr.QueryAsync(ctx, addr, q, func(r krpc.Response, err error) {
+		n.handleResult(f, krpc.NodeInfo{Addr: addr}, krpc.MethodPing, r, err)
+		if err != nil {
+			done(krpc.NodeInfo{}, 0, err)
+			return
+		}
+		done(krpc.NodeInfo{ID: r.R.ID, Addr: r.From}, r.RTT, nil)
+	})
 }
 
 // Stats is a snapshot of a node's counters.

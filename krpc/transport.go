@@ -482,8 +482,9 @@ func (t *Transport) write(b []byte, addr netip.AddrPort) bool {
 }
 
 // Serve reads and dispatches packets until Close is called or ctx ends,
-// which also closes the transport. It returns nil after a clean stop. It
-// may be called once.
+// which also closes the transport. It returns nil after a clean stop, and
+// an error (after closing the transport) if the socket is closed by
+// someone else. It may be called once.
 func (t *Transport) Serve(ctx context.Context) error {
 	t.mu.Lock()
 	switch {
@@ -499,9 +500,10 @@ func (t *Transport) Serve(ctx context.Context) error {
 	// When ctx ends, Close runs on the AfterFunc goroutine; Serve then
 	// returns only after that Close has finished.
 	stop := context.AfterFunc(ctx, func() { t.Close() })
+	var lost error // the socket was closed under the transport
 	defer func() {
 		close(t.served)
-		if !stop() {
+		if !stop() || lost != nil {
 			t.Close()
 		}
 	}()
@@ -517,6 +519,11 @@ func (t *Transport) Serve(ctx context.Context) error {
 		if err != nil {
 			if t.isClosed() {
 				return nil
+			}
+			if errors.Is(err, net.ErrClosed) {
+				// Closed by someone else: nothing more will arrive.
+				lost = fmt.Errorf("krpc: socket closed under the transport: %w", err)
+				return lost
 			}
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {

@@ -584,3 +584,33 @@ func TestNoGoroutineLeak(t *testing.T) {
 		t.Errorf("%d goroutines before, %d after close\n%s", before, after, buf[:runtime.Stack(buf, true)])
 	}
 }
+
+// TestSocketClosedUnderTransport: when the socket is closed by its owner
+// rather than through Close, Serve ends with an error and the transport
+// closes, failing its outstanding queries.
+func TestSocketClosedUnderTransport(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := newNet(t, simnet.Config{})
+		_, silentAddr := startTransport(t, n, krpc.Config{})
+		c, _ := n.NewConn4()
+		tr, err := krpc.New(krpc.Config{Conn: c, Timeout: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		served := make(chan error, 1)
+		go func() { served <- tr.Serve(context.Background()) }()
+		got := make(chan error, 1)
+		tr.QueryAsync(context.Background(), silentAddr, ping(krpc.RandomID()), func(_ krpc.Response, err error) { got <- err })
+		synctest.Wait()
+		c.Close()
+		if err := <-served; !errors.Is(err, net.ErrClosed) {
+			t.Errorf("Serve returned %v, want an error wrapping net.ErrClosed", err)
+		}
+		if err := <-got; !errors.Is(err, krpc.ErrClosed) {
+			t.Errorf("outstanding query ended with %v, want ErrClosed", err)
+		}
+		if err := tr.Close(); err != nil {
+			t.Errorf("Close after the socket was lost: %v", err)
+		}
+	})
+}

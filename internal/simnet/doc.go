@@ -35,13 +35,15 @@
 // [Conn.WriteTo] never blocks. It copies the payload and applies, in order:
 // the size limit ([Config.MaxPacket]), the link filter
 // ([Network.SetLinkFilter]), random loss ([Config.Loss]) and delay
-// ([Config.Latency] plus a uniform draw below [Config.Jitter]). Without
-// latency or jitter the packet is delivered before WriteTo returns;
-// otherwise delivery is scheduled with [time.AfterFunc], so packets with
-// jitter may be reordered. On delivery the packet is appended to the
-// destination's receive queue, or dropped when no open conn has that
-// address or the queue already holds [Config.QueueLen] packets. Every
-// outcome is counted in [Stats].
+// ([Config.Latency] plus a uniform draw below [Config.Jitter]).
+// [Network.SetConditions] changes latency, jitter and loss later, for
+// instance to build a large network without delay and then measure it
+// under latency and loss. Without latency or jitter the packet is
+// delivered before WriteTo returns; otherwise delivery is scheduled with
+// [time.AfterFunc], so packets with jitter may be reordered. On delivery
+// the packet is appended to the destination's receive queue, or dropped
+// when no open conn has that address or the queue already holds
+// [Config.QueueLen] packets. Every outcome is counted in [Stats].
 //
 // # Determinism and testing/synctest
 //

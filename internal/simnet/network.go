@@ -76,15 +76,36 @@ type Stats struct {
 	DroppedFiltered  uint64 // rejected by the link filter
 }
 
+// conditions are the delay and loss applied to each packet. A Network
+// swaps them as a whole, so that a packet never sees a mix of old and new
+// values.
+type conditions struct {
+	latency time.Duration
+	jitter  time.Duration
+	loss    float64
+}
+
+// checkConditions returns an error if a duration is negative or loss is
+// not in [0, 1].
+func checkConditions(latency, jitter time.Duration, loss float64) error {
+	switch {
+	case latency < 0:
+		return fmt.Errorf("simnet: negative Latency %v", latency)
+	case jitter < 0:
+		return fmt.Errorf("simnet: negative Jitter %v", jitter)
+	case math.IsNaN(loss) || loss < 0 || loss > 1:
+		return fmt.Errorf("simnet: Loss %v outside [0, 1]", loss)
+	}
+	return nil
+}
+
 // linkFilter decides whether a packet from one address to another may pass.
 type linkFilter = func(from, to netip.AddrPort) bool
 
 // Network is an in-memory UDP network. Create one with New; its methods are
 // safe for concurrent use.
 type Network struct {
-	latency   time.Duration
-	jitter    time.Duration
-	loss      float64
+	cond      atomic.Pointer[conditions] // latency, jitter and loss; never nil
 	maxPacket int
 	queueLen  int
 
@@ -114,13 +135,10 @@ type Network struct {
 // error if a duration, MaxPacket or QueueLen is negative, or if Loss is not
 // in [0, 1].
 func New(cfg Config) (*Network, error) {
+	if err := checkConditions(cfg.Latency, cfg.Jitter, cfg.Loss); err != nil {
+		return nil, err
+	}
 	switch {
-	case cfg.Latency < 0:
-		return nil, fmt.Errorf("simnet: negative Latency %v", cfg.Latency)
-	case cfg.Jitter < 0:
-		return nil, fmt.Errorf("simnet: negative Jitter %v", cfg.Jitter)
-	case math.IsNaN(cfg.Loss) || cfg.Loss < 0 || cfg.Loss > 1:
-		return nil, fmt.Errorf("simnet: Loss %v outside [0, 1]", cfg.Loss)
 	case cfg.MaxPacket < 0:
 		return nil, fmt.Errorf("simnet: negative MaxPacket %d", cfg.MaxPacket)
 	case cfg.QueueLen < 0:
@@ -131,9 +149,6 @@ func New(cfg Config) (*Network, error) {
 		seed = 1
 	}
 	n := &Network{
-		latency:   cfg.Latency,
-		jitter:    cfg.Jitter,
-		loss:      cfg.Loss,
 		maxPacket: cfg.MaxPacket,
 		queueLen:  cfg.QueueLen,
 		rng:       rand.New(rand.NewPCG(seed, 0x73696d6e6574)), // "simnet"
@@ -143,6 +158,7 @@ func New(cfg Config) (*Network, error) {
 		next6:     1,
 		nextPort:  firstEphemeral,
 	}
+	n.cond.Store(&conditions{latency: cfg.Latency, jitter: cfg.Jitter, loss: cfg.Loss})
 	if n.maxPacket == 0 {
 		n.maxPacket = defaultMaxPacket
 	}
@@ -313,6 +329,23 @@ func (n *Network) SetLinkFilter(f func(from, to netip.AddrPort) bool) {
 	n.filter.Store(&f)
 }
 
+// SetConditions replaces the latency, jitter and loss the network was
+// created with (Config.Latency, Config.Jitter and Config.Loss) for the
+// packets written from then on; packets already in flight keep the delay
+// they were given. The three values change together: every packet sees
+// either the old or the new ones. It returns an error, and changes
+// nothing, if a duration is negative or loss is not in [0, 1].
+// SetConditions is safe to call at any time, also while packets flow. It
+// lets a test build a large network fast, without delay or loss, and then
+// measure it under realistic conditions.
+func (n *Network) SetConditions(latency, jitter time.Duration, loss float64) error {
+	if err := checkConditions(latency, jitter, loss); err != nil {
+		return err
+	}
+	n.cond.Store(&conditions{latency: latency, jitter: jitter, loss: loss})
+	return nil
+}
+
 // Stats returns a snapshot of the network's packet counters. The counters
 // are read one by one, so while packets flow the snapshot may be slightly
 // inconsistent.
@@ -360,12 +393,13 @@ func (n *Network) send(from, to netip.AddrPort, b []byte) {
 		n.droppedFiltered.Add(1)
 		return
 	}
-	delay := n.latency
-	if n.loss > 0 || n.jitter > 0 {
+	cond := n.cond.Load()
+	delay := cond.latency
+	if cond.loss > 0 || cond.jitter > 0 {
 		n.rngMu.Lock()
-		lost := n.loss > 0 && n.rng.Float64() < n.loss
-		if !lost && n.jitter > 0 {
-			delay += time.Duration(n.rng.Int64N(int64(n.jitter)))
+		lost := cond.loss > 0 && n.rng.Float64() < cond.loss
+		if !lost && cond.jitter > 0 {
+			delay += time.Duration(n.rng.Int64N(int64(cond.jitter)))
 		}
 		n.rngMu.Unlock()
 		if lost {

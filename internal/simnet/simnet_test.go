@@ -998,3 +998,103 @@ func BenchmarkConnMemory(b *testing.B) {
 		n.Close()
 	}
 }
+
+func TestSetConditions(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const latency = 100 * time.Millisecond
+		n := newNet(t, Config{})
+		a, b := newConn(t, n, false), newConn(t, n, false)
+		buf := make([]byte, 10)
+
+		// Built without delay: delivered before WriteTo returns.
+		send(t, a, b.AddrPort(), []byte("now"))
+		checkStats(t, n, Stats{Sent: 1, Delivered: 1})
+		recv(t, b)
+
+		// Invalid values are refused and change nothing.
+		for _, c := range []struct {
+			latency, jitter time.Duration
+			loss            float64
+		}{{-1, 0, 0}, {0, -1, 0}, {0, 0, -0.1}, {0, 0, 1.1}, {0, 0, math.NaN()}} {
+			if err := n.SetConditions(c.latency, c.jitter, c.loss); err == nil {
+				t.Errorf("SetConditions(%v, %v, %v) = nil, want an error", c.latency, c.jitter, c.loss)
+			}
+		}
+		start := time.Now()
+		send(t, a, b.AddrPort(), []byte("still"))
+		if _, _, err := b.ReadFromUDPAddrPort(buf); err != nil {
+			t.Fatal(err)
+		}
+		if got := time.Since(start); got != 0 {
+			t.Errorf("after refused SetConditions calls a packet took %v, want 0", got)
+		}
+
+		// Latency applies to packets written afterwards; a packet in
+		// flight keeps its delay when the conditions change again.
+		if err := n.SetConditions(latency, 0, 0); err != nil {
+			t.Fatal(err)
+		}
+		start = time.Now()
+		send(t, a, b.AddrPort(), []byte("slow"))
+		if err := n.SetConditions(0, 0, 0); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := b.ReadFromUDPAddrPort(buf); err != nil {
+			t.Fatal(err)
+		}
+		if got := time.Since(start); got != latency {
+			t.Errorf("packet arrived after %v, want exactly %v", got, latency)
+		}
+
+		// Loss 1 drops everything; back to 0, nothing is lost.
+		if err := n.SetConditions(0, 0, 1); err != nil {
+			t.Fatal(err)
+		}
+		send(t, a, b.AddrPort(), []byte("lost"))
+		if err := n.SetConditions(0, 0, 0); err != nil {
+			t.Fatal(err)
+		}
+		send(t, a, b.AddrPort(), []byte("kept"))
+		if got, _ := recv(t, b); string(got) != "kept" {
+			t.Errorf("received %q, want %q", got, "kept")
+		}
+		checkStats(t, n, Stats{Sent: 5, Delivered: 4, DroppedLoss: 1})
+	})
+}
+
+func TestSetConditionsWhilePacketsFlow(t *testing.T) {
+	// Run with -race: SetConditions races with WriteTo by design.
+	n := newNet(t, Config{QueueLen: 100_000})
+	a, b := newConn(t, n, false), newConn(t, n, false)
+	const writers, packets = 4, 500
+	var wg sync.WaitGroup
+	for range writers {
+		wg.Go(func() {
+			for range packets {
+				send(t, a, b.AddrPort(), []byte("x"))
+			}
+		})
+	}
+	wg.Go(func() {
+		for i := range 200 {
+			if err := n.SetConditions(time.Duration(i%3)*time.Microsecond, time.Duration(i%2)*time.Microsecond, float64(i%2)/2); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	wg.Wait()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st := n.Stats()
+		if st.Delivered+st.DroppedLoss == writers*packets {
+			if st.Sent != writers*packets {
+				t.Errorf("Stats() = %+v, want Sent = %d", st, writers*packets)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("packets unaccounted for: %+v", n.Stats())
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
