@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,25 +19,74 @@ import (
 	"github.com/lightdht/lightdht/krpc"
 )
 
-// newSimnet returns an in-memory network without latency or loss, closed
-// at cleanup. Each of its conns has an IP of its own in 127.0.0.0/8.
-func newSimnet(t *testing.T) *simnet.Network {
-	t.Helper()
-	n, err := simnet.New(simnet.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Close() })
-	return n
+// testConn is a socket of either kind of test network, with its address.
+type testConn interface {
+	net.PacketConn
+	AddrPort() netip.AddrPort
 }
 
-func newSimConn(t *testing.T, n *simnet.Network) *simnet.Conn {
+// network hands out sockets, each on an IP address of its own, as on the
+// Internet (BEP 42, per-IP limits and tokens depend on the IP).
+type network interface {
+	conn(t *testing.T) testConn
+}
+
+// forEachNetwork runs f as a subtest on the in-memory network and on real
+// UDP sockets bound to distinct loopback addresses (Linux routes the whole
+// of 127.0.0.0/8 to the loopback interface).
+func forEachNetwork(t *testing.T, f func(t *testing.T, sn network)) {
+	t.Run("simnet", func(t *testing.T) {
+		n, err := simnet.New(simnet.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.Close() })
+		f(t, simNetwork{n})
+	})
+	t.Run("loopback", func(t *testing.T) {
+		f(t, &loopbackNetwork{})
+	})
+}
+
+// simNetwork hands out simnet conns; no latency or loss.
+type simNetwork struct{ *simnet.Network }
+
+func (n simNetwork) conn(t *testing.T) testConn {
 	t.Helper()
 	c, err := n.NewConn4()
 	if err != nil {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// loopbackNetwork hands out real UDP sockets on 127.1.0.1, 127.1.0.2, …
+type loopbackNetwork struct {
+	mu   sync.Mutex
+	next int
+}
+
+func (n *loopbackNetwork) conn(t *testing.T) testConn {
+	t.Helper()
+	n.mu.Lock()
+	n.next++
+	i := n.next
+	n.mu.Unlock()
+	ip := net.IPv4(127, 1, byte(i/250), byte(i%250+1))
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: ip})
+	if err != nil {
+		t.Fatalf("listen on %v: %v", ip, err)
+	}
+	t.Cleanup(func() { c.Close() }) // the node closes it too; a second Close is harmless
+	return udpConn{c}
+}
+
+// udpConn is a real UDP socket with the AddrPort method simnet conns have.
+type udpConn struct{ *net.UDPConn }
+
+func (c udpConn) AddrPort() netip.AddrPort {
+	ap := c.LocalAddr().(*net.UDPAddr).AddrPort()
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
 // newNode starts a lightdht node on conn and stops it at cleanup. Limits
