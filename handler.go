@@ -42,6 +42,7 @@ func fail(reply *krpc.Msg, e *krpc.Error) bool {
 // serveQuery answers one incoming query on family f. It runs on f's read
 // goroutine.
 func (n *Node) serveQuery(f *family, reply, q *krpc.Msg, src netip.AddrPort) bool {
+	var sighting *Sighting // of the querier; nil when it sent no ID
 	if n.ipLim != nil && !n.ipLim.allow(src.Addr(), n.cfg.Now()) {
 		n.stats.rateLimited.Add(1)
 		return false
@@ -49,7 +50,14 @@ func (n *Node) serveQuery(f *family, reply, q *krpc.Msg, src netip.AddrPort) boo
 	n.stats.queries[methodIndex(q.Q)].Add(1)
 	querier := krpc.NodeInfo{ID: q.A.ID, Addr: src}
 	if !q.A.ID.IsZero() {
-		n.observe(Sighting{Node: querier, Source: SourceQuery, Method: q.Q, Version: string(q.V), ReadOnly: q.RO})
+		// Reported once handling is done, so that an accepted announce
+		// carries the peer it stored.
+		s := Sighting{Node: querier, Source: SourceQuery, Method: q.Q, Version: string(q.V), ReadOnly: q.RO}
+		if q.Q == krpc.MethodGetPeers || q.Q == krpc.MethodAnnouncePeer {
+			s.Infohash = q.A.InfoHash
+		}
+		sighting = &s
+		defer func() { n.observe(*sighting) }()
 		n.update(f, querier, table.Queried, q.RO)
 	}
 	if n.cfg.ReadOnly {
@@ -100,8 +108,10 @@ func (n *Node) serveQuery(f *family, reply, q *krpc.Msg, src netip.AddrPort) boo
 		if port == 0 {
 			return fail(reply, errBadPort)
 		}
-		n.peers.Announce(q.A.InfoHash, netip.AddrPortFrom(src.Addr(), port), q.A.Seed)
+		peer := netip.AddrPortFrom(src.Addr(), port)
+		n.peers.Announce(q.A.InfoHash, peer, q.A.Seed)
 		n.stats.announces.Add(1)
+		sighting.Peer = peer // sighting is set: q.A.ID was checked above
 	default:
 		return fail(reply, errUnknownMethod)
 	}

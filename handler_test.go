@@ -234,3 +234,49 @@ func TestPerIPRateLimit(t *testing.T) {
 		}
 	})
 }
+
+// TestObserverSeesInfohashes: incoming get_peers and announce_peer queries
+// are reported with their infohash, and an accepted announce with the peer
+// it stored; a refused announce still reports the querier, without a peer.
+func TestObserverSeesInfohashes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		var seen []lightdht.Sighting
+		r := newRig(t, func(c *lightdht.Config) {
+			c.Observer = lightdht.ObserverFunc(func(s lightdht.Sighting) {
+				mu.Lock()
+				seen = append(seen, s)
+				mu.Unlock()
+			})
+		})
+		me, ih := krpc.RandomID(), krpc.RandomID()
+		resp, err := r.query(t, &krpc.Msg{Q: krpc.MethodGetPeers, A: krpc.Args{ID: me, InfoHash: ih}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		token := append([]byte(nil), resp.R.Token...)
+		r.query(t, &krpc.Msg{Q: krpc.MethodAnnouncePeer, A: krpc.Args{ID: me, InfoHash: ih, Port: 7000, Token: []byte("bad")}})
+		if _, err := r.query(t, &krpc.Msg{Q: krpc.MethodAnnouncePeer, A: krpc.Args{ID: me, InfoHash: ih, Port: 7000, Token: token}}); err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if len(seen) != 3 {
+			t.Fatalf("%d sightings, want 3: %+v", len(seen), seen)
+		}
+		want := []struct {
+			method string
+			peer   netip.AddrPort
+		}{
+			{krpc.MethodGetPeers, netip.AddrPort{}},
+			{krpc.MethodAnnouncePeer, netip.AddrPort{}},
+			{krpc.MethodAnnouncePeer, netip.AddrPortFrom(r.caddr.Addr(), 7000)},
+		}
+		for i, w := range want {
+			s := seen[i]
+			if s.Method != w.method || s.Infohash != ih || s.Peer != w.peer || s.Node.ID != me || s.Source != lightdht.SourceQuery {
+				t.Errorf("sighting %d: %+v, want %s with infohash %v and peer %v", i, s, w.method, ih, w.peer)
+			}
+		}
+	})
+}

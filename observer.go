@@ -1,6 +1,7 @@
 package lightdht
 
 import (
+	"net/netip"
 	"time"
 
 	"github.com/lightdht/lightdht/krpc"
@@ -56,6 +57,13 @@ type Sighting struct {
 	// SecureID reports whether the node's ID satisfies BEP 42 for its IP
 	// (always true for exempt local and private addresses).
 	SecureID bool
+	// Infohash is the infohash of an incoming get_peers or announce_peer
+	// (SourceQuery), zero otherwise.
+	Infohash krpc.ID
+	// Peer is the peer an accepted announce_peer stored (SourceQuery with
+	// Method announce_peer), its port resolved from implied_port; the zero
+	// value otherwise.
+	Peer netip.AddrPort
 }
 
 // Observer receives every sighting. Observe is called synchronously on the
