@@ -1,18 +1,12 @@
 package interop
 
 import (
-	"context"
 	"errors"
 	"net"
-	"net/netip"
 	"testing"
-	"time"
 
 	"github.com/anacrolix/dht/v2"
 	"golang.org/x/time/rate"
-
-	"github.com/lightdht/lightdht"
-	"github.com/lightdht/lightdht/krpc"
 )
 
 // newAnacrolixTB is newAnacrolix for benchmarks and callers that need to
@@ -53,33 +47,4 @@ func newAnacrolixTB(tb testing.TB, conn net.PacketConn, configure func(*dht.Serv
 	}
 	tb.Cleanup(s.Close)
 	return s
-}
-
-// newNodeTB is newNode for benchmarks: it starts a lightdht node on conn
-// with the same configuration (limits that assume distinct hosts on the
-// Internet are off, QueryTimeout 1s, no maintenance) and stops it at
-// cleanup.
-func newNodeTB(tb testing.TB, conn net.PacketConn, bootstrap ...netip.AddrPort) *lightdht.Node {
-	tb.Helper()
-	n, err := lightdht.New(lightdht.Config{
-		Conn4:         conn,
-		Bootstrap:     bootstrap,
-		NoMaintenance: true,
-		IPsPerBucket:  -1,
-		QueryTimeout:  time.Second,
-		SendRate:      -1,
-		PerIPRate:     -1,
-	})
-	if err != nil {
-		tb.Fatalf("lightdht.New: %v", err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- n.Serve(context.Background()) }()
-	tb.Cleanup(func() {
-		n.Close()
-		if err := <-done; err != nil && !errors.Is(err, krpc.ErrClosed) {
-			tb.Errorf("Serve: %v", err)
-		}
-	})
-	return n
 }

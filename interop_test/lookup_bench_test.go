@@ -115,9 +115,9 @@ func buildLightdht(tb testing.TB, count int) *lookupNet {
 			tb.Fatal(err)
 		}
 		if i == 0 {
-			nodes[i] = newNodeTB(tb, conn)
+			nodes[i] = newNode(tb, conn)
 		} else {
-			nodes[i] = newNodeTB(tb, conn, nodes[0].Addr())
+			nodes[i] = newNode(tb, conn, nodes[0].Addr())
 		}
 		ids[i] = nodes[i].ID()
 	}

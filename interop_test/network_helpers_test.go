@@ -91,7 +91,7 @@ func (c udpConn) AddrPort() netip.AddrPort {
 
 // newNode starts a lightdht node on conn and stops it at cleanup. Limits
 // that assume distinct hosts on the Internet are off.
-func newNode(t *testing.T, conn net.PacketConn, bootstrap ...netip.AddrPort) *lightdht.Node {
+func newNode(t testing.TB, conn net.PacketConn, bootstrap ...netip.AddrPort) *lightdht.Node {
 	t.Helper()
 	n, err := lightdht.New(lightdht.Config{
 		Conn4:         conn,
