@@ -25,6 +25,9 @@ const (
 	DefaultPeerTTL        = 30 * time.Minute
 	DefaultMaxValues      = 50 // peers in one get_peers reply: 50 x 8 bytes stays well inside a packet
 	DefaultRefreshEvery   = time.Minute
+	DefaultSampleInterval = time.Hour // BEP 51: how long a sample_infohashes answer stands
+	MaxSampleInterval     = 6 * time.Hour
+	SampleMax             = 20 // infohashes in one BEP 51 reply: 400 bytes
 	DefaultBootstrapEvery = 30 * time.Second
 )
 
@@ -98,6 +101,10 @@ type Config struct {
 	PeerTTL time.Duration
 	// MaxValues caps the peers in one get_peers reply. Zero: 50.
 	MaxValues int
+	// SampleInterval is the BEP 51 interval: how long the node keeps
+	// answering sample_infohashes with the same sample, and asks samplers
+	// to wait. Zero: 1 hour; at most 6 hours (BEP 51's limit).
+	SampleInterval time.Duration
 
 	// Version is the "v" sent with every message. Nil: DefaultVersion.
 	Version []byte
@@ -121,8 +128,10 @@ func (c Config) withDefaults() (Config, error) {
 		return c, errors.New("lightdht: config: Conn4 or Conn6 is required")
 	case c.K < 0, c.Alpha < 0, c.MaxValues < 0, c.PerIPBurst < 0:
 		return c, fmt.Errorf("lightdht: config: negative K (%d), Alpha (%d), MaxValues (%d) or PerIPBurst (%d)", c.K, c.Alpha, c.MaxValues, c.PerIPBurst)
-	case c.QueryTimeout < 0, c.StallAfter < 0, c.PeerTTL < 0:
-		return c, errors.New("lightdht: config: negative QueryTimeout, StallAfter or PeerTTL")
+	case c.QueryTimeout < 0, c.StallAfter < 0, c.PeerTTL < 0, c.SampleInterval < 0:
+		return c, errors.New("lightdht: config: negative QueryTimeout, StallAfter, PeerTTL or SampleInterval")
+	case c.SampleInterval > MaxSampleInterval:
+		return c, fmt.Errorf("lightdht: config: SampleInterval %v above BEP 51's %v", c.SampleInterval, MaxSampleInterval)
 	}
 	for _, a := range c.Bootstrap {
 		if !a.IsValid() || a.Port() == 0 {
@@ -158,6 +167,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.PeerTTL == 0 {
 		c.PeerTTL = DefaultPeerTTL
+	}
+	if c.SampleInterval == 0 {
+		c.SampleInterval = DefaultSampleInterval
 	}
 	if c.MaxValues == 0 {
 		c.MaxValues = DefaultMaxValues

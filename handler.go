@@ -2,6 +2,7 @@ package lightdht
 
 import (
 	"net/netip"
+	"time"
 
 	"github.com/lightdht/lightdht/internal/peerstore"
 	"github.com/lightdht/lightdht/krpc"
@@ -112,10 +113,30 @@ func (n *Node) serveQuery(f *family, reply, q *krpc.Msg, src netip.AddrPort) boo
 		n.peers.Announce(q.A.InfoHash, peer, q.A.Seed)
 		n.stats.announces.Add(1)
 		sighting.Peer = peer // sighting is set: q.A.ID was checked above
+	case krpc.MethodSampleInfohashes:
+		if q.A.Target.IsZero() {
+			return fail(reply, errMissingTarget)
+		}
+		reply.R.Samples, reply.R.Num = n.sampleInfohashes(reply.R.Samples[:0])
+		reply.R.Interval = int(n.cfg.SampleInterval / time.Second)
+		n.closestNodes(f, reply, q.A.Target, q.A.Want)
 	default:
 		return fail(reply, errUnknownMethod)
 	}
 	return true
+}
+
+// sampleInfohashes appends the node's BEP 51 sample: up to SampleMax
+// infohashes it holds peers for, drawn afresh once per SampleInterval.
+func (n *Node) sampleInfohashes(dst []krpc.ID) ([]krpc.ID, int) {
+	now := n.cfg.Now()
+	n.sampleMu.Lock()
+	defer n.sampleMu.Unlock()
+	if n.sampleAt.IsZero() || now.Sub(n.sampleAt) >= n.cfg.SampleInterval || now.Before(n.sampleAt) {
+		n.sample, n.sampleN = n.peers.SampleInfohashes(n.sample[:0], SampleMax)
+		n.sampleAt = now
+	}
+	return append(dst, n.sample...), n.sampleN
 }
 
 // closestNodes fills reply with the K closest nodes to target: from the

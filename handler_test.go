@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -278,5 +279,64 @@ func TestObserverSeesInfohashes(t *testing.T) {
 				t.Errorf("sighting %d: %+v, want %s with infohash %v and peer %v", i, s, w.method, ih, w.peer)
 			}
 		}
+	})
+}
+
+// TestSampleInfohashes: BEP 51 answers carry a sample of the infohashes the
+// node holds, their number, the interval and nodes; the sample stands for
+// the interval and is drawn again after it.
+func TestSampleInfohashes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, func(c *lightdht.Config) {
+			c.SampleInterval = 10 * time.Minute
+			c.PerIPRate = -1 // 60 queries from one address in one instant
+		})
+		me := krpc.RandomID()
+		held := map[krpc.ID]bool{}
+		for range 30 {
+			ih := krpc.RandomID()
+			held[ih] = true
+			resp, err := r.query(t, &krpc.Msg{Q: krpc.MethodGetPeers, A: krpc.Args{ID: me, InfoHash: ih}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := r.query(t, &krpc.Msg{Q: krpc.MethodAnnouncePeer, A: krpc.Args{ID: me, InfoHash: ih, Port: 7000, Token: resp.R.Token}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		sample := func() []krpc.ID {
+			t.Helper()
+			resp, err := r.query(t, &krpc.Msg{Q: krpc.MethodSampleInfohashes, A: krpc.Args{ID: me, Target: krpc.RandomID()}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.R.Num != 30 || resp.R.Interval != 600 || len(resp.R.Nodes) == 0 || len(resp.R.Samples) != lightdht.SampleMax {
+				t.Fatalf("num %d interval %d nodes %d samples %d", resp.R.Num, resp.R.Interval, len(resp.R.Nodes), len(resp.R.Samples))
+			}
+			for _, ih := range resp.R.Samples {
+				if !held[ih] {
+					t.Fatalf("sample holds %v, which the node never stored", ih)
+				}
+			}
+			return resp.R.Samples
+		}
+		first := sample()
+		time.Sleep(5 * time.Minute)
+		if again := sample(); !slices.Equal(first, again) {
+			t.Error("the sample changed within the interval")
+		}
+		changed := false
+		for range 5 { // a fresh draw of 20 from 30 repeats itself with odds of 1 in 30 choose 20
+			time.Sleep(11 * time.Minute)
+			if !slices.Equal(first, sample()) {
+				changed = true
+				break
+			}
+		}
+		if !changed {
+			t.Error("the sample never changed after the interval")
+		}
+		_, err := r.query(t, &krpc.Msg{Q: krpc.MethodSampleInfohashes, A: krpc.Args{ID: me}})
+		wantCode(t, err, krpc.CodeProtocol)
 	})
 }

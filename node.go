@@ -37,6 +37,11 @@ type Node struct {
 	stopOnce sync.Once
 
 	stats nodeCounters
+
+	sampleMu sync.Mutex // guards the cached BEP 51 sample
+	sample   []krpc.ID
+	sampleN  int
+	sampleAt time.Time
 }
 
 // family is one address family: its socket's transport and its routing

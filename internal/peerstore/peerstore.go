@@ -618,3 +618,29 @@ func (s *Store) Expire() {
 		}
 	}
 }
+
+// SampleInfohashes appends to dst a uniform random sample of up to max of
+// the infohashes the store holds peers for, and returns it with the number
+// of infohashes held (BEP 51's samples and num). It walks every infohash,
+// so callers answering sample_infohashes should cache the result for the
+// interval they advertise.
+func (s *Store) SampleInfohashes(dst []krpc.ID, max int) ([]krpc.ID, int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	base := len(dst)
+	seen := 0
+	for ih := range s.swarms {
+		seen++
+		switch {
+		case max <= 0:
+		case seen <= max:
+			dst = append(dst, ih)
+		default:
+			// Reservoir sampling: keep ih with probability max/seen.
+			if j := rand.IntN(seen); j < max {
+				dst[base+j] = ih
+			}
+		}
+	}
+	return dst, len(s.swarms)
+}

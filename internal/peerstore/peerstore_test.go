@@ -659,3 +659,43 @@ func (m *model) len(now int64) (int, int) {
 	}
 	return len(m.swarms), n
 }
+
+func TestSampleInfohashes(t *testing.T) {
+	s, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := map[krpc.ID]bool{}
+	for i := range 100 {
+		var ih krpc.ID
+		ih[0], ih[1] = byte(i), 1
+		all[ih] = true
+		s.Announce(ih, netip.MustParseAddrPort("127.0.0.1:6881"), false)
+	}
+	counts := map[krpc.ID]int{}
+	const rounds = 2000
+	for range rounds {
+		got, num := s.SampleInfohashes(nil, 20)
+		if num != 100 || len(got) != 20 {
+			t.Fatalf("got %d samples of %d, want 20 of 100", len(got), num)
+		}
+		dup := map[krpc.ID]bool{}
+		for _, ih := range got {
+			if !all[ih] || dup[ih] {
+				t.Fatalf("sample holds %v: unknown or repeated", ih)
+			}
+			dup[ih] = true
+			counts[ih]++
+		}
+	}
+	// Uniform: each infohash is drawn with probability 0.2, 400 times in
+	// expectation (sd ~18); 6 sd either way is a fault.
+	for ih := range all {
+		if c := counts[ih]; c < 290 || c > 510 {
+			t.Errorf("infohash %v drawn %d times in %d samples, want about 400", ih, c, rounds)
+		}
+	}
+	if got, num := s.SampleInfohashes(nil, 500); len(got) != 100 || num != 100 {
+		t.Errorf("asking for more than held: %d of %d", len(got), num)
+	}
+}
