@@ -1,0 +1,135 @@
+package db
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lightdht/lightdht"
+	"github.com/lightdht/lightdht/krpc"
+)
+
+// crashChildEnv names the database file TestCrashChild writes to.
+const crashChildEnv = "LIGHTDHT_DB_CRASH_CHILD"
+
+// TestCrash runs TestCrashChild in a child process, SIGKILLs it at a
+// random moment, and checks that the file is intact and holds at least
+// every sighting the child reported as committed. The same file is reused
+// across cycles, so each cycle also recovers the previous crash.
+// LIGHTDHT_CRASH_CYCLES sets the number of cycles (default 20).
+func TestCrash(t *testing.T) {
+	cycles := 20
+	if v := os.Getenv("LIGHTDHT_CRASH_CYCLES"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			t.Fatalf("LIGHTDHT_CRASH_CYCLES=%q", v)
+		}
+		cycles = n
+	}
+	path := filepath.Join(t.TempDir(), "crash.db")
+	var total, reportedCycles int64
+	for cycle := range cycles {
+		before := int64(0)
+		if cycle > 0 {
+			before = checkCrashFile(t, path, cycle)
+		}
+		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
+		cmd.Env = append(os.Environ(), crashChildEnv+"="+path)
+		cmd.Stderr = os.Stderr
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		var committed atomic.Int64
+		eof := make(chan struct{})
+		go func() {
+			defer close(eof)
+			sc := bufio.NewScanner(out)
+			for sc.Scan() {
+				if v, ok := strings.CutPrefix(sc.Text(), "committed "); ok {
+					n, err := strconv.ParseInt(v, 10, 64)
+					if err == nil {
+						committed.Store(n)
+					}
+				}
+			}
+		}()
+		time.Sleep(time.Duration(50+rand.IntN(451)) * time.Millisecond)
+		if err := cmd.Process.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		<-eof // every line written before the kill has been read
+		cmd.Wait()
+		last := committed.Load()
+		after := checkCrashFile(t, path, cycle+1)
+		if after < before+last {
+			t.Fatalf("cycle %d: %d nodes after the crash, want >= %d before + %d the child reported committed",
+				cycle, after, before, last)
+		}
+		total += last
+		if last > 0 {
+			reportedCycles++
+		}
+	}
+	t.Logf("%d crash cycles, %d with commits reported, %d sightings reported committed", cycles, reportedCycles, total)
+	if reportedCycles == 0 {
+		t.Error("the child never reported a commit: the test checked nothing")
+	}
+}
+
+// checkCrashFile opens the file after a crash as the crawler would, checks
+// its integrity and returns its node count.
+func checkCrashFile(t *testing.T, path string, cycle int) int64 {
+	t.Helper()
+	d, err := Open(path, Options{})
+	if err != nil {
+		t.Fatalf("cycle %d: reopen after crash: %v", cycle, err)
+	}
+	defer d.Close()
+	var ok string
+	if err := d.SQL().QueryRow("PRAGMA integrity_check").Scan(&ok); err != nil || ok != "ok" {
+		t.Fatalf("cycle %d: integrity_check = %q, %v", cycle, ok, err)
+	}
+	return count(t, d.SQL(), "SELECT count(*) FROM nodes")
+}
+
+// TestCrashChild is the child process of TestCrash: it writes a new node
+// per sighting, and after each Flush prints how many it has committed,
+// until it is killed.
+func TestCrashChild(t *testing.T) {
+	path := os.Getenv(crashChildEnv)
+	if path == "" {
+		t.Skip("helper process for TestCrash")
+	}
+	d, err := Open(path, Options{BatchSize: 64, FlushInterval: 5 * time.Millisecond})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	addr := netip.MustParseAddrPort("198.51.100.1:6881")
+	for n := 0; ; {
+		for range 150 {
+			d.Observe(lightdht.Sighting{Node: krpc.NodeInfo{ID: krpc.RandomID(), Addr: addr}, Time: time.Now(),
+				Source: lightdht.SourceReported})
+			n++
+		}
+		if err := d.Flush(context.Background()); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		fmt.Printf("committed %d\n", n)
+	}
+}
