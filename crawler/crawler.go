@@ -1,0 +1,768 @@
+package crawler
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"fmt"
+	"math/bits"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/time/rate"
+
+	"github.com/lightdht/lightdht"
+	"github.com/lightdht/lightdht/bep42"
+	"github.com/lightdht/lightdht/krpc"
+)
+
+// Defaults of Config.
+const (
+	DefaultRate          = 250             // queries per second, all nodes together
+	DefaultPerIPInterval = 2 * time.Second // between two queries to one IP
+	DefaultMaxInFlight   = 512
+	DefaultTimeout       = 2 * time.Second // per attempt
+	DefaultIdle          = 30 * time.Second
+	DefaultRevisit       = 30 * time.Minute
+	DefaultProgressEvery = time.Second
+)
+
+// Recorder receives what the crawl sees. *db.DB implements it.
+type Recorder interface {
+	// Observe receives every sighting of a node.
+	Observe(lightdht.Sighting)
+	// RecordSample receives a BEP 51 reply: the number of infohashes the
+	// node holds, the interval it asked for, and the sample.
+	RecordSample(node krpc.NodeInfo, t time.Time, num, intervalS int, samples []krpc.ID)
+}
+
+// Zone restricts a crawl to the node IDs that share their first Bits bits
+// with Prefix.
+type Zone struct {
+	Prefix krpc.ID
+	Bits   int
+}
+
+// contains reports whether id lies in the zone.
+func (z Zone) contains(id krpc.ID) bool {
+	return z.Bits == 0 || id.CommonPrefixLen(z.Prefix) >= z.Bits
+}
+
+// Config configures a crawl. Conn and Bootstrap are required; every other
+// zero value selects the documented default.
+type Config struct {
+	// Conn is the socket the crawl uses; the crawler owns and closes it.
+	Conn net.PacketConn
+	// Bootstrap lists the addresses the crawl starts from.
+	Bootstrap []netip.AddrPort
+	// ID is the crawler's node ID, used in every query. Zero: random.
+	ID krpc.ID
+
+	// Rate caps the queries sent per second (resends included). Zero:
+	// DefaultRate.
+	Rate float64
+	// PerIPInterval is the least time between two queries to one IP
+	// address. Zero: 2 seconds. Libtorrent blocks sources that send more
+	// than 5 queries a second.
+	PerIPInterval time.Duration
+	// MaxInFlight bounds the queries awaiting a reply. Zero: 512.
+	MaxInFlight int
+	// Timeout is the wait for each attempt; Retries the resends after a
+	// timed-out one, which go through the same queue and per-IP interval
+	// as every query. Zero: 2 seconds and 1 resend; negative Retries:
+	// none.
+	Timeout time.Duration
+	Retries int
+
+	// Idle ends a full crawl once no new node has been found for this
+	// long (a crawl also ends when nothing is left to query). Zero: 30
+	// seconds. The context's deadline bounds the crawl in any case.
+	Idle time.Duration
+	// Continuous keeps crawling: every node that replied is asked again
+	// every Revisit (zero: 30 minutes), to observe uptime and churn, until
+	// the context ends.
+	Continuous bool
+	Revisit    time.Duration
+
+	// Zone, when Bits > 0, restricts the crawl to one ID prefix and
+	// estimates the size of the whole network from its density.
+	Zone Zone
+
+	// Infohashes asks each node with BEP 51 sample_infohashes (which also
+	// returns nodes), honouring each node's interval, and falls back to
+	// find_node for nodes that do not support it.
+	Infohashes bool
+
+	// TestNet allows queries to loopback, private and other addresses
+	// that do not belong on the public DHT. Only for local test networks.
+	TestNet bool
+
+	// Recorder receives sightings and samples. Nil: none.
+	Recorder Recorder
+	// Progress, if set, is called every ProgressEvery (zero: 1 second) and
+	// once at the end, on the crawl's goroutine: it must return quickly.
+	Progress      func(Progress)
+	ProgressEvery time.Duration
+
+	// Version is the "v" the crawler sends. Nil: lightdht.DefaultVersion.
+	Version []byte
+	// Logger receives log events, tagged component=crawler. Zero value:
+	// none.
+	Logger zerolog.Logger
+}
+
+// Progress is a snapshot of a running crawl.
+type Progress struct {
+	Discovered int           // distinct node addresses seen
+	Replied    int           // nodes that answered
+	Queued     int           // nodes waiting for a query
+	InFlight   int           // queries awaiting a reply
+	Queries    int           // queries sent (first attempts)
+	QPS        float64       // queries per second over the last period
+	Elapsed    time.Duration // since the crawl started
+	Remaining  time.Duration // queued work at the current rate; 0 if unknown
+}
+
+// Result summarises a finished crawl.
+type Result struct {
+	Discovered   int     // distinct node addresses seen, bogons included
+	Queried      int     // nodes queried
+	Replied      int     // nodes that answered (a KRPC error is an answer)
+	Timeouts     int     // nodes that never answered
+	Bogons       int     // addresses not queried: private, loopback, reserved, …
+	OutOfZone    int     // nodes outside Config.Zone, not queried
+	Queries      int     // queries sent, first attempts
+	Packets      uint64  // packets sent, resends included
+	Samples      int     // BEP 51 replies with samples
+	Infohashes   int     // distinct infohashes sampled
+	InZone       int     // nodes found inside Config.Zone
+	SizeEstimate float64 // zone crawls: InZone x 2^Bits; 0 otherwise
+	Duration     time.Duration
+}
+
+func (c Config) withDefaults() (Config, error) {
+	switch {
+	case c.Conn == nil:
+		return c, errors.New("crawler: config: Conn is required")
+	case len(c.Bootstrap) == 0:
+		return c, errors.New("crawler: config: no bootstrap address")
+	case c.Rate < 0, c.PerIPInterval < 0, c.MaxInFlight < 0, c.Timeout < 0, c.Idle < 0, c.Revisit < 0, c.ProgressEvery < 0:
+		return c, errors.New("crawler: config: negative value")
+	case c.Zone.Bits < 0 || c.Zone.Bits > 32:
+		return c, fmt.Errorf("crawler: config: zone of %d bits (0 to 32)", c.Zone.Bits)
+	}
+	for _, a := range c.Bootstrap {
+		if !a.IsValid() || a.Port() == 0 {
+			return c, fmt.Errorf("crawler: config: invalid bootstrap address %v", a)
+		}
+		if !c.TestNet && bogon(a.Addr()) {
+			return c, fmt.Errorf("crawler: config: bootstrap address %v is not a public address (a local test network needs TestNet)", a)
+		}
+	}
+	if c.ID.IsZero() {
+		c.ID = krpc.RandomID()
+	}
+	if c.Rate == 0 {
+		c.Rate = DefaultRate
+	}
+	if c.PerIPInterval == 0 {
+		c.PerIPInterval = DefaultPerIPInterval
+	}
+	if c.MaxInFlight == 0 {
+		c.MaxInFlight = DefaultMaxInFlight
+	}
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.Idle == 0 {
+		c.Idle = DefaultIdle
+	}
+	switch {
+	case c.Retries == 0:
+		c.Retries = 1
+	case c.Retries < 0:
+		c.Retries = 0
+	}
+	if c.Revisit == 0 {
+		c.Revisit = DefaultRevisit
+	}
+	if c.ProgressEvery == 0 {
+		c.ProgressEvery = DefaultProgressEvery
+	}
+	if c.Version == nil {
+		c.Version = lightdht.DefaultVersion
+	}
+	return c, nil
+}
+
+// bogon reports whether a is an address that has no business on the
+// public DHT: unspecified, loopback, private, link-local, multicast,
+// carrier-grade NAT, documentation, benchmarking or reserved ranges.
+func bogon(a netip.Addr) bool {
+	a = a.Unmap()
+	if !a.IsValid() || a.IsUnspecified() || a.IsLoopback() || a.IsPrivate() || a.IsMulticast() ||
+		a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() || a.IsInterfaceLocalMulticast() {
+		return true
+	}
+	for _, p := range bogonPrefixes {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+var bogonPrefixes = []netip.Prefix{
+	netip.MustParsePrefix("0.0.0.0/8"),
+	netip.MustParsePrefix("100.64.0.0/10"),   // carrier-grade NAT
+	netip.MustParsePrefix("192.0.0.0/24"),    // IETF protocol assignments
+	netip.MustParsePrefix("192.0.2.0/24"),    // documentation
+	netip.MustParsePrefix("198.18.0.0/15"),   // benchmarking
+	netip.MustParsePrefix("198.51.100.0/24"), // documentation
+	netip.MustParsePrefix("203.0.113.0/24"),  // documentation
+	netip.MustParsePrefix("240.0.0.0/4"),     // reserved, and broadcast
+	netip.MustParsePrefix("2001:db8::/32"),   // documentation
+	netip.MustParsePrefix("64:ff9b::/96"),    // NAT64
+	netip.MustParsePrefix("100::/64"),        // discard
+}
+
+// addrKey is a compact map key: the 16-byte address and the port.
+type addrKey [18]byte
+
+func keyOf(ap netip.AddrPort) addrKey {
+	var k addrKey
+	a := ap.Addr().Unmap().As16()
+	copy(k[:16], a[:])
+	k[16], k[17] = byte(ap.Port()>>8), byte(ap.Port())
+	return k
+}
+
+func (k addrKey) addrPort() netip.AddrPort {
+	a := netip.AddrFrom16([16]byte(k[:16])).Unmap()
+	return netip.AddrPortFrom(a, uint16(k[16])<<8|uint16(k[17]))
+}
+
+func (k addrKey) ip() [16]byte { return [16]byte(k[:16]) }
+
+// Node states in the crawl.
+const (
+	stNew      uint8 = iota // seen, not yet queued
+	stQueued                // waiting for a query
+	stInFlight              // a query is out
+	stReplied               // answered
+	stFailed                // never answered
+	stSkipped               // bogon or outside the zone: never queried
+)
+
+// BEP 51 support as learnt.
+const (
+	bep51Unknown uint8 = iota
+	bep51Yes
+	bep51No
+)
+
+// node is what the crawl keeps per address: 64 bytes.
+type node struct {
+	id      krpc.ID
+	key     addrKey
+	state   uint8
+	bep51   uint8
+	queries uint8 // queries sent to it in this pass (a revisit starts a new pass)
+	queried bool  // queried at least once in the crawl
+	nearest bool  // the next query asks for its nearest neighbours
+	replied bool  // answered at least once in the crawl
+	inZone  bool
+	next    int64 // Unix nanoseconds before which it is not asked again (BEP 51 interval, revisits)
+}
+
+// result is a transport callback's report to the event loop.
+type result struct {
+	idx    int32
+	method string
+	resp   krpc.Response
+	err    error
+}
+
+// Crawler runs one crawl. Create it with New and run it with Run.
+type Crawler struct {
+	cfg Config
+	tr  *krpc.Transport
+	log zerolog.Logger
+	lim *rate.Limiter
+
+	// Owned by the event loop.
+	nodes     []node
+	index     map[addrKey]int32
+	ready     []int32 // FIFO of nodes to query now
+	later     delayHeap
+	lastIP    map[[16]byte]int64 // last query time per IP, pruned as it ages
+	inflight  int
+	results   chan result
+	res       Result
+	lastNew   time.Time
+	ihs       map[krpc.ID]struct{}
+	start     time.Time
+	zoneFound int  // nodes discovered inside the zone so far
+	passTwo   bool // the second pass has started
+}
+
+// New checks cfg and prepares a crawl. It starts nothing.
+func New(cfg Config) (*Crawler, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	// The crawler resends through its own queue, so that a resend obeys
+	// the per-IP interval like any other query.
+	tr, err := krpc.New(krpc.Config{
+		Conn:     cfg.Conn,
+		Timeout:  cfg.Timeout,
+		Retries:  krpc.NoRetries,
+		Version:  cfg.Version,
+		ReadOnly: true, // BEP 43: the crawler answers no queries
+		Logger:   cfg.Logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("crawler: %w", err)
+	}
+	burst := max(1, int(cfg.Rate/10))
+	return &Crawler{
+		cfg:     cfg,
+		tr:      tr,
+		log:     cfg.Logger.With().Str("component", "crawler").Logger(),
+		lim:     rate.NewLimiter(rate.Limit(cfg.Rate), burst),
+		index:   make(map[addrKey]int32),
+		lastIP:  make(map[[16]byte]int64),
+		results: make(chan result, cfg.MaxInFlight),
+		ihs:     make(map[krpc.ID]struct{}),
+	}, nil
+}
+
+// Run crawls until the crawl is done (nothing left to query, or no new
+// node for Config.Idle) or ctx ends, and returns what it found. The socket
+// is closed when Run returns. A crawl ended by ctx returns its result with
+// ctx's error.
+func (c *Crawler) Run(ctx context.Context) (Result, error) {
+	c.start = time.Now()
+	c.lastNew = c.start
+	served := make(chan error, 1)
+	go func() { served <- c.tr.Serve(context.Background()) }()
+	defer func() {
+		c.tr.Close()
+		<-served
+	}()
+
+	for _, a := range c.cfg.Bootstrap {
+		c.discover(krpc.NodeInfo{Addr: a}, true)
+	}
+
+	wake := time.NewTimer(0)
+	defer wake.Stop()
+	tick := time.NewTicker(c.cfg.ProgressEvery)
+	defer tick.Stop()
+	lastQueries, lastTick := 0, c.start
+	var runErr error
+loop:
+	for {
+		next := c.dispatch()
+		if c.finished() {
+			break
+		}
+		if !next.IsZero() {
+			wake.Reset(time.Until(next))
+		}
+		select {
+		case r := <-c.results:
+			c.handle(r)
+		case <-wake.C:
+		case now := <-tick.C:
+			c.report(now, &lastQueries, &lastTick)
+		case <-ctx.Done():
+			runErr = fmt.Errorf("crawler: %w", context.Cause(ctx))
+			break loop
+		}
+	}
+	// Let the queries in flight finish (or fail as the transport closes)
+	// so that every sighting is recorded.
+	c.tr.Close()
+	for c.inflight > 0 {
+		c.handle(<-c.results)
+	}
+	c.finalize()
+	if c.cfg.Progress != nil {
+		var q int
+		t := c.start
+		c.report(time.Now(), &q, &t)
+	}
+	return c.res, runErr
+}
+
+// finished reports whether a full or zone crawl is over. When the first
+// pass runs dry, a second pass asks the nodes that replied for their
+// nearest neighbours, within the query budget.
+func (c *Crawler) finished() bool {
+	if c.cfg.Continuous {
+		return false
+	}
+	if c.inflight == 0 && len(c.ready) == 0 && c.later.Len() == 0 {
+		return !c.secondPass()
+	}
+	return time.Since(c.lastNew) >= c.cfg.Idle
+}
+
+// secondPassBudget bounds the second pass: queries stop once they reach
+// this many per node that replied.
+const secondPassBudget = 1.9
+
+// secondPass queues, once, every replied node for a nearest-neighbour
+// query, as far as the budget allows, and reports whether it queued any.
+func (c *Crawler) secondPass() bool {
+	if c.passTwo {
+		return false
+	}
+	c.passTwo = true
+	budget := int(secondPassBudget*float64(c.res.Replied)) - c.res.Queries
+	for i := range c.nodes {
+		if budget <= 0 {
+			break
+		}
+		n := &c.nodes[i]
+		if n.state == stReplied && !n.id.IsZero() {
+			n.state = stQueued
+			n.queries = 0
+			n.nearest = true
+			c.ready = append(c.ready, int32(i))
+			budget--
+		}
+	}
+	return len(c.ready) > 0
+}
+
+// discover records a node seen at ni.Addr (ID possibly unknown) and queues
+// it when it is to be queried. bootstrap nodes are queried whatever their ID.
+func (c *Crawler) discover(ni krpc.NodeInfo, bootstrap bool) {
+	if !ni.Addr.IsValid() || ni.Addr.Port() == 0 {
+		return
+	}
+	k := keyOf(ni.Addr)
+	if idx, ok := c.index[k]; ok {
+		if n := &c.nodes[idx]; n.id.IsZero() && !ni.ID.IsZero() {
+			n.id = ni.ID
+		}
+		return
+	}
+	idx := int32(len(c.nodes))
+	c.nodes = append(c.nodes, node{id: ni.ID, key: k})
+	c.index[k] = idx
+	c.res.Discovered++
+	c.lastNew = time.Now()
+	n := &c.nodes[idx]
+	n.inZone = !ni.ID.IsZero() && c.cfg.Zone.contains(ni.ID)
+	if n.inZone {
+		c.zoneFound++
+	}
+	switch {
+	case !c.cfg.TestNet && bogon(ni.Addr.Addr()):
+		n.state = stSkipped
+		c.res.Bogons++
+	case !bootstrap && !c.towardZone(ni.ID):
+		n.state = stSkipped
+		c.res.OutOfZone++
+	default:
+		n.state = stQueued
+		c.ready = append(c.ready, idx)
+	}
+}
+
+// towardZone reports whether a node is worth querying in a zone crawl: it
+// is in the zone, or (while the zone is still to be reached) it is at least
+// as close to the zone as the bootstrap path needs.
+func (c *Crawler) towardZone(id krpc.ID) bool {
+	z := c.cfg.Zone
+	if z.Bits == 0 || z.contains(id) {
+		return true
+	}
+	// Outside the zone: only nodes that bring us closer, i.e. that share
+	// more bits with the prefix than any replied node so far would need.
+	// Keeping those that share at least half the zone's bits bounds the
+	// approach to a few hops.
+	return id.CommonPrefixLen(z.Prefix) >= z.Bits/2 || c.zoneFound == 0 && c.res.Replied < 64
+}
+
+// dispatch sends queries while the limits allow and returns when it should
+// be called again (zero if only a result can make progress).
+func (c *Crawler) dispatch() time.Time {
+	now := time.Now()
+	c.promote(now)
+	for c.inflight < c.cfg.MaxInFlight && len(c.ready) > 0 {
+		idx := c.ready[0]
+		n := &c.nodes[idx]
+		ip := n.key.ip()
+		if last, ok := c.lastIP[ip]; ok {
+			if due := last + int64(c.cfg.PerIPInterval); due > now.UnixNano() {
+				c.ready = c.ready[1:]
+				heap.Push(&c.later, delayed{idx: idx, at: due})
+				continue
+			}
+		}
+		r := c.lim.ReserveN(now, 1)
+		if d := r.DelayFrom(now); d > 0 {
+			r.CancelAt(now)
+			return c.earliest(now.Add(d))
+		}
+		c.ready = c.ready[1:]
+		c.lastIP[ip] = now.UnixNano()
+		c.send(idx)
+	}
+	c.pruneIPs(now)
+	return c.earliest(time.Time{})
+}
+
+// earliest returns the sooner of t and the next delayed node's time.
+func (c *Crawler) earliest(t time.Time) time.Time {
+	if c.later.Len() > 0 {
+		at := time.Unix(0, c.later[0].at)
+		if t.IsZero() || at.Before(t) {
+			return at
+		}
+	}
+	return t
+}
+
+// promote moves the delayed nodes that are due to the ready queue.
+func (c *Crawler) promote(now time.Time) {
+	for c.later.Len() > 0 && c.later[0].at <= now.UnixNano() {
+		d := heap.Pop(&c.later).(delayed)
+		c.ready = append(c.ready, d.idx)
+	}
+}
+
+// pruneIPs forgets per-IP send times that no longer restrict anything,
+// so the map holds only the IPs of the last PerIPInterval.
+func (c *Crawler) pruneIPs(now time.Time) {
+	if len(c.lastIP) < 4096 {
+		return
+	}
+	cutoff := now.UnixNano() - int64(c.cfg.PerIPInterval)
+	for ip, t := range c.lastIP {
+		if t <= cutoff {
+			delete(c.lastIP, ip)
+		}
+	}
+}
+
+// target returns the find_node / sample_infohashes target for a node: a
+// random ID that shares exactly d leading bits with the node's own, for d
+// drawn uniformly from 0 to the estimated depth of routing tables, so the
+// reply lists the node's bucket at depth d (at the deepest depth, its
+// nearest neighbours). Asking every node for its nearest neighbours only
+// would keep the crawl inside clusters of mutual neighbours; one random
+// bucket per node reports each node about K times in expectation, so every
+// node is found with one query per node. For a node whose ID is unknown (a
+// bootstrap address) the target is random, or inside the zone.
+func (c *Crawler) target(n *node) krpc.ID {
+	if n.id.IsZero() {
+		t := krpc.RandomID()
+		if c.cfg.Zone.Bits > 0 {
+			copy(t[:4], c.cfg.Zone.Prefix[:4])
+		}
+		return t
+	}
+	depth := c.tableDepth()
+	d := rand.IntN(depth + 1)
+	if d == depth || n.nearest {
+		t := n.id
+		t[krpc.IDLen-1] ^= 1
+		return t
+	}
+	return targetAtDepth(n.id, d)
+}
+
+// tableDepth estimates how deep routing tables reach in a network of the
+// size found so far: log2(discovered/K), plus one.
+func (c *Crawler) tableDepth() int {
+	return bits.Len(uint(c.res.Discovered/8)) + 1
+}
+
+// targetAtDepth returns a random ID sharing exactly d leading bits with id.
+func targetAtDepth(id krpc.ID, d int) krpc.ID {
+	t := krpc.RandomID()
+	for i := range d {
+		mask := byte(0x80) >> (i % 8)
+		t[i/8] = t[i/8]&^mask | id[i/8]&mask
+	}
+	mask := byte(0x80) >> (d % 8)
+	t[d/8] = t[d/8]&^mask | ^id[d/8]&mask
+	return t
+}
+
+func (c *Crawler) send(idx int32) {
+	n := &c.nodes[idx]
+	n.state = stInFlight
+	n.queries++
+	n.queried = true
+	c.inflight++
+	c.res.Queries++
+	q := &krpc.Msg{Q: krpc.MethodFindNode, A: krpc.Args{ID: c.cfg.ID, Target: c.target(n)}}
+	// Sample only where BEP 51 may work and the node's interval is over;
+	// otherwise ask for nodes the BEP 5 way.
+	if c.cfg.Infohashes && n.bep51 != bep51No && !n.id.IsZero() && time.Now().UnixNano() >= n.next {
+		q.Q = krpc.MethodSampleInfohashes
+	}
+	method := q.Q
+	c.tr.QueryAsync(context.Background(), n.key.addrPort(), q, func(r krpc.Response, err error) {
+		c.results <- result{idx: idx, method: method, resp: r, err: err}
+	})
+}
+
+// handle processes one query's outcome on the event loop.
+func (c *Crawler) handle(r result) {
+	c.inflight--
+	n := &c.nodes[r.idx]
+	addr := n.key.addrPort()
+	now := time.Now()
+	if r.resp.Msg == nil {
+		if !errors.Is(r.err, krpc.ErrTimeout) {
+			n.state = stFailed // closed or cancelled: the crawl is ending
+			return
+		}
+		c.record(lightdht.Sighting{Node: krpc.NodeInfo{ID: n.id, Addr: addr}, Time: now, Source: lightdht.SourceTimeout, Method: r.method})
+		if n.state == stInFlight && int(n.queries) <= c.cfg.Retries {
+			n.state = stQueued
+			c.ready = append(c.ready, r.idx)
+			return
+		}
+		if n.state == stInFlight {
+			n.state = stFailed
+		}
+		return
+	}
+	m := r.resp.Msg
+	id := m.SenderID()
+	if !id.IsZero() {
+		n.id = id
+		if !n.inZone && c.cfg.Zone.contains(id) {
+			n.inZone = true
+			c.zoneFound++
+		}
+	}
+	first := !n.replied
+	n.replied = true
+	n.state = stReplied
+	me := krpc.NodeInfo{ID: n.id, Addr: addr}
+	c.record(lightdht.Sighting{Node: me, Time: now, Source: lightdht.SourceReply, Method: r.method,
+		Version: string(m.V), RTT: r.resp.RTT, ReadOnly: m.RO, SecureID: secure(me)})
+	if first {
+		c.res.Replied++
+	}
+
+	if m.Y == krpc.KindError {
+		// A node that does not know sample_infohashes: ask it for nodes
+		// the BEP 5 way.
+		if r.method == krpc.MethodSampleInfohashes && m.E != nil && m.E.Code == krpc.CodeMethodUnknown {
+			n.bep51 = bep51No
+			n.state = stQueued
+			c.ready = append(c.ready, r.idx)
+		}
+		return
+	}
+	nodes := m.R.Nodes
+	if n.key.addrPort().Addr().Is6() {
+		nodes = m.R.Nodes6
+	}
+	for _, ni := range nodes {
+		c.record(lightdht.Sighting{Node: ni, Time: now, Source: lightdht.SourceReported, Method: r.method, Reporter: me, SecureID: secure(ni)})
+		c.discover(ni, false)
+	}
+	n = &c.nodes[r.idx] // discover may have grown c.nodes
+	if r.method == krpc.MethodSampleInfohashes {
+		n.bep51 = bep51Yes
+		n.next = now.Add(time.Duration(m.R.Interval) * time.Second).UnixNano()
+		c.res.Samples++
+		for _, ih := range m.R.Samples {
+			c.ihs[ih] = struct{}{}
+		}
+		if c.cfg.Recorder != nil {
+			c.cfg.Recorder.RecordSample(me, now, m.R.Num, m.R.Interval, m.R.Samples)
+		}
+	}
+	if c.cfg.Continuous {
+		at := now.Add(c.cfg.Revisit).UnixNano()
+		if n.next > at {
+			at = n.next // never sample before the node's BEP 51 interval
+		}
+		n.state = stQueued
+		n.queries = 0
+		heap.Push(&c.later, delayed{idx: r.idx, at: at})
+	}
+}
+
+func secure(ni krpc.NodeInfo) bool { return bep42.Acceptable(ni.ID, ni.Addr.Addr()) }
+
+func (c *Crawler) record(s lightdht.Sighting) {
+	if c.cfg.Recorder != nil {
+		c.cfg.Recorder.Observe(s)
+	}
+}
+
+func (c *Crawler) report(now time.Time, lastQueries *int, lastTick *time.Time) {
+	if c.cfg.Progress == nil {
+		return
+	}
+	p := Progress{Discovered: c.res.Discovered, Replied: c.res.Replied, Queued: len(c.ready) + c.later.Len(),
+		InFlight: c.inflight, Queries: c.res.Queries, Elapsed: now.Sub(c.start)}
+	if dt := now.Sub(*lastTick).Seconds(); dt > 0 {
+		p.QPS = float64(c.res.Queries-*lastQueries) / dt
+	}
+	if p.QPS > 0 {
+		p.Remaining = time.Duration(float64(p.Queued) / p.QPS * float64(time.Second))
+	}
+	*lastQueries, *lastTick = c.res.Queries, now
+	c.cfg.Progress(p)
+}
+
+// finalize fills in the result's totals.
+func (c *Crawler) finalize() {
+	c.res.Duration = time.Since(c.start)
+	c.res.Packets = c.tr.Stats().PacketsSent
+	c.res.Infohashes = len(c.ihs)
+	for i := range c.nodes {
+		n := &c.nodes[i]
+		if n.queried {
+			c.res.Queried++
+		}
+		if n.state == stFailed {
+			c.res.Timeouts++
+		}
+		// A skipped node inside the zone can only be a bogon.
+		if n.inZone && n.state != stSkipped {
+			c.res.InZone++
+		}
+	}
+	if c.cfg.Zone.Bits > 0 {
+		c.res.SizeEstimate = float64(c.res.InZone) * float64(uint64(1)<<c.cfg.Zone.Bits)
+	}
+}
+
+// delayed is a node waiting for its time: its IP's interval, a BEP 51
+// interval or a revisit.
+type delayed struct {
+	idx int32
+	at  int64
+}
+
+type delayHeap []delayed
+
+func (h delayHeap) Len() int           { return len(h) }
+func (h delayHeap) Less(i, j int) bool { return h[i].at < h[j].at }
+func (h delayHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *delayHeap) Push(x any)        { *h = append(*h, x.(delayed)) }
+func (h *delayHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}

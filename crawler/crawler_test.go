@@ -1,0 +1,375 @@
+package crawler_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/lightdht/lightdht"
+	"github.com/lightdht/lightdht/crawler"
+	"github.com/lightdht/lightdht/internal/simnet"
+	"github.com/lightdht/lightdht/krpc"
+)
+
+// recorder keeps what a crawl reports.
+type recorder struct {
+	mu          sync.Mutex
+	replied     map[krpc.ID]bool
+	sources     map[lightdht.Source]int
+	samples     map[krpc.ID][]time.Time // node -> times it was sampled
+	harvest     map[krpc.ID]bool
+	reported    int
+	intervals   []int
+	sampleAddrs map[krpc.ID][]netip.AddrPort
+}
+
+func newRecorder() *recorder {
+	return &recorder{replied: map[krpc.ID]bool{}, sources: map[lightdht.Source]int{},
+		samples: map[krpc.ID][]time.Time{}, sampleAddrs: map[krpc.ID][]netip.AddrPort{}, harvest: map[krpc.ID]bool{}}
+}
+
+func (r *recorder) Observe(s lightdht.Sighting) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.sources[s.Source]++
+	if s.Source == lightdht.SourceReply {
+		r.replied[s.Node.ID] = true
+	}
+}
+
+func (r *recorder) RecordSample(n krpc.NodeInfo, t time.Time, num, interval int, samples []krpc.ID) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.samples[n.ID] = append(r.samples[n.ID], t)
+	r.intervals = append(r.intervals, interval)
+	r.sampleAddrs[n.ID] = append(r.sampleAddrs[n.ID], n.Addr)
+	for _, ih := range samples {
+		r.harvest[ih] = true
+	}
+}
+
+// dhtNet is a network of lightdht nodes on simnet, with the addresses the
+// test chose.
+type dhtNet struct {
+	sim   *simnet.Network
+	nodes []*lightdht.Node
+	addrs []netip.AddrPort
+}
+
+// newDHTNet starts one node per address, joined through the first, and
+// must run inside a synctest bubble.
+func newDHTNet(t *testing.T, sim *simnet.Network, addrs []netip.AddrPort, tweak func(*lightdht.Config)) *dhtNet {
+	t.Helper()
+	dn := &dhtNet{sim: sim, addrs: addrs}
+	for i, a := range addrs {
+		conn, err := sim.Listen(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := lightdht.Config{Conn4: conn, NoMaintenance: true, QueryTimeout: time.Second, IPsPerBucket: -1, PerIPRate: -1}
+		if i > 0 {
+			cfg.Bootstrap = addrs[:1]
+		}
+		if tweak != nil {
+			tweak(&cfg)
+		}
+		n, err := lightdht.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go n.Serve(context.Background())
+		t.Cleanup(func() { n.Close() })
+		dn.nodes = append(dn.nodes, n)
+	}
+	for _, n := range dn.nodes[1:] {
+		n.Bootstrap(context.Background())
+	}
+	return dn
+}
+
+// loopbackAddrs returns n addresses 127.2.x.y:6881.
+func loopbackAddrs(n int) []netip.AddrPort {
+	out := make([]netip.AddrPort, n)
+	for i := range out {
+		out[i] = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 2, byte(i / 250), byte(i%250 + 1)}), 6881)
+	}
+	return out
+}
+
+func newSim(t *testing.T, cfg simnet.Config) *simnet.Network {
+	t.Helper()
+	sim, err := simnet.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sim.Close() }) // registered first, so it runs after the nodes close
+	return sim
+}
+
+// TestCrawlFindsEveryAnsweringNode: on 300 nodes of which 10% have gone
+// silent (still in everyone's tables), the crawl finds and records every
+// answering node with at most 2 queries per answering node.
+func TestCrawlFindsEveryAnsweringNode(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sim := newSim(t, simnet.Config{Seed: 3, Latency: 10 * time.Millisecond})
+		dn := newDHTNet(t, sim, loopbackAddrs(300), nil)
+		silent := map[krpc.ID]bool{}
+		for i := 10; i < len(dn.nodes); i += 10 {
+			silent[dn.nodes[i].ID()] = true
+			dn.nodes[i].Close()
+		}
+		conn, _ := sim.NewConn4()
+		rec := newRecorder()
+		var progress []crawler.Progress
+		c, err := crawler.New(crawler.Config{Conn: conn, Bootstrap: dn.addrs[:1], TestNet: true, Rate: 1000, Timeout: time.Second,
+			Recorder: rec, Progress: func(p crawler.Progress) { progress = append(progress, p) }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := c.Run(context.Background())
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		answering := 0
+		for _, n := range dn.nodes {
+			if silent[n.ID()] {
+				continue
+			}
+			answering++
+			if !rec.replied[n.ID()] {
+				t.Errorf("answering node %v not recorded as replied", n.Addr())
+			}
+		}
+		for id := range silent {
+			if rec.replied[id] {
+				t.Errorf("silent node %v recorded as replied", id)
+			}
+		}
+		perNode := float64(res.Packets) / float64(answering)
+		t.Logf("result %+v; %.2f packets per answering node", res, perNode)
+		if res.Replied != answering || res.Discovered != len(dn.nodes) || res.Timeouts != len(silent) {
+			t.Errorf("replied %d of %d, discovered %d of %d, timeouts %d of %d", res.Replied, answering, res.Discovered, len(dn.nodes), res.Timeouts, len(silent))
+		}
+		if perNode > 2.0 {
+			t.Errorf("%.2f queries per answering node, want at most 2", perNode)
+		}
+		if len(progress) < 2 || progress[len(progress)-1].Replied != res.Replied {
+			t.Errorf("%d progress reports, last %+v", len(progress), progress[len(progress)-1])
+		}
+	})
+}
+
+// TestPoliteness: many nodes behind one IP (different ports) are never
+// queried more often than once per PerIPInterval, the global rate holds,
+// and bogon addresses are never queried outside TestNet mode.
+func TestPoliteness(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sim := newSim(t, simnet.Config{Latency: 5 * time.Millisecond})
+		// 200 nodes on public-looking addresses (in memory only), 40 of
+		// them sharing 11.0.0.1, and 10 on private addresses.
+		var addrs []netip.AddrPort
+		for i := range 160 {
+			addrs = append(addrs, netip.AddrPortFrom(netip.AddrFrom4([4]byte{11, 1, byte(i / 200), byte(i%200 + 1)}), 6881))
+		}
+		for i := range 40 {
+			addrs = append(addrs, netip.AddrPortFrom(netip.MustParseAddr("11.0.0.1"), uint16(7000+i)))
+		}
+		for i := range 10 {
+			addrs = append(addrs, netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 168, 0, byte(i + 1)}), 6881))
+		}
+		dn := newDHTNet(t, sim, addrs, nil)
+
+		conn, _ := sim.Listen(netip.MustParseAddrPort("11.9.9.9:6881"))
+		var mu sync.Mutex
+		sent := map[netip.Addr][]time.Time{}
+		var all []time.Time
+		sim.SetLinkFilter(func(from, to netip.AddrPort) bool {
+			if from == conn.AddrPort() {
+				mu.Lock()
+				sent[to.Addr()] = append(sent[to.Addr()], time.Now())
+				all = append(all, time.Now())
+				mu.Unlock()
+			}
+			return true
+		})
+		const rate = 20
+		// 40 nodes behind one IP take 80 s at one query per 2 s: the idle
+		// limit must not end the crawl first.
+		c, err := crawler.New(crawler.Config{Conn: conn, Bootstrap: dn.addrs[:1], Rate: rate, Timeout: time.Second, Idle: 5 * time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := c.Run(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for ip, times := range sent {
+			if ip.IsPrivate() {
+				t.Errorf("queried private address %v", ip)
+			}
+			for i := 1; i < len(times); i++ {
+				if gap := times[i].Sub(times[i-1]); gap < 2*time.Second {
+					t.Errorf("two queries to %v %v apart", ip, gap)
+					break
+				}
+			}
+		}
+		if got := len(sent[netip.MustParseAddr("11.0.0.1")]); got < 40 {
+			t.Errorf("the shared IP got %d queries, want all 40 of its nodes", got)
+		}
+		if res.Bogons != 10 {
+			t.Errorf("%d bogons skipped, want 10", res.Bogons)
+		}
+		// The rate cap, measured over every 5-second window while the
+		// crawl was saturated (well past its start and before its end).
+		start, end := all[0], all[len(all)-1]
+		worst := 0.0
+		for w := start.Add(2 * time.Second); w.Add(5 * time.Second).Before(end.Add(-2 * time.Second)); w = w.Add(time.Second) {
+			n := 0
+			for _, at := range all {
+				if !at.Before(w) && at.Before(w.Add(5*time.Second)) {
+					n++
+				}
+			}
+			worst = max(worst, float64(n)/5)
+		}
+		t.Logf("%d packets in %v, busiest 5 s window %.1f/s (cap %d/s)", len(all), end.Sub(start), worst, rate)
+		if worst > rate*1.05 {
+			t.Errorf("busiest window %.1f queries/s exceeds the %d/s cap by more than 5%%", worst, rate)
+		}
+		if res.Replied != 200 {
+			t.Errorf("replied %d, want 200 (every public node)", res.Replied)
+		}
+	})
+}
+
+func TestConfigErrors(t *testing.T) {
+	sim, _ := simnet.New(simnet.Config{})
+	defer sim.Close()
+	conn, _ := sim.NewConn4()
+	cases := []struct {
+		cfg    crawler.Config
+		wantIn string
+	}{
+		{crawler.Config{Bootstrap: []netip.AddrPort{netip.MustParseAddrPort("11.0.0.1:1")}}, "Conn is required"},
+		{crawler.Config{Conn: conn}, "no bootstrap"},
+		{crawler.Config{Conn: conn, Bootstrap: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:6881")}}, "TestNet"},
+		{crawler.Config{Conn: conn, Bootstrap: []netip.AddrPort{netip.MustParseAddrPort("10.1.2.3:6881")}}, "not a public address"},
+		{crawler.Config{Conn: conn, Bootstrap: []netip.AddrPort{netip.MustParseAddrPort("11.0.0.1:6881")}, Rate: -1}, "negative"},
+		{crawler.Config{Conn: conn, Bootstrap: []netip.AddrPort{netip.MustParseAddrPort("11.0.0.1:6881")}, Zone: crawler.Zone{Bits: 40}}, "zone"},
+	}
+	for _, tc := range cases {
+		_, err := crawler.New(tc.cfg)
+		if err == nil || !contains(err.Error(), tc.wantIn) {
+			t.Errorf("New(%+v) = %v, want an error mentioning %q", tc.cfg, err, tc.wantIn)
+		}
+	}
+}
+
+func contains(s, sub string) bool {
+	return len(sub) == 0 || len(s) >= len(sub) && (s == sub || indexOf(s, sub) >= 0)
+}
+
+func indexOf(s, sub string) int {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if s[i:i+len(sub)] == sub {
+			return i
+		}
+	}
+	return -1
+}
+
+// TestHarvestInfohashes: with Infohashes on, every infohash announced into
+// the network is harvested through BEP 51, and each node is sampled once.
+func TestHarvestInfohashes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sim := newSim(t, simnet.Config{Seed: 9, Latency: 5 * time.Millisecond})
+		dn := newDHTNet(t, sim, loopbackAddrs(100), nil)
+		want := map[krpc.ID]bool{}
+		for i := range 60 {
+			ih := krpc.RandomID()
+			want[ih] = true
+			if _, err := dn.nodes[i%len(dn.nodes)].Announce(context.Background(), ih, 6000+i); err != nil {
+				t.Fatalf("announce: %v", err)
+			}
+		}
+		conn, _ := sim.NewConn4()
+		rec := newRecorder()
+		c, err := crawler.New(crawler.Config{Conn: conn, Bootstrap: dn.addrs[:1], TestNet: true, Rate: 1000, Timeout: time.Second,
+			Infohashes: true, Recorder: rec})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := c.Run(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		missing := 0
+		for ih := range want {
+			if !rec.harvest[ih] {
+				missing++
+			}
+		}
+		t.Logf("result %+v intervals %v", res, rec.intervals[:10])
+		if missing > 0 {
+			t.Errorf("%d of %d announced infohashes not harvested", missing, len(want))
+		}
+		for id, times := range rec.samples {
+			if len(times) != 1 {
+				t.Errorf("node %v sampled %d times in one crawl at %v from %v", id, len(times), times, rec.sampleAddrs[id])
+			}
+		}
+		if res.Replied != len(dn.nodes) {
+			t.Errorf("replied %d of %d", res.Replied, len(dn.nodes))
+		}
+	})
+}
+
+// TestContinuousRevisits: in continuous mode every node is asked again
+// each Revisit, never before its BEP 51 interval, until the context ends.
+func TestContinuousRevisits(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sim := newSim(t, simnet.Config{Seed: 2, Latency: 5 * time.Millisecond})
+		dn := newDHTNet(t, sim, loopbackAddrs(40), func(c *lightdht.Config) { c.SampleInterval = 3 * time.Minute })
+		conn, _ := sim.NewConn4()
+		rec := newRecorder()
+		c, err := crawler.New(crawler.Config{Conn: conn, Bootstrap: dn.addrs[:1], TestNet: true, Rate: 1000, Timeout: time.Second,
+			Infohashes: true, Continuous: true, Revisit: time.Minute, Recorder: rec})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute+30*time.Second)
+		defer cancel()
+		res, err := c.Run(ctx)
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("continuous crawl ended with %v, want the context's deadline", err)
+		}
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		for id, times := range rec.samples {
+			// 10.5 minutes with a 3-minute interval: 4 samples.
+			if len(times) != 4 {
+				t.Errorf("node %v sampled %d times, want 4", id, len(times))
+			}
+			for i := 1; i < len(times); i++ {
+				if gap := times[i].Sub(times[i-1]); gap < 3*time.Minute {
+					t.Errorf("node %v sampled again after %v, before its 3-minute interval", id, gap)
+				}
+			}
+		}
+		if len(rec.samples) != len(dn.nodes) {
+			t.Errorf("%d nodes sampled, want %d", len(rec.samples), len(dn.nodes))
+		}
+		_ = res
+		_ = fmt.Sprint
+	})
+}
