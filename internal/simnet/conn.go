@@ -12,8 +12,9 @@ import (
 
 // packet is a datagram on its way or waiting in a receive queue.
 type packet struct {
-	from netip.AddrPort
-	data []byte
+	from  netip.AddrPort
+	data  []byte
+	reply bool // returned by the handler: never handed to it again
 }
 
 // shrinkCap is the largest queue capacity kept once a queue is drained;

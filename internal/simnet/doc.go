@@ -45,6 +45,17 @@
 // when no open conn has that address or the queue already holds
 // [Config.QueueLen] packets. Every outcome is counted in [Stats].
 //
+// # Handlers
+//
+// [Network.SetHandler] installs a catch-all consulted on delivery when no
+// open conn has the destination address. It receives the packet and may
+// return a reply, which travels back to the sender through the same steps
+// as any packet (size limit, link filter, loss, delay). A handler plus an
+// address scheme lets one function simulate a million endpoints without a
+// conn or a goroutine each; package internal/synth builds a synthetic DHT
+// this way. Replies are never handed to the handler, and conns always take
+// precedence over it.
+//
 // # Determinism and testing/synctest
 //
 // Loss and jitter draws come from one math/rand/v2 generator per network,

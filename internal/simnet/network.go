@@ -74,6 +74,16 @@ type Stats struct {
 	DroppedQueueFull uint64 // the destination's receive queue was full
 	DroppedTooBig    uint64 // payload longer than Config.MaxPacket
 	DroppedFiltered  uint64 // rejected by the link filter
+
+	// Handled counts packets handed to the handler installed with
+	// SetHandler because no open conn had their destination. They are not
+	// counted in Delivered, so with a handler the sum above becomes
+	//
+	//	Sent == Delivered + Handled + DroppedLoss + DroppedNoRoute +
+	//	        DroppedQueueFull + DroppedTooBig + DroppedFiltered
+	//
+	// Replies returned by the handler count in Sent like any packet.
+	Handled uint64
 }
 
 // conditions are the delay and loss applied to each packet. A Network
@@ -102,6 +112,10 @@ func checkConditions(latency, jitter time.Duration, loss float64) error {
 // linkFilter decides whether a packet from one address to another may pass.
 type linkFilter = func(from, to netip.AddrPort) bool
 
+// Handler answers packets sent to addresses that no conn owns; see
+// [Network.SetHandler].
+type Handler = func(to, from netip.AddrPort, pkt []byte) (reply []byte, ok bool)
+
 // Network is an in-memory UDP network. Create one with New; its methods are
 // safe for concurrent use.
 type Network struct {
@@ -112,7 +126,8 @@ type Network struct {
 	rngMu sync.Mutex
 	rng   *rand.Rand
 
-	filter atomic.Pointer[linkFilter]
+	filter  atomic.Pointer[linkFilter]
+	handler atomic.Pointer[Handler]
 
 	mu        sync.RWMutex
 	conns     map[netip.AddrPort]*Conn
@@ -129,6 +144,7 @@ type Network struct {
 	droppedQueueFull atomic.Uint64
 	droppedTooBig    atomic.Uint64
 	droppedFiltered  atomic.Uint64
+	handled          atomic.Uint64
 }
 
 // New returns an empty network with the given configuration. It returns an
@@ -329,6 +345,34 @@ func (n *Network) SetLinkFilter(f func(from, to netip.AddrPort) bool) {
 	n.filter.Store(&f)
 }
 
+// SetHandler installs h, a catch-all for packets whose destination no
+// open conn owns, so that many endpoints can be simulated without a Conn
+// (and a goroutine) each. Without a handler such packets are dropped and
+// counted in Stats.DroppedNoRoute; with one, they are counted in
+// Stats.Handled and h is called on arrival, that is after the size limit,
+// link filter, loss and delay of the packet, with the destination, the
+// sender and the payload. pkt belongs to the network and is valid only
+// during the call. If h returns ok, reply is sent back from to to from
+// through the normal delivery path (size limit, link filter, loss, delay);
+// the network takes ownership of reply, so h must not touch it afterwards.
+// A reply that reaches no open conn is dropped (DroppedNoRoute) and never
+// handed to h again, so handlers cannot ping-pong.
+//
+// h runs in the goroutine that delivers the packet (the writer's, or a
+// timer's when there is delay), with no lock of the package held, possibly
+// from many goroutines at once: it must be safe for concurrent use. It may
+// write to conns of the network. Conns always take precedence: a packet to
+// an address that has an open conn goes to the conn. After Close, h is no
+// longer called. A nil h removes the handler. SetHandler is safe to call
+// at any time.
+func (n *Network) SetHandler(h Handler) {
+	if h == nil {
+		n.handler.Store(nil)
+		return
+	}
+	n.handler.Store(&h)
+}
+
 // SetConditions replaces the latency, jitter and loss the network was
 // created with (Config.Latency, Config.Jitter and Config.Loss) for the
 // packets written from then on; packets already in flight keep the delay
@@ -358,6 +402,7 @@ func (n *Network) Stats() Stats {
 		DroppedQueueFull: n.droppedQueueFull.Load(),
 		DroppedTooBig:    n.droppedTooBig.Load(),
 		DroppedFiltered:  n.droppedFiltered.Load(),
+		Handled:          n.handled.Load(),
 	}
 }
 
@@ -384,14 +429,33 @@ func (n *Network) Close() error {
 
 // send carries a packet written by the conn at from. It never blocks.
 func (n *Network) send(from, to netip.AddrPort, b []byte) {
+	if delay, ok := n.admit(from, to, len(b)); ok {
+		n.schedule(to, packet{from: from, data: bytes.Clone(b)}, delay)
+	}
+}
+
+// sendReply carries a reply returned by the handler, which the network now
+// owns, from the handler's address from to to. It applies the same steps
+// as send but does not copy b, and the reply is never handed to the
+// handler again.
+func (n *Network) sendReply(from, to netip.AddrPort, b []byte) {
+	if delay, ok := n.admit(from, to, len(b)); ok {
+		n.schedule(to, packet{from: from, data: b, reply: true}, delay)
+	}
+}
+
+// admit counts a packet of size bytes as sent and applies the size limit,
+// the link filter and random loss, counting a drop. If the packet passes
+// it returns true and the delay to apply.
+func (n *Network) admit(from, to netip.AddrPort, size int) (time.Duration, bool) {
 	n.sent.Add(1)
-	if len(b) > n.maxPacket {
+	if size > n.maxPacket {
 		n.droppedTooBig.Add(1)
-		return
+		return 0, false
 	}
 	if f := n.filter.Load(); f != nil && !(*f)(from, to) {
 		n.droppedFiltered.Add(1)
-		return
+		return 0, false
 	}
 	cond := n.cond.Load()
 	delay := cond.latency
@@ -404,10 +468,15 @@ func (n *Network) send(from, to netip.AddrPort, b []byte) {
 		n.rngMu.Unlock()
 		if lost {
 			n.droppedLoss.Add(1)
-			return
+			return 0, false
 		}
 	}
-	p := packet{from: from, data: bytes.Clone(b)}
+	return delay, true
+}
+
+// schedule delivers p to the address to after delay, or at once if delay
+// is 0.
+func (n *Network) schedule(to netip.AddrPort, p packet, delay time.Duration) {
 	if delay == 0 {
 		n.deliver(to, p)
 		return
@@ -415,12 +484,21 @@ func (n *Network) send(from, to netip.AddrPort, b []byte) {
 	time.AfterFunc(delay, func() { n.deliver(to, p) })
 }
 
-// deliver puts p on the receive queue of the conn at to.
+// deliver puts p on the receive queue of the conn at to or, if there is
+// none, hands it to the handler (unless p is itself a handler's reply).
 func (n *Network) deliver(to netip.AddrPort, p packet) {
 	n.mu.RLock()
 	c := n.conns[to]
+	closed := n.closed
 	n.mu.RUnlock()
 	if c == nil {
+		if h := n.handler.Load(); h != nil && !p.reply && !closed {
+			n.handled.Add(1)
+			if reply, ok := (*h)(to, p.from, p.data); ok {
+				n.sendReply(to, p.from, reply)
+			}
+			return
+		}
 		n.droppedNoRoute.Add(1)
 		return
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"testing/synctest"
@@ -1097,4 +1098,105 @@ func TestSetConditionsWhilePacketsFlow(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+func TestHandler(t *testing.T) {
+	n := newNet(t, Config{})
+	a := newConn(t, n, false)
+	owned := listen(t, n, "192.0.2.1:1")
+	var calls []string
+	n.SetHandler(func(to, from netip.AddrPort, pkt []byte) ([]byte, bool) {
+		calls = append(calls, fmt.Sprintf("%v<-%v:%s", to, from, pkt))
+		if string(pkt) == "silent" {
+			return nil, false
+		}
+		return append([]byte("re:"), pkt...), true
+	})
+	ghost := netip.MustParseAddrPort("198.51.100.7:6881")
+	send(t, a, ghost, []byte("hello"))
+	got, from := recv(t, a)
+	if string(got) != "re:hello" || from != ghost {
+		t.Errorf("reply = %q from %v; want %q from %v", got, from, "re:hello", ghost)
+	}
+	send(t, a, ghost, []byte("silent"))
+	// A conn takes precedence over the handler.
+	send(t, a, owned.AddrPort(), []byte("to conn"))
+	if got, _ := recv(t, owned); string(got) != "to conn" {
+		t.Errorf("conn got %q", got)
+	}
+	want := []string{
+		fmt.Sprintf("%v<-%v:hello", ghost, a.AddrPort()),
+		fmt.Sprintf("%v<-%v:silent", ghost, a.AddrPort()),
+	}
+	if fmt.Sprint(calls) != fmt.Sprint(want) {
+		t.Errorf("handler calls = %q; want %q", calls, want)
+	}
+	checkStats(t, n, Stats{Sent: 4, Delivered: 2, Handled: 2})
+
+	// Removing the handler restores DroppedNoRoute.
+	n.SetHandler(nil)
+	send(t, owned, ghost, []byte("z"))
+	checkStats(t, n, Stats{Sent: 5, Delivered: 2, Handled: 2, DroppedNoRoute: 1})
+}
+
+func TestHandlerRepliesSeeConditions(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := newNet(t, Config{Latency: 10 * time.Millisecond})
+		a := newConn(t, n, false)
+		ghost := netip.MustParseAddrPort("198.51.100.7:6881")
+		var handledAt atomic.Int64 // UnixNano; the handler runs in a timer goroutine
+		n.SetHandler(func(_, _ netip.AddrPort, pkt []byte) ([]byte, bool) {
+			handledAt.Store(time.Now().UnixNano())
+			return []byte("pong"), true
+		})
+		start := time.Now()
+		send(t, a, ghost, []byte("ping"))
+		got, _ := recv(t, a)
+		if string(got) != "pong" {
+			t.Fatalf("got %q", got)
+		}
+		if d := time.Unix(0, handledAt.Load()).Sub(start); d != 10*time.Millisecond {
+			t.Errorf("handled after %v; want 10ms", d)
+		}
+		if d := time.Since(start); d != 20*time.Millisecond {
+			t.Errorf("round trip %v; want 20ms", d)
+		}
+
+		// Loss applies to replies too: with total loss on the way back the
+		// handler runs but nothing arrives.
+		n.SetLinkFilter(func(from, _ netip.AddrPort) bool { return from != ghost })
+		send(t, a, ghost, []byte("ping"))
+		time.Sleep(time.Second)
+		a.SetReadDeadline(time.Now())
+		if _, _, err := a.ReadFromUDPAddrPort(make([]byte, 10)); !isTimeout(err) {
+			t.Errorf("read after filtered reply: %v; want timeout", err)
+		}
+		checkStats(t, n, Stats{Sent: 4, Delivered: 1, Handled: 2, DroppedFiltered: 1})
+
+		// A reply that arrives after its destination closed is dropped,
+		// not handed back to the handler.
+		n.SetLinkFilter(nil)
+		var calls atomic.Int32
+		n.SetHandler(func(_, _ netip.AddrPort, _ []byte) ([]byte, bool) {
+			calls.Add(1)
+			return []byte("late"), true
+		})
+		send(t, a, ghost, []byte("ping"))
+		time.Sleep(15 * time.Millisecond) // handled at 10ms, reply in flight
+		a.Close()
+		time.Sleep(time.Second)
+		if calls.Load() != 1 {
+			t.Errorf("handler called %d times; want 1", calls.Load())
+		}
+		checkStats(t, n, Stats{Sent: 6, Delivered: 1, Handled: 3, DroppedFiltered: 1, DroppedNoRoute: 1})
+
+		// After Close the handler is not called.
+		b := newConn(t, n, false)
+		send(t, b, ghost, []byte("ping"))
+		n.Close()
+		time.Sleep(time.Second)
+		if calls.Load() != 1 {
+			t.Errorf("handler called %d times after Close; want 1", calls.Load())
+		}
+	})
 }

@@ -1,0 +1,186 @@
+package synth
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/lightdht/lightdht/internal/simnet"
+	"github.com/lightdht/lightdht/krpc"
+)
+
+// NodeTruth is the ground truth about one entry of the network.
+type NodeTruth struct {
+	ID      krpc.ID
+	Addr    netip.AddrPort
+	Version string // the "v" it sends; "" for none and for bogons
+
+	// Bogon marks an entry with a private, loopback or reserved address
+	// that only appears in tables; it is neither Silent nor Answering.
+	Bogon bool
+
+	// Silent marks a node that never answers.
+	Silent bool
+
+	// Answering is true for nodes that answer queries (not Silent, not
+	// Bogon), regardless of SetOnline and churn: the set a complete crawl
+	// should find.
+	Answering bool
+
+	// Online reports whether the node answered queries at the moment
+	// Truth was called (Answering, not set offline, not churned out).
+	Online bool
+
+	BEP42 bool // the ID is BEP 42 valid for the address (bep42.Valid)
+	BEP51 bool // answers sample_infohashes
+	Num   int  // size of its infohash set (0 unless BEP51)
+}
+
+// Truth is the ground truth of a network.
+type Truth struct {
+	// Nodes holds every entry, N nodes and Bogons bogons, in ascending ID
+	// order; its indexes are the entry indexes of the Network's methods.
+	Nodes []NodeTruth
+
+	net *Network
+}
+
+// Answering returns the number of nodes that answer queries (Answering).
+func (t Truth) Answering() int {
+	c := 0
+	for i := range t.Nodes {
+		if t.Nodes[i].Answering {
+			c++
+		}
+	}
+	return c
+}
+
+// Infohashes returns the infohash set of entry i (see Network.Infohashes).
+func (t Truth) Infohashes(i int) []krpc.ID { return t.net.Infohashes(i) }
+
+// Index returns the entry index of the node or bogon at addr.
+func (t Truth) Index(addr netip.AddrPort) (int, bool) { return t.net.lookup(addr) }
+
+// Truth returns the ground truth: every entry with its ID, address and
+// role. It allocates about 100 bytes per entry; call it once per test.
+func (n *Network) Truth() Truth {
+	now := time.Now()
+	nodes := make([]NodeTruth, len(n.ids))
+	for i := range nodes {
+		f := n.flags[i]
+		answering := f&(flagSilent|flagBogon) == 0
+		nt := NodeTruth{
+			ID:        n.ids[i],
+			Addr:      n.addr(i),
+			Version:   string(n.vers[n.ver[i]]),
+			Bogon:     f&flagBogon != 0,
+			Silent:    f&flagSilent != 0,
+			Answering: answering,
+			Online:    answering && n.offline[i/32].Load()&(1<<(i%32)) == 0 && !n.churned(i, now),
+			BEP42:     f&flagBEP42 != 0,
+			BEP51:     f&flagBEP51 != 0,
+		}
+		if nt.BEP51 {
+			nt.Num = n.cfg.InfohashesPerNode
+		}
+		if nt.Bogon {
+			nt.Version = ""
+		}
+		nodes[i] = nt
+	}
+	return Truth{Nodes: nodes, net: n}
+}
+
+// Len returns the number of entries, N + Bogons.
+func (n *Network) Len() int { return len(n.ids) }
+
+// Sim returns the simnet network the nodes live on. The code under test
+// gets its conn from it (NewConn4, which hands out 127.0.0.2 upwards and
+// never collides with a synthetic node, or Listen), and may change its
+// conditions with SetConditions or SetLinkFilter. Do not call SetHandler
+// on it.
+func (n *Network) Sim() *simnet.Network { return n.sim }
+
+// Bootstrap returns the addresses of up to 8 answering nodes spread over
+// the ID space, to start a crawl from. They are exempt from churn (but not
+// from SetOnline).
+func (n *Network) Bootstrap() []netip.AddrPort {
+	out := make([]netip.AddrPort, len(n.boot))
+	for j, i := range n.boot {
+		out[j] = n.addr(int(i))
+	}
+	return out
+}
+
+// Close closes the simnet network. It always returns nil.
+func (n *Network) Close() error { return n.sim.Close() }
+
+// Stats counts what the synthetic nodes received and sent.
+type Stats struct {
+	Packets     uint64 // packets handed to the synthetic network
+	NoSuchNode  uint64 // packets to an address with no node or bogon
+	Unparseable uint64 // packets that are not KRPC (no reply)
+	NonQuery    uint64 // replies and errors sent to a node (ignored)
+
+	// Queries counts received queries by method ("ping", "find_node",
+	// "get_peers", "announce_peer", "sample_infohashes" and "other"),
+	// whether the receiver answers or not.
+	Queries map[string]uint64
+
+	Unanswered uint64 // queries to silent, offline or bogon entries
+	Replies    uint64 // replies ("y":"r") sent
+	Errors     uint64 // errors ("y":"e") sent
+
+	MaxPerNode      uint64 // the most queries one entry received
+	MaxPerNodeIndex int    // an entry that received MaxPerNode (-1 if none)
+
+	// Sampled counts answered sample_infohashes queries. Violations counts
+	// those that came less than Interval after the previous answered one
+	// to the same node: two quick samples of a node are one violation.
+	Sampled    uint64
+	Violations uint64
+
+	// RateViolations counts queries that reached a node less than
+	// Config.MinQueryGap after the previous one; 0 without MinQueryGap.
+	RateViolations uint64
+}
+
+// Stats returns a snapshot of the counters. It scans the per-entry counts
+// for MaxPerNode, so it costs a few milliseconds at a million nodes.
+func (n *Network) Stats() Stats {
+	s := Stats{
+		Packets:         n.st.packets.Load(),
+		NoSuchNode:      n.st.noSuchNode.Load(),
+		Unparseable:     n.st.unparseable.Load(),
+		NonQuery:        n.st.nonQuery.Load(),
+		Queries:         make(map[string]uint64, numMethods),
+		Unanswered:      n.st.unanswered.Load(),
+		Replies:         n.st.replies.Load(),
+		Errors:          n.st.errors.Load(),
+		Sampled:         n.st.sampled.Load(),
+		Violations:      n.st.violations.Load(),
+		RateViolations:  n.st.rateViolations.Load(),
+		MaxPerNodeIndex: -1,
+	}
+	for j := range numMethods {
+		s.Queries[methodNames[j]] = n.st.byMethod[j].Load()
+	}
+	for i := range n.queries {
+		if q := uint64(n.queries[i].Load()); q > s.MaxPerNode {
+			s.MaxPerNode, s.MaxPerNodeIndex = q, i
+		}
+	}
+	return s
+}
+
+// QueriesTo returns the number of queries entry i received.
+func (n *Network) QueriesTo(i int) int { return int(n.queries[i].Load()) }
+
+// SampleTimes returns when entry i answered sample_infohashes queries, as
+// offsets from the network's creation (on the fake clock in a synctest
+// bubble).
+func (n *Network) SampleTimes(i int) []time.Duration {
+	n.sampleM.Lock()
+	defer n.sampleM.Unlock()
+	return append([]time.Duration(nil), n.samples[int32(i)]...)
+}
