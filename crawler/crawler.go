@@ -274,16 +274,20 @@ type node struct {
 	queried bool  // queried at least once in the crawl
 	nearest bool  // the next query asks for its nearest neighbours
 	replied bool  // answered at least once in the crawl
+	listed  bool  // has sent us a list of nodes
+	local   bool  // first heard of in a reply listing someone's nearest neighbours
+	nbrs    bool  // has listed its nearest neighbours to us
 	inZone  bool
 	next    int64 // Unix nanoseconds before which it is not asked again (BEP 51 interval, revisits)
 }
 
 // result is a transport callback's report to the event loop.
 type result struct {
-	idx    int32
-	method string
-	resp   krpc.Response
-	err    error
+	idx     int32
+	method  string
+	nearest bool // the query asked for the node's nearest neighbours
+	resp    krpc.Response
+	err     error
 }
 
 // Crawler runs one crawl. Create it with New and run it with Run.
@@ -415,10 +419,11 @@ func (c *Crawler) finished() bool {
 
 // secondPassBudget bounds the second pass: queries stop once they reach
 // this many per node that replied.
-const secondPassBudget = 1.9
+const secondPassBudget = 1.97
 
-// secondPass queues, once, every replied node for a nearest-neighbour
-// query, as far as the budget allows, and reports whether it queued any.
+// secondPass queues, once, the replied nodes that have not yet listed their
+// nearest neighbours for a query that asks for them, as far as the budget
+// allows, and reports whether it queued any.
 func (c *Crawler) secondPass() bool {
 	if c.passTwo {
 		return false
@@ -430,7 +435,7 @@ func (c *Crawler) secondPass() bool {
 			break
 		}
 		n := &c.nodes[i]
-		if n.state == stReplied && !n.id.IsZero() {
+		if n.state == stReplied && n.listed && !n.nbrs && !n.id.IsZero() {
 			n.state = stQueued
 			n.queries = 0
 			n.nearest = true
@@ -442,17 +447,18 @@ func (c *Crawler) secondPass() bool {
 }
 
 // discover records a node seen at ni.Addr (ID possibly unknown) and queues
-// it when it is to be queried. bootstrap nodes are queried whatever their ID.
-func (c *Crawler) discover(ni krpc.NodeInfo, bootstrap bool) {
+// it when it is to be queried; bootstrap nodes are queried whatever their
+// ID. It returns the new node's index, or -1 if the address was known.
+func (c *Crawler) discover(ni krpc.NodeInfo, bootstrap bool) int32 {
 	if !ni.Addr.IsValid() || ni.Addr.Port() == 0 {
-		return
+		return -1
 	}
 	k := keyOf(ni.Addr)
 	if idx, ok := c.index[k]; ok {
 		if n := &c.nodes[idx]; n.id.IsZero() && !ni.ID.IsZero() {
 			n.id = ni.ID
 		}
-		return
+		return -1
 	}
 	idx := int32(len(c.nodes))
 	c.nodes = append(c.nodes, node{id: ni.ID, key: k})
@@ -475,6 +481,7 @@ func (c *Crawler) discover(ni krpc.NodeInfo, bootstrap bool) {
 		n.state = stQueued
 		c.ready = append(c.ready, idx)
 	}
+	return idx
 }
 
 // towardZone reports whether a node is worth querying in a zone crawl: it
@@ -554,31 +561,31 @@ func (c *Crawler) pruneIPs(now time.Time) {
 	}
 }
 
-// target returns the find_node / sample_infohashes target for a node: a
-// random ID that shares exactly d leading bits with the node's own, for d
-// drawn uniformly from 0 to the estimated depth of routing tables, so the
-// reply lists the node's bucket at depth d (at the deepest depth, its
-// nearest neighbours). Asking every node for its nearest neighbours only
-// would keep the crawl inside clusters of mutual neighbours; one random
-// bucket per node reports each node about K times in expectation, so every
-// node is found with one query per node. For a node whose ID is unknown (a
-// bootstrap address) the target is random, or inside the zone.
-func (c *Crawler) target(n *node) krpc.ID {
+// target returns the find_node / sample_infohashes target for a node.
+// Half the time it is the node's own ID with the last bit flipped, so the
+// reply lists the node's nearest neighbours; otherwise a random ID sharing
+// exactly d leading bits with the node's, for d drawn uniformly below the
+// estimated depth of routing tables, so the reply lists one of its farther
+// buckets. Nearest neighbours alone keep a crawl inside clusters of mutual
+// neighbours; random buckets alone leave nodes that few tables hold. With
+// both, a node is missed only if none of its K nearest neighbours was
+// asked for neighbours (1 in 2^K) and no farther bucket listed it. For a
+// node whose ID is unknown (a bootstrap address) the target is random, or
+// inside the zone.
+func (c *Crawler) target(n *node) (t krpc.ID, nearest bool) {
 	if n.id.IsZero() {
 		t := krpc.RandomID()
 		if c.cfg.Zone.Bits > 0 {
 			copy(t[:4], c.cfg.Zone.Prefix[:4])
 		}
-		return t
+		return t, false
 	}
-	depth := c.tableDepth()
-	d := rand.IntN(depth + 1)
-	if d == depth || n.nearest {
+	if n.nearest || !n.local {
 		t := n.id
 		t[krpc.IDLen-1] ^= 1
-		return t
+		return t, true
 	}
-	return targetAtDepth(n.id, d)
+	return targetAtDepth(n.id, rand.IntN(c.tableDepth())), false
 }
 
 // tableDepth estimates how deep routing tables reach in a network of the
@@ -606,7 +613,8 @@ func (c *Crawler) send(idx int32) {
 	n.queried = true
 	c.inflight++
 	c.res.Queries++
-	q := &krpc.Msg{Q: krpc.MethodFindNode, A: krpc.Args{ID: c.cfg.ID, Target: c.target(n)}}
+	target, nearest := c.target(n)
+	q := &krpc.Msg{Q: krpc.MethodFindNode, A: krpc.Args{ID: c.cfg.ID, Target: target}}
 	// Sample only where BEP 51 may work and the node's interval is over;
 	// otherwise ask for nodes the BEP 5 way.
 	if c.cfg.Infohashes && n.bep51 != bep51No && !n.id.IsZero() && time.Now().UnixNano() >= n.next {
@@ -614,7 +622,7 @@ func (c *Crawler) send(idx int32) {
 	}
 	method := q.Q
 	c.tr.QueryAsync(context.Background(), n.key.addrPort(), q, func(r krpc.Response, err error) {
-		c.results <- result{idx: idx, method: method, resp: r, err: err}
+		c.results <- result{idx: idx, method: method, nearest: nearest, resp: r, err: err}
 	})
 }
 
@@ -669,15 +677,27 @@ func (c *Crawler) handle(r result) {
 		}
 		return
 	}
+	n.listed = true
+	if r.nearest {
+		n.nbrs = true
+	}
 	nodes := m.R.Nodes
 	if n.key.addrPort().Addr().Is6() {
 		nodes = m.R.Nodes6
 	}
 	for _, ni := range nodes {
 		c.record(lightdht.Sighting{Node: ni, Time: now, Source: lightdht.SourceReported, Method: r.method, Reporter: me, SecureID: secure(ni)})
-		c.discover(ni, false)
+		if fresh := c.discover(ni, false); fresh >= 0 {
+			c.nodes[fresh].local = r.nearest
+		}
 	}
 	n = &c.nodes[r.idx] // discover may have grown c.nodes
+	if c.cfg.Infohashes && r.method == krpc.MethodFindNode && n.bep51 == bep51Unknown && !c.cfg.Continuous {
+		// A bootstrap node, asked find_node while its ID was unknown:
+		// now it can be asked for a sample.
+		n.state = stQueued
+		c.ready = append(c.ready, r.idx)
+	}
 	if r.method == krpc.MethodSampleInfohashes {
 		n.bep51 = bep51Yes
 		n.next = now.Add(time.Duration(m.R.Interval) * time.Second).UnixNano()
