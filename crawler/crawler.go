@@ -310,6 +310,7 @@ type Crawler struct {
 	ihs       map[krpc.ID]struct{}
 	start     time.Time
 	zoneFound int  // nodes discovered inside the zone so far
+	bestCPL   int  // most bits any node seen shares with the zone's prefix
 	passTwo   bool // the second pass has started
 }
 
@@ -485,18 +486,34 @@ func (c *Crawler) discover(ni krpc.NodeInfo, bootstrap bool) int32 {
 }
 
 // towardZone reports whether a node is worth querying in a zone crawl: it
-// is in the zone, or (while the zone is still to be reached) it is at least
-// as close to the zone as the bootstrap path needs.
+// is in the zone, or the zone is still being approached (fewer than K
+// nodes found in it) and the node is at least as close to the prefix as
+// the closest node seen so far.
 func (c *Crawler) towardZone(id krpc.ID) bool {
 	z := c.cfg.Zone
 	if z.Bits == 0 || z.contains(id) {
 		return true
 	}
-	// Outside the zone: only nodes that bring us closer, i.e. that share
-	// more bits with the prefix than any replied node so far would need.
-	// Keeping those that share at least half the zone's bits bounds the
-	// approach to a few hops.
-	return id.CommonPrefixLen(z.Prefix) >= z.Bits/2 || c.zoneFound == 0 && c.res.Replied < 64
+	if c.zoneFound >= 8 {
+		return false
+	}
+	cpl := id.CommonPrefixLen(z.Prefix)
+	if cpl >= c.bestCPL {
+		c.bestCPL = cpl
+		return true
+	}
+	return false
+}
+
+// zoneTarget returns a random ID inside the zone.
+func (c *Crawler) zoneTarget() krpc.ID {
+	z := c.cfg.Zone
+	t := krpc.RandomID()
+	for i := range z.Bits {
+		mask := byte(0x80) >> (i % 8)
+		t[i/8] = t[i/8]&^mask | z.Prefix[i/8]&mask
+	}
+	return t
 }
 
 // dispatch sends queries while the limits allow and returns when it should
@@ -573,19 +590,20 @@ func (c *Crawler) pruneIPs(now time.Time) {
 // node whose ID is unknown (a bootstrap address) the target is random, or
 // inside the zone.
 func (c *Crawler) target(n *node) (t krpc.ID, nearest bool) {
-	if n.id.IsZero() {
-		t := krpc.RandomID()
-		if c.cfg.Zone.Bits > 0 {
-			copy(t[:4], c.cfg.Zone.Prefix[:4])
-		}
-		return t, false
-	}
-	if n.nearest || !n.local {
+	z := c.cfg.Zone
+	switch {
+	case n.id.IsZero() && z.Bits > 0, z.Bits > 0 && !z.contains(n.id):
+		return c.zoneTarget(), false // on the way to the zone
+	case n.id.IsZero():
+		return krpc.RandomID(), false
+	case n.nearest || !n.local:
 		t := n.id
 		t[krpc.IDLen-1] ^= 1
 		return t, true
 	}
-	return targetAtDepth(n.id, rand.IntN(c.tableDepth())), false
+	// Inside a zone, only buckets inside it.
+	lo := z.Bits
+	return targetAtDepth(n.id, lo+rand.IntN(max(1, c.tableDepth()-lo))), false
 }
 
 // tableDepth estimates how deep routing tables reach in a network of the

@@ -8,6 +8,7 @@ import (
 
 	"github.com/lightdht/lightdht/crawler"
 	"github.com/lightdht/lightdht/internal/synth"
+	"github.com/lightdht/lightdht/krpc"
 )
 
 // crawlSynth crawls a synthetic network and returns the result, what the
@@ -94,6 +95,32 @@ func TestSynthetic10k(t *testing.T) {
 		}
 		if res.Bogons != 20 {
 			t.Errorf("%d bogons skipped, want the network's 20", res.Bogons)
+		}
+	})
+}
+
+// TestZoneEstimate100k: a crawl of one 1/16 zone of a 100,000-node network
+// (10% silent) estimates the size of the whole network within 5%, asking
+// only a small share of the nodes.
+func TestZoneEstimate100k(t *testing.T) {
+	if testing.Short() {
+		t.Skip("100,000-node network")
+	}
+	synctest.Test(t, func(t *testing.T) {
+		zone := crawler.Zone{Prefix: krpc.RandomID(), Bits: 4}
+		res, _, truth, _ := crawlSynth(t,
+			synth.Config{N: 100000, Seed: 5, SilentShare: 0.1, PublicIPs: true, Latency: 20 * time.Millisecond},
+			crawler.Config{Rate: 5000, Timeout: time.Second, Zone: zone})
+		real := 0
+		for _, n := range truth.Nodes {
+			if !n.Bogon {
+				real++
+			}
+		}
+		errPct := 100 * (res.SizeEstimate - float64(real)) / float64(real)
+		t.Logf("estimate %.0f for %d nodes (%+.2f%%): %d found in the zone, %d queries, %d nodes queried", res.SizeEstimate, real, errPct, res.InZone, res.Queries, res.Queried)
+		if errPct < -5 || errPct > 5 {
+			t.Errorf("size estimate %.0f is %+.2f%% off the true %d", res.SizeEstimate, errPct, real)
 		}
 	})
 }
