@@ -309,9 +309,10 @@ type Crawler struct {
 	lastNew   time.Time
 	ihs       map[krpc.ID]struct{}
 	start     time.Time
-	zoneFound int  // nodes discovered inside the zone so far
-	bestCPL   int  // most bits any node seen shares with the zone's prefix
-	passTwo   bool // the second pass has started
+	zoneFound int                   // nodes discovered inside the zone so far
+	bestCPL   int                   // most bits any node seen shares with the zone's prefix
+	perDepth  [krpc.IDLen * 8]uint8 // farther-bucket queries forced at each depth
+	passTwo   bool                  // the second pass has started
 }
 
 // New checks cfg and prepares a crawl. It starts nothing.
@@ -596,6 +597,12 @@ func (c *Crawler) target(n *node) (t krpc.ID, nearest bool) {
 		return c.zoneTarget(), false // on the way to the zone
 	case n.id.IsZero():
 		return krpc.RandomID(), false
+	case !n.nearest:
+		if d := c.forcedDepth(); d >= 0 {
+			return targetAtDepth(n.id, d), false
+		}
+	}
+	switch {
 	case n.nearest || !n.local:
 		t := n.id
 		t[krpc.IDLen-1] ^= 1
@@ -604,6 +611,26 @@ func (c *Crawler) target(n *node) (t krpc.ID, nearest bool) {
 	// Inside a zone, only buckets inside it.
 	lo := z.Bits
 	return targetAtDepth(n.id, lo+rand.IntN(max(1, c.tableDepth()-lo))), false
+}
+
+// minPerDepth is how many farther-bucket queries each depth gets before
+// targets are left to chance, so that even a small network is crossed at
+// every level (a crawl that never asks for a depth-0 bucket never leaves
+// the half of the ID space it started in).
+const minPerDepth = 3
+
+// forcedDepth returns a depth that has had fewer than minPerDepth queries,
+// shallowest first, counting this one, or -1 when every depth has had
+// its share.
+func (c *Crawler) forcedDepth() int {
+	lo := c.cfg.Zone.Bits
+	for d := lo; d < c.tableDepth() && d < len(c.perDepth); d++ {
+		if c.perDepth[d] < minPerDepth {
+			c.perDepth[d]++
+			return d
+		}
+	}
+	return -1
 }
 
 // tableDepth estimates how deep routing tables reach in a network of the

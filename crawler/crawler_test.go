@@ -373,3 +373,28 @@ func TestContinuousRevisits(t *testing.T) {
 		_ = fmt.Sprint
 	})
 }
+
+// TestSmallNetworksFullyCrawled: a crawl of a 30-node network finds every
+// node, run after run (a crawl that never asks for a shallow bucket can
+// stay in one half of the ID space).
+func TestSmallNetworksFullyCrawled(t *testing.T) {
+	for run := range 20 {
+		synctest.Test(t, func(t *testing.T) {
+			sim := newSim(t, simnet.Config{Seed: int64(run + 1), Latency: 2 * time.Millisecond})
+			dn := newDHTNet(t, sim, loopbackAddrs(30), nil)
+			conn, _ := sim.NewConn4()
+			rec := newRecorder()
+			c, err := crawler.New(crawler.Config{Conn: conn, Bootstrap: dn.addrs[:1], TestNet: true, Rate: 1000, Timeout: time.Second, Recorder: rec})
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := c.Run(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Replied != 30 {
+				t.Errorf("run %d: found %d of 30 nodes", run, res.Replied)
+			}
+		})
+	}
+}

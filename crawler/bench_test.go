@@ -1,0 +1,74 @@
+package crawler_test
+
+import (
+	"context"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/lightdht/lightdht/crawler"
+	"github.com/lightdht/lightdht/internal/synth"
+)
+
+// BenchmarkCrawl1M crawls a synthetic network of 1,000,000 nodes (10%
+// silent, no latency, in memory) and reports coverage of the answering
+// nodes, queries per answering node, the crawler's memory per node it
+// tracked, and wall time. Run it with
+//
+//	go test -run '^$' -bench Crawl1M -benchtime 1x -timeout 30m ./crawler/
+func BenchmarkCrawl1M(b *testing.B) {
+	if testing.Short() {
+		b.Skip("1,000,000-node network")
+	}
+	for b.Loop() {
+		net, err := synth.New(synth.Config{N: 1_000_000, Seed: 21, SilentShare: 0.1, PublicIPs: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		conn, err := net.Sim().NewConn4()
+		if err != nil {
+			b.Fatal(err)
+		}
+		rec := newRecorder()
+		c, err := crawler.New(crawler.Config{Conn: conn, Bootstrap: net.Bootstrap(), Recorder: rec,
+			Rate: 1e7, MaxInFlight: 8192, Timeout: time.Second, Idle: time.Minute})
+		if err != nil {
+			b.Fatal(err)
+		}
+		start := time.Now()
+		res, err := c.Run(context.Background())
+		if err != nil {
+			b.Fatal(err)
+		}
+		wall := time.Since(start)
+
+		// The crawler's own memory: the heap with it, minus the heap once
+		// it is gone (the network and the recorder stay alive throughout).
+		runtime.GC()
+		var with, without runtime.MemStats
+		runtime.ReadMemStats(&with)
+		runtime.KeepAlive(c)
+		c = nil
+		runtime.GC()
+		runtime.ReadMemStats(&without)
+		perNode := float64(int64(with.HeapAlloc)-int64(without.HeapAlloc)) / float64(res.Discovered)
+
+		truth := net.Truth()
+		answering, found := 0, 0
+		for _, n := range truth.Nodes {
+			if n.Answering {
+				answering++
+				if rec.replied[n.ID] {
+					found++
+				}
+			}
+		}
+		b.ReportMetric(100*float64(found)/float64(answering), "coverage-%")
+		b.ReportMetric(float64(res.Packets)/float64(answering), "queries/answering-node")
+		b.ReportMetric(perNode, "crawler-B/node")
+		b.ReportMetric(wall.Seconds(), "wall-s")
+		b.Logf("found %d of %d answering nodes; %d discovered; %d packets; crawl %v", found, answering, res.Discovered, res.Packets, wall)
+		runtime.KeepAlive(rec)
+		net.Close()
+	}
+}
