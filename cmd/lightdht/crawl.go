@@ -1,0 +1,215 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lightdht/lightdht"
+	"github.com/lightdht/lightdht/crawler"
+	"github.com/lightdht/lightdht/db"
+	"github.com/lightdht/lightdht/krpc"
+)
+
+// parseZone parses --zone PREFIX/BITS: PREFIX is up to 40 hex digits
+// (zero-padded on the right), BITS 1 to 32 and at most 4 x len(PREFIX).
+func parseZone(s string) (crawler.Zone, error) {
+	var z crawler.Zone
+	if s == "" {
+		return z, nil
+	}
+	prefix, bitsStr, ok := strings.Cut(s, "/")
+	bits, err := strconv.Atoi(bitsStr)
+	if !ok || err != nil || bits < 1 || bits > 32 || prefix == "" || len(prefix) > 2*krpc.IDLen {
+		return z, usagef("bad --zone %q: want PREFIX/BITS with a hex PREFIX and BITS from 1 to 32, e.g. ab/8", s)
+	}
+	if bits > 4*len(prefix) {
+		return z, usagef("bad --zone %q: %d bits need at least %d hex digits", s, bits, (bits+3)/4)
+	}
+	full := prefix + strings.Repeat("0", 2*krpc.IDLen-len(prefix))
+	if _, err := hex.Decode(z.Prefix[:], []byte(full)); err != nil {
+		return z, usagef("bad --zone %q: prefix is not hexadecimal", s)
+	}
+	z.Bits = bits
+	return z, nil
+}
+
+// recorder forwards to the database once it is open, so that the crawl's
+// configuration is checked before the file is created.
+type recorder struct{ d *db.DB }
+
+func (r *recorder) Observe(s lightdht.Sighting) { r.d.Observe(s) }
+func (r *recorder) RecordSample(n krpc.NodeInfo, t time.Time, num, interval int, samples []krpc.ID) {
+	r.d.RecordSample(n, t, num, interval, samples)
+}
+
+// crawlSummary is crawl's output.
+type crawlSummary struct {
+	Run          int64   `json:"run"`
+	DB           string  `json:"db"`
+	Nodes        int     `json:"nodes"`
+	Replied      int     `json:"replied"`
+	Queried      int     `json:"queried"`
+	Timeouts     int     `json:"timeouts"`
+	Bogons       int     `json:"bogons"`
+	Infohashes   int     `json:"infohashes"`
+	Samples      int     `json:"samples"`
+	SizeEstimate float64 `json:"size_estimate,omitempty"`
+	Queries      int     `json:"queries"`
+	Packets      uint64  `json:"packets"`
+	DurationMs   float64 `json:"duration_ms"`
+	Interrupted  bool    `json:"interrupted,omitempty"`
+	Shed         uint64  `json:"sightings_shed,omitempty"`
+}
+
+// crawlConfig is what a crawl run stores as its configuration.
+type crawlConfig struct {
+	Rate          float64 `json:"rate"`
+	PerIPInterval string  `json:"per_ip_interval"`
+	Duration      string  `json:"duration,omitempty"`
+	Zone          string  `json:"zone,omitempty"`
+	Continuous    bool    `json:"continuous"`
+	Infohashes    bool    `json:"infohashes"`
+	TestNet       bool    `json:"testnet"`
+}
+
+func crawlCmd(c *cli) func(context.Context, []string) error {
+	c.addJSON()
+	bootstrap := c.addBootstrap()
+	dbPath := c.addDB()
+	listen := c.fs.String("listen", "", "local UDP address (default: 127.0.0.1:0 for a loopback bootstrap, 0.0.0.0:0 otherwise)")
+	rate := c.fs.Float64("rate", crawler.DefaultRate, "queries per second, at most")
+	perIP := c.fs.Duration("per-ip-interval", crawler.DefaultPerIPInterval, "least time between two queries to one IP")
+	duration := c.fs.Duration("duration", 0, "stop after this long (0: when the crawl is done; --continuous: never)")
+	idle := c.fs.Duration("idle", crawler.DefaultIdle, "end a crawl once no new node has been found for this long")
+	zone := c.fs.String("zone", "", "crawl only the IDs starting with PREFIX/BITS (hex prefix, 1-32 bits), e.g. ab/8, and estimate the DHT's size")
+	continuous := c.fs.Bool("continuous", false, "keep crawling, revisiting nodes, until interrupted or --duration")
+	infohashes := c.fs.Bool("infohashes", false, "harvest infohashes with BEP 51 sample_infohashes")
+	testnet := c.fs.Bool("testnet", false, "allow loopback and private addresses: crawl a local test network")
+	progress := c.fs.Duration("progress", 10*time.Second, "interval of the status lines when stderr is not a terminal (0: none)")
+	return func(ctx context.Context, args []string) error {
+		if err := nargs(args, 0, 0, "no arguments"); err != nil {
+			return err
+		}
+		z, err := parseZone(*zone)
+		if err != nil {
+			return err
+		}
+		if *rate <= 0 || *perIP < 0 || *duration < 0 || *idle <= 0 || *progress < 0 {
+			return usagef("--rate and --idle must be positive; --per-ip-interval, --duration and --progress not negative")
+		}
+		boot, err := c.resolveBootstrap(ctx, *bootstrap)
+		if err != nil {
+			return err
+		}
+		conn, err := listenUDP(*listen, "listen", boot, has6(boot) && !has4(boot))
+		if err != nil {
+			return err
+		}
+		rec := &recorder{}
+		term := isTerminal(c.stderr)
+		var lastPrint time.Time
+		cfg := crawler.Config{Conn: conn, Bootstrap: boot, Rate: *rate, PerIPInterval: *perIP, Idle: *idle,
+			Continuous: *continuous, Zone: z, Infohashes: *infohashes, TestNet: *testnet, Recorder: rec, Logger: c.log,
+			ProgressEvery: time.Second}
+		if *progress > 0 && *progress < time.Second {
+			cfg.ProgressEvery = *progress
+		}
+		cfg.Progress = func(p crawler.Progress) {
+			line := fmt.Sprintf("%s: %d nodes, %d replied, %d queued, %d in flight, %d queries, %.0f q/s",
+				p.Elapsed.Truncate(time.Second), p.Discovered, p.Replied, p.Queued, p.InFlight, p.Queries, p.QPS)
+			switch {
+			case term:
+				fmt.Fprintf(c.stderr, "\r\033[K%s", line)
+			case *progress > 0 && time.Since(lastPrint) >= *progress:
+				lastPrint = time.Now()
+				fmt.Fprintln(c.stderr, line)
+			}
+		}
+		cr, err := crawler.New(cfg)
+		if err != nil {
+			conn.Close()
+			msg := strings.TrimPrefix(err.Error(), "crawler: config: ")
+			if strings.Contains(msg, "needs TestNet") {
+				return usagef("%s", strings.Replace(msg, "needs TestNet", "needs --testnet", 1))
+			}
+			return usagef("%s", msg)
+		}
+		d, err := db.Open(*dbPath, db.Options{Reports: true})
+		if err != nil {
+			conn.Close()
+			return err
+		}
+		rec.d = d
+		ccfg := crawlConfig{Rate: *rate, PerIPInterval: perIP.String(), Zone: *zone, Continuous: *continuous,
+			Infohashes: *infohashes, TestNet: *testnet}
+		if *duration > 0 {
+			ccfg.Duration = duration.String()
+		}
+		runID, err := d.StartRun(db.RunInfo{Config: ccfg, ProgramVersion: "lightdht " + programVersion, Bootstrap: netipStrings(boot)})
+		if err != nil {
+			conn.Close()
+			d.Close()
+			return err
+		}
+		cctx := ctx
+		if *duration > 0 {
+			var cancel context.CancelFunc
+			cctx, cancel = context.WithTimeout(ctx, *duration)
+			defer cancel()
+		}
+		res, runErr := cr.Run(cctx)
+		if term {
+			fmt.Fprintln(c.stderr)
+		}
+		interrupted := ctx.Err() != nil
+		if runErr != nil && (interrupted || errors.Is(runErr, context.DeadlineExceeded)) {
+			runErr = nil
+		}
+		shed := d.Stats().Shed
+		endErr := d.EndRun(runID, db.RunCounts{NodesFound: int64(res.Discovered), NodesReplied: int64(res.Replied),
+			Infohashes: int64(res.Infohashes), QueriesSent: int64(res.Queries), SightingsShed: int64(shed), SizeEstimate: res.SizeEstimate})
+		closeErr := d.Close()
+		if err := errors.Join(runErr, endErr, closeErr); err != nil {
+			return err
+		}
+		sum := crawlSummary{Run: runID, DB: *dbPath, Nodes: res.Discovered, Replied: res.Replied, Queried: res.Queried,
+			Timeouts: res.Timeouts, Bogons: res.Bogons, Infohashes: res.Infohashes, Samples: res.Samples,
+			SizeEstimate: res.SizeEstimate, Queries: res.Queries, Packets: res.Packets, DurationMs: ms(res.Duration),
+			Interrupted: interrupted, Shed: shed}
+		if err := c.output(sum, func(w io.Writer) { printSummary(w, sum) }); err != nil {
+			return err
+		}
+		if interrupted {
+			return errInterrupted
+		}
+		return nil
+	}
+}
+
+func printSummary(w io.Writer, s crawlSummary) {
+	state := "done"
+	if s.Interrupted {
+		state = "interrupted"
+	}
+	fmt.Fprintf(w, "crawl run %d %s in %s, recorded in %s\n", s.Run, state, time.Duration(s.DurationMs*1e6).Round(time.Millisecond), s.DB)
+	fmt.Fprintf(w, "nodes found:    %d\n", s.Nodes)
+	fmt.Fprintf(w, "nodes replied:  %d\n", s.Replied)
+	fmt.Fprintf(w, "timeouts:       %d\n", s.Timeouts)
+	fmt.Fprintf(w, "not queried:    %d (private or reserved addresses)\n", s.Bogons)
+	fmt.Fprintf(w, "infohashes:     %d (from %d BEP 51 samples)\n", s.Infohashes, s.Samples)
+	if s.SizeEstimate > 0 {
+		fmt.Fprintf(w, "size estimate:  %.0f nodes\n", s.SizeEstimate)
+	} else {
+		fmt.Fprintf(w, "size estimate:  none (use --zone)\n")
+	}
+	fmt.Fprintf(w, "queries sent:   %d (%d packets)\n", s.Queries, s.Packets)
+	if s.Shed > 0 {
+		fmt.Fprintf(w, "sightings shed: %d\n", s.Shed)
+	}
+}

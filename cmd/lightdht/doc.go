@@ -1,0 +1,81 @@
+// Command lightdht runs, crawls and queries the BitTorrent mainline DHT.
+//
+// Usage:
+//
+//	lightdht COMMAND [ARGS] [flags]
+//
+// The commands:
+//
+//	node       run a DHT node until interrupted, recording every node it sees (--db)
+//	crawl      crawl the DHT into the database (--db), then print a summary
+//	ping       ADDR: send one ping
+//	find-node  ADDR [TARGET]: send one find_node
+//	get-peers  ADDR INFOHASH: send one get_peers
+//	sample     ADDR [TARGET]: send one BEP 51 sample_infohashes
+//	lookup     TARGET: iterative lookup of the nodes closest to TARGET
+//	peers      INFOHASH: iterative get_peers lookup
+//	announce   INFOHASH --port P: announce a peer
+//	testnet    run a local test network of DHT nodes on loopback
+//	stats      summarise a database (opened read-only)
+//	shell      interactive prompt over a running node
+//	version    print the version
+//	help       list the commands; "lightdht COMMAND -h" lists a command's flags
+//
+// Flags may come before, between or after the positional arguments. Every
+// flag can also be set in the environment as LIGHTDHT_ and its name in
+// upper case with dashes as underscores (LIGHTDHT_DB, LIGHTDHT_BOOTSTRAP,
+// LIGHTDHT_LOG_LEVEL); a flag on the command line wins.
+//
+// --bootstrap takes comma-separated host:port addresses and defaults to
+// the public routers router.bittorrent.com:6881, router.utorrent.com:6881,
+// dht.transmissionbt.com:6881 and dht.libtorrent.org:25401. --db defaults
+// to lightdht.db in the working directory. The commands that print results
+// take --json and then print one JSON document on one line.
+//
+// Single queries (ping, find-node, get-peers, sample) go out from a BEP 43
+// read-only transport on an ephemeral socket: 127.0.0.1:0 when the
+// destination is loopback, 0.0.0.0:0 otherwise (--listen overrides). The
+// iterative commands (lookup, peers, announce) start a temporary read-only
+// node, join through --bootstrap (waiting for Bootstrap to finish), run the
+// operation and exit. When every bootstrap address is loopback or private,
+// those nodes drop the one-node-per-IP limit of k-buckets, since a test
+// network often runs many nodes per IP.
+//
+// crawl records a crawl_runs row (StartRun / EndRun) around the crawl.
+// On a terminal it keeps a status line up to date on stderr; otherwise it
+// prints a status line every --progress. Without --testnet, loopback and
+// private bootstrap addresses are refused. SIGINT or SIGTERM cancels the
+// crawl; the sightings are flushed, the run is ended with its counts, the
+// summary is printed and the exit code is 130. A second signal ends the
+// program at once (SQLite's WAL keeps the file consistent, but the run
+// stays without an end time).
+//
+// node, testnet and shell run until SIGINT or SIGTERM (shell also until
+// quit or the end of its input) and then exit 0 after a clean shutdown.
+//
+// testnet runs --nodes nodes on loopback: by default node i listens on
+// 127.10.0.1 plus i (--ips sets the first address), all on --base-port;
+// with --ip, every node shares that one IP on consecutive ports from
+// --base-port, and the k-bucket one-node-per-IP limit is lifted. Port 0
+// gives each node a free port. Every node but the first joins through the
+// first; per-IP rate limits and the send cap are off, since crawlers hit
+// test nodes hard. Once every node has joined it prints "bootstrap ADDR"
+// (after a "node ID ADDR" line per node) or, with --json,
+// {"bootstrap": ADDR, "nodes": [{"id": ..., "addr": ...}, ...]}.
+//
+// The shell's prompt shows the routing table's size and an estimate of
+// the network's size: the K (8) nodes closest to the node's own ID span a
+// fraction d/2^160 of the ID space, d being the XOR distance to the K-th,
+// so the network holds about K x 2^160 / d nodes. With fewer than K nodes
+// in the table (a small test network) the estimate is the table's size
+// plus one, the node itself.
+//
+// Errors are printed as one line on stderr. Exit codes: 0 success, 1 the
+// operation failed (no reply, port in use, unwritable or corrupt database),
+// 2 a usage error (unknown command or flag, bad ID, infohash, address,
+// zone or environment variable), 130 a crawl interrupted by a signal.
+//
+// Logs go to stderr through zerolog: human-readable lines (colour on a
+// terminal), or JSON lines with --log-json; --log-level sets the level
+// (default warn).
+package main

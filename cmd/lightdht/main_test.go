@@ -1,0 +1,627 @@
+package main
+
+// End-to-end tests: TestMain builds the binary once and the tests drive it
+// with exec. Every packet stays on loopback: each test runs its own test
+// network on its own 127.x.0.0/16 range with ports the kernel picks, and
+// the run helper refuses to start a command that would fall back on the
+// default (public) bootstrap routers.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	_ "github.com/mattn/go-sqlite3"
+)
+
+var bin string // the lightdht binary under test
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "lightdht-cmd-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	bin = filepath.Join(dir, "lightdht")
+	args := []string{"build", "-o", bin}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	out, err := exec.Command("go", append(args, ".")...).CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// cleanEnv is the environment without LIGHTDHT_* variables.
+func cleanEnv(extra ...string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "LIGHTDHT_") {
+			env = append(env, kv)
+		}
+	}
+	return append(env, extra...)
+}
+
+// needsBootstrap lists the commands that contact --bootstrap.
+var needsBootstrap = map[string]bool{"node": true, "crawl": true, "lookup": true, "peers": true, "announce": true, "shell": true}
+
+// guard fails the test unless every address the command would contact is
+// on loopback: an explicit loopback --bootstrap (or LIGHTDHT_BOOTSTRAP)
+// for the commands that join the DHT.
+func guard(t *testing.T, env []string, args []string) {
+	t.Helper()
+	if len(args) == 0 || !needsBootstrap[args[0]] || slices.Contains(args, "-h") {
+		return
+	}
+	var val string
+	found := false
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "LIGHTDHT_BOOTSTRAP="); ok {
+			val, found = v, true
+		}
+	}
+	for i, a := range args {
+		name, v, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if strings.HasPrefix(a, "-") && name == "bootstrap" {
+			if !hasVal && i+1 < len(args) {
+				v = args[i+1]
+			}
+			val, found = v, true
+		}
+	}
+	if !found {
+		t.Fatalf("refusing to run %v without an explicit loopback --bootstrap", args)
+	}
+	for _, s := range strings.Split(val, ",") {
+		if _, _, err := net.SplitHostPort(s); err != nil {
+			continue // malformed: the command rejects it before sending anything
+		}
+		ap, err := netip.ParseAddrPort(s)
+		if err != nil || !ap.Addr().IsLoopback() {
+			t.Fatalf("refusing to run %v: bootstrap %q is not a loopback address", args, s)
+		}
+	}
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+// exe runs the binary with args, extra environment variables and
+// stdin, and waits for it (30 s at most).
+func exe(t *testing.T, env []string, stdin string, args ...string) result {
+	t.Helper()
+	guard(t, env, args)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = cleanEnv(env...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var so, se bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &so, &se
+	err := cmd.Run()
+	if _, isExit := err.(*exec.ExitError); err != nil && !isExit {
+		t.Fatalf("lightdht %v: %v", args, err)
+	}
+	r := result{so.String(), se.String(), cmd.ProcessState.ExitCode()}
+	noCrash(t, args, r.stderr)
+	return r
+}
+
+func noCrash(t *testing.T, args []string, stderr string) {
+	t.Helper()
+	for _, bad := range []string{"panic", "goroutine ", "DATA RACE"} {
+		if strings.Contains(stderr, bad) {
+			t.Errorf("lightdht %v: %q on stderr:\n%s", args, bad, stderr)
+		}
+	}
+}
+
+// ok runs the command and fails the test unless it exits 0.
+func ok(t *testing.T, env []string, args ...string) string {
+	t.Helper()
+	r := exe(t, env, "", args...)
+	if r.code != 0 {
+		t.Fatalf("lightdht %v: exit %d\nstdout: %s\nstderr: %s", args, r.code, r.stdout, r.stderr)
+	}
+	return r.stdout
+}
+
+func decode[T any](t *testing.T, s string) T {
+	t.Helper()
+	var v T
+	if err := json.Unmarshal([]byte(s), &v); err != nil {
+		t.Fatalf("decode %q: %v", s, err)
+	}
+	return v
+}
+
+type testnetOut struct {
+	Bootstrap string `json:"bootstrap"`
+	Nodes     []struct {
+		ID   string `json:"id"`
+		Addr string `json:"addr"`
+	} `json:"nodes"`
+}
+
+// startTestnet runs "lightdht testnet" with n nodes from the loopback IP
+// first and returns its --json output once the network is ready. The
+// process is interrupted (and killed if it lingers) when the test ends.
+func startTestnet(t *testing.T, n int, first string) testnetOut {
+	t.Helper()
+	cmd := exec.Command(bin, "testnet", "--nodes", strconv.Itoa(n), "--ips", first, "--base-port", "0", "--json")
+	cmd.Env = cleanEnv()
+	var se bytes.Buffer
+	cmd.Stderr = &se
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string, 1)
+	exited := make(chan struct{})
+	go func() {
+		br := bufio.NewReader(stdout)
+		line, _ := br.ReadString('\n')
+		lines <- line
+		io.Copy(io.Discard, br) // keep the pipe drained
+		cmd.Wait()
+		close(exited)
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+			t.Errorf("testnet did not stop within 10 s of SIGINT")
+		}
+		if code := cmd.ProcessState.ExitCode(); code != 0 {
+			t.Errorf("testnet exit code %d; stderr:\n%s", code, se.String())
+		}
+		noCrash(t, []string{"testnet"}, se.String())
+	})
+	select {
+	case line := <-lines:
+		if line == "" {
+			t.Fatalf("testnet printed nothing; stderr:\n%s", se.String())
+		}
+		out := decode[testnetOut](t, line)
+		if len(out.Nodes) != n || out.Bootstrap != out.Nodes[0].Addr {
+			t.Fatalf("testnet output %s", line)
+		}
+		return out
+	case <-time.After(30 * time.Second):
+		t.Fatalf("testnet not ready after 30 s; stderr:\n%s", se.String())
+	}
+	return testnetOut{}
+}
+
+func openDB(t *testing.T, path string) *sql.DB {
+	t.Helper()
+	d, err := sql.Open("sqlite3", "file:"+path+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+func scalar[T any](t *testing.T, d *sql.DB, q string, args ...any) T {
+	t.Helper()
+	var v T
+	if err := d.QueryRow(q, args...).Scan(&v); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	return v
+}
+
+// TestCrawlTestnet crawls a 30-node test network: the crawl finds and
+// records every node, and stats agrees with SQL on the file.
+func TestCrawlTestnet(t *testing.T) {
+	t.Parallel()
+	tn := startTestnet(t, 30, "127.21.0.1")
+	path := filepath.Join(t.TempDir(), "crawl.db")
+	sum := decode[crawlSummary](t, ok(t, nil, "crawl", "--testnet", "--bootstrap", tn.Bootstrap, "--db", path, "--json", "--idle", "10s"))
+	if sum.Nodes != 30 || sum.Replied != sum.Nodes || sum.Queries < sum.Nodes || sum.Interrupted || sum.Run != 1 {
+		t.Errorf("summary %+v, want all 30 nodes found and replied in run 1", sum)
+	}
+	d := openDB(t, path)
+	for _, n := range tn.Nodes {
+		ap := netip.MustParseAddrPort(n.Addr)
+		if r := scalar[int](t, d, "SELECT coalesce(max(replies), 0) FROM nodes WHERE id = ? AND ip = ? AND port = ?",
+			n.ID, ap.Addr().String(), ap.Port()); r == 0 {
+			t.Errorf("testnet node %s %s not recorded as replied", n.ID, n.Addr)
+		}
+	}
+	st := decode[statsResult](t, ok(t, nil, "stats", "--db", path, "--json"))
+	nodes := scalar[int64](t, d, "SELECT count(*) FROM nodes")
+	replied := scalar[int64](t, d, "SELECT count(*) FROM nodes WHERE replies > 0")
+	runs := scalar[int64](t, d, "SELECT count(*) FROM crawl_runs WHERE ended IS NOT NULL")
+	if st.Nodes != nodes || st.Replied != replied || st.CrawlRuns != runs || runs != 1 || nodes != 30 || replied != 30 {
+		t.Errorf("stats %+v; SQL: %d nodes, %d replied, %d ended runs", st, nodes, replied, runs)
+	}
+	if st.LastRun == nil || st.LastRun.Ended == nil || *st.LastRun.NodesReplied == 0 {
+		t.Errorf("stats last run %+v", st.LastRun)
+	}
+	if len(st.Versions) == 0 || st.Versions[0].Version != "LD0001" {
+		t.Errorf("stats versions %+v", st.Versions)
+	}
+	// The plain form says the same.
+	if out := ok(t, nil, "stats", "--db", path); !strings.Contains(out, fmt.Sprintf("nodes:      %d (%d replied", nodes, replied)) {
+		t.Errorf("stats:\n%s", out)
+	}
+}
+
+// TestQueries runs the single and iterative queries against a test
+// network, and checks that --bootstrap (flag or environment) replaces the
+// default routers entirely.
+func TestQueries(t *testing.T) {
+	t.Parallel()
+	tn := startTestnet(t, 12, "127.22.0.1")
+	b := tn.Bootstrap
+	target := tn.Nodes[1]
+
+	ping := decode[replyJSON](t, ok(t, nil, "ping", target.Addr, "--json"))
+	if ping.ID != target.ID || ping.Addr != target.Addr || ping.Version != "LD0001" || ping.RTTms <= 0 {
+		t.Errorf("ping %+v, want node %+v", ping, target)
+	}
+	if out := ok(t, nil, "ping", target.Addr); !strings.Contains(out, "pong from "+target.Addr+" id "+target.ID) {
+		t.Errorf("ping: %s", out)
+	}
+	fn := decode[queryResult](t, ok(t, nil, "find-node", target.Addr, tn.Nodes[5].ID, "--json"))
+	if len(fn.Nodes) == 0 || fn.Target != tn.Nodes[5].ID {
+		t.Errorf("find-node %+v", fn)
+	}
+
+	const ih = "0123456789abcdef0123456789abcdef01234567"
+	ann := decode[announceResult](t, ok(t, nil, "announce", ih, "--port", "51413", "--bootstrap", b, "--json"))
+	if len(ann.AnnouncedTo) == 0 || ann.Port != 51413 {
+		t.Fatalf("announce %+v", ann)
+	}
+	peers := decode[peersResult](t, ok(t, nil, "peers", ih, "--bootstrap", b, "--json"))
+	if !slices.Contains(peers.Peers, "127.0.0.1:51413") || peers.Queries == 0 || peers.Infohash != ih {
+		t.Errorf("peers %+v, want 127.0.0.1:51413", peers)
+	}
+	holder := ann.AnnouncedTo[0].Addr
+	gp := decode[queryResult](t, ok(t, nil, "get-peers", holder, ih, "--json"))
+	if !slices.Contains(gp.Peers, "127.0.0.1:51413") || gp.Token == "" {
+		t.Errorf("get-peers %+v", gp)
+	}
+	sample := decode[queryResult](t, ok(t, nil, "sample", holder, "--json"))
+	if !slices.Contains(sample.Samples, ih) || sample.Num == nil || *sample.Num < 1 {
+		t.Errorf("sample %+v, want %s", sample, ih)
+	}
+
+	// lookup through LIGHTDHT_BOOTSTRAP, then --bootstrap: the debug log
+	// lists the addresses used, which never include the default routers.
+	for _, run := range []struct {
+		env  []string
+		args []string
+	}{
+		{[]string{"LIGHTDHT_BOOTSTRAP=" + b}, []string{"lookup", target.ID, "--json", "--log-level", "debug"}},
+		{nil, []string{"lookup", target.ID, "--json", "--log-level", "debug", "--bootstrap", b}},
+	} {
+		r := exe(t, run.env, "", run.args...)
+		if r.code != 0 {
+			t.Fatalf("lookup: exit %d: %s", r.code, r.stderr)
+		}
+		lk := decode[lookupResult](t, r.stdout)
+		if len(lk.Nodes) == 0 || lk.Nodes[0].ID != target.ID {
+			t.Errorf("lookup %+v, want %s first", lk, target.ID)
+		}
+		if !strings.Contains(r.stderr, `bootstrap=["`+b+`"]`) {
+			t.Errorf("debug log does not list the bootstrap address %s:\n%s", b, r.stderr)
+		}
+		for _, host := range []string{"router.", "transmissionbt", "libtorrent"} {
+			if strings.Contains(r.stderr, host) {
+				t.Errorf("default bootstrap %q mentioned although --bootstrap was given:\n%s", host, r.stderr)
+			}
+		}
+	}
+}
+
+// TestBadInput: each mistake gives one line on stderr and the right exit
+// code, and creates no database file.
+func TestBadInput(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	busy, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.23.0.1:0")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	corrupt := filepath.Join(dir, "corrupt.db")
+	os.WriteFile(corrupt, []byte("this is not a database, just text that is long enough to fill a header........"), 0o644)
+	const boot = "127.23.0.2:6881" // nothing listens there
+	const ih = "0123456789abcdef0123456789abcdef01234567"
+	cases := []struct {
+		args []string
+		env  []string
+		code int
+		want string
+	}{
+		{[]string{"frobnicate"}, nil, 2, `unknown command "frobnicate"`},
+		{[]string{"crawl", "--frob", "--bootstrap", boot}, nil, 2, "flag provided but not defined: -frob"},
+		{[]string{"ping"}, nil, 2, "want ADDR"},
+		{[]string{"ping", "127.23.0.2"}, nil, 2, `bad address "127.23.0.2": want host:port`},
+		{[]string{"ping", "127.23.0.2:70000"}, nil, 2, `port "70000"`},
+		{[]string{"ping", "no such host!:1"}, nil, 2, "neither an IP address nor a host name"},
+		{[]string{"get-peers", "127.23.0.2:1", "abc"}, nil, 2, `bad infohash "abc": want 40 hex digits, got 3`},
+		{[]string{"get-peers", "127.23.0.2:1", "zz" + ih[2:]}, nil, 2, "not hexadecimal"},
+		{[]string{"lookup", ih + "00", "--bootstrap", boot}, nil, 2, "bad target"},
+		{[]string{"node", "--id", "12", "--bootstrap", boot, "--db", filepath.Join(dir, "id.db")}, nil, 2, "bad --id"},
+		{[]string{"lookup", ih, "--table", "tree", "--bootstrap", boot}, nil, 2, `bad --table "tree"`},
+		{[]string{"crawl", "--zone", "xy/8", "--testnet", "--bootstrap", boot, "--db", filepath.Join(dir, "z.db")}, nil, 2, "bad --zone"},
+		{[]string{"crawl", "--bootstrap", "1.2.3", "--db", filepath.Join(dir, "b.db")}, nil, 2, `bad address "1.2.3"`},
+		{[]string{"stats", "--log-level", "loud"}, nil, 2, "bad --log-level"},
+		{[]string{"stats"}, []string{"LIGHTDHT_JSON=maybe"}, 2, "LIGHTDHT_JSON"},
+		{[]string{"announce", ih, "--bootstrap", boot}, nil, 2, "--port is required"},
+		{[]string{"crawl", "--bootstrap", boot, "--db", filepath.Join(dir, "public.db")}, nil, 2, "is not a public address (a local test network needs --testnet)"},
+		{[]string{"node", "--listen", busy.LocalAddr().String(), "--bootstrap", boot, "--db", filepath.Join(dir, "busy.db")}, nil, 1, "address already in use"},
+		{[]string{"crawl", "--testnet", "--bootstrap", boot, "--db", filepath.Join(dir, "missing", "dir", "x.db")}, nil, 1, "unable to open database file"},
+		{[]string{"stats", "--db", corrupt}, nil, 1, "file is not a database"},
+		{[]string{"stats", "--db", filepath.Join(dir, "nothing.db")}, nil, 1, "no database at"},
+		{[]string{"ping", "127.23.0.2:9", "--timeout", "100ms"}, nil, 1, "timed out"},
+		{[]string{"lookup", ih, "--bootstrap", boot, "--timeout", "300ms"}, nil, 1, "bootstrap"},
+	}
+	for _, c := range cases {
+		r := exe(t, c.env, "", c.args...)
+		lines := strings.Split(strings.TrimRight(r.stderr, "\n"), "\n")
+		if r.code != c.code || !strings.Contains(r.stderr, c.want) || len(lines) != 1 || !strings.HasPrefix(r.stderr, "lightdht") {
+			t.Errorf("lightdht %v: exit %d, stderr %q; want exit %d and one line containing %q", c.args, r.code, r.stderr, c.code, c.want)
+		}
+	}
+	for _, f := range []string{"id.db", "z.db", "b.db", "public.db", "busy.db"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
+			t.Errorf("%s was created by a command that failed on its input", f)
+		}
+	}
+}
+
+// TestCrawlInterrupt: SIGINT during a continuous crawl ends it cleanly:
+// exit 130, a summary, a database that passes integrity_check and a
+// crawl_runs row with its end time and counts.
+func TestCrawlInterrupt(t *testing.T) {
+	t.Parallel()
+	tn := startTestnet(t, 10, "127.24.0.1")
+	path := filepath.Join(t.TempDir(), "interrupted.db")
+	args := []string{"crawl", "--continuous", "--testnet", "--bootstrap", tn.Bootstrap, "--db", path, "--progress", "100ms", "--json"}
+	guard(t, nil, args)
+	cmd := exec.Command(bin, args...)
+	cmd.Env = cleanEnv()
+	var so bytes.Buffer
+	cmd.Stdout = &so
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	// Wait for a status line reporting every node replied.
+	re := regexp.MustCompile(`(\d+) replied`)
+	var errText strings.Builder
+	seen := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		signalled := false
+		for sc.Scan() {
+			errText.WriteString(sc.Text() + "\n")
+			if m := re.FindStringSubmatch(sc.Text()); !signalled && m != nil {
+				if n, _ := strconv.Atoi(m[1]); n >= 10 {
+					signalled = true
+					close(seen)
+				}
+			}
+		}
+	}()
+	select {
+	case <-seen:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("no status line with 10 replies within 20 s")
+	}
+	cmd.Process.Signal(os.Interrupt)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("crawl still running 20 s after SIGINT")
+	}
+	if code := cmd.ProcessState.ExitCode(); code != 130 {
+		t.Errorf("exit code %d, want 130; stderr:\n%s", code, errText.String())
+	}
+	noCrash(t, args, errText.String())
+	sum := decode[crawlSummary](t, so.String())
+	if !sum.Interrupted || sum.Replied < 10 {
+		t.Errorf("summary %+v", sum)
+	}
+	d := openDB(t, path)
+	if s := scalar[string](t, d, "PRAGMA integrity_check"); s != "ok" {
+		t.Errorf("integrity_check: %s", s)
+	}
+	if n := scalar[int64](t, d, "SELECT count(*) FROM crawl_runs WHERE ended IS NOT NULL AND nodes_replied >= 10"); n != 1 {
+		t.Errorf("%d ended crawl runs with 10 replies, want 1", n)
+	}
+	if n := scalar[int64](t, d, "SELECT count(*) FROM nodes WHERE replies > 0"); n < 10 {
+		t.Errorf("%d nodes replied in the database, want 10", n)
+	}
+}
+
+// TestShell drives the shell through its stdin.
+func TestShell(t *testing.T) {
+	t.Parallel()
+	tn := startTestnet(t, 6, "127.25.0.1")
+	n1 := tn.Nodes[1]
+	in := strings.Join([]string{"ping " + n1.Addr, "find-node " + n1.Addr, "lookup " + n1.ID, "stats", "help", "bogus", "peers xyz", "quit", "stats"}, "\n") + "\n"
+	r := exe(t, nil, in, "shell", "--bootstrap", tn.Bootstrap)
+	if r.code != 0 {
+		t.Fatalf("shell exit %d: %s", r.code, r.stderr)
+	}
+	for _, want := range []string{
+		"joined: ",
+		"lightdht [table ",
+		"pong from " + n1.Addr + " id " + n1.ID,
+		"find_node reply from " + n1.Addr,
+		"node " + n1.ID + " " + n1.Addr + " (160 common bits)",
+		"routing table: ",
+		"announce INFOHASH PORT",
+		`error: unknown command "bogus"`,
+		`error: bad infohash "xyz"`,
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("shell output lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if c := strings.Count(r.stdout, "routing table: "); c != 1 {
+		t.Errorf("stats ran %d times, want once (quit ends the shell)", c)
+	}
+}
+
+// TestHelpAndVersion: help lists every command, -h a command's flags.
+func TestHelpAndVersion(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{{"help"}, {"-h"}} {
+		out := ok(t, nil, args...)
+		for _, c := range commands {
+			if !strings.Contains(out, "  "+c.name+" ") {
+				t.Errorf("lightdht %v lacks %s:\n%s", args, c.name, out)
+			}
+		}
+	}
+	out := ok(t, nil, "crawl", "-h")
+	for _, f := range []string{"-testnet", "-zone", "-bootstrap", defaultBootstrap, "LIGHTDHT_"} {
+		if !strings.Contains(out, f) {
+			t.Errorf("crawl -h lacks %q:\n%s", f, out)
+		}
+	}
+	if out := ok(t, nil, "help", "ping"); !strings.Contains(out, "usage: lightdht ping ADDR") {
+		t.Errorf("help ping:\n%s", out)
+	}
+	if out := ok(t, nil, "version"); !strings.HasPrefix(out, "lightdht "+programVersion) {
+		t.Errorf("version: %s", out)
+	}
+	if r := exe(t, nil, ""); r.code != 2 || !strings.Contains(r.stderr, "commands:") {
+		t.Errorf("no arguments: exit %d, stderr %q", r.code, r.stderr)
+	}
+}
+
+// TestDefaultBootstrapNotResolved runs commands in-process with an
+// explicit --bootstrap and checks that no host name is ever resolved: the
+// default routers are only the flag's default.
+func TestDefaultBootstrapNotResolved(t *testing.T) {
+	var asked []string
+	old := lookupHost
+	lookupHost = func(_ context.Context, host string) ([]netip.Addr, error) {
+		asked = append(asked, host)
+		return []netip.Addr{netip.MustParseAddr("127.26.0.9")}, nil
+	}
+	defer func() { lookupHost = old }()
+	const ih = "0123456789abcdef0123456789abcdef01234567"
+	var so, se bytes.Buffer
+	code := run([]string{"lookup", ih, "--bootstrap", "127.26.0.1:6881", "--timeout", "300ms"}, strings.NewReader(""), &so, &se)
+	if code != 1 || len(asked) != 0 {
+		t.Errorf("lookup: exit %d, resolved %v (want none), stderr %q", code, asked, se.String())
+	}
+	// A host name in --bootstrap is resolved, and only it.
+	se.Reset()
+	code = run([]string{"lookup", ih, "--bootstrap", "localhost:6881", "--timeout", "300ms"}, strings.NewReader(""), &so, &se)
+	if code != 1 || !slices.Equal(asked, []string{"localhost"}) {
+		t.Errorf("lookup: exit %d, resolved %v (want localhost only), stderr %q", code, asked, se.String())
+	}
+	if !strings.Contains(defaultBootstrap, "router.bittorrent.com:6881") {
+		t.Errorf("default bootstrap %q", defaultBootstrap)
+	}
+}
+
+// TestNode runs a node against a test network until SIGINT: it exits 0
+// and leaves every node it talked to in the database.
+func TestNode(t *testing.T) {
+	t.Parallel()
+	tn := startTestnet(t, 6, "127.27.0.1")
+	path := filepath.Join(t.TempDir(), "node.db")
+	args := []string{"node", "--listen", "127.27.1.1:0", "--bootstrap", tn.Bootstrap, "--db", path, "--json", "--table", "flat"}
+	guard(t, nil, args)
+	cmd := exec.Command(bin, args...)
+	cmd.Env = cleanEnv()
+	var se bytes.Buffer
+	cmd.Stderr = &se
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	sc := bufio.NewScanner(stdout)
+	if !sc.Scan() {
+		t.Fatalf("node printed nothing; stderr:\n%s", se.String())
+	}
+	started := decode[map[string]string](t, sc.Text())
+	if !strings.HasPrefix(started["addr"], "127.27.1.1:") || len(started["id"]) != 40 {
+		t.Errorf("node started: %s", sc.Text())
+	}
+	// The node bootstraps in the background; wait until its sightings of
+	// every testnet node are in the file.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		d, err := sql.Open("sqlite3", "file:"+path+"?mode=ro")
+		var n int
+		if err == nil {
+			d.QueryRow("SELECT count(*) FROM nodes WHERE replies > 0").Scan(&n)
+			d.Close()
+		}
+		if n >= len(tn.Nodes) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 15 s the database holds %d replied nodes, want %d", n, len(tn.Nodes))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	cmd.Process.Signal(os.Interrupt)
+	var rest strings.Builder
+	for sc.Scan() {
+		rest.WriteString(sc.Text())
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("node: %v; stderr:\n%s", err, se.String())
+	}
+	noCrash(t, args, se.String())
+	if stopped := decode[map[string]any](t, rest.String()); stopped["stopped"] != true {
+		t.Errorf("node stop output %q", rest.String())
+	}
+	d := openDB(t, path)
+	if s := scalar[string](t, d, "PRAGMA integrity_check"); s != "ok" {
+		t.Errorf("integrity_check: %s", s)
+	}
+}

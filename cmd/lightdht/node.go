@@ -1,0 +1,366 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/lightdht/lightdht"
+	"github.com/lightdht/lightdht/db"
+	"github.com/lightdht/lightdht/krpc"
+	"github.com/lightdht/lightdht/table"
+)
+
+// nodeFlags are the flags of the subcommands that run a node.
+type nodeFlags struct {
+	bootstrap *string
+	listen    *string
+	listen6   *string
+	id        *string
+	table     *string
+	readOnly  *bool
+}
+
+func (c *cli) addNodeFlags(listenDefault string, readOnly bool) *nodeFlags {
+	return &nodeFlags{
+		bootstrap: c.addBootstrap(),
+		listen:    c.fs.String("listen", listenDefault, "IPv4 address and UDP port to listen on (empty: 127.0.0.1:0 for a loopback bootstrap, 0.0.0.0:0 otherwise)"),
+		listen6:   c.fs.String("listen6", "", "IPv6 address and UDP port to listen on as well, e.g. [::]:6881 (BEP 32)"),
+		id:        c.fs.String("id", "", "node ID, 40 hex digits (default: random)"),
+		table:     c.fs.String("table", "kbucket", "routing table: kbucket, flat or prefix"),
+		readOnly:  c.fs.Bool("read-only", readOnly, "BEP 43 read-only node: answer no queries"),
+	}
+}
+
+// startNode builds and serves a node from the flags. The node is closed
+// when ctx ends or by the caller; wait returns Serve's error.
+//
+// openObs, if not nil, is called once the sockets are open and returns the
+// node's observer; it runs after the checks that can fail on bad input,
+// so that a mistyped command line creates no database file.
+func (c *cli) startNode(ctx context.Context, nf *nodeFlags, openObs func() (lightdht.Observer, error)) (n *lightdht.Node, wait func() error, err error) {
+	boot, err := c.resolveBootstrap(ctx, *nf.bootstrap)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg := lightdht.Config{Bootstrap: boot, ReadOnly: *nf.readOnly, Logger: c.log}
+	if *nf.id != "" {
+		if cfg.ID, err = parseID("--id", *nf.id); err != nil {
+			return nil, nil, err
+		}
+	}
+	if cfg.Table, err = table.ParseKind(*nf.table); err != nil {
+		return nil, nil, usagef("bad --table %q: want kbucket, flat or prefix", *nf.table)
+	}
+	if allLocal(boot) {
+		// A local test network often runs many nodes per IP.
+		cfg.IPsPerBucket = -1
+	}
+	var closers []io.Closer
+	fail := func(err error) (*lightdht.Node, func() error, error) {
+		for _, cl := range closers {
+			cl.Close()
+		}
+		return nil, nil, err
+	}
+	if *nf.listen != "" || has4(boot) || *nf.listen6 == "" {
+		conn, err := listenUDP(*nf.listen, "listen", boot, false)
+		if err != nil {
+			return fail(err)
+		}
+		if conn.LocalAddr().(*net.UDPAddr).IP.To4() == nil {
+			conn.Close()
+			return fail(usagef("bad --listen %q: not an IPv4 address (use --listen6)", *nf.listen))
+		}
+		cfg.Conn4 = conn
+		closers = append(closers, conn)
+	}
+	if *nf.listen6 != "" || (has6(boot) && *nf.listen == "") {
+		conn, err := listenUDP(*nf.listen6, "listen6", boot, true)
+		if err != nil {
+			return fail(err)
+		}
+		cfg.Conn6 = conn
+		closers = append(closers, conn)
+	}
+	if openObs != nil {
+		if cfg.Observer, err = openObs(); err != nil {
+			return fail(err)
+		}
+	}
+	n, err = lightdht.New(cfg)
+	if err != nil {
+		return fail(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- n.Serve(ctx) }()
+	return n, func() error { n.Close(); return <-served }, nil
+}
+
+func nodeCmd(c *cli) func(context.Context, []string) error {
+	c.addJSON()
+	nf := c.addNodeFlags("0.0.0.0:6881", false)
+	dbPath := c.addDB()
+	return func(ctx context.Context, args []string) error {
+		if err := nargs(args, 0, 0, "no arguments"); err != nil {
+			return err
+		}
+		var d *db.DB
+		n, wait, err := c.startNode(ctx, nf, func() (lightdht.Observer, error) {
+			var err error
+			d, err = db.Open(*dbPath, db.Options{})
+			return d, err
+		})
+		if err != nil {
+			if d != nil {
+				d.Close()
+			}
+			return err
+		}
+		type started struct {
+			ID    string `json:"id"`
+			Addr  string `json:"addr"`
+			Addr6 string `json:"addr6,omitempty"`
+			DB    string `json:"db"`
+		}
+		st := started{ID: n.ID().String(), Addr: n.Addr().String(), DB: *dbPath}
+		if err := c.output(st, func(w io.Writer) {
+			fmt.Fprintf(w, "node %s listening on %s, recording into %s\n", st.ID, st.Addr, st.DB)
+		}); err != nil {
+			wait()
+			d.Close()
+			return err
+		}
+		<-ctx.Done()
+		serveErr := wait()
+		s := n.Stats()
+		fctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		flushErr := d.Flush(fctx)
+		closeErr := d.Close()
+		ds := d.Stats()
+		if err := errors.Join(serveErr, flushErr, closeErr); err != nil {
+			return err
+		}
+		type stopped struct {
+			Stopped   bool   `json:"stopped"`
+			Nodes     int    `json:"table_nodes"`
+			Sightings uint64 `json:"sightings_written"`
+		}
+		out := stopped{true, s.Nodes4 + s.Nodes6, ds.Written}
+		return c.output(out, func(w io.Writer) {
+			fmt.Fprintf(w, "stopped: %d nodes in the routing table, %d sightings written\n", out.Nodes, out.Sightings)
+		})
+	}
+}
+
+// tempNode starts a read-only node for one operation and waits until it
+// has bootstrapped.
+func (c *cli) tempNode(ctx context.Context, nf *nodeFlags) (*lightdht.Node, func(), error) {
+	n, wait, err := c.startNode(ctx, nf, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	size, err := n.Bootstrap(ctx)
+	if err != nil {
+		wait()
+		if ctx.Err() != nil {
+			return nil, nil, fmt.Errorf("bootstrap: %w", context.Cause(ctx))
+		}
+		return nil, nil, fmt.Errorf("bootstrap: %w", err)
+	}
+	c.log.Info().Int("table", size).Msg("bootstrapped")
+	return n, func() { wait() }, nil
+}
+
+// iterFlags adds the flags of lookup, peers and announce.
+func (c *cli) iterFlags() (*nodeFlags, *time.Duration) {
+	c.addJSON()
+	nf := c.addNodeFlags("", true)
+	timeout := c.fs.Duration("timeout", time.Minute, "give up after this long, bootstrap included")
+	return nf, timeout
+}
+
+func withTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc, error) {
+	if d <= 0 {
+		return nil, nil, usagef("--timeout must be positive")
+	}
+	ctx, cancel := context.WithTimeoutCause(ctx, d, fmt.Errorf("timed out after %v", d))
+	return ctx, cancel, nil
+}
+
+type lookupResult struct {
+	Target     string     `json:"target"`
+	Nodes      []nodeJSON `json:"nodes"`
+	Nodes6     []nodeJSON `json:"nodes6,omitempty"`
+	Queries    int        `json:"queries"`
+	Replies    int        `json:"replies"`
+	DurationMs float64    `json:"duration_ms"`
+}
+
+func lookupCmd(c *cli) func(context.Context, []string) error {
+	nf, timeout := c.iterFlags()
+	return func(ctx context.Context, args []string) error {
+		if err := nargs(args, 1, 1, "TARGET"); err != nil {
+			return err
+		}
+		target, err := parseID("target", args[0])
+		if err != nil {
+			return err
+		}
+		ctx, cancel, err := withTimeout(ctx, *timeout)
+		if err != nil {
+			return err
+		}
+		defer cancel()
+		n, stop, err := c.tempNode(ctx, nf)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		r, err := n.FindNode(ctx, target)
+		if err != nil {
+			return fmt.Errorf("lookup %v: %w", target, err)
+		}
+		out := lookupResult{Target: target.String(), Nodes: nodesJSON(r.Nodes), Nodes6: nodesJSON(r.Nodes6),
+			Queries: r.Stats.Queries, Replies: r.Stats.Replies, DurationMs: ms(r.Stats.Duration)}
+		return c.output(out, func(w io.Writer) { printLookup(w, out) })
+	}
+}
+
+func printLookup(w io.Writer, out lookupResult) {
+	fmt.Fprintf(w, "closest nodes to %s (%d queries, %d replies, %.0f ms):\n", out.Target, out.Queries, out.Replies, out.DurationMs)
+	target, _ := krpc.ParseID(out.Target)
+	for _, nd := range append(out.Nodes, out.Nodes6...) {
+		id, _ := krpc.ParseID(nd.ID)
+		fmt.Fprintf(w, "node %s %s (%d common bits)\n", nd.ID, nd.Addr, id.CommonPrefixLen(target))
+	}
+}
+
+type peersResult struct {
+	Infohash   string   `json:"infohash"`
+	Peers      []string `json:"peers"`
+	Queries    int      `json:"queries"`
+	DurationMs float64  `json:"duration_ms"`
+}
+
+func peersOf(ih krpc.ID, r lightdht.GetPeersResult) peersResult {
+	out := peersResult{Infohash: ih.String(), Peers: []string{}, Queries: r.Stats.Queries, DurationMs: ms(r.Stats.Duration)}
+	for _, p := range r.Peers {
+		out.Peers = append(out.Peers, p.String())
+	}
+	return out
+}
+
+func printPeers(w io.Writer, out peersResult) {
+	fmt.Fprintf(w, "%d peers for %s (%d queries, %.0f ms)\n", len(out.Peers), out.Infohash, out.Queries, out.DurationMs)
+	for _, p := range out.Peers {
+		fmt.Fprintf(w, "peer %s\n", p)
+	}
+}
+
+func peersCmd(c *cli) func(context.Context, []string) error {
+	nf, timeout := c.iterFlags()
+	return func(ctx context.Context, args []string) error {
+		if err := nargs(args, 1, 1, "INFOHASH"); err != nil {
+			return err
+		}
+		ih, err := parseID("infohash", args[0])
+		if err != nil {
+			return err
+		}
+		ctx, cancel, err := withTimeout(ctx, *timeout)
+		if err != nil {
+			return err
+		}
+		defer cancel()
+		n, stop, err := c.tempNode(ctx, nf)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		r, err := n.GetPeers(ctx, ih)
+		if err != nil {
+			return fmt.Errorf("peers %v: %w", ih, err)
+		}
+		out := peersOf(ih, r)
+		return c.output(out, func(w io.Writer) { printPeers(w, out) })
+	}
+}
+
+type announceResult struct {
+	Infohash    string     `json:"infohash"`
+	Port        int        `json:"port"`
+	AnnouncedTo []nodeJSON `json:"announced_to"`
+	Refused     int        `json:"refused"`
+}
+
+func announceOf(ih krpc.ID, port int, r lightdht.AnnounceResult) announceResult {
+	return announceResult{Infohash: ih.String(), Port: port, AnnouncedTo: nodesJSON(r.AnnouncedTo), Refused: len(r.Refused)}
+}
+
+func printAnnounce(w io.Writer, out announceResult) {
+	fmt.Fprintf(w, "announced %s port %d to %d nodes (%d refused)\n", out.Infohash, out.Port, len(out.AnnouncedTo), out.Refused)
+	for _, nd := range out.AnnouncedTo {
+		fmt.Fprintf(w, "node %s %s\n", nd.ID, nd.Addr)
+	}
+}
+
+func parsePort(s string) (int, error) {
+	var p int
+	if _, err := fmt.Sscan(s, &p); err != nil || p < 0 || p > 65535 || fmt.Sprint(p) != s {
+		return 0, usagef("bad port %q: want 0 to 65535", s)
+	}
+	return p, nil
+}
+
+func announceCmd(c *cli) func(context.Context, []string) error {
+	nf, timeout := c.iterFlags()
+	port := c.fs.Int("port", -1, "the peer's TCP port (required; 0: the port the announce comes from, BEP 5 implied_port)")
+	return func(ctx context.Context, args []string) error {
+		if err := nargs(args, 1, 1, "INFOHASH"); err != nil {
+			return err
+		}
+		ih, err := parseID("infohash", args[0])
+		if err != nil {
+			return err
+		}
+		if *port < 0 || *port > 65535 {
+			return usagef("--port is required: 0 to 65535")
+		}
+		ctx, cancel, err := withTimeout(ctx, *timeout)
+		if err != nil {
+			return err
+		}
+		defer cancel()
+		n, stop, err := c.tempNode(ctx, nf)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		r, err := n.Announce(ctx, ih, *port)
+		if err != nil {
+			return err
+		}
+		out := announceOf(ih, *port, r)
+		return c.output(out, func(w io.Writer) { printAnnounce(w, out) })
+	}
+}
+
+// addDB adds --db.
+func (c *cli) addDB() *string {
+	return c.fs.String("db", "lightdht.db", "SQLite database file")
+}
+
+// netipString formats addresses for logs and JSON.
+func netipStrings(as []netip.AddrPort) []string {
+	out := make([]string, len(as))
+	for i, a := range as {
+		out[i] = a.String()
+	}
+	return out
+}

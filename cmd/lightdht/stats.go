@@ -1,0 +1,145 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/lightdht/lightdht/db"
+)
+
+// statsResult is the output of stats.
+type statsResult struct {
+	DB         string        `json:"db"`
+	Nodes      int64         `json:"nodes"`
+	Replied    int64         `json:"replied"`
+	IPs        int64         `json:"ips"`
+	Infohashes int64         `json:"infohashes"`
+	Peers      int64         `json:"peers"`
+	Versions   []versionStat `json:"versions"`
+	CrawlRuns  int64         `json:"crawl_runs"`
+	LastRun    *runStat      `json:"last_run,omitempty"`
+}
+
+type versionStat struct {
+	Version string `json:"version"`
+	Nodes   int64  `json:"nodes"`
+	Replied int64  `json:"replied"`
+}
+
+type runStat struct {
+	ID           int64    `json:"id"`
+	Started      string   `json:"started"`
+	Ended        *string  `json:"ended"`
+	NodesFound   *int64   `json:"nodes_found"`
+	NodesReplied *int64   `json:"nodes_replied"`
+	Infohashes   *int64   `json:"infohashes"`
+	QueriesSent  *int64   `json:"queries_sent"`
+	SizeEstimate *float64 `json:"size_estimate"`
+}
+
+func msTime(v int64) string { return time.UnixMilli(v).UTC().Format(time.RFC3339) }
+
+// readStats reads the summary of a database through a read-only
+// connection.
+func readStats(ctx context.Context, path string) (statsResult, error) {
+	out := statsResult{DB: path, Versions: []versionStat{}}
+	if _, err := os.Stat(path); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return out, fmt.Errorf("no database at %s", path)
+		}
+		return out, err
+	}
+	s, err := db.OpenReadOnly(path)
+	if err != nil {
+		return out, err
+	}
+	defer s.Close()
+	wrap := func(err error) error {
+		return fmt.Errorf("read %s: %w (is it a lightdht database?)", path, err)
+	}
+	if err := s.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(replies > 0), 0), count(DISTINCT ip) FROM nodes`).
+		Scan(&out.Nodes, &out.Replied, &out.IPs); err != nil {
+		return out, wrap(err)
+	}
+	if err := s.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM infohashes), (SELECT count(*) FROM peers), (SELECT count(*) FROM crawl_runs)`).
+		Scan(&out.Infohashes, &out.Peers, &out.CrawlRuns); err != nil {
+		return out, wrap(err)
+	}
+	rows, err := s.QueryContext(ctx, `SELECT version, nodes, replied FROM client_versions ORDER BY replied DESC, nodes DESC, version LIMIT 10`)
+	if err != nil {
+		return out, wrap(err)
+	}
+	for rows.Next() {
+		var v versionStat
+		if err := rows.Scan(&v.Version, &v.Nodes, &v.Replied); err != nil {
+			rows.Close()
+			return out, wrap(err)
+		}
+		out.Versions = append(out.Versions, v)
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return out, wrap(err)
+	}
+	if out.CrawlRuns > 0 {
+		var r runStat
+		var started int64
+		var ended sql.NullInt64
+		if err := s.QueryRowContext(ctx, `SELECT id, started, ended, nodes_found, nodes_replied, infohashes, queries_sent, size_estimate
+			FROM crawl_runs ORDER BY id DESC LIMIT 1`).Scan(&r.ID, &started, &ended, &r.NodesFound, &r.NodesReplied,
+			&r.Infohashes, &r.QueriesSent, &r.SizeEstimate); err != nil {
+			return out, wrap(err)
+		}
+		r.Started = msTime(started)
+		if ended.Valid {
+			e := msTime(ended.Int64)
+			r.Ended = &e
+		}
+		out.LastRun = &r
+	}
+	return out, nil
+}
+
+func statsCmd(c *cli) func(context.Context, []string) error {
+	c.addJSON()
+	dbPath := c.addDB()
+	return func(ctx context.Context, args []string) error {
+		if err := nargs(args, 0, 0, "no arguments"); err != nil {
+			return err
+		}
+		out, err := readStats(ctx, *dbPath)
+		if err != nil {
+			return err
+		}
+		return c.output(out, func(w io.Writer) { printStats(w, out) })
+	}
+}
+
+func printStats(w io.Writer, s statsResult) {
+	fmt.Fprintf(w, "database:   %s\n", s.DB)
+	fmt.Fprintf(w, "nodes:      %d (%d replied, %d IPs)\n", s.Nodes, s.Replied, s.IPs)
+	fmt.Fprintf(w, "infohashes: %d\n", s.Infohashes)
+	fmt.Fprintf(w, "peers:      %d\n", s.Peers)
+	fmt.Fprintf(w, "crawl runs: %d\n", s.CrawlRuns)
+	if r := s.LastRun; r != nil {
+		ended := "not ended (running or crashed)"
+		if r.Ended != nil {
+			ended = "ended " + *r.Ended
+		}
+		fmt.Fprintf(w, "last run:   #%d started %s, %s", r.ID, r.Started, ended)
+		if r.NodesFound != nil && r.NodesReplied != nil {
+			fmt.Fprintf(w, ", %d nodes found, %d replied", *r.NodesFound, *r.NodesReplied)
+		}
+		fmt.Fprintln(w)
+	}
+	if len(s.Versions) > 0 {
+		fmt.Fprintln(w, "top client versions (replied / nodes):")
+		for _, v := range s.Versions {
+			fmt.Fprintf(w, "  %-12s %d / %d\n", v.Version, v.Replied, v.Nodes)
+		}
+	}
+}
