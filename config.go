@@ -106,6 +106,11 @@ type Config struct {
 	// to wait. Zero: 1 hour; at most 6 hours (BEP 51's limit).
 	SampleInterval time.Duration
 
+	// ItemTTL is how long a BEP 44 item put to this node lives after its
+	// last put; MaxItems how many it holds. Zero: 2 hours and 10,000.
+	ItemTTL  time.Duration
+	MaxItems int
+
 	// Version is the "v" sent with every message. Nil: DefaultVersion.
 	Version []byte
 
@@ -126,7 +131,7 @@ func (c Config) withDefaults() (Config, error) {
 	switch {
 	case c.Conn4 == nil && c.Conn6 == nil:
 		return c, errors.New("lightdht: config: Conn4 or Conn6 is required")
-	case c.K < 0, c.Alpha < 0, c.MaxValues < 0, c.PerIPBurst < 0:
+	case c.K < 0, c.Alpha < 0, c.MaxValues < 0, c.PerIPBurst < 0, c.MaxItems < 0, c.ItemTTL < 0:
 		return c, fmt.Errorf("lightdht: config: negative K (%d), Alpha (%d), MaxValues (%d) or PerIPBurst (%d)", c.K, c.Alpha, c.MaxValues, c.PerIPBurst)
 	case c.QueryTimeout < 0, c.StallAfter < 0, c.PeerTTL < 0, c.SampleInterval < 0:
 		return c, errors.New("lightdht: config: negative QueryTimeout, StallAfter, PeerTTL or SampleInterval")

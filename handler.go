@@ -1,9 +1,11 @@
 package lightdht
 
 import (
+	"errors"
 	"net/netip"
 	"time"
 
+	"github.com/lightdht/lightdht/bep44"
 	"github.com/lightdht/lightdht/internal/peerstore"
 	"github.com/lightdht/lightdht/krpc"
 	"github.com/lightdht/lightdht/table"
@@ -17,6 +19,7 @@ var (
 	errBadToken        = &krpc.Error{Code: krpc.CodeProtocol, Msg: "bad token"}
 	errBadPort         = &krpc.Error{Code: krpc.CodeProtocol, Msg: "missing or invalid port"}
 	errUnknownMethod   = &krpc.Error{Code: krpc.CodeMethodUnknown, Msg: "method unknown"}
+	errMissingSeq      = &krpc.Error{Code: krpc.CodeProtocol, Msg: "missing seq"}
 )
 
 func methodIndex(q string) int {
@@ -113,6 +116,43 @@ func (n *Node) serveQuery(f *family, reply, q *krpc.Msg, src netip.AddrPort) boo
 		n.peers.Announce(q.A.InfoHash, peer, q.A.Seed)
 		n.stats.announces.Add(1)
 		sighting.Peer = peer // sighting is set: q.A.ID was checked above
+	case krpc.MethodGet:
+		if q.A.Target.IsZero() {
+			return fail(reply, errMissingTarget)
+		}
+		reply.R.Token = n.tokens.Append(reply.R.Token[:0], src.Addr())
+		n.closestNodes(f, reply, q.A.Target, q.A.Want)
+		if it, ok := n.items.Get(q.A.Target); ok {
+			if it.Mutable {
+				seq := it.Seq
+				reply.R.K, reply.R.Seq, reply.R.Sig = it.K, &seq, it.Sig
+				// A getter that has this seq or a newer one needs no value.
+				if q.A.Seq == nil || *q.A.Seq < it.Seq {
+					reply.R.V = it.V
+				}
+			} else {
+				reply.R.V = it.V
+			}
+		}
+	case krpc.MethodPut:
+		if !n.tokens.Valid(q.A.Token, src.Addr()) {
+			n.stats.badTokens.Add(1)
+			return fail(reply, errBadToken)
+		}
+		it := bep44.Item{V: q.A.V}
+		if q.A.K != [32]byte{} {
+			if q.A.Seq == nil {
+				return fail(reply, errMissingSeq)
+			}
+			it.Mutable, it.K, it.Salt, it.Seq, it.Sig = true, q.A.K, q.A.Salt, *q.A.Seq, q.A.Sig
+		}
+		if err := n.items.Put(it, q.A.CAS); err != nil {
+			var kerr *krpc.Error
+			if !errors.As(err, &kerr) {
+				kerr = &krpc.Error{Code: krpc.CodeServer, Msg: err.Error()}
+			}
+			return fail(reply, kerr)
+		}
 	case krpc.MethodSampleInfohashes:
 		if q.A.Target.IsZero() {
 			return fail(reply, errMissingTarget)

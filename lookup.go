@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/lightdht/lightdht/bep44"
 	"github.com/lightdht/lightdht/internal/peerstore"
 	"github.com/lightdht/lightdht/krpc"
 )
@@ -91,6 +92,7 @@ type lookupKind uint8
 const (
 	findNodeLookup lookupKind = iota
 	getPeersLookup
+	getItemLookup // BEP 44 get
 )
 
 // Candidate states.
@@ -135,6 +137,12 @@ type lookup struct {
 	stats       LookupStats
 	final       LookupStats // stats when the lookup ended; late replies do not change it
 	done        bool
+
+	// BEP 44 get: what a valid item must match, and the best one found.
+	mutable bool
+	itemK   [32]byte
+	salt    []byte
+	item    *bep44.Item
 }
 
 func (n *Node) newLookup(ctx context.Context, f *family, kind lookupKind, target krpc.ID) *lookup {
@@ -255,8 +263,11 @@ func (l *lookup) step() {
 // send queries one candidate (or, with c nil, a bootstrap address).
 func (l *lookup) send(c *cand, addr netip.AddrPort) {
 	q := &krpc.Msg{Q: krpc.MethodFindNode, A: krpc.Args{ID: l.n.id, Target: l.target}}
-	if l.kind == getPeersLookup {
+	switch l.kind {
+	case getPeersLookup:
 		q = &krpc.Msg{Q: krpc.MethodGetPeers, A: krpc.Args{ID: l.n.id, InfoHash: l.target}}
+	case getItemLookup:
+		q = &krpc.Msg{Q: krpc.MethodGet, A: krpc.Args{ID: l.n.id, Target: l.target}}
 	}
 	l.n.stats.lookupQueries.Add(1)
 	if c != nil {
@@ -337,6 +348,9 @@ func (l *lookup) onResult(c *cand, addr netip.AddrPort, method string, r krpc.Re
 		}
 		for _, ni := range nodes {
 			l.addCand(ni)
+		}
+		if l.kind == getItemLookup && len(r.R.V) > 0 {
+			l.considerItem(&r.R)
 		}
 		for _, p := range r.R.Values {
 			if !l.peerSet[p] {
@@ -536,6 +550,174 @@ func (n *Node) GetPeers(ctx context.Context, infohash krpc.ID) (GetPeersResult, 
 	}
 	ch := make(chan out, 1)
 	n.GetPeersAsync(ctx, infohash, nil, func(r GetPeersResult, err error) { ch <- out{r, err} })
+	o := <-ch
+	return o.r, o.err
+}
+
+// considerItem keeps a BEP 44 item from a get reply if it is valid for the
+// lookup's target and better than the one held: the value must hash to the
+// target (immutable), or carry the expected key and a valid signature,
+// with a higher seq than any seen (mutable). l.mu must be held.
+func (l *lookup) considerItem(r *krpc.Return) {
+	it := bep44.Item{V: slices.Clone(r.V)}
+	if l.mutable {
+		if r.Seq == nil || r.K != l.itemK {
+			return
+		}
+		it.Mutable, it.K, it.Salt, it.Seq, it.Sig = true, r.K, l.salt, *r.Seq, r.Sig
+		if l.item != nil && it.Seq <= l.item.Seq {
+			return
+		}
+	} else if l.item != nil {
+		return
+	}
+	if it.Check() != nil || it.Target() != l.target {
+		return
+	}
+	l.item = &it
+}
+
+// GetItemResult is the outcome of a BEP 44 get lookup.
+type GetItemResult struct {
+	Item  bep44.Item  // the item found: for a mutable one, the highest seq
+	Found bool        // whether a valid item was found
+	Nodes []NodeToken // the K closest nodes that replied, with their tokens (for a put)
+	Stats LookupStats
+}
+
+// GetAsync looks up the immutable item stored under target and calls done
+// once. Only a value whose SHA-1 is target is accepted. BEP 44 lookups run
+// on the primary address family (IPv4 when the node has it).
+func (n *Node) GetAsync(ctx context.Context, target krpc.ID, done func(GetItemResult, error)) {
+	n.getItemAsync(ctx, target, false, [32]byte{}, nil, done)
+}
+
+// GetMutableAsync looks up the mutable item of public key k and salt and
+// calls done once with the highest-seq item whose signature verifies.
+func (n *Node) GetMutableAsync(ctx context.Context, k [32]byte, salt []byte, done func(GetItemResult, error)) {
+	n.getItemAsync(ctx, bep44.MutableTarget(k, salt), true, k, salt, done)
+}
+
+func (n *Node) getItemAsync(ctx context.Context, target krpc.ID, mutable bool, k [32]byte, salt []byte, done func(GetItemResult, error)) {
+	l := n.newLookup(ctx, n.primary(), getItemLookup, target)
+	l.mutable, l.itemK, l.salt = mutable, k, slices.Clone(salt)
+	l.finish = func(l *lookup, err error) {
+		var res GetItemResult
+		for _, c := range l.closest() {
+			res.Nodes = append(res.Nodes, NodeToken{NodeInfo: c.ni, Token: c.token})
+		}
+		l.mu.Lock()
+		if l.item != nil {
+			res.Item, res.Found = *l.item, true
+		}
+		l.mu.Unlock()
+		res.Stats = l.final
+		if err == nil && !res.Found {
+			err = fmt.Errorf("lightdht: get %v: %w", target, bep44.ErrNotFound)
+		}
+		done(res, err)
+	}
+	l.run(false)
+}
+
+// Get looks up the immutable item stored under target; see GetAsync.
+func (n *Node) Get(ctx context.Context, target krpc.ID) (GetItemResult, error) {
+	ch := make(chan getOut, 1)
+	n.GetAsync(ctx, target, func(r GetItemResult, err error) { ch <- getOut{r, err} })
+	o := <-ch
+	return o.r, o.err
+}
+
+// GetMutable looks up a mutable item; see GetMutableAsync.
+func (n *Node) GetMutable(ctx context.Context, k [32]byte, salt []byte) (GetItemResult, error) {
+	ch := make(chan getOut, 1)
+	n.GetMutableAsync(ctx, k, salt, func(r GetItemResult, err error) { ch <- getOut{r, err} })
+	o := <-ch
+	return o.r, o.err
+}
+
+type getOut struct {
+	r   GetItemResult
+	err error
+}
+
+// PutResult is the outcome of a BEP 44 put.
+type PutResult struct {
+	Target   krpc.ID
+	StoredAt []krpc.NodeInfo         // nodes that accepted the put
+	Refused  map[krpc.NodeInfo]error // nodes that refused it, with their error (e.g. 302)
+	Lookup   GetItemResult           // the get lookup that found the nodes and tokens
+}
+
+// PutAsync stores item in the DHT: it checks the item, looks up the K
+// closest nodes to its target with get (collecting tokens), then sends put
+// to each that gave a token, with cas when set. done is called once; the
+// put succeeds when at least one node stored the item.
+func (n *Node) PutAsync(ctx context.Context, item bep44.Item, cas *int64, done func(PutResult, error)) {
+	target := item.Target()
+	if err := item.Check(); err != nil {
+		go done(PutResult{Target: target}, fmt.Errorf("lightdht: put %v: %w", target, err))
+		return
+	}
+	n.getItemAsync(ctx, target, item.Mutable, item.K, item.Salt, func(lr GetItemResult, err error) {
+		res := PutResult{Target: target, Lookup: lr, Refused: map[krpc.NodeInfo]error{}}
+		if err != nil && !errors.Is(err, bep44.ErrNotFound) {
+			done(res, err)
+			return
+		}
+		var targets []NodeToken
+		for _, nt := range lr.Nodes {
+			if len(nt.Token) > 0 {
+				targets = append(targets, nt)
+			}
+		}
+		if len(targets) == 0 {
+			done(res, fmt.Errorf("lightdht: put %v: no node issued a token: %w", target, ErrNoNodes))
+			return
+		}
+		var (
+			mu      sync.Mutex
+			pending = len(targets)
+		)
+		f := n.primary()
+		for _, nt := range targets {
+			q := &krpc.Msg{Q: krpc.MethodPut, A: krpc.Args{ID: n.id, Token: nt.Token, V: item.V, CAS: cas}}
+			if item.Mutable {
+				seq := item.Seq
+				q.A.K, q.A.Salt, q.A.Seq, q.A.Sig = item.K, item.Salt, &seq, item.Sig
+			}
+			f.tr.QueryAsync(ctx, nt.Addr, q, func(r krpc.Response, err error) {
+				n.handleResult(f, nt.NodeInfo, krpc.MethodPut, r, err)
+				mu.Lock()
+				if err == nil {
+					res.StoredAt = append(res.StoredAt, nt.NodeInfo)
+				} else {
+					res.Refused[nt.NodeInfo] = err
+				}
+				pending--
+				last := pending == 0
+				mu.Unlock()
+				if !last {
+					return
+				}
+				if len(res.StoredAt) == 0 {
+					done(res, fmt.Errorf("lightdht: put %v: every node refused: %w", target, errors.Join(errorsOf(res.Refused)...)))
+					return
+				}
+				done(res, nil)
+			})
+		}
+	})
+}
+
+// Put stores item in the DHT; see PutAsync.
+func (n *Node) Put(ctx context.Context, item bep44.Item, cas *int64) (PutResult, error) {
+	type out struct {
+		r   PutResult
+		err error
+	}
+	ch := make(chan out, 1)
+	n.PutAsync(ctx, item, cas, func(r PutResult, err error) { ch <- out{r, err} })
 	o := <-ch
 	return o.r, o.err
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/lightdht/lightdht/bep42"
+	"github.com/lightdht/lightdht/bep44"
 	"github.com/lightdht/lightdht/internal/peerstore"
 	"github.com/lightdht/lightdht/krpc"
 	"github.com/lightdht/lightdht/table"
@@ -27,7 +28,8 @@ type Node struct {
 	v4, v6 *family // nil when that socket is not configured
 	tokens *tokens.Issuer
 	peers  *peerstore.Store
-	ipLim  *ipLimiter // nil: no per-IP limit
+	items  *bep44.Store // BEP 44 items put to this node
+	ipLim  *ipLimiter   // nil: no per-IP limit
 
 	mu       sync.Mutex
 	serving  bool
@@ -95,6 +97,7 @@ func New(cfg Config) (*Node, error) {
 	if cfg.PerIPRate > 0 {
 		n.ipLim = newIPLimiter(cfg.PerIPRate, cfg.PerIPBurst)
 	}
+	n.items = bep44.NewStore(bep44.StoreConfig{TTL: cfg.ItemTTL, MaxItems: cfg.MaxItems, Now: cfg.Now})
 	if cfg.Conn4 != nil {
 		if n.v4, err = n.newFamily(cfg, false); err != nil {
 			return nil, err
