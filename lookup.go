@@ -681,10 +681,13 @@ func (n *Node) PutAsync(ctx context.Context, item bep44.Item, cas *int64, done f
 		)
 		f := n.primary()
 		for _, nt := range targets {
-			q := &krpc.Msg{Q: krpc.MethodPut, A: krpc.Args{ID: n.id, Token: nt.Token, V: item.V, CAS: cas}}
+			// An immutable put carries seq 0 too: BEP 44 leaves it out, but
+			// anacrolix/dht refuses a put without one, and other nodes
+			// ignore seq when there is no key.
+			seq := item.Seq
+			q := &krpc.Msg{Q: krpc.MethodPut, A: krpc.Args{ID: n.id, Token: nt.Token, V: item.V, CAS: cas, Seq: &seq}}
 			if item.Mutable {
-				seq := item.Seq
-				q.A.K, q.A.Salt, q.A.Seq, q.A.Sig = item.K, item.Salt, &seq, item.Sig
+				q.A.K, q.A.Salt, q.A.Sig = item.K, item.Salt, item.Sig
 			}
 			f.tr.QueryAsync(ctx, nt.Addr, q, func(r krpc.Response, err error) {
 				n.handleResult(f, nt.NodeInfo, krpc.MethodPut, r, err)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"testing"
+	"time"
 
 	"github.com/anacrolix/dht/v2"
 	"golang.org/x/time/rate"
@@ -30,6 +31,11 @@ func newAnacrolixTB(tb testing.TB, conn net.PacketConn, configure func(*dht.Serv
 	}
 	cfg.Conn = conn
 	cfg.NoSecurity = true
+	if cfg.Exp == 0 {
+		// NewDefaultServerConfig's BEP 44 item lifetime; left at zero,
+		// every item put to the server has already expired.
+		cfg.Exp = 2 * time.Hour
+	}
 	cfg.StartingNodes = func() ([]dht.Addr, error) {
 		if len(starting) == 0 {
 			return nil, errors.New("no starting nodes in this test")
