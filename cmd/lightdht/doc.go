@@ -15,6 +15,9 @@
 //	lookup     TARGET: iterative lookup of the nodes closest to TARGET
 //	peers      INFOHASH: iterative get_peers lookup
 //	announce   INFOHASH --port P: announce a peer
+//	put        VALUE [--key FILE --salt S --seq N --cas N]: store a BEP 44 item
+//	get        TARGET | --pubkey HEX [--salt S]: fetch a BEP 44 item
+//	keygen     FILE: write a new ed25519 key for mutable items
 //	testnet    run a local test network of DHT nodes on loopback
 //	stats      summarise a database (opened read-only)
 //	shell      interactive prompt over a running node
@@ -35,7 +38,7 @@
 // Single queries (ping, find-node, get-peers, sample) go out from a BEP 43
 // read-only transport on an ephemeral socket: 127.0.0.1:0 when the
 // destination is loopback, 0.0.0.0:0 otherwise (--listen overrides). The
-// iterative commands (lookup, peers, announce) start a temporary read-only
+// iterative commands (lookup, peers, announce, put, get) start a temporary read-only
 // node, join through --bootstrap (waiting for Bootstrap to finish), run the
 // operation and exit. When every bootstrap address is loopback or private,
 // those nodes drop the one-node-per-IP limit of k-buckets, since a test

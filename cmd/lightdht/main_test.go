@@ -625,3 +625,66 @@ func TestNode(t *testing.T) {
 		t.Errorf("integrity_check: %s", s)
 	}
 }
+
+// TestItems stores and fetches BEP 44 items through the command line:
+// keygen, immutable put and get, mutable put with automatic and explicit
+// sequence numbers, and the clear refusals of a stale seq, a failed CAS
+// and a value too large.
+func TestItems(t *testing.T) {
+	t.Parallel()
+	tn := startTestnet(t, 12, "127.28.0.1")
+	dir := t.TempDir()
+	key := filepath.Join(dir, "item.key")
+	boot := []string{"--bootstrap", tn.Bootstrap}
+	run := func(args ...string) string { return ok(t, nil, append(args, boot...)...) }
+
+	kg := decode[map[string]string](t, ok(t, nil, "keygen", key, "--json"))
+	if len(kg["pubkey"]) != 64 {
+		t.Fatalf("keygen: %v", kg)
+	}
+	if r := exe(t, nil, "", "keygen", key); r.code == 0 || !strings.Contains(r.stderr, "exists") {
+		t.Errorf("keygen over an existing key: exit %d, %q", r.code, r.stderr)
+	}
+
+	imm := decode[putResult](t, run("put", "hello DHT", "--json"))
+	if imm.Mutable || len(imm.StoredAt) == 0 {
+		t.Fatalf("immutable put: %+v", imm)
+	}
+	got := decode[getResult](t, run("get", imm.Target, "--json"))
+	if got.Value != "hello DHT" || got.Raw != "9:hello DHT" {
+		t.Errorf("immutable get: %+v", got)
+	}
+
+	first := decode[putResult](t, run("put", "version one", "--key", key, "--salt", "s", "--json"))
+	if !first.Mutable || first.Seq == nil || *first.Seq != 1 {
+		t.Fatalf("first mutable put: %+v", first)
+	}
+	second := decode[putResult](t, run("put", "version two", "--key", key, "--salt", "s", "--json"))
+	if second.Seq == nil || *second.Seq != 2 || second.Target != first.Target {
+		t.Fatalf("second mutable put: %+v", second)
+	}
+	got = decode[getResult](t, run("get", "--pubkey", kg["pubkey"], "--salt", "s", "--json"))
+	if got.Value != "version two" || got.Seq == nil || *got.Seq != 2 {
+		t.Errorf("mutable get: %+v", got)
+	}
+	if out := run("get", "--pubkey", kg["pubkey"], "--salt", "s"); !strings.Contains(out, "seq 2\nversion two\n") {
+		t.Errorf("plain get:\n%s", out)
+	}
+
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"put", "stale", "--key", key, "--salt", "s", "--seq", "1"}, 1, "sequence number 1 is not newer"},
+		{[]string{"put", "swap", "--key", key, "--salt", "s", "--seq", "3", "--cas", "1"}, 1, "compare-and-swap failed"},
+		{[]string{"put", strings.Repeat("x", 1000)}, 2, "over BEP 44's 1000-byte limit"},
+		{[]string{"put", "v", "--salt", "s"}, 2, "need --key"},
+		{[]string{"get", "--pubkey", "abc"}, 2, "want 64 hex digits"},
+	} {
+		r := exe(t, nil, "", append(tc.args, boot...)...)
+		if r.code != tc.code || !strings.Contains(r.stderr, tc.want) || strings.Count(strings.TrimSpace(r.stderr), "\n") > 0 {
+			t.Errorf("lightdht %v: exit %d, stderr %q; want exit %d and one line mentioning %q", tc.args[:2], r.code, r.stderr, tc.code, tc.want)
+		}
+	}
+}
