@@ -149,3 +149,41 @@ func TestPutGetAcrossNetwork(t *testing.T) {
 		}
 	})
 }
+
+// TestObserverSeesItems: incoming gets and accepted puts are reported with
+// the item's target (and a mutable item's seq), so that the database can
+// record who stored what.
+func TestObserverSeesItems(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var seen []lightdht.Sighting
+		r := newRig(t, func(c *lightdht.Config) {
+			c.Observer = lightdht.ObserverFunc(func(s lightdht.Sighting) {
+				if s.Method == krpc.MethodGet || s.Method == krpc.MethodPut {
+					seen = append(seen, s)
+				}
+			})
+		})
+		me := krpc.RandomID()
+		pub, priv, _ := ed25519.GenerateKey(nil)
+		k := [32]byte(pub)
+		target := bep44.MutableTarget(k, nil)
+		resp, err := r.query(t, &krpc.Msg{Q: krpc.MethodGet, A: krpc.Args{ID: me, Target: target}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		seq := int64(12)
+		if _, err := r.query(t, &krpc.Msg{Q: krpc.MethodPut, A: krpc.Args{ID: me, Token: resp.R.Token, V: []byte("1:x"), K: k, Seq: &seq,
+			Sig: bep44.Sign(priv, nil, 12, []byte("1:x"))}}); err != nil {
+			t.Fatal(err)
+		}
+		if len(seen) != 2 {
+			t.Fatalf("%d sightings, want 2", len(seen))
+		}
+		if g := seen[0]; g.Method != krpc.MethodGet || g.Item != target || g.Node.ID != me {
+			t.Errorf("get sighting %+v", g)
+		}
+		if p := seen[1]; p.Method != krpc.MethodPut || p.Item != target || !p.ItemMutable || p.ItemSeq != 12 || p.Node.ID != me {
+			t.Errorf("put sighting %+v", p)
+		}
+	})
+}

@@ -57,8 +57,11 @@ func (n *Node) serveQuery(f *family, reply, q *krpc.Msg, src netip.AddrPort) boo
 		// Reported once handling is done, so that an accepted announce
 		// carries the peer it stored.
 		s := Sighting{Node: querier, Source: SourceQuery, Method: q.Q, Version: string(q.V), ReadOnly: q.RO}
-		if q.Q == krpc.MethodGetPeers || q.Q == krpc.MethodAnnouncePeer {
+		switch q.Q {
+		case krpc.MethodGetPeers, krpc.MethodAnnouncePeer:
 			s.Infohash = q.A.InfoHash
+		case krpc.MethodGet:
+			s.Item = q.A.Target
 		}
 		sighting = &s
 		defer func() { n.observe(*sighting) }()
@@ -152,6 +155,9 @@ func (n *Node) serveQuery(f *family, reply, q *krpc.Msg, src netip.AddrPort) boo
 				kerr = &krpc.Error{Code: krpc.CodeServer, Msg: err.Error()}
 			}
 			return fail(reply, kerr)
+		}
+		if sighting != nil { // who stored what
+			sighting.Item, sighting.ItemMutable, sighting.ItemSeq = it.Target(), it.Mutable, it.Seq
 		}
 	case krpc.MethodSampleInfohashes:
 		if q.A.Target.IsZero() {

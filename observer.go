@@ -64,6 +64,13 @@ type Sighting struct {
 	// Method announce_peer), its port resolved from implied_port; the zero
 	// value otherwise.
 	Peer netip.AddrPort
+	// Item is the BEP 44 target of an incoming get, or of a put this node
+	// accepted and stored (SourceQuery; Method tells which); zero
+	// otherwise. For a stored mutable item ItemMutable is set and ItemSeq
+	// is its sequence number.
+	Item        krpc.ID
+	ItemMutable bool
+	ItemSeq     int64
 }
 
 // Observer receives every sighting. Observe is called synchronously on the
