@@ -119,13 +119,13 @@ type Stats struct {
 type DB struct {
 	path string
 	opts Options
-	w    *sql.DB // write pool: one connection, owned by the writer goroutine
+	w    *sql.DB // write pool: one connection, owned by the committer goroutine
 	r    *sql.DB // read-only pool, returned by SQL
 
 	mu     sync.RWMutex // held for reading while enqueueing, for writing by Close
 	closed bool
 	q      chan item
-	done   chan struct{} // closed when the writer goroutine has exited
+	done   chan struct{} // closed when the writer's committer goroutine has exited
 
 	closeOnce sync.Once
 	closeErr  error
@@ -297,7 +297,7 @@ func (d *DB) enqueue(ctx context.Context, it item) error {
 	}
 }
 
-// request runs fn on the writer goroutine after it has committed every
+// request runs fn on the writer's connection after it has committed every
 // item enqueued before, and returns its error. A nil fn only commits.
 func (d *DB) request(ctx context.Context, fn func(*sql.Conn) error) error {
 	r := &request{fn: fn, done: make(chan error, 1)}

@@ -13,9 +13,12 @@
 //
 // A DB implements lightdht.Observer: pass it as the node's observer, or
 // call Observe, RecordPeer and RecordSample. These enqueue on a bounded
-// queue and return; one writer goroutine folds repeated sightings of a key
-// in memory and commits a batch in one transaction when it holds
-// Options.BatchSize items or its oldest is Options.FlushInterval old. When
+// queue and return; a writer goroutine folds repeated sightings of a key
+// in memory and hands the batch to a committer goroutine, which commits it
+// in one transaction, when it holds Options.BatchSize items or its oldest
+// is Options.FlushInterval old. The two overlap: the next batch fills while
+// the previous one commits, and the writer waits for that commit before it
+// hands over another, so a full queue waits at most one commit. When
 // the queue is full the callers wait (back-pressure), or with Options.Shed
 // the item is dropped and counted in Stats().Shed: nothing is lost
 // silently. Flush waits for everything enqueued before it to be

@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/lightdht/lightdht"
@@ -140,8 +143,45 @@ type peerAgg struct {
 	countAgg
 }
 
-// writer is the state of the writer goroutine: the batch and the prepared
-// statements on its dedicated connection.
+// batch is the items folded since the last commit, and then the
+// statement arguments built from them. The writer has two: while the
+// committer goroutine writes one, the collector goroutine fills the other.
+type batch struct {
+	reports bool // Options.Reports
+
+	n       int // data items in the batch
+	nodeIdx map[nodeKey]int
+	nodes   []nodeAgg
+	repIdx  map[reportKey]int
+	reps    []reportAgg
+	ihIdx   map[krpc.ID]int
+	ihs     []ihAgg
+	peerIdx map[peerKey]int
+	peers   []peerAgg
+	samples []*sampleItem
+
+	// Built by prepare: one argument list per table, and the text of
+	// every ID, IP and version in it, in one string.
+	nodeArgs, repArgs, ihArgs, peerArgs, sampleArgs []any
+	text                                            texts
+	times                                           timeBoxes
+
+	req *request // answered once the batch is committed; nil if none
+}
+
+func newBatch(opts *Options) *batch {
+	return &batch{
+		reports: opts.Reports,
+		nodeIdx: make(map[nodeKey]int),
+		repIdx:  make(map[reportKey]int),
+		ihIdx:   make(map[krpc.ID]int),
+		peerIdx: make(map[peerKey]int),
+	}
+}
+
+// writer is the state of the writer goroutines: the collector (run)
+// folds queued items into a batch; the committer (commitLoop) owns the
+// dedicated connection and its prepared statements and commits batches.
 type writer struct {
 	d    *DB
 	conn *sql.Conn
@@ -149,17 +189,7 @@ type writer struct {
 
 	nodesU, reportsU, ihU, peersU, samplesU *upsert
 
-	n        int // data items in the batch
-	nodeIdx  map[nodeKey]int
-	nodes    []nodeAgg
-	repIdx   map[reportKey]int
-	reps     []reportAgg
-	ihIdx    map[krpc.ID]int
-	ihs      []ihAgg
-	peerIdx  map[peerKey]int
-	peers    []peerAgg
-	samples  []*sampleItem
-	flushErr error // failed commits since the last Flush request
+	flushErr error // failed commits since the last Flush request (committer)
 }
 
 // norm strips what the database does not key on: IPv4-mapping and zones.
@@ -168,14 +198,7 @@ func norm(ap netip.AddrPort) netip.AddrPort {
 }
 
 func newWriter(conn *sql.Conn, opts Options) (*writer, error) {
-	w := &writer{
-		conn:    conn,
-		opts:    opts,
-		nodeIdx: make(map[nodeKey]int),
-		repIdx:  make(map[reportKey]int),
-		ihIdx:   make(map[krpc.ID]int),
-		peerIdx: make(map[peerKey]int),
-	}
+	w := &writer{conn: conn, opts: opts}
 	var err error
 	prep := func(table string, cols []string, conflict, set string) *upsert {
 		if err != nil {
@@ -239,79 +262,113 @@ func newWriter(conn *sql.Conn, opts Options) (*writer, error) {
 	return w, nil
 }
 
-// run is the writer goroutine: it collects queued items into the batch and
-// commits it when it holds BatchSize items, when its oldest item is
-// FlushInterval old, on a request, and when the queue is closed.
+// run is the collector goroutine: it folds queued items into the current
+// batch and hands it to the committer when it holds BatchSize items, when
+// its oldest item is FlushInterval old, on a request, and when the queue
+// is closed. Hand-over is double-buffered: the collector fills batch N+1
+// while the committer writes batch N, and waits for batch N to be written
+// before it hands over N+1. So it never waits longer than one commit, and
+// a request reaches the committer after every item queued before it.
 func (w *writer) run() {
 	d := w.d
-	defer close(d.done)
+	todo := make(chan *batch, 1) // to the committer, in queue order
+	free := make(chan *batch, 2) // committed batches, back to the collector
+	free <- newBatch(&w.opts)
+	cur := newBatch(&w.opts)
+	go w.commitLoop(todo, free)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	var timerC <-chan time.Time // nil while the batch is empty
-	commit := func() {
+	handOver := func(req *request) {
 		timer.Stop()
 		timerC = nil
-		w.commit()
+		if cur.n == 0 && req == nil {
+			return
+		}
+		cur.req = req
+		cur.prepare()
+		todo <- cur
+		cur = <-free
+		cur.reset()
 	}
 	for {
 		select {
 		case it, ok := <-d.q:
 			if !ok {
-				commit()
-				w.closeStmts()
-				w.conn.Close()
+				if cur.n > 0 {
+					cur.prepare()
+					todo <- cur
+				}
+				close(todo) // the committer closes d.done when it is through
 				return
 			}
 			if r := it.req; r != nil {
-				commit()
-				if r.fn == nil {
-					r.done <- w.flushErr
-					w.flushErr = nil
-				} else {
-					r.done <- r.fn(w.conn)
-				}
+				handOver(r)
 				continue
 			}
-			w.add(&it)
-			if w.n == 1 {
+			cur.add(&it)
+			if cur.n == 1 {
 				timer.Reset(w.opts.FlushInterval)
 				timerC = timer.C
 			}
-			if w.n >= w.opts.BatchSize {
-				commit()
+			if cur.n >= w.opts.BatchSize {
+				handOver(nil)
 			}
 		case <-timerC:
-			commit()
+			handOver(nil)
 		}
 	}
+}
+
+// commitLoop is the committer goroutine: it commits each batch from todo,
+// answers its request, and returns the batch on free. When todo is closed
+// it closes the connection and d.done.
+func (w *writer) commitLoop(todo <-chan *batch, free chan<- *batch) {
+	d := w.d
+	defer close(d.done)
+	for b := range todo {
+		w.commit(b)
+		if r := b.req; r != nil {
+			b.req = nil
+			if r.fn == nil {
+				r.done <- w.flushErr
+				w.flushErr = nil
+			} else {
+				r.done <- r.fn(w.conn)
+			}
+		}
+		free <- b
+	}
+	w.closeStmts()
+	w.conn.Close()
 }
 
 // add folds one data item into the batch.
-func (w *writer) add(it *item) {
-	w.n++
+func (b *batch) add(it *item) {
+	b.n++
 	switch it.kind {
 	case kindSighting:
-		w.addSighting(&it.s)
+		b.addSighting(&it.s)
 	case kindPeer:
-		w.addPeer(it.s.Infohash, it.s.Peer, it.s.Method, it.s.Time.UnixMilli())
+		b.addPeer(it.s.Infohash, it.s.Peer, it.s.Method, it.s.Time.UnixMilli())
 	case kindSample:
-		w.samples = append(w.samples, it.sample)
+		b.samples = append(b.samples, it.sample)
 		for _, ih := range it.sample.samples {
-			w.ih(ih, it.sample.t).sample++
+			b.ih(ih, it.sample.t).sample++
 		}
 	}
 }
 
-func (w *writer) addSighting(s *lightdht.Sighting) {
+func (b *batch) addSighting(s *lightdht.Sighting) {
 	t := s.Time.UnixMilli()
 	k := nodeKey{s.Node.ID, norm(s.Node.Addr)}
-	i, ok := w.nodeIdx[k]
+	i, ok := b.nodeIdx[k]
 	if !ok {
-		i = len(w.nodes)
-		w.nodeIdx[k] = i
-		w.nodes = append(w.nodes, nodeAgg{key: k, first: t, last: t, firstSource: s.Source})
+		i = len(b.nodes)
+		b.nodeIdx[k] = i
+		b.nodes = append(b.nodes, nodeAgg{key: k, first: t, last: t, firstSource: s.Source})
 	}
-	a := &w.nodes[i]
+	a := &b.nodes[i]
 	if t < a.first {
 		a.first, a.firstSource = t, s.Source
 	}
@@ -330,15 +387,15 @@ func (w *writer) addSighting(s *lightdht.Sighting) {
 	case lightdht.SourceQuery:
 		a.queriesRecv++
 	case lightdht.SourceReported:
-		if w.opts.Reports && s.Reporter.Addr.IsValid() {
+		if b.reports && s.Reporter.Addr.IsValid() {
 			rk := reportKey{nodeKey{s.Reporter.ID, norm(s.Reporter.Addr)}, k}
-			j, ok := w.repIdx[rk]
+			j, ok := b.repIdx[rk]
 			if !ok {
-				j = len(w.reps)
-				w.repIdx[rk] = j
-				w.reps = append(w.reps, reportAgg{key: rk, countAgg: countAgg{first: t, last: t}})
+				j = len(b.reps)
+				b.repIdx[rk] = j
+				b.reps = append(b.reps, reportAgg{key: rk, countAgg: countAgg{first: t, last: t}})
 			}
-			w.reps[j].add(t)
+			b.reps[j].add(t)
 		}
 	}
 	if s.Version != "" && (a.version == "" || t >= a.versionSeen) {
@@ -346,7 +403,7 @@ func (w *writer) addSighting(s *lightdht.Sighting) {
 	}
 	a.readOnly = a.readOnly || s.ReadOnly
 	if !s.Infohash.IsZero() {
-		h := w.ih(s.Infohash, t)
+		h := b.ih(s.Infohash, t)
 		switch s.Method {
 		case krpc.MethodGetPeers:
 			h.getPeers++
@@ -354,7 +411,7 @@ func (w *writer) addSighting(s *lightdht.Sighting) {
 			h.announce++
 		}
 		if s.Peer.IsValid() {
-			w.addPeer(s.Infohash, s.Peer, "announce", t)
+			b.addPeer(s.Infohash, s.Peer, "announce", t)
 		}
 	}
 }
@@ -366,39 +423,230 @@ func (c *countAgg) add(t int64) {
 }
 
 // ih returns the batch's entry for infohash ih, updating its times.
-func (w *writer) ih(ih krpc.ID, t int64) *ihAgg {
-	i, ok := w.ihIdx[ih]
+func (b *batch) ih(ih krpc.ID, t int64) *ihAgg {
+	i, ok := b.ihIdx[ih]
 	if !ok {
-		i = len(w.ihs)
-		w.ihIdx[ih] = i
-		w.ihs = append(w.ihs, ihAgg{ih: ih, first: t, last: t})
+		i = len(b.ihs)
+		b.ihIdx[ih] = i
+		b.ihs = append(b.ihs, ihAgg{ih: ih, first: t, last: t})
 	}
-	h := &w.ihs[i]
+	h := &b.ihs[i]
 	h.first = min(h.first, t)
 	h.last = max(h.last, t)
 	return h
 }
 
-func (w *writer) addPeer(ih krpc.ID, peer netip.AddrPort, source string, t int64) {
+func (b *batch) addPeer(ih krpc.ID, peer netip.AddrPort, source string, t int64) {
 	k := peerKey{ih, norm(peer)}
-	i, ok := w.peerIdx[k]
+	i, ok := b.peerIdx[k]
 	if !ok {
-		i = len(w.peers)
-		w.peerIdx[k] = i
-		w.peers = append(w.peers, peerAgg{key: k, source: source, countAgg: countAgg{first: t, last: t}})
+		i = len(b.peers)
+		b.peerIdx[k] = i
+		b.peers = append(b.peers, peerAgg{key: k, source: source, countAgg: countAgg{first: t, last: t}})
 	}
-	p := &w.peers[i]
+	p := &b.peers[i]
 	if t < p.first {
 		p.source = source
 	}
 	p.add(t)
 }
 
-// commit writes the batch in one immediate transaction and empties it. A
-// failed batch is counted in Stats (Errors, Lost) and remembered for the
-// next Flush.
-func (w *writer) commit() {
-	if w.n == 0 {
+// reset empties the batch for reuse.
+func (b *batch) reset() {
+	b.n = 0
+	clear(b.nodeIdx)
+	clear(b.repIdx)
+	clear(b.ihIdx)
+	clear(b.peerIdx)
+	b.nodes = b.nodes[:0]
+	b.reps = b.reps[:0]
+	b.ihs = b.ihs[:0]
+	b.peers = b.peers[:0]
+	clear(b.samples)
+	b.samples = b.samples[:0]
+	for _, a := range []*[]any{&b.nodeArgs, &b.repArgs, &b.ihArgs, &b.peerArgs, &b.sampleArgs} {
+		clear(*a)
+		*a = (*a)[:0]
+	}
+	b.text.reset()
+	b.req = nil
+}
+
+// texts collects the text arguments of a batch in one buffer, then hands
+// them out, in the same order, as substrings of one string: one
+// allocation per batch instead of one per value.
+type texts struct {
+	buf  []byte
+	ends []int
+	s    string
+	next int
+}
+
+func (t *texts) reset() {
+	t.buf, t.ends, t.s, t.next = t.buf[:0], t.ends[:0], "", 0
+}
+
+func (t *texts) mark() { t.ends = append(t.ends, len(t.buf)) }
+
+func (t *texts) id(id krpc.ID) {
+	t.buf = hex.AppendEncode(t.buf, id[:])
+	t.mark()
+}
+
+func (t *texts) ip(a netip.Addr) {
+	if a.IsValid() {
+		t.buf = a.AppendTo(t.buf)
+	} else {
+		t.buf = append(t.buf, a.String()...)
+	}
+	t.mark()
+}
+
+func (t *texts) version(v string) {
+	t.buf = appendPrintableVersion(t.buf, v)
+	t.mark()
+}
+
+// seal ends collection; take then returns the texts in order.
+func (t *texts) seal() { t.s = string(t.buf) }
+
+func (t *texts) take() string {
+	start := 0
+	if t.next > 0 {
+		start = t.ends[t.next-1]
+	}
+	end := t.ends[t.next]
+	t.next++
+	return t.s[start:end]
+}
+
+// The arguments are boxed in interfaces, which allocates for most int64
+// values. Ports and times repeat a lot: they are boxed once.
+
+// portValues holds every port boxed as an int64.
+var portValues = sync.OnceValue(func() []any {
+	v := make([]any, 1<<16)
+	for i := range v {
+		v[i] = int64(i)
+	}
+	return v
+})
+
+// timeBoxes caches boxed times (Unix milliseconds): the items of a batch
+// come from a short span of time, so its times repeat.
+type timeBoxes [1024]struct {
+	t int64
+	v any
+}
+
+func (c *timeBoxes) box(t int64) any {
+	e := &c[uint64(t)%uint64(len(c))]
+	if e.v == nil || e.t != t {
+		e.t, e.v = t, t
+	}
+	return e.v
+}
+
+// prepare sorts the batch and builds the statements' arguments. Key
+// order: each row lands next to the previous one in the B-tree, whose
+// pages are then still in the CPU caches. (The index maps are stale
+// after sorting; the batch is reset before it is filled again.)
+func (b *batch) prepare() {
+	slices.SortFunc(b.nodes, func(x, y nodeAgg) int {
+		if c := bytes.Compare(x.key.id[:], y.key.id[:]); c != 0 {
+			return c
+		}
+		return x.key.addr.Compare(y.key.addr)
+	})
+	t := &b.text
+	// Pass 1: the texts, in the order pass 2 takes them.
+	for i := range b.nodes {
+		a := &b.nodes[i]
+		t.id(a.key.id)
+		t.ip(a.key.addr.Addr())
+		if a.version != "" {
+			t.version(a.version)
+		}
+	}
+	for i := range b.reps {
+		r := &b.reps[i]
+		t.id(r.key.reporter.id)
+		t.ip(r.key.reporter.addr.Addr())
+		t.id(r.key.reported.id)
+		t.ip(r.key.reported.addr.Addr())
+	}
+	for i := range b.ihs {
+		t.id(b.ihs[i].ih)
+	}
+	for i := range b.peers {
+		p := &b.peers[i]
+		t.id(p.key.ih)
+		t.ip(p.key.addr.Addr())
+	}
+	for _, s := range b.samples {
+		t.id(s.node.ID)
+		t.ip(norm(s.node.Addr).Addr())
+	}
+	t.seal()
+	// Pass 2: the arguments.
+	ports, tb := portValues(), &b.times
+	args := b.nodeArgs
+	for i := range b.nodes {
+		a := &b.nodes[i]
+		args = append(args, t.take(), t.take(), ports[a.key.addr.Port()],
+			tb.box(a.first), tb.box(a.last), a.times, a.firstSource.String())
+		if a.replies > 0 {
+			args = append(args, tb.box(a.lastReply))
+		} else {
+			args = append(args, nil)
+		}
+		args = append(args, a.replies, a.timeouts, a.replies+a.timeouts, a.queriesRecv)
+		if a.replies > 0 && a.rtt > 0 {
+			args = append(args, float64(a.rtt)/float64(time.Millisecond))
+		} else {
+			args = append(args, nil)
+		}
+		if a.version != "" {
+			args = append(args, t.take(), tb.box(a.versionSeen))
+		} else {
+			args = append(args, nil, nil)
+		}
+		args = append(args, a.bep42, a.readOnly)
+	}
+	b.nodeArgs = args
+	args = b.repArgs
+	for i := range b.reps {
+		r := &b.reps[i]
+		args = append(args,
+			t.take(), t.take(), ports[r.key.reporter.addr.Port()],
+			t.take(), t.take(), ports[r.key.reported.addr.Port()],
+			tb.box(r.first), tb.box(r.last), r.count)
+	}
+	b.repArgs = args
+	args = b.ihArgs
+	for i := range b.ihs {
+		h := &b.ihs[i]
+		args = append(args, t.take(), tb.box(h.first), tb.box(h.last), h.sample, h.getPeers, h.announce)
+	}
+	b.ihArgs = args
+	args = b.peerArgs
+	for i := range b.peers {
+		p := &b.peers[i]
+		args = append(args, t.take(), t.take(), ports[p.key.addr.Port()], tb.box(p.first), tb.box(p.last), p.source, p.count)
+	}
+	b.peerArgs = args
+	args = b.sampleArgs
+	for _, s := range b.samples {
+		args = append(args, t.take(), t.take(), int64(s.node.Addr.Port()),
+			s.t, int64(s.num), int64(s.intervalS), int64(len(s.samples)))
+	}
+	b.sampleArgs = args
+}
+
+// commit writes the batch in one immediate transaction. A failed batch is
+// counted in Stats (Errors, Lost) and remembered for the next Flush.
+func (w *writer) commit(b *batch) {
+	if b.n == 0 {
 		return
 	}
 	d := w.d
@@ -406,10 +654,9 @@ func (w *writer) commit() {
 		w.opts.flushHook()
 	}
 	start := time.Now()
-	err := w.write()
+	err := w.write(b)
 	d.lastFlush.Store(int64(time.Since(start)))
-	n := uint64(w.n)
-	w.reset()
+	n := uint64(b.n)
 	if err != nil {
 		err = &Error{Op: "flush", Path: d.path, Err: err}
 		d.errs.Add(1)
@@ -422,24 +669,7 @@ func (w *writer) commit() {
 	d.written.Add(n)
 }
 
-func (w *writer) reset() {
-	w.n = 0
-	clear(w.nodeIdx)
-	clear(w.repIdx)
-	clear(w.ihIdx)
-	clear(w.peerIdx)
-	w.nodes = w.nodes[:0]
-	w.reps = w.reps[:0]
-	w.ihs = w.ihs[:0]
-	w.peers = w.peers[:0]
-	clear(w.samples)
-	w.samples = w.samples[:0]
-	for _, u := range []*upsert{w.nodesU, w.reportsU, w.ihU, w.peersU, w.samplesU} {
-		u.clear() // after a failed write
-	}
-}
-
-func (w *writer) write() (err error) {
+func (w *writer) write(b *batch) (err error) {
 	ctx := context.Background() // no Done channel: the driver starts no watcher goroutine
 	if _, err := w.conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
 		return err
@@ -449,93 +679,39 @@ func (w *writer) write() (err error) {
 			w.conn.ExecContext(ctx, "ROLLBACK")
 		}
 	}()
-	// Key order: each row lands next to the previous one in the B-tree,
-	// whose pages are then still in the CPU caches. (The index maps are
-	// stale after sorting; the batch is reset after write.)
-	slices.SortFunc(w.nodes, func(a, b nodeAgg) int {
-		if c := bytes.Compare(a.key.id[:], b.key.id[:]); c != 0 {
-			return c
+	err = w.conn.Raw(func(any) error {
+		for _, x := range []struct {
+			u    *upsert
+			args []any
+		}{
+			{w.nodesU, b.nodeArgs},
+			{w.reportsU, b.repArgs},
+			{w.ihU, b.ihArgs},
+			{w.peersU, b.peerArgs},
+			{w.samplesU, b.sampleArgs},
+		} {
+			if err := x.u.exec(x.args); err != nil {
+				return err
+			}
 		}
-		return a.key.addr.Compare(b.key.addr)
+		return nil
 	})
-	for i := range w.nodes {
-		a := &w.nodes[i]
-		u := w.nodesU
-		u.args = append(u.args, a.key.id.String(), a.key.addr.Addr().String(), int64(a.key.addr.Port()),
-			a.first, a.last, a.times, a.firstSource.String())
-		if a.replies > 0 {
-			u.args = append(u.args, a.lastReply)
-		} else {
-			u.args = append(u.args, nil)
-		}
-		u.args = append(u.args, a.replies, a.timeouts, a.replies+a.timeouts, a.queriesRecv)
-		if a.replies > 0 && a.rtt > 0 {
-			u.args = append(u.args, float64(a.rtt)/float64(time.Millisecond))
-		} else {
-			u.args = append(u.args, nil)
-		}
-		if a.version != "" {
-			u.args = append(u.args, printableVersion(a.version), a.versionSeen)
-		} else {
-			u.args = append(u.args, nil, nil)
-		}
-		u.args = append(u.args, a.bep42, a.readOnly)
-		if err := u.row(); err != nil {
-			return err
-		}
-	}
-	for i := range w.reps {
-		r := &w.reps[i]
-		u := w.reportsU
-		u.args = append(u.args,
-			r.key.reporter.id.String(), r.key.reporter.addr.Addr().String(), int64(r.key.reporter.addr.Port()),
-			r.key.reported.id.String(), r.key.reported.addr.Addr().String(), int64(r.key.reported.addr.Port()),
-			r.first, r.last, r.count)
-		if err := u.row(); err != nil {
-			return err
-		}
-	}
-	for i := range w.ihs {
-		h := &w.ihs[i]
-		u := w.ihU
-		u.args = append(u.args, h.ih.String(), h.first, h.last, h.sample, h.getPeers, h.announce)
-		if err := u.row(); err != nil {
-			return err
-		}
-	}
-	for i := range w.peers {
-		p := &w.peers[i]
-		u := w.peersU
-		u.args = append(u.args, p.key.ih.String(), p.key.addr.Addr().String(), int64(p.key.addr.Port()),
-			p.first, p.last, p.source, p.count)
-		if err := u.row(); err != nil {
-			return err
-		}
-	}
-	for _, s := range w.samples {
-		u := w.samplesU
-		a := norm(s.node.Addr)
-		u.args = append(u.args, s.node.ID.String(), a.Addr().String(), int64(a.Port()),
-			s.t, int64(s.num), int64(s.intervalS), int64(len(s.samples)))
-		if err := u.row(); err != nil {
-			return err
-		}
-	}
-	for _, u := range []*upsert{w.nodesU, w.reportsU, w.ihU, w.peersU, w.samplesU} {
-		if err := u.finish(); err != nil {
-			return err
-		}
+	if err != nil {
+		return err
 	}
 	_, err = w.conn.ExecContext(ctx, "COMMIT")
 	return err
 }
 
 func (w *writer) closeStmts() {
-	for _, u := range []*upsert{w.nodesU, w.reportsU, w.ihU, w.peersU, w.samplesU} {
-		if u != nil {
-			u.close()
+	w.conn.Raw(func(any) error {
+		for _, u := range []*upsert{w.nodesU, w.reportsU, w.ihU, w.peersU, w.samplesU} {
+			if u != nil {
+				u.close()
+			}
 		}
-	}
+		return nil
+	})
 }
 
 // printableVersion renders a "v" client version for the version column:
@@ -544,42 +720,71 @@ func (w *writer) closeStmts() {
 // other all-printable-ASCII strings are kept; anything else becomes "0x"
 // and its hex.
 func printableVersion(v string) string {
+	return string(appendPrintableVersion(nil, v))
+}
+
+// appendPrintableVersion appends printableVersion(v) to buf.
+func appendPrintableVersion(buf []byte, v string) []byte {
 	printable := func(c byte) bool { return c > ' ' && c < 0x7f }
 	if len(v) == 4 && printable(v[0]) && printable(v[1]) {
-		return v[:2] + hex.EncodeToString([]byte(v[2:]))
+		buf = append(buf, v[:2]...)
+		return hex.AppendEncode(buf, []byte(v[2:]))
 	}
 	for i := 0; i < len(v); i++ {
 		if !printable(v[i]) {
-			return "0x" + hex.EncodeToString([]byte(v))
+			buf = append(buf, "0x"...)
+			return hex.AppendEncode(buf, []byte(v))
 		}
 	}
-	return v
+	return append(buf, v...)
 }
 
 // chunkRows is how many rows one multi-row INSERT carries: fewer calls
 // through database/sql and cgo per row.
-const chunkRows = 64
+const chunkRows = 256
 
 // upsert is an INSERT ... ON CONFLICT DO UPDATE prepared twice on the
-// writer's connection: for chunkRows rows and for one. Rows are appended
-// to args and sent a chunk at a time.
+// writer's driver connection: for chunkRows rows and for one. The
+// statements are driver statements, used only inside conn.Raw: rows go
+// to the driver without database/sql converting (and copying) every
+// argument.
 type upsert struct {
 	cols      int
-	many, one *sql.Stmt
-	args      []any
+	many, one driver.Stmt
+	nv        []driver.NamedValue // chunkRows*cols, ordinals set
 }
 
 func newUpsert(conn *sql.Conn, table string, cols []string, conflict, set string) (*upsert, error) {
-	u := &upsert{cols: len(cols)}
-	var err error
-	if u.many, err = conn.PrepareContext(context.Background(), upsertSQL(table, cols, conflict, set, chunkRows)); err != nil {
+	u := &upsert{cols: len(cols), nv: make([]driver.NamedValue, chunkRows*len(cols))}
+	for i := range u.nv {
+		u.nv[i].Ordinal = i%(chunkRows*len(cols)) + 1
+	}
+	err := conn.Raw(func(dc any) error {
+		c, ok := dc.(driver.ConnPrepareContext)
+		if !ok {
+			return fmt.Errorf("driver connection %T cannot prepare with a context", dc)
+		}
+		ctx := context.Background()
+		var err error
+		if u.many, err = c.PrepareContext(ctx, upsertSQL(table, cols, conflict, set, chunkRows)); err != nil {
+			return err
+		}
+		if u.one, err = c.PrepareContext(ctx, upsertSQL(table, cols, conflict, set, 1)); err != nil {
+			u.many.Close()
+			return err
+		}
+		for _, st := range []driver.Stmt{u.many, u.one} {
+			if _, ok := st.(driver.StmtQueryContext); !ok {
+				u.many.Close()
+				u.one.Close()
+				return fmt.Errorf("driver statement %T cannot query with a context", st)
+			}
+		}
+		return nil
+	})
+	if err != nil {
 		return nil, err
 	}
-	if u.one, err = conn.PrepareContext(context.Background(), upsertSQL(table, cols, conflict, set, 1)); err != nil {
-		u.many.Close()
-		return nil, err
-	}
-	u.args = make([]any, 0, chunkRows*len(cols))
 	return u, nil
 }
 
@@ -599,30 +804,41 @@ func upsertSQL(table string, cols []string, conflict, set string, rows int) stri
 	return b.String()
 }
 
-// row is called after each row appended to args; it sends a full chunk.
-func (u *upsert) row() error {
-	if len(u.args) < chunkRows*u.cols {
-		return nil
+// exec writes the rows in args (u.cols values each): full chunks with
+// the chunkRows statement, the rest one at a time. It is called inside
+// conn.Raw.
+func (u *upsert) exec(args []any) error {
+	chunk := chunkRows * u.cols
+	for len(args) >= chunk {
+		if err := u.execStmt(u.many, args[:chunk]); err != nil {
+			return err
+		}
+		args = args[chunk:]
 	}
-	_, err := u.many.Exec(u.args...)
-	u.clear()
-	return err
-}
-
-// finish sends the rows left in args one at a time.
-func (u *upsert) finish() error {
-	defer u.clear()
-	for i := 0; i < len(u.args); i += u.cols {
-		if _, err := u.one.Exec(u.args[i : i+u.cols]...); err != nil {
+	for ; len(args) > 0; args = args[u.cols:] {
+		if err := u.execStmt(u.one, args[:u.cols]); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (u *upsert) clear() {
-	clear(u.args)
-	u.args = u.args[:0]
+// execStmt runs st with args. It goes through Query, not Exec: the driver
+// binds the arguments and takes the (only) step in one cgo call, where
+// Exec makes one call per argument. The statement returns no rows.
+func (u *upsert) execStmt(st driver.Stmt, args []any) error {
+	nv := u.nv[:len(args)]
+	for i, a := range args {
+		nv[i].Value = a
+	}
+	rows, err := st.(driver.StmtQueryContext).QueryContext(context.Background(), nv)
+	for i := range nv {
+		nv[i].Value = nil // keep no references to the batch
+	}
+	if err != nil {
+		return err
+	}
+	return rows.Close()
 }
 
 func (u *upsert) close() {
