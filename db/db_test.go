@@ -640,3 +640,35 @@ func TestPrintableVersion(t *testing.T) {
 		}
 	}
 }
+
+// TestItems: BEP 44 gets and accepted puts become one row per target, with
+// counts, the highest seq and the latest putter, across batches.
+func TestItems(t *testing.T) {
+	d, _ := openT(t, Options{})
+	target := krpc.ID{9}
+	a, b := ni(1, "198.51.100.1:1"), ni(2, "198.51.100.2:2")
+	obs := func(n krpc.NodeInfo, ms int64, method string, seq int64) {
+		d.Observe(lightdht.Sighting{Node: n, Time: at(ms), Source: lightdht.SourceQuery, Method: method,
+			Item: target, ItemMutable: method == krpc.MethodPut, ItemSeq: seq})
+	}
+	obs(a, 0, krpc.MethodGet, 0)
+	obs(a, 10, krpc.MethodPut, 3)
+	obs(b, 20, krpc.MethodPut, 5)
+	flush(t, d)
+	obs(a, 15, krpc.MethodPut, 4) // an older put arriving later: seq and putter stay
+	obs(b, 30, krpc.MethodGet, 0)
+	flush(t, d)
+
+	var mutable, seq, first, last, puts, gets, lastPut, port int64
+	var putterID, putterIP string
+	if err := d.SQL().QueryRow(`SELECT mutable, seq, first_seen, last_seen, puts, gets, last_put,
+		last_putter_id, last_putter_ip, last_putter_port FROM items WHERE target = ?`, target.String()).
+		Scan(&mutable, &seq, &first, &last, &puts, &gets, &lastPut, &putterID, &putterIP, &port); err != nil {
+		t.Fatal(err)
+	}
+	if mutable != 1 || seq != 5 || first != ms(0) || last != ms(30) || puts != 3 || gets != 2 || lastPut != ms(20) ||
+		putterID != b.ID.String() || putterIP != "198.51.100.2" || port != 2 {
+		t.Errorf("items row: mutable %d seq %d first %d last %d puts %d gets %d last_put %d putter %s %s:%d",
+			mutable, seq, first, last, puts, gets, lastPut, putterID, putterIP, port)
+	}
+}

@@ -126,6 +126,17 @@ type reportAgg struct {
 	countAgg
 }
 
+// itemAgg is a BEP 44 item's sightings within a batch.
+type itemAgg struct {
+	target      krpc.ID
+	first, last int64
+	puts, gets  int64
+	mutable     bool
+	seq         int64 // highest stored seq; -1 when none seen
+	lastPut     int64 // 0: no put in the batch
+	putter      nodeKey
+}
+
 type ihAgg struct {
 	ih                         krpc.ID
 	first, last                int64
@@ -156,15 +167,17 @@ type batch struct {
 	reps    []reportAgg
 	ihIdx   map[krpc.ID]int
 	ihs     []ihAgg
+	itemIdx map[krpc.ID]int
+	items   []itemAgg
 	peerIdx map[peerKey]int
 	peers   []peerAgg
 	samples []*sampleItem
 
 	// Built by prepare: one argument list per table, and the text of
 	// every ID, IP and version in it, in one string.
-	nodeArgs, repArgs, ihArgs, peerArgs, sampleArgs []any
-	text                                            texts
-	times                                           timeBoxes
+	nodeArgs, repArgs, ihArgs, peerArgs, sampleArgs, itemArgs []any
+	text                                                      texts
+	times                                                     timeBoxes
 
 	req *request // answered once the batch is committed; nil if none
 }
@@ -175,6 +188,7 @@ func newBatch(opts *Options) *batch {
 		nodeIdx: make(map[nodeKey]int),
 		repIdx:  make(map[reportKey]int),
 		ihIdx:   make(map[krpc.ID]int),
+		itemIdx: make(map[krpc.ID]int),
 		peerIdx: make(map[peerKey]int),
 	}
 }
@@ -187,7 +201,7 @@ type writer struct {
 	conn *sql.Conn
 	opts Options
 
-	nodesU, reportsU, ihU, peersU, samplesU *upsert
+	nodesU, reportsU, ihU, peersU, samplesU, itemsU *upsert
 
 	flushErr error // failed commits since the last Flush request (committer)
 }
@@ -255,6 +269,20 @@ func newWriter(conn *sql.Conn, opts Options) (*writer, error) {
 	w.samplesU = prep("samples", []string{
 		"node_id", "ip", "port", "time", "num", "interval_s", "samples_count",
 	}, "", "")
+	w.itemsU = prep("items", []string{
+		"target", "mutable", "seq", "first_seen", "last_seen", "puts", "gets",
+		"last_put", "last_putter_id", "last_putter_ip", "last_putter_port",
+	}, "target", `
+		mutable = max(mutable, excluded.mutable),
+		seq = CASE WHEN excluded.seq IS NOT NULL AND (seq IS NULL OR excluded.seq > seq) THEN excluded.seq ELSE seq END,
+		first_seen = min(first_seen, excluded.first_seen),
+		last_seen = max(last_seen, excluded.last_seen),
+		puts = puts + excluded.puts,
+		gets = gets + excluded.gets,
+		last_putter_id = CASE WHEN excluded.last_put IS NOT NULL AND (last_put IS NULL OR excluded.last_put >= last_put) THEN excluded.last_putter_id ELSE last_putter_id END,
+		last_putter_ip = CASE WHEN excluded.last_put IS NOT NULL AND (last_put IS NULL OR excluded.last_put >= last_put) THEN excluded.last_putter_ip ELSE last_putter_ip END,
+		last_putter_port = CASE WHEN excluded.last_put IS NOT NULL AND (last_put IS NULL OR excluded.last_put >= last_put) THEN excluded.last_putter_port ELSE last_putter_port END,
+		last_put = max(coalesce(last_put, excluded.last_put), coalesce(excluded.last_put, last_put))`)
 	if err != nil {
 		w.closeStmts()
 		return nil, err
@@ -402,6 +430,9 @@ func (b *batch) addSighting(s *lightdht.Sighting) {
 		a.version, a.versionSeen = s.Version, t
 	}
 	a.readOnly = a.readOnly || s.ReadOnly
+	if !s.Item.IsZero() {
+		b.item(s, k, t)
+	}
 	if !s.Infohash.IsZero() {
 		h := b.ih(s.Infohash, t)
 		switch s.Method {
@@ -423,6 +454,30 @@ func (c *countAgg) add(t int64) {
 }
 
 // ih returns the batch's entry for infohash ih, updating its times.
+// item records an incoming get or an accepted put of a BEP 44 item.
+func (b *batch) item(s *lightdht.Sighting, from nodeKey, t int64) {
+	i, ok := b.itemIdx[s.Item]
+	if !ok {
+		i = len(b.items)
+		b.itemIdx[s.Item] = i
+		b.items = append(b.items, itemAgg{target: s.Item, first: t, last: t, seq: -1})
+	}
+	a := &b.items[i]
+	a.first, a.last = min(a.first, t), max(a.last, t)
+	if s.Method != krpc.MethodPut {
+		a.gets++
+		return
+	}
+	a.puts++
+	if s.ItemMutable {
+		a.mutable = true
+		a.seq = max(a.seq, s.ItemSeq)
+	}
+	if t >= a.lastPut {
+		a.lastPut, a.putter = t, from
+	}
+}
+
 func (b *batch) ih(ih krpc.ID, t int64) *ihAgg {
 	i, ok := b.ihIdx[ih]
 	if !ok {
@@ -457,6 +512,8 @@ func (b *batch) reset() {
 	clear(b.nodeIdx)
 	clear(b.repIdx)
 	clear(b.ihIdx)
+	clear(b.itemIdx)
+	b.items = b.items[:0]
 	clear(b.peerIdx)
 	b.nodes = b.nodes[:0]
 	b.reps = b.reps[:0]
@@ -464,7 +521,7 @@ func (b *batch) reset() {
 	b.peers = b.peers[:0]
 	clear(b.samples)
 	b.samples = b.samples[:0]
-	for _, a := range []*[]any{&b.nodeArgs, &b.repArgs, &b.ihArgs, &b.peerArgs, &b.sampleArgs} {
+	for _, a := range []*[]any{&b.nodeArgs, &b.repArgs, &b.ihArgs, &b.peerArgs, &b.sampleArgs, &b.itemArgs} {
 		clear(*a)
 		*a = (*a)[:0]
 	}
@@ -587,6 +644,14 @@ func (b *batch) prepare() {
 		t.id(s.node.ID)
 		t.ip(norm(s.node.Addr).Addr())
 	}
+	for i := range b.items {
+		it := &b.items[i]
+		t.id(it.target)
+		if it.lastPut != 0 {
+			t.id(it.putter.id)
+			t.ip(it.putter.addr.Addr())
+		}
+	}
 	t.seal()
 	// Pass 2: the arguments.
 	ports, tb := portValues(), &b.times
@@ -641,6 +706,23 @@ func (b *batch) prepare() {
 			s.t, int64(s.num), int64(s.intervalS), int64(len(s.samples)))
 	}
 	b.sampleArgs = args
+	args = b.itemArgs
+	for i := range b.items {
+		it := &b.items[i]
+		args = append(args, t.take(), it.mutable)
+		if it.seq >= 0 {
+			args = append(args, it.seq)
+		} else {
+			args = append(args, nil)
+		}
+		args = append(args, tb.box(it.first), tb.box(it.last), it.puts, it.gets)
+		if it.lastPut != 0 {
+			args = append(args, tb.box(it.lastPut), t.take(), t.take(), ports[it.putter.addr.Port()])
+		} else {
+			args = append(args, nil, nil, nil, nil)
+		}
+	}
+	b.itemArgs = args
 }
 
 // commit writes the batch in one immediate transaction. A failed batch is
@@ -689,6 +771,7 @@ func (w *writer) write(b *batch) (err error) {
 			{w.ihU, b.ihArgs},
 			{w.peersU, b.peerArgs},
 			{w.samplesU, b.sampleArgs},
+			{w.itemsU, b.itemArgs},
 		} {
 			if err := x.u.exec(x.args); err != nil {
 				return err
@@ -705,7 +788,7 @@ func (w *writer) write(b *batch) (err error) {
 
 func (w *writer) closeStmts() {
 	w.conn.Raw(func(any) error {
-		for _, u := range []*upsert{w.nodesU, w.reportsU, w.ihU, w.peersU, w.samplesU} {
+		for _, u := range []*upsert{w.nodesU, w.reportsU, w.ihU, w.peersU, w.samplesU, w.itemsU} {
 			if u != nil {
 				u.close()
 			}
