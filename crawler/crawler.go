@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -96,6 +97,15 @@ type Config struct {
 	// find_node for nodes that do not support it.
 	Infohashes bool
 
+	// Peers, with Infohashes, ends the crawl by asking for the peers of
+	// each harvested infohash: get_peers to the 8 nodes closest to it
+	// among those that replied (the crawl knows them all, so no lookup
+	// is needed), under the same rate and per-IP limits. The peers go to
+	// the Recorder's RecordPeer when it has one. PeersLimit caps the
+	// infohashes asked about; zero means all.
+	Peers      bool
+	PeersLimit int
+
 	// TestNet allows queries to loopback, private and other addresses
 	// that do not belong on the public DHT. Only for local test networks.
 	TestNet bool
@@ -138,6 +148,8 @@ type Result struct {
 	Packets      uint64  // packets sent, resends included
 	Samples      int     // BEP 51 replies with samples
 	Infohashes   int     // distinct infohashes sampled
+	PeerQueries  int     // get_peers sent for harvested infohashes (Config.Peers)
+	Peers        int     // peers received for them (distinct per infohash)
 	InZone       int     // nodes found inside Config.Zone
 	SizeEstimate float64 // zone crawls: InZone x 2^Bits; 0 otherwise
 	Duration     time.Duration
@@ -284,6 +296,7 @@ type node struct {
 // result is a transport callback's report to the event loop.
 type result struct {
 	idx     int32
+	ih      krpc.ID // get_peers of the peers phase
 	method  string
 	nearest bool // the query asked for the node's nearest neighbours
 	resp    krpc.Response
@@ -309,10 +322,11 @@ type Crawler struct {
 	lastNew   time.Time
 	ihs       map[krpc.ID]struct{}
 	start     time.Time
-	zoneFound int                   // nodes discovered inside the zone so far
-	bestCPL   int                   // most bits any node seen shares with the zone's prefix
-	perDepth  [krpc.IDLen * 8]uint8 // farther-bucket queries forced at each depth
-	passTwo   bool                  // the second pass has started
+	zoneFound int                      // nodes discovered inside the zone so far
+	peerSeen  map[peerSeenKey]struct{} // peers phase: peers already counted
+	bestCPL   int                      // most bits any node seen shares with the zone's prefix
+	perDepth  [krpc.IDLen * 8]uint8    // farther-bucket queries forced at each depth
+	passTwo   bool                     // the second pass has started
 }
 
 // New checks cfg and prepares a crawl. It starts nothing.
@@ -390,6 +404,9 @@ loop:
 			runErr = fmt.Errorf("crawler: %w", context.Cause(ctx))
 			break loop
 		}
+	}
+	if runErr == nil && c.cfg.Infohashes && c.cfg.Peers {
+		runErr = c.peersPhase(ctx)
 	}
 	// Let the queries in flight finish (or fail as the transport closes)
 	// so that every sighting is recorded.
@@ -673,6 +690,10 @@ func (c *Crawler) send(idx int32) {
 
 // handle processes one query's outcome on the event loop.
 func (c *Crawler) handle(r result) {
+	if r.method == krpc.MethodGetPeers {
+		c.handlePeers(r)
+		return
+	}
 	c.inflight--
 	n := &c.nodes[r.idx]
 	addr := n.key.addrPort()
@@ -830,4 +851,133 @@ func (h *delayHeap) Pop() any {
 	x := old[len(old)-1]
 	*h = old[:len(old)-1]
 	return x
+}
+
+// PeerRecorder is the optional part of a Recorder that receives peers
+// (*db.DB has it).
+type PeerRecorder interface {
+	RecordPeer(infohash krpc.ID, peer netip.AddrPort, source string, t time.Time)
+}
+
+// peerTask is one get_peers of the peers phase.
+type peerTask struct {
+	idx int32
+	ih  krpc.ID
+}
+
+// peersPhase asks, for each harvested infohash, the 8 replied nodes
+// closest to it for peers, within the rate and per-IP limits, until done
+// or ctx ends.
+func (c *Crawler) peersPhase(ctx context.Context) error {
+	// Replied nodes in ID order: the nodes XOR-closest to a target share
+	// its longest prefix, so they sit next to its place in this order.
+	var byID []int32
+	for i := range c.nodes {
+		if c.nodes[i].replied && !c.nodes[i].id.IsZero() {
+			byID = append(byID, int32(i))
+		}
+	}
+	if len(byID) == 0 {
+		return nil
+	}
+	slices.SortFunc(byID, func(a, b int32) int { return c.nodes[a].id.Cmp(c.nodes[b].id) })
+	var tasks []peerTask
+	asked := 0
+	for ih := range c.ihs {
+		if c.cfg.PeersLimit > 0 && asked == c.cfg.PeersLimit {
+			break
+		}
+		asked++
+		for _, idx := range c.closestReplied(byID, ih, 8) {
+			tasks = append(tasks, peerTask{idx: idx, ih: ih})
+		}
+	}
+	c.peerSeen = map[peerSeenKey]struct{}{}
+	wake := time.NewTimer(0)
+	defer wake.Stop()
+	for len(tasks) > 0 || c.inflight > 0 {
+		now := time.Now()
+		var next time.Time
+		for i := 0; i < len(tasks) && c.inflight < c.cfg.MaxInFlight; {
+			t := tasks[i]
+			ip := c.nodes[t.idx].key.ip()
+			if last, ok := c.lastIP[ip]; ok && last+int64(c.cfg.PerIPInterval) > now.UnixNano() {
+				if due := time.Unix(0, last+int64(c.cfg.PerIPInterval)); next.IsZero() || due.Before(next) {
+					next = due
+				}
+				i++
+				continue
+			}
+			r := c.lim.ReserveN(now, 1)
+			if d := r.DelayFrom(now); d > 0 {
+				r.CancelAt(now)
+				if due := now.Add(d); next.IsZero() || due.Before(next) {
+					next = due
+				}
+				break
+			}
+			tasks = append(tasks[:i], tasks[i+1:]...)
+			c.lastIP[ip] = now.UnixNano()
+			c.sendGetPeers(t)
+		}
+		if !next.IsZero() {
+			wake.Reset(time.Until(next))
+		}
+		select {
+		case r := <-c.results:
+			c.handle(r)
+		case <-wake.C:
+		case <-ctx.Done():
+			return fmt.Errorf("crawler: %w", context.Cause(ctx))
+		}
+	}
+	return nil
+}
+
+// closestReplied returns up to k replied nodes closest to target, from a
+// window around target's place in byID.
+func (c *Crawler) closestReplied(byID []int32, target krpc.ID, k int) []int32 {
+	pos, _ := slices.BinarySearchFunc(byID, target, func(i int32, t krpc.ID) int { return c.nodes[i].id.Cmp(t) })
+	lo, hi := max(0, pos-4*k), min(len(byID), pos+4*k)
+	window := slices.Clone(byID[lo:hi])
+	slices.SortFunc(window, func(a, b int32) int {
+		return c.nodes[a].id.Xor(target).Cmp(c.nodes[b].id.Xor(target))
+	})
+	return window[:min(k, len(window))]
+}
+
+func (c *Crawler) sendGetPeers(t peerTask) {
+	c.inflight++
+	c.res.PeerQueries++
+	q := &krpc.Msg{Q: krpc.MethodGetPeers, A: krpc.Args{ID: c.cfg.ID, InfoHash: t.ih}}
+	idx, ih := t.idx, t.ih
+	c.tr.QueryAsync(context.Background(), c.nodes[t.idx].key.addrPort(), q, func(r krpc.Response, err error) {
+		c.results <- result{idx: idx, ih: ih, method: krpc.MethodGetPeers, resp: r, err: err}
+	})
+}
+
+type peerSeenKey struct {
+	ih   krpc.ID
+	peer addrKey
+}
+
+// handlePeers records the peers of one get_peers reply.
+func (c *Crawler) handlePeers(r result) {
+	c.inflight--
+	if r.resp.Msg == nil || r.resp.Y != krpc.KindReply {
+		return
+	}
+	pr, _ := c.cfg.Recorder.(PeerRecorder)
+	now := time.Now()
+	for _, p := range r.resp.R.Values {
+		k := peerSeenKey{r.ih, keyOf(p)}
+		if _, dup := c.peerSeen[k]; dup {
+			continue
+		}
+		c.peerSeen[k] = struct{}{}
+		c.res.Peers++
+		if pr != nil {
+			pr.RecordPeer(r.ih, p, "get_peers", now)
+		}
+	}
 }

@@ -25,6 +25,7 @@ type recorder struct {
 	harvest     map[krpc.ID]bool
 	reported    int
 	intervals   []int
+	peers       map[krpc.ID][]netip.AddrPort
 	sampleAddrs map[krpc.ID][]netip.AddrPort
 }
 
@@ -40,6 +41,15 @@ func (r *recorder) Observe(s lightdht.Sighting) {
 	if s.Source == lightdht.SourceReply {
 		r.replied[s.Node.ID] = true
 	}
+}
+
+func (r *recorder) RecordPeer(ih krpc.ID, peer netip.AddrPort, source string, t time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.peers == nil {
+		r.peers = map[krpc.ID][]netip.AddrPort{}
+	}
+	r.peers[ih] = append(r.peers[ih], peer)
 }
 
 func (r *recorder) RecordSample(n krpc.NodeInfo, t time.Time, num, interval int, samples []krpc.ID) {
@@ -293,17 +303,20 @@ func TestHarvestInfohashes(t *testing.T) {
 		sim := newSim(t, simnet.Config{Seed: 9, Latency: 5 * time.Millisecond})
 		dn := newDHTNet(t, sim, loopbackAddrs(100), nil)
 		want := map[krpc.ID]bool{}
+		wantPeer := map[krpc.ID]netip.AddrPort{}
 		for i := range 60 {
 			ih := krpc.RandomID()
 			want[ih] = true
-			if _, err := dn.nodes[i%len(dn.nodes)].Announce(context.Background(), ih, 6000+i); err != nil {
+			n := dn.nodes[i%len(dn.nodes)]
+			wantPeer[ih] = netip.AddrPortFrom(n.Addr().Addr(), uint16(6000+i))
+			if _, err := n.Announce(context.Background(), ih, 6000+i); err != nil {
 				t.Fatalf("announce: %v", err)
 			}
 		}
 		conn, _ := sim.NewConn4()
 		rec := newRecorder()
 		c, err := crawler.New(crawler.Config{Conn: conn, Bootstrap: dn.addrs[:1], TestNet: true, Rate: 1000, Timeout: time.Second,
-			Infohashes: true, Recorder: rec})
+			Infohashes: true, Peers: true, Recorder: rec})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -313,6 +326,16 @@ func TestHarvestInfohashes(t *testing.T) {
 		}
 		rec.mu.Lock()
 		defer rec.mu.Unlock()
+		// Config.Peers: every harvested infohash's peer was asked for and
+		// recorded, once.
+		for ih, p := range wantPeer {
+			if got := rec.peers[ih]; len(got) != 1 || got[0] != p {
+				t.Errorf("peers of %v: %v, want [%v]", ih, got, p)
+			}
+		}
+		if res.Peers != len(wantPeer) || res.PeerQueries > 8*len(wantPeer) {
+			t.Errorf("peers phase: %d peers with %d queries, want %d peers with at most %d", res.Peers, res.PeerQueries, len(wantPeer), 8*len(wantPeer))
+		}
 		missing := 0
 		for ih := range want {
 			if !rec.harvest[ih] {

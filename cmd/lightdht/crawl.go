@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -47,6 +48,9 @@ func (r *recorder) Observe(s lightdht.Sighting) { r.d.Observe(s) }
 func (r *recorder) RecordSample(n krpc.NodeInfo, t time.Time, num, interval int, samples []krpc.ID) {
 	r.d.RecordSample(n, t, num, interval, samples)
 }
+func (r *recorder) RecordPeer(ih krpc.ID, peer netip.AddrPort, source string, t time.Time) {
+	r.d.RecordPeer(ih, peer, source, t)
+}
 
 // crawlSummary is crawl's output.
 type crawlSummary struct {
@@ -59,6 +63,7 @@ type crawlSummary struct {
 	Bogons       int     `json:"bogons"`
 	Infohashes   int     `json:"infohashes"`
 	Samples      int     `json:"samples"`
+	Peers        int     `json:"peers,omitempty"`
 	SizeEstimate float64 `json:"size_estimate,omitempty"`
 	Queries      int     `json:"queries"`
 	Packets      uint64  `json:"packets"`
@@ -75,6 +80,8 @@ type crawlConfig struct {
 	Zone          string  `json:"zone,omitempty"`
 	Continuous    bool    `json:"continuous"`
 	Infohashes    bool    `json:"infohashes"`
+	Peers         bool    `json:"peers,omitempty"`
+	PeersLimit    int     `json:"peers_limit,omitempty"`
 	TestNet       bool    `json:"testnet"`
 }
 
@@ -90,9 +97,17 @@ func crawlCmd(c *cli) func(context.Context, []string) error {
 	zone := c.fs.String("zone", "", "crawl only the IDs starting with PREFIX/BITS (hex prefix, 1-32 bits), e.g. ab/8, and estimate the DHT's size")
 	continuous := c.fs.Bool("continuous", false, "keep crawling, revisiting nodes, until interrupted or --duration")
 	infohashes := c.fs.Bool("infohashes", false, "harvest infohashes with BEP 51 sample_infohashes")
+	peers := c.fs.Bool("peers", false, "with --infohashes: end by asking the nodes closest to each harvested infohash for its peers")
+	peersLimit := c.fs.Int("peers-limit", 0, "with --peers: ask about at most this many infohashes (0: all)")
 	testnet := c.fs.Bool("testnet", false, "allow loopback and private addresses: crawl a local test network")
 	progress := c.fs.Duration("progress", 10*time.Second, "interval of the status lines when stderr is not a terminal (0: none)")
 	return func(ctx context.Context, args []string) error {
+		switch {
+		case *peers && !*infohashes:
+			return usagef("--peers needs --infohashes (it asks for the peers of harvested infohashes)")
+		case *peersLimit < 0:
+			return usagef("--peers-limit must not be negative")
+		}
 		if err := nargs(args, 0, 0, "no arguments"); err != nil {
 			return err
 		}
@@ -115,7 +130,8 @@ func crawlCmd(c *cli) func(context.Context, []string) error {
 		term := isTerminal(c.stderr)
 		var lastPrint time.Time
 		cfg := crawler.Config{Conn: conn, Bootstrap: boot, Rate: *rate, PerIPInterval: *perIP, Idle: *idle,
-			Continuous: *continuous, Zone: z, Infohashes: *infohashes, TestNet: *testnet, Recorder: rec, Logger: c.log,
+			Continuous: *continuous, Zone: z, Infohashes: *infohashes, Peers: *peers, PeersLimit: *peersLimit,
+			TestNet: *testnet, Recorder: rec, Logger: c.log,
 			ProgressEvery: time.Second}
 		if *progress > 0 && *progress < time.Second {
 			cfg.ProgressEvery = *progress
@@ -147,7 +163,7 @@ func crawlCmd(c *cli) func(context.Context, []string) error {
 		}
 		rec.d = d
 		ccfg := crawlConfig{Rate: *rate, PerIPInterval: perIP.String(), Zone: *zone, Continuous: *continuous,
-			Infohashes: *infohashes, TestNet: *testnet}
+			Infohashes: *infohashes, Peers: *peers, PeersLimit: *peersLimit, TestNet: *testnet}
 		if *duration > 0 {
 			ccfg.Duration = duration.String()
 		}
@@ -179,7 +195,7 @@ func crawlCmd(c *cli) func(context.Context, []string) error {
 			return err
 		}
 		sum := crawlSummary{Run: runID, DB: *dbPath, Nodes: res.Discovered, Replied: res.Replied, Queried: res.Queried,
-			Timeouts: res.Timeouts, Bogons: res.Bogons, Infohashes: res.Infohashes, Samples: res.Samples,
+			Timeouts: res.Timeouts, Bogons: res.Bogons, Infohashes: res.Infohashes, Samples: res.Samples, Peers: res.Peers,
 			SizeEstimate: res.SizeEstimate, Queries: res.Queries, Packets: res.Packets, DurationMs: ms(res.Duration),
 			Interrupted: interrupted, Shed: shed}
 		if err := c.output(sum, func(w io.Writer) { printSummary(w, sum) }); err != nil {
@@ -203,6 +219,9 @@ func printSummary(w io.Writer, s crawlSummary) {
 	fmt.Fprintf(w, "timeouts:       %d\n", s.Timeouts)
 	fmt.Fprintf(w, "not queried:    %d (private or reserved addresses)\n", s.Bogons)
 	fmt.Fprintf(w, "infohashes:     %d (from %d BEP 51 samples)\n", s.Infohashes, s.Samples)
+	if s.Peers > 0 {
+		fmt.Fprintf(w, "peers:          %d (for harvested infohashes)\n", s.Peers)
+	}
 	if s.SizeEstimate > 0 {
 		fmt.Fprintf(w, "size estimate:  %.0f nodes\n", s.SizeEstimate)
 	} else {

@@ -368,6 +368,7 @@ func TestBadInput(t *testing.T) {
 		want string
 	}{
 		{[]string{"frobnicate"}, nil, 2, `unknown command "frobnicate"`},
+		{[]string{"crawl", "--testnet", "--peers", "--bootstrap", boot}, nil, 2, "--peers needs --infohashes"},
 		{[]string{"crawl", "--frob", "--bootstrap", boot}, nil, 2, "flag provided but not defined: -frob"},
 		{[]string{"ping"}, nil, 2, "want ADDR"},
 		{[]string{"ping", "127.23.0.2"}, nil, 2, `bad address "127.23.0.2": want host:port`},
