@@ -36,45 +36,62 @@ func (n *Node) AnnounceAsync(ctx context.Context, infohash krpc.ID, port int, do
 			done(res, err)
 			return
 		}
-		var targets []NodeToken
-		for _, nt := range lr.Nodes {
-			if len(nt.Token) > 0 {
-				targets = append(targets, nt)
-			}
-		}
-		if len(targets) == 0 {
-			done(res, fmt.Errorf("lightdht: announce %v: no node issued a token: %w", infohash, ErrNoNodes))
-			return
-		}
-		var (
-			mu      sync.Mutex
-			pending = len(targets)
-		)
-		for _, nt := range targets {
-			f := n.familyFor(nt.Addr.Addr())
-			q := &krpc.Msg{Q: krpc.MethodAnnouncePeer, A: krpc.Args{ID: n.id, InfoHash: infohash, Token: nt.Token, Port: port, ImpliedPort: port == 0}}
-			f.tr.QueryAsync(ctx, nt.Addr, q, func(r krpc.Response, err error) {
-				n.handleResult(f, nt.NodeInfo, krpc.MethodAnnouncePeer, r, err)
-				mu.Lock()
-				if err == nil {
-					res.AnnouncedTo = append(res.AnnouncedTo, nt.NodeInfo)
-				} else {
-					res.Refused[nt.NodeInfo] = err
-				}
-				pending--
-				last := pending == 0
-				mu.Unlock()
-				if !last {
-					return
-				}
-				if len(res.AnnouncedTo) == 0 {
-					done(res, fmt.Errorf("lightdht: announce %v: every node refused: %w", infohash, errors.Join(errorsOf(res.Refused)...)))
-					return
-				}
-				done(res, nil)
-			})
-		}
+		n.storeAt(ctx, "announce", infohash, lr.Nodes, func(nt NodeToken) *krpc.Msg {
+			return &krpc.Msg{Q: krpc.MethodAnnouncePeer, A: krpc.Args{ID: n.id, InfoHash: infohash, Token: nt.Token, Port: port, ImpliedPort: port == 0}}
+		}, func(accepted []krpc.NodeInfo, refused map[krpc.NodeInfo]error, err error) {
+			res.AnnouncedTo, res.Refused = accepted, refused
+			done(res, err)
+		})
 	})
+}
+
+// storeAt sends the query that query builds to every node in nodes that
+// issued a token, on its family's socket, and calls done once, when all
+// have answered, with the nodes that accepted and those that refused. It
+// fails when no node issued a token or every node refused. op and key
+// name the operation in errors. Announce and BEP 44 put share it.
+func (n *Node) storeAt(ctx context.Context, op string, key krpc.ID, nodes []NodeToken, query func(NodeToken) *krpc.Msg,
+	done func(accepted []krpc.NodeInfo, refused map[krpc.NodeInfo]error, err error)) {
+	refused := map[krpc.NodeInfo]error{}
+	var targets []NodeToken
+	for _, nt := range nodes {
+		if len(nt.Token) > 0 {
+			targets = append(targets, nt)
+		}
+	}
+	if len(targets) == 0 {
+		done(nil, refused, fmt.Errorf("lightdht: %s %v: no node issued a token: %w", op, key, ErrNoNodes))
+		return
+	}
+	var (
+		mu       sync.Mutex
+		pending  = len(targets)
+		accepted []krpc.NodeInfo
+	)
+	for _, nt := range targets {
+		f := n.familyFor(nt.Addr.Addr())
+		q := query(nt)
+		f.tr.QueryAsync(ctx, nt.Addr, q, func(r krpc.Response, err error) {
+			n.handleResult(f, nt.NodeInfo, q.Q, r, err)
+			mu.Lock()
+			if err == nil {
+				accepted = append(accepted, nt.NodeInfo)
+			} else {
+				refused[nt.NodeInfo] = err
+			}
+			pending--
+			last := pending == 0
+			mu.Unlock()
+			if !last {
+				return
+			}
+			if len(accepted) == 0 {
+				done(nil, refused, fmt.Errorf("lightdht: %s %v: every node refused: %w", op, key, errors.Join(errorsOf(refused)...)))
+				return
+			}
+			done(accepted, refused, nil)
+		})
+	}
 }
 
 func errorsOf(m map[krpc.NodeInfo]error) []error {

@@ -665,22 +665,7 @@ func (n *Node) PutAsync(ctx context.Context, item bep44.Item, cas *int64, done f
 			done(res, err)
 			return
 		}
-		var targets []NodeToken
-		for _, nt := range lr.Nodes {
-			if len(nt.Token) > 0 {
-				targets = append(targets, nt)
-			}
-		}
-		if len(targets) == 0 {
-			done(res, fmt.Errorf("lightdht: put %v: no node issued a token: %w", target, ErrNoNodes))
-			return
-		}
-		var (
-			mu      sync.Mutex
-			pending = len(targets)
-		)
-		f := n.primary()
-		for _, nt := range targets {
+		n.storeAt(ctx, "put", target, lr.Nodes, func(nt NodeToken) *krpc.Msg {
 			// An immutable put carries seq 0 too: BEP 44 leaves it out, but
 			// anacrolix/dht refuses a put without one, and other nodes
 			// ignore seq when there is no key.
@@ -689,27 +674,11 @@ func (n *Node) PutAsync(ctx context.Context, item bep44.Item, cas *int64, done f
 			if item.Mutable {
 				q.A.K, q.A.Salt, q.A.Sig = item.K, item.Salt, item.Sig
 			}
-			f.tr.QueryAsync(ctx, nt.Addr, q, func(r krpc.Response, err error) {
-				n.handleResult(f, nt.NodeInfo, krpc.MethodPut, r, err)
-				mu.Lock()
-				if err == nil {
-					res.StoredAt = append(res.StoredAt, nt.NodeInfo)
-				} else {
-					res.Refused[nt.NodeInfo] = err
-				}
-				pending--
-				last := pending == 0
-				mu.Unlock()
-				if !last {
-					return
-				}
-				if len(res.StoredAt) == 0 {
-					done(res, fmt.Errorf("lightdht: put %v: every node refused: %w", target, errors.Join(errorsOf(res.Refused)...)))
-					return
-				}
-				done(res, nil)
-			})
-		}
+			return q
+		}, func(accepted []krpc.NodeInfo, refused map[krpc.NodeInfo]error, err error) {
+			res.StoredAt, res.Refused = accepted, refused
+			done(res, err)
+		})
 	})
 }
 
