@@ -124,44 +124,36 @@ func putCmd(c *cli) func(context.Context, []string) error {
 		if c.isSet("cas") {
 			cas = casFlag
 		}
-		ctx, cancel, err := withTimeout(ctx, *timeout)
-		if err != nil {
-			return err
-		}
-		defer cancel()
-		n, stop, err := c.tempNode(ctx, nf)
-		if err != nil {
-			return err
-		}
-		defer stop()
-		if item.Mutable {
-			item.Seq = *seqFlag
-			if !c.isSet("seq") {
-				item.Seq = 1
-				if cur, err := n.GetMutable(ctx, item.K, item.Salt); err == nil {
-					item.Seq = cur.Item.Seq + 1
-				} else if !errors.Is(err, bep44.ErrNotFound) {
-					return fmt.Errorf("put: reading the current sequence number: %w", err)
+		return c.withTempNode(ctx, nf, *timeout, func(ctx context.Context, n *lightdht.Node) error {
+			if item.Mutable {
+				item.Seq = *seqFlag
+				if !c.isSet("seq") {
+					item.Seq = 1
+					if cur, err := n.GetMutable(ctx, item.K, item.Salt); err == nil {
+						item.Seq = cur.Item.Seq + 1
+					} else if !errors.Is(err, bep44.ErrNotFound) {
+						return fmt.Errorf("put: reading the current sequence number: %w", err)
+					}
+				} else if item.Seq < 0 {
+					return usagef("--seq must not be negative")
 				}
-			} else if item.Seq < 0 {
-				return usagef("--seq must not be negative")
+				item.Sig = bep44.Sign(priv, item.Salt, item.Seq, item.V)
 			}
-			item.Sig = bep44.Sign(priv, item.Salt, item.Seq, item.V)
-		}
-		r, err := n.Put(ctx, item, cas)
-		if err != nil {
-			return fmt.Errorf("put %v: %w", item.Target(), friendly(firstRefusal(r, err), item.Seq))
-		}
-		out := putResult{Target: r.Target.String(), Mutable: item.Mutable, StoredAt: nodesJSON(r.StoredAt), Refused: len(r.Refused)}
-		if item.Mutable {
-			out.Seq = &item.Seq
-		}
-		return c.output(out, func(w io.Writer) {
-			fmt.Fprintf(w, "target %s\n", out.Target)
-			if out.Seq != nil {
-				fmt.Fprintf(w, "seq %d\n", *out.Seq)
+			r, err := n.Put(ctx, item, cas)
+			if err != nil {
+				return fmt.Errorf("put %v: %w", item.Target(), friendly(firstRefusal(r, err), item.Seq))
 			}
-			fmt.Fprintf(w, "stored at %d nodes (%d refused); items live 2 hours unless put again\n", len(out.StoredAt), out.Refused)
+			out := putResult{Target: r.Target.String(), Mutable: item.Mutable, StoredAt: nodesJSON(r.StoredAt), Refused: len(r.Refused)}
+			if item.Mutable {
+				out.Seq = &item.Seq
+			}
+			return c.output(out, func(w io.Writer) {
+				fmt.Fprintf(w, "target %s\n", out.Target)
+				if out.Seq != nil {
+					fmt.Fprintf(w, "seq %d\n", *out.Seq)
+				}
+				fmt.Fprintf(w, "stored at %d nodes (%d refused); items live 2 hours unless put again\n", len(out.StoredAt), out.Refused)
+			})
 		})
 	}
 }
@@ -209,41 +201,36 @@ func getCmd(c *cli) func(context.Context, []string) error {
 				return err
 			}
 		}
-		ctx, cancel, err := withTimeout(ctx, *timeout)
-		if err != nil {
-			return err
-		}
-		defer cancel()
-		n, stop, err := c.tempNode(ctx, nf)
-		if err != nil {
-			return err
-		}
-		defer stop()
-		var r lightdht.GetItemResult
-		if mutable {
-			r, err = n.GetMutable(ctx, k, []byte(*salt))
-		} else {
-			r, err = n.Get(ctx, target)
-		}
-		if err != nil {
-			return fmt.Errorf("get: %w", err)
-		}
-		out := getResult{Target: r.Item.Target().String(), Mutable: r.Item.Mutable, Raw: string(r.Item.V)}
-		if r.Item.Mutable {
-			out.Seq = &r.Item.Seq
-		}
-		if s, ok := bencodedString(r.Item.V); ok {
-			out.Value = s
-		}
-		return c.output(out, func(w io.Writer) {
-			if out.Seq != nil {
-				fmt.Fprintf(w, "seq %d\n", *out.Seq)
+		return c.withTempNode(ctx, nf, *timeout, func(ctx context.Context, n *lightdht.Node) error {
+			var (
+				r   lightdht.GetItemResult
+				err error
+			)
+			if mutable {
+				r, err = n.GetMutable(ctx, k, []byte(*salt))
+			} else {
+				r, err = n.Get(ctx, target)
+			}
+			if err != nil {
+				return fmt.Errorf("get: %w", err)
+			}
+			out := getResult{Target: r.Item.Target().String(), Mutable: r.Item.Mutable, Raw: string(r.Item.V)}
+			if r.Item.Mutable {
+				out.Seq = &r.Item.Seq
 			}
 			if s, ok := bencodedString(r.Item.V); ok {
-				fmt.Fprintln(w, s)
-			} else {
-				fmt.Fprintf(w, "(bencoded) %s\n", out.Raw)
+				out.Value = s
 			}
+			return c.output(out, func(w io.Writer) {
+				if out.Seq != nil {
+					fmt.Fprintf(w, "seq %d\n", *out.Seq)
+				}
+				if s, ok := bencodedString(r.Item.V); ok {
+					fmt.Fprintln(w, s)
+				} else {
+					fmt.Fprintf(w, "(bencoded) %s\n", out.Raw)
+				}
+			})
 		})
 	}
 }

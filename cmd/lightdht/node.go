@@ -185,6 +185,23 @@ func (c *cli) iterFlags() (*nodeFlags, *time.Duration) {
 	return nf, timeout
 }
 
+// withTempNode runs f with a temporary node joined through --bootstrap,
+// everything within timeout: the common part of lookup, peers, announce,
+// put and get.
+func (c *cli) withTempNode(ctx context.Context, nf *nodeFlags, timeout time.Duration, f func(context.Context, *lightdht.Node) error) error {
+	ctx, cancel, err := withTimeout(ctx, timeout)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	n, stop, err := c.tempNode(ctx, nf)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	return f(ctx, n)
+}
+
 func withTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc, error) {
 	if d <= 0 {
 		return nil, nil, usagef("--timeout must be positive")
@@ -212,23 +229,15 @@ func lookupCmd(c *cli) func(context.Context, []string) error {
 		if err != nil {
 			return err
 		}
-		ctx, cancel, err := withTimeout(ctx, *timeout)
-		if err != nil {
-			return err
-		}
-		defer cancel()
-		n, stop, err := c.tempNode(ctx, nf)
-		if err != nil {
-			return err
-		}
-		defer stop()
-		r, err := n.FindNode(ctx, target)
-		if err != nil {
-			return fmt.Errorf("lookup %v: %w", target, err)
-		}
-		out := lookupResult{Target: target.String(), Nodes: nodesJSON(r.Nodes), Nodes6: nodesJSON(r.Nodes6),
-			Queries: r.Stats.Queries, Replies: r.Stats.Replies, DurationMs: ms(r.Stats.Duration)}
-		return c.output(out, func(w io.Writer) { printLookup(w, out) })
+		return c.withTempNode(ctx, nf, *timeout, func(ctx context.Context, n *lightdht.Node) error {
+			r, err := n.FindNode(ctx, target)
+			if err != nil {
+				return fmt.Errorf("lookup %v: %w", target, err)
+			}
+			out := lookupResult{Target: target.String(), Nodes: nodesJSON(r.Nodes), Nodes6: nodesJSON(r.Nodes6),
+				Queries: r.Stats.Queries, Replies: r.Stats.Replies, DurationMs: ms(r.Stats.Duration)}
+			return c.output(out, func(w io.Writer) { printLookup(w, out) })
+		})
 	}
 }
 
@@ -273,22 +282,14 @@ func peersCmd(c *cli) func(context.Context, []string) error {
 		if err != nil {
 			return err
 		}
-		ctx, cancel, err := withTimeout(ctx, *timeout)
-		if err != nil {
-			return err
-		}
-		defer cancel()
-		n, stop, err := c.tempNode(ctx, nf)
-		if err != nil {
-			return err
-		}
-		defer stop()
-		r, err := n.GetPeers(ctx, ih)
-		if err != nil {
-			return fmt.Errorf("peers %v: %w", ih, err)
-		}
-		out := peersOf(ih, r)
-		return c.output(out, func(w io.Writer) { printPeers(w, out) })
+		return c.withTempNode(ctx, nf, *timeout, func(ctx context.Context, n *lightdht.Node) error {
+			r, err := n.GetPeers(ctx, ih)
+			if err != nil {
+				return fmt.Errorf("peers %v: %w", ih, err)
+			}
+			out := peersOf(ih, r)
+			return c.output(out, func(w io.Writer) { printPeers(w, out) })
+		})
 	}
 }
 
@@ -332,22 +333,14 @@ func announceCmd(c *cli) func(context.Context, []string) error {
 		if *port < 0 || *port > 65535 {
 			return usagef("--port is required: 0 to 65535")
 		}
-		ctx, cancel, err := withTimeout(ctx, *timeout)
-		if err != nil {
-			return err
-		}
-		defer cancel()
-		n, stop, err := c.tempNode(ctx, nf)
-		if err != nil {
-			return err
-		}
-		defer stop()
-		r, err := n.Announce(ctx, ih, *port)
-		if err != nil {
-			return err
-		}
-		out := announceOf(ih, *port, r)
-		return c.output(out, func(w io.Writer) { printAnnounce(w, out) })
+		return c.withTempNode(ctx, nf, *timeout, func(ctx context.Context, n *lightdht.Node) error {
+			r, err := n.Announce(ctx, ih, *port)
+			if err != nil {
+				return err
+			}
+			out := announceOf(ih, *port, r)
+			return c.output(out, func(w io.Writer) { printAnnounce(w, out) })
+		})
 	}
 }
 
