@@ -22,22 +22,6 @@ var (
 	errMissingSeq      = &krpc.Error{Code: krpc.CodeProtocol, Msg: "missing seq"}
 )
 
-func methodIndex(q string) int {
-	switch q {
-	case krpc.MethodPing:
-		return mPing
-	case krpc.MethodFindNode:
-		return mFindNode
-	case krpc.MethodGetPeers:
-		return mGetPeers
-	case krpc.MethodAnnouncePeer:
-		return mAnnounce
-	case krpc.MethodSampleInfohashes:
-		return mSample
-	}
-	return mOther
-}
-
 func fail(reply *krpc.Msg, e *krpc.Error) bool {
 	reply.Y, reply.E = krpc.KindError, e
 	return true
@@ -51,7 +35,7 @@ func (n *Node) serveQuery(f *family, reply, q *krpc.Msg, src netip.AddrPort) boo
 		n.stats.rateLimited.Add(1)
 		return false
 	}
-	n.stats.queries[methodIndex(q.Q)].Add(1)
+	n.stats.queries.Add(q.Q)
 	querier := krpc.NodeInfo{ID: q.A.ID, Addr: src}
 	if !q.A.ID.IsZero() {
 		// Reported once handling is done, so that an accepted announce

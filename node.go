@@ -55,7 +55,7 @@ type family struct {
 }
 
 type nodeCounters struct {
-	queries       [methodCount]atomic.Uint64
+	queries       krpc.MethodCounts
 	rateLimited   atomic.Uint64
 	badTokens     atomic.Uint64
 	insecureIDs   atomic.Uint64
@@ -63,16 +63,6 @@ type nodeCounters struct {
 	lookups       atomic.Uint64
 	lookupQueries atomic.Uint64
 }
-
-const (
-	mPing = iota
-	mFindNode
-	mGetPeers
-	mAnnounce
-	mSample
-	mOther
-	methodCount
-)
 
 // New checks cfg and returns a node. It starts nothing: call Serve.
 func New(cfg Config) (*Node, error) {
@@ -392,18 +382,13 @@ type Stats struct {
 func (n *Node) Stats() Stats {
 	s := Stats{
 		ID:                  n.id,
-		QueriesByMethod:     map[string]uint64{},
+		QueriesByMethod:     n.stats.queries.Snapshot(true),
 		RateLimited:         n.stats.rateLimited.Load(),
 		BadTokens:           n.stats.badTokens.Load(),
 		InsecureIDsRejected: n.stats.insecureIDs.Load(),
 		AnnouncesStored:     n.stats.announces.Load(),
 		Lookups:             n.stats.lookups.Load(),
 		LookupQueries:       n.stats.lookupQueries.Load(),
-	}
-	for i, name := range []string{krpc.MethodPing, krpc.MethodFindNode, krpc.MethodGetPeers, krpc.MethodAnnouncePeer, krpc.MethodSampleInfohashes, "other"} {
-		if v := n.stats.queries[i].Load(); v > 0 {
-			s.QueriesByMethod[name] = v
-		}
 	}
 	if n.v4 != nil {
 		s.Nodes4, s.Transport4 = n.v4.table.Len(), n.v4.tr.Stats()

@@ -65,23 +65,6 @@ func (n *Network) SetOnline(i int, online bool) {
 	}
 }
 
-// methodSlot returns the counters.byMethod slot of a method.
-func methodSlot(q string) int {
-	switch q {
-	case krpc.MethodPing:
-		return mPing
-	case krpc.MethodFindNode:
-		return mFindNode
-	case krpc.MethodGetPeers:
-		return mGetPeers
-	case krpc.MethodAnnouncePeer:
-		return mAnnounce
-	case krpc.MethodSampleInfohashes:
-		return mSample
-	}
-	return mOther
-}
-
 // handle is the simnet handler: it answers a packet sent to a synthetic
 // node.
 func (n *Network) handle(to, from netip.AddrPort, pkt []byte) ([]byte, bool) {
@@ -103,8 +86,7 @@ func (n *Network) handle(to, from netip.AddrPort, pkt []byte) ([]byte, bool) {
 		n.st.nonQuery.Add(1)
 		return nil, false
 	}
-	slot := methodSlot(m.Q)
-	n.st.byMethod[slot].Add(1)
+	n.st.byMethod.Add(m.Q)
 	n.queries[i].Add(1)
 	now := time.Now()
 	if n.lastQ != nil {
@@ -125,24 +107,24 @@ func (n *Network) handle(to, from netip.AddrPort, pkt []byte) ([]byte, bool) {
 	}
 	r := krpc.Msg{T: m.T, Y: krpc.KindReply, V: n.version(i), IP: from}
 	r.R.ID = n.ids[i]
-	switch slot {
-	case mPing:
-	case mFindNode:
+	switch m.Q {
+	case krpc.MethodPing:
+	case krpc.MethodFindNode:
 		if m.A.Target.IsZero() {
 			return n.errorReply(i, m, from, krpc.CodeProtocol, "missing target")
 		}
 		r.R.Nodes = n.nodes(i, m.A.Target)
-	case mGetPeers:
+	case krpc.MethodGetPeers:
 		if m.A.InfoHash.IsZero() {
 			return n.errorReply(i, m, from, krpc.CodeProtocol, "missing info_hash")
 		}
 		r.R.Token = n.token(i, from.Addr())
 		r.R.Nodes = n.nodes(i, m.A.InfoHash)
-	case mAnnounce:
+	case krpc.MethodAnnouncePeer:
 		if m.A.InfoHash.IsZero() || !slices.Equal(m.A.Token, n.token(i, from.Addr())) {
 			return n.errorReply(i, m, from, krpc.CodeProtocol, "bad token")
 		}
-	case mSample:
+	case krpc.MethodSampleInfohashes:
 		if n.flags[i]&flagBEP51 == 0 {
 			return n.errorReply(i, m, from, krpc.CodeMethodUnknown, "method unknown")
 		}

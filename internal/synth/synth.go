@@ -175,25 +175,9 @@ type Network struct {
 // counters are the live values behind Stats.
 type counters struct {
 	packets, unparseable, noSuchNode, nonQuery atomic.Uint64
-	byMethod                                   [numMethods]atomic.Uint64
+	byMethod                                   krpc.MethodCounts
 	unanswered, replies, errors                atomic.Uint64
 	sampled, violations, rateViolations        atomic.Uint64
-}
-
-// Method slots of counters.byMethod.
-const (
-	mPing = iota
-	mFindNode
-	mGetPeers
-	mAnnounce
-	mSample
-	mOther
-	numMethods
-)
-
-var methodNames = [numMethods]string{
-	krpc.MethodPing, krpc.MethodFindNode, krpc.MethodGetPeers,
-	krpc.MethodAnnouncePeer, krpc.MethodSampleInfohashes, "other",
 }
 
 // New builds the network described by cfg: it draws every entry, sorts

@@ -153,7 +153,7 @@ func (n *Network) Stats() Stats {
 		NoSuchNode:      n.st.noSuchNode.Load(),
 		Unparseable:     n.st.unparseable.Load(),
 		NonQuery:        n.st.nonQuery.Load(),
-		Queries:         make(map[string]uint64, numMethods),
+		Queries:         n.st.byMethod.Snapshot(false),
 		Unanswered:      n.st.unanswered.Load(),
 		Replies:         n.st.replies.Load(),
 		Errors:          n.st.errors.Load(),
@@ -161,9 +161,6 @@ func (n *Network) Stats() Stats {
 		Violations:      n.st.violations.Load(),
 		RateViolations:  n.st.rateViolations.Load(),
 		MaxPerNodeIndex: -1,
-	}
-	for j := range numMethods {
-		s.Queries[methodNames[j]] = n.st.byMethod[j].Load()
 	}
 	for i := range n.queries {
 		if q := uint64(n.queries[i].Load()); q > s.MaxPerNode {
