@@ -24,11 +24,16 @@ type testNet struct {
 }
 
 // newTestNet starts size nodes, each bootstrapping from the first, then
-// runs a second bootstrap round so that early nodes learn of later ones.
-// It must run inside a synctest bubble.
+// runs a second bootstrap round so that early nodes learn of later ones,
+// then applies netCfg's loss. It must run inside a synctest bubble.
 func newTestNet(t *testing.T, size int, netCfg simnet.Config, tweak func(*lightdht.Config)) *testNet {
 	t.Helper()
-	sim, err := simnet.New(netCfg)
+	// The network is built without loss, as a network whose tables have
+	// formed over time; the requested loss applies to what the test
+	// then measures.
+	build := netCfg
+	build.Loss = 0
+	sim, err := simnet.New(build)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,6 +84,9 @@ func newTestNet(t *testing.T, size int, netCfg simnet.Config, tweak func(*lightd
 			}()
 		}
 		wg.Wait()
+	}
+	if err := sim.SetConditions(netCfg.Latency, netCfg.Jitter, netCfg.Loss); err != nil {
+		t.Fatal(err)
 	}
 	return tn
 }
