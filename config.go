@@ -83,9 +83,25 @@ type Config struct {
 	SendRate float64
 	// PerIPRate and PerIPBurst limit the queries answered per source IP, so
 	// that the node cannot be used as an amplifier. Zero: 10 per second
-	// with a burst of 50; negative PerIPRate: no limit.
+	// with a burst of 50; negative PerIPRate: no limit. Packets over the
+	// limit are dropped before they are decoded. Sources that have spent
+	// more than half their burst are "heavy": together they may use at
+	// most half of SendRate, which keeps a flood from many sources from
+	// crowding out everyone else.
 	PerIPRate  float64
 	PerIPBurst int
+
+	// MaxAmplification caps every reply at this many times the bytes of
+	// its query, trimming peers and nodes to fit and dropping what still
+	// does not (a large BEP 44 value asked for by a small query). Zero:
+	// 10; negative: no cap. See krpc.Config.MaxAmplification.
+	MaxAmplification float64
+	// PrefixReplyRate caps the reply bytes per second sent to any one /24
+	// (IPv4) or /48 (IPv6), with a bucket of PrefixReplyBurst bytes. Zero:
+	// 64 KiB/s with a 128 KiB bucket; negative: no cap. Test networks
+	// that put many nodes in one /24 turn it off.
+	PrefixReplyRate  float64
+	PrefixReplyBurst int
 
 	// PublicIP is this node's address as others see it. When set and ID is
 	// zero, the ID is derived from it per BEP 42.

@@ -31,10 +31,6 @@ func fail(reply *krpc.Msg, e *krpc.Error) bool {
 // goroutine.
 func (n *Node) serveQuery(f *family, reply, q *krpc.Msg, src netip.AddrPort) bool {
 	var sighting *Sighting // of the querier; nil when it sent no ID
-	if n.ipLim != nil && !n.ipLim.allow(src.Addr(), n.cfg.Now()) {
-		n.stats.rateLimited.Add(1)
-		return false
-	}
 	n.stats.queries.Add(q.Q)
 	querier := krpc.NodeInfo{ID: q.A.ID, Addr: src}
 	if !q.A.ID.IsZero() {

@@ -17,6 +17,7 @@ import (
 	"github.com/lightdht/lightdht/krpc"
 	"github.com/lightdht/lightdht/table"
 	"github.com/lightdht/lightdht/tokens"
+	"golang.org/x/time/rate"
 )
 
 // Node is a DHT node. Create it with New, run it with Serve, stop it with
@@ -29,7 +30,7 @@ type Node struct {
 	tokens *tokens.Issuer
 	peers  *peerstore.Store
 	items  *bep44.Store // BEP 44 items put to this node
-	ipLim  *ipLimiter   // nil: no per-IP limit
+	limits *admitter    // per-IP limits, shared by both families
 
 	mu       sync.Mutex
 	serving  bool
@@ -84,8 +85,13 @@ func New(cfg Config) (*Node, error) {
 	if n.peers, err = peerstore.New(peerstore.Config{Now: cfg.Now, TTL: cfg.PeerTTL}); err != nil {
 		return nil, fmt.Errorf("lightdht: %w", err)
 	}
+	n.limits = &admitter{now: cfg.Now, drops: func() { n.stats.rateLimited.Add(1) }}
 	if cfg.PerIPRate > 0 {
-		n.ipLim = newIPLimiter(cfg.PerIPRate, cfg.PerIPBurst)
+		n.limits.ips = newIPLimiter(cfg.PerIPRate, cfg.PerIPBurst)
+		if cfg.SendRate > 0 {
+			r := heavyShare * cfg.SendRate
+			n.limits.heavy = rate.NewLimiter(rate.Limit(r), max(1, int(r/10)))
+		}
 	}
 	n.items = bep44.NewStore(bep44.StoreConfig{TTL: cfg.ItemTTL, MaxItems: cfg.MaxItems, Now: cfg.Now})
 	if cfg.Conn4 != nil {
@@ -128,6 +134,11 @@ func (n *Node) newFamily(cfg Config, v6 bool) (*family, error) {
 		Version:  cfg.Version,
 		ReadOnly: cfg.ReadOnly,
 		Logger:   cfg.Logger,
+
+		Admit:            n.limits.admit,
+		MaxAmplification: cfg.MaxAmplification,
+		PrefixReplyRate:  cfg.PrefixReplyRate,
+		PrefixReplyBurst: cfg.PrefixReplyBurst,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("lightdht: %w", err)
@@ -369,7 +380,7 @@ type Stats struct {
 	Transport4          krpc.Stats
 	Transport6          krpc.Stats
 	QueriesByMethod     map[string]uint64 // incoming queries answered or refused, by method
-	RateLimited         uint64            // incoming queries dropped by the per-IP limit
+	RateLimited         uint64            // incoming queries dropped by the per-IP limits
 	BadTokens           uint64            // announce_peer refused for a bad token
 	InsecureIDsRejected uint64            // nodes kept out of the table by BEP 42 enforcement
 	AnnouncesStored     uint64

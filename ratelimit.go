@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // ipLimiter is a token bucket per source IP in a fixed-size table, so its
@@ -33,6 +35,14 @@ func newIPLimiter(rate float64, burst int) *ipLimiter {
 
 // allow takes one token from ip's bucket at time now.
 func (l *ipLimiter) allow(ip netip.Addr, now time.Time) bool {
+	ok, _ := l.take(ip, now)
+	return ok
+}
+
+// take takes one token from ip's bucket at time now. heavy reports that
+// the bucket is below half its burst after the take: the source has
+// recently sent much more than PerIPRate.
+func (l *ipLimiter) take(ip netip.Addr, now time.Time) (ok, heavy bool) {
 	a := ip.Unmap().As16()
 	i := maphash.Bytes(l.seed, a[:]) & (ipLimiterSlots - 1)
 	t := now.UnixNano()
@@ -46,8 +56,37 @@ func (l *ipLimiter) allow(ip netip.Addr, now time.Time) bool {
 	}
 	b.last = t
 	if b.tokens < 1 {
-		return false
+		return false, true
 	}
 	b.tokens--
-	return true
+	return true, b.tokens < l.burst/2
+}
+
+// heavyShare is the share of the node's send rate that heavy sources (see
+// ipLimiter.take) may use together. The rest stays for the others, so that
+// a flood spread over many sources, each within its per-IP limit, cannot
+// crowd out the queries of ordinary nodes.
+const heavyShare = 0.5
+
+// admitter is a node's krpc.Config.Admit: the per-IP limit, then the
+// heavy sources' shared cap.
+type admitter struct {
+	ips   *ipLimiter    // nil: no per-IP limit
+	heavy *rate.Limiter // nil: no shared cap (no send rate)
+	now   func() time.Time
+	drops func() // counts a refused query
+}
+
+func (a *admitter) admit(src netip.AddrPort) bool {
+	if a.ips == nil {
+		return true
+	}
+	ok, heavy := a.ips.take(src.Addr(), a.now())
+	if ok && heavy && a.heavy != nil {
+		ok = a.heavy.AllowN(a.now(), 1)
+	}
+	if !ok {
+		a.drops()
+	}
+	return ok
 }

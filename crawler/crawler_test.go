@@ -81,7 +81,7 @@ func newDHTNet(t *testing.T, sim *simnet.Network, addrs []netip.AddrPort, tweak 
 		if err != nil {
 			t.Fatal(err)
 		}
-		cfg := lightdht.Config{Conn4: conn, NoMaintenance: true, QueryTimeout: time.Second, IPsPerBucket: -1, PerIPRate: -1}
+		cfg := lightdht.Config{Conn4: conn, NoMaintenance: true, QueryTimeout: time.Second, IPsPerBucket: -1, PerIPRate: -1, PrefixReplyRate: -1}
 		if i > 0 {
 			cfg.Bootstrap = addrs[:1]
 		}

@@ -101,6 +101,8 @@ func newNode(t testing.TB, conn net.PacketConn, bootstrap ...netip.AddrPort) *li
 		QueryTimeout:  time.Second,
 		SendRate:      -1,
 		PerIPRate:     -1,
+
+		PrefixReplyRate: -1,
 	})
 	if err != nil {
 		t.Fatalf("lightdht.New: %v", err)

@@ -21,6 +21,15 @@ import (
 const (
 	DefaultTimeout = 2 * time.Second // wait for a reply to each attempt
 	DefaultRetries = 1               // resends after a timed-out attempt
+
+	// DefaultMaxAmplification caps each reply at 10 times the bytes of
+	// the query that caused it.
+	DefaultMaxAmplification = 10
+	// DefaultPrefixReplyRate and DefaultPrefixReplyBurst cap the reply
+	// bytes sent to one /24 (IPv4) or /48 (IPv6): 64 KiB per second with
+	// a bucket of 128 KiB.
+	DefaultPrefixReplyRate  = 64 << 10
+	DefaultPrefixReplyBurst = 128 << 10
 )
 
 // tidLen is the length of the transaction IDs this transport generates.
@@ -97,6 +106,32 @@ type Config struct {
 	// ReadOnly sets BEP 43's "ro" flag on every outgoing query.
 	ReadOnly bool
 
+	// Admit, when set, is asked about every incoming packet that looks
+	// like a query, before it is decoded; false drops the packet without
+	// a reply (counted in Stats.DroppedNotAdmitted). It runs on the
+	// reading goroutine and must be fast. A node uses it for per-source
+	// rate limits, so that a flooding source costs no decoding.
+	Admit func(src netip.AddrPort) bool
+
+	// MaxAmplification caps the size of every reply at this many times
+	// the size of the query it answers, so that the transport is a poor
+	// reflector for spoofed queries. A reply over the cap is trimmed
+	// (values first, then nodes6, nodes, samples and Bloom filters, from
+	// the tail) and dropped if it still does not fit (counted in
+	// Stats.DroppedAmplification). Zero means DefaultMaxAmplification;
+	// negative means no cap.
+	MaxAmplification float64
+
+	// PrefixReplyRate caps the reply bytes sent per second to any one
+	// /24 (IPv4) or /48 (IPv6) network, with a bucket of PrefixReplyBurst
+	// bytes; replies over the cap are dropped (counted in
+	// Stats.DroppedPrefixCap). Zero means DefaultPrefixReplyRate and
+	// DefaultPrefixReplyBurst; negative PrefixReplyRate means no cap. The
+	// state is a fixed table of 65,536 buckets, so its memory does not
+	// grow with the number of sources.
+	PrefixReplyRate  float64
+	PrefixReplyBurst int
+
 	// Logger receives the transport's log events, tagged component=krpc.
 	// The zero value logs nothing.
 	Logger zerolog.Logger
@@ -144,6 +179,10 @@ type Stats struct {
 	DroppedWrongAddress       uint64 // replies whose transaction belongs to another address
 	DroppedNoHandler          uint64 // queries received with no Handler
 	DroppedRateLimited        uint64 // replies not sent because of SendRate
+	DroppedNotAdmitted        uint64 // query packets refused by Config.Admit
+	DroppedAmplification      uint64 // replies that could not be trimmed under MaxAmplification
+	DroppedPrefixCap          uint64 // replies not sent because of PrefixReplyRate
+	RepliesTrimmed            uint64 // replies trimmed to fit MaxAmplification, then sent
 	ReadErrors, WriteErrors   uint64
 }
 
@@ -154,6 +193,7 @@ type counters struct {
 	queriesReceived, repliesSent, errorsSent               atomic.Uint64
 	oversize, malformed, unknownTx, wrongAddr, noHandler   atomic.Uint64
 	rateLimited, readErrors, writeErrors                   atomic.Uint64
+	notAdmitted, amplification, prefixCap, trimmed         atomic.Uint64
 }
 
 // Transport sends KRPC queries and matches their replies, and hands
@@ -173,7 +213,11 @@ type Transport struct {
 	version []byte
 	ro      bool
 	lim     *rate.Limiter // nil: no cap
+	admit   func(netip.AddrPort) bool
+	maxAmp  float64       // 0: no cap
+	prefix  *prefixBudget // nil: no cap
 	log     zerolog.Logger
+	scratch Msg // replies decoded in place to find their call; Serve's goroutine only
 
 	mu      sync.Mutex
 	pending map[uint32]*call
@@ -215,6 +259,10 @@ func New(cfg Config) (*Transport, error) {
 		return nil, fmt.Errorf("krpc: config: negative SendRate %v or SendBurst %d", cfg.SendRate, cfg.SendBurst)
 	case cfg.Limits.MaxSize > 65507:
 		return nil, fmt.Errorf("krpc: config: Limits.MaxSize %d exceeds the largest UDP payload", cfg.Limits.MaxSize)
+	case cfg.MaxAmplification > 0 && cfg.MaxAmplification < 1:
+		return nil, fmt.Errorf("krpc: config: MaxAmplification %v is below 1: no reply could be sent", cfg.MaxAmplification)
+	case cfg.PrefixReplyBurst < 0:
+		return nil, fmt.Errorf("krpc: config: negative PrefixReplyBurst %d", cfg.PrefixReplyBurst)
 	}
 	t := &Transport{
 		conn:    cfg.Conn,
@@ -224,12 +272,30 @@ func New(cfg Config) (*Transport, error) {
 		limits:  cfg.Limits.withDefaults(),
 		version: cfg.Version,
 		ro:      cfg.ReadOnly,
+		admit:   cfg.Admit,
+		maxAmp:  cfg.MaxAmplification,
 		log:     cfg.Logger.With().Str("component", "krpc").Logger(),
 		pending: make(map[uint32]*call),
 		served:  make(chan struct{}),
 	}
 	if t.timeout == 0 {
 		t.timeout = DefaultTimeout
+	}
+	switch {
+	case t.maxAmp == 0:
+		t.maxAmp = DefaultMaxAmplification
+	case t.maxAmp < 0:
+		t.maxAmp = 0
+	}
+	switch {
+	case cfg.PrefixReplyRate == 0:
+		t.prefix = newPrefixBudget(DefaultPrefixReplyRate, DefaultPrefixReplyBurst)
+	case cfg.PrefixReplyRate > 0:
+		burst := cfg.PrefixReplyBurst
+		if burst == 0 {
+			burst = max(DefaultPrefixReplyBurst, int(cfg.PrefixReplyRate))
+		}
+		t.prefix = newPrefixBudget(cfg.PrefixReplyRate, burst)
 	}
 	switch t.retries {
 	case 0:
@@ -272,6 +338,8 @@ func (t *Transport) Stats() Stats {
 		DroppedOversize: c.oversize.Load(), DroppedMalformed: c.malformed.Load(),
 		DroppedUnknownTransaction: c.unknownTx.Load(), DroppedWrongAddress: c.wrongAddr.Load(),
 		DroppedNoHandler: c.noHandler.Load(), DroppedRateLimited: c.rateLimited.Load(),
+		DroppedNotAdmitted: c.notAdmitted.Load(), DroppedAmplification: c.amplification.Load(),
+		DroppedPrefixCap: c.prefixCap.Load(), RepliesTrimmed: c.trimmed.Load(),
 		ReadErrors: c.readErrors.Load(), WriteErrors: c.writeErrors.Load(),
 	}
 }
@@ -546,6 +614,10 @@ func (t *Transport) Serve(ctx context.Context) error {
 		// Queries are decoded in place; replies need a buffer of their own
 		// because the callback may keep them.
 		if isQuery(pkt) {
+			if t.admit != nil && !t.admit(src) {
+				t.stats.notAdmitted.Add(1)
+				continue
+			}
 			out = t.serveQuery(&query, &reply, pkt, src, out)
 			continue
 		}
@@ -604,7 +676,7 @@ func (t *Transport) serveQuery(q, reply *Msg, pkt []byte, src netip.AddrPort, ou
 		reply.reset()
 		reply.T, reply.Y, reply.V = q.T, KindError, t.version
 		reply.E = &Error{Code: CodeProtocol, Msg: "invalid argument " + de.Field + ": " + de.Reason}
-		return t.sendReply(reply, src, out)
+		return t.sendReply(reply, src, len(pkt), out)
 	case err == nil:
 		// Not a query after all (the pre-check matched inside a value):
 		// decode again into a message of its own, since q aliases buf.
@@ -625,14 +697,32 @@ func (t *Transport) serveQuery(q, reply *Msg, pkt []byte, src netip.AddrPort, ou
 	if !t.handler.ServeKRPC(reply, q, src) {
 		return out
 	}
-	return t.sendReply(reply, src, out)
+	return t.sendReply(reply, src, len(pkt), out)
 }
 
-func (t *Transport) sendReply(reply *Msg, src netip.AddrPort, out []byte) []byte {
+// sendReply encodes reply into out, trims it to the amplification cap of
+// a query of qlen bytes, and sends it if the caps allow. It returns the
+// buffer for reuse.
+func (t *Transport) sendReply(reply *Msg, src netip.AddrPort, qlen int, out []byte) []byte {
 	b, err := reply.AppendBinary(out[:0])
 	if err != nil {
 		t.log.Error().Err(err).Str("q", reply.Q).Msg("handler produced a reply that does not encode")
 		return out
+	}
+	if t.maxAmp > 0 {
+		limit := int(t.maxAmp * float64(qlen))
+		if len(b) > limit {
+			var ok bool
+			if b, ok = trimReply(reply, limit, b); !ok {
+				t.stats.amplification.Add(1)
+				return b
+			}
+			t.stats.trimmed.Add(1)
+		}
+	}
+	if t.prefix != nil && !t.prefix.allow(src.Addr(), len(b), time.Now()) {
+		t.stats.prefixCap.Add(1)
+		return b
 	}
 	if t.lim != nil && !t.lim.Allow() {
 		t.stats.rateLimited.Add(1)
@@ -648,18 +738,65 @@ func (t *Transport) sendReply(reply *Msg, src netip.AddrPort, out []byte) []byte
 	return b
 }
 
-// handleReply decodes a reply or error into a fresh message and completes
-// the matching query.
+// handleReply decodes a reply or error and completes the matching query.
+// The packet is first decoded in place, which allocates nothing, so that
+// junk and replies nobody waits for cost no garbage; only a reply that
+// matches an outstanding query is copied and decoded into a message of
+// its own, since its callback may keep it.
 func (t *Transport) handleReply(pkt []byte, src netip.AddrPort) {
-	own := make([]byte, len(pkt))
-	copy(own, pkt)
-	m := new(Msg)
-	if err := t.limits.Unmarshal(own, m); err != nil {
+	m := &t.scratch
+	if err := t.limits.Unmarshal(pkt, m); err != nil {
 		t.stats.malformed.Add(1)
 		t.log.Debug().Err(err).Stringer("src", src).Msg("malformed packet")
 		return
 	}
+	if m.Y == KindQuery {
+		t.stats.malformed.Add(1) // see handleDecoded
+		return
+	}
+	switch t.expecting(m.T, src) {
+	case unknownTx:
+		t.stats.unknownTx.Add(1)
+		return
+	case wrongAddr:
+		t.stats.wrongAddr.Add(1)
+		t.log.Debug().Stringer("src", src).Msg("reply from the wrong address")
+		return
+	}
+	own := make([]byte, len(pkt))
+	copy(own, pkt)
+	m = new(Msg)
+	if err := t.limits.Unmarshal(own, m); err != nil {
+		t.stats.malformed.Add(1) // unreachable: the same bytes decoded above
+		return
+	}
 	t.handleDecoded(m, src)
+}
+
+// Outcomes of Transport.expecting.
+const (
+	expected = iota
+	unknownTx
+	wrongAddr
+)
+
+// expecting reports whether a query with transaction ID tid to src is
+// outstanding. handleDecoded checks again under the same lock, so a call
+// that ends in between is handled there.
+func (t *Transport) expecting(tid []byte, src netip.AddrPort) int {
+	if len(tid) != tidLen {
+		return unknownTx
+	}
+	t.mu.Lock()
+	c := t.pending[binary.BigEndian.Uint32(tid)]
+	t.mu.Unlock()
+	switch {
+	case c == nil:
+		return unknownTx
+	case c.addr != src:
+		return wrongAddr
+	}
+	return expected
 }
 
 // handleDecoded matches a decoded reply or error to its query.

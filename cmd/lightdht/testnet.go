@@ -88,7 +88,7 @@ func testnetCmd(c *cli) func(context.Context, []string) error {
 			if err != nil {
 				return err
 			}
-			cfg := lightdht.Config{Conn4: conn, Bootstrap: boot, PerIPRate: -1, SendRate: -1, Logger: c.log}
+			cfg := lightdht.Config{Conn4: conn, Bootstrap: boot, PerIPRate: -1, PrefixReplyRate: -1, SendRate: -1, Logger: c.log}
 			if oneIP {
 				cfg.IPsPerBucket = -1
 			}
