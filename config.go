@@ -29,6 +29,10 @@ const (
 	MaxSampleInterval     = 6 * time.Hour
 	SampleMax             = 20 // infohashes in one BEP 51 reply: 400 bytes
 	DefaultBootstrapEvery = 30 * time.Second
+
+	DefaultMaxAmplification = krpc.DefaultMaxAmplification // reply bytes per query byte, at most
+	DefaultPrefixReplyRate  = krpc.DefaultPrefixReplyRate  // reply bytes per second to one /24 or /48
+	DefaultPrefixReplyBurst = krpc.DefaultPrefixReplyBurst
 )
 
 // DefaultVersion is the "v" client version lightdht sends: "LD" and version
@@ -83,8 +87,9 @@ type Config struct {
 	SendRate float64
 	// PerIPRate and PerIPBurst limit the queries answered per source IP, so
 	// that the node cannot be used as an amplifier. Zero: 10 per second
-	// with a burst of 50; negative PerIPRate: no limit. Packets over the
-	// limit are dropped before they are decoded. Sources that have spent
+	// with a burst of 50 (25 for a source not heard from before);
+	// negative PerIPRate: no limit. Packets over the limit are dropped
+	// before they are decoded. Sources that have spent
 	// more than half their burst are "heavy": together they may use at
 	// most half of SendRate, which keeps a flood from many sources from
 	// crowding out everyone else.

@@ -45,7 +45,9 @@ func (n *Node) serveQuery(f *family, reply, q *krpc.Msg, src netip.AddrPort) boo
 		}
 		sighting = &s
 		defer func() { n.observe(*sighting) }()
-		n.update(f, querier, table.Queried, q.RO)
+		if !n.limits.flooding(src.Addr()) {
+			n.update(f, querier, table.Queried, q.RO)
+		}
 	}
 	if n.cfg.ReadOnly {
 		return false // BEP 43: a read-only node answers nothing

@@ -53,7 +53,16 @@ type family struct {
 	v6    bool
 	tr    *krpc.Transport
 	table table.Table
+
+	pingMu  sync.Mutex
+	pinging map[netip.AddrPort]struct{} // table pings in flight
 }
+
+// maxTablePings bounds the pings a family's table may have in flight. A
+// full bucket asks for pings each time a new node wants in; under a flood
+// of queriers with fresh IDs that would be a ping storm. Requests over the
+// bound are skipped: the bucket asks again with the next candidate.
+const maxTablePings = 16
 
 type nodeCounters struct {
 	queries       krpc.MethodCounts
@@ -90,7 +99,7 @@ func New(cfg Config) (*Node, error) {
 		n.limits.ips = newIPLimiter(cfg.PerIPRate, cfg.PerIPBurst)
 		if cfg.SendRate > 0 {
 			r := heavyShare * cfg.SendRate
-			n.limits.heavy = rate.NewLimiter(rate.Limit(r), max(1, int(r/10)))
+			n.limits.heavy = rate.NewLimiter(rate.Limit(r), max(1, int(r))) // a second's worth
 		}
 	}
 	n.items = bep44.NewStore(bep44.StoreConfig{TTL: cfg.ItemTTL, MaxItems: cfg.MaxItems, Now: cfg.Now})
@@ -305,10 +314,25 @@ func (n *Node) update(f *family, ni krpc.NodeInfo, ev table.Event, ro bool) {
 	}
 }
 
-// pingEntry pings a questionable node on the table's behalf.
+// pingEntry pings a questionable node on the table's behalf, unless it is
+// already being pinged or maxTablePings are in flight.
 func (n *Node) pingEntry(f *family, ni krpc.NodeInfo) {
+	f.pingMu.Lock()
+	_, dup := f.pinging[ni.Addr]
+	if dup || len(f.pinging) >= maxTablePings {
+		f.pingMu.Unlock()
+		return
+	}
+	if f.pinging == nil {
+		f.pinging = make(map[netip.AddrPort]struct{}, maxTablePings)
+	}
+	f.pinging[ni.Addr] = struct{}{}
+	f.pingMu.Unlock()
 	q := &krpc.Msg{Q: krpc.MethodPing, A: krpc.Args{ID: n.id}}
 	f.tr.QueryAsync(context.Background(), ni.Addr, q, func(r krpc.Response, err error) {
+		f.pingMu.Lock()
+		delete(f.pinging, ni.Addr)
+		f.pingMu.Unlock()
 		n.handleResult(f, ni, krpc.MethodPing, r, err)
 	})
 }

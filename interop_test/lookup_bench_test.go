@@ -1,16 +1,18 @@
 package interop
 
-// BenchmarkGetPeersLookup5000 compares get_peers lookups of lightdht and
-// anacrolix/dht/v2 on the in-memory network (internal/simnet: no packet
-// leaves the process). Run it with
+// BenchmarkLookup5000 compares get_peers and find_node lookups of lightdht
+// and anacrolix/dht/v2 on the in-memory network (internal/simnet: no
+// packet leaves the process). Run it with
 //
-//	go test -run '^$' -bench GetPeersLookup5000 -benchtime 100x -timeout 30m ./interop_test/
+//	go test -run '^$' -bench Lookup5000 -benchtime 100x -timeout 60m ./interop_test/
 //
 // Each implementation gets a network of its own, made only of its nodes,
-// built without latency or loss and then measured at 20 ms one-way latency
-// with 0% and 5% packet loss. Every sub-benchmark makes at least
-// minLookups lookups, one at a time, from random nodes for random
-// infohashes (the same sequence for both implementations), whatever b.N.
+// built once without latency or loss and then measured at 20 ms one-way
+// latency with 0% and 5% packet loss, for each method in turn.
+// Sub-benchmarks are named <impl>/<method>/loss=<x>%. Every sub-benchmark
+// makes at least minLookups lookups, one at a time, from random nodes for
+// random targets (the same sequence for both implementations and both
+// methods), whatever b.N.
 
 import (
 	"cmp"
@@ -25,7 +27,10 @@ import (
 	"time"
 
 	"github.com/anacrolix/dht/v2"
+	"github.com/anacrolix/dht/v2/int160"
+	akrpc "github.com/anacrolix/dht/v2/krpc"
 	peer_store "github.com/anacrolix/dht/v2/peer-store"
+	"github.com/anacrolix/dht/v2/traversal"
 	alog "github.com/anacrolix/log"
 
 	"github.com/lightdht/lightdht"
@@ -57,10 +62,14 @@ type lookupSample struct {
 type lookupNet struct {
 	sn  *simnet.Network
 	ids []krpc.ID // node IDs by index
-	// lookup runs one get_peers lookup from node from for ih and returns
-	// its query count and the nearest node that replied.
-	lookup func(ctx context.Context, from int, ih krpc.ID) (queries int, closest krpc.ID, err error)
+	// lookup runs one lookup of method (krpc.MethodGetPeers or
+	// krpc.MethodFindNode) from node from for target and returns its query
+	// count and the nearest node that replied.
+	lookup func(ctx context.Context, from int, method string, target krpc.ID) (queries int, closest krpc.ID, err error)
 }
+
+// lookupMethods are the lookups measured, in this order.
+var lookupMethods = []string{krpc.MethodGetPeers, krpc.MethodFindNode}
 
 // newBenchSimnet returns a lossless network without latency, closed at
 // cleanup, whose conns queue up to benchQueueLen packets.
@@ -139,9 +148,16 @@ func buildLightdht(tb testing.TB, count int) *lookupNet {
 		tables[i] = n.Table(false).Len()
 	}
 	tb.Logf("lightdht: %d nodes, routing tables min/median/max %s", count, sizes(tables))
-	return &lookupNet{sn: sn, ids: ids, lookup: func(ctx context.Context, from int, ih krpc.ID) (int, krpc.ID, error) {
-		res, err := nodes[from].GetPeers(ctx, ih)
+	return &lookupNet{sn: sn, ids: ids, lookup: func(ctx context.Context, from int, method string, target krpc.ID) (int, krpc.ID, error) {
 		var closest krpc.ID
+		if method == krpc.MethodFindNode {
+			res, err := nodes[from].FindNode(ctx, target)
+			if len(res.Nodes) > 0 {
+				closest = res.Nodes[0].ID
+			}
+			return res.Stats.Queries, closest, err
+		}
+		res, err := nodes[from].GetPeers(ctx, target)
 		if len(res.Nodes) > 0 {
 			closest = res.Nodes[0].ID
 		}
@@ -209,8 +225,11 @@ func buildAnacrolix(tb testing.TB, count int) *lookupNet {
 		tables[i] = s.NumNodes()
 	}
 	tb.Logf("anacrolix: %d servers, routing tables min/median/max %s, %d table pings", count, sizes(tables), pings.Load())
-	return &lookupNet{sn: sn, ids: ids, lookup: func(ctx context.Context, from int, ih krpc.ID) (int, krpc.ID, error) {
-		return anacrolixLookup(ctx, servers[from], ih)
+	return &lookupNet{sn: sn, ids: ids, lookup: func(ctx context.Context, from int, method string, target krpc.ID) (int, krpc.ID, error) {
+		if method == krpc.MethodFindNode {
+			return anacrolixFindNode(ctx, servers[from], target)
+		}
+		return anacrolixLookup(ctx, servers[from], target)
 	}}
 }
 
@@ -243,6 +262,56 @@ func anacrolixLookup(ctx context.Context, s *dht.Server, ih krpc.ID) (int, krpc.
 	}
 }
 
+// anacrolixFindNode runs an anacrolix find_node traversal for target, the
+// one its bootstrap and bucket refreshes run (traversal.Start with
+// Server.FindNode queries, its defaults of alpha 3 and K 8, and the
+// server's node filter), from the server's table, and waits until it has
+// stalled and its queries have returned, as a get_peers traversal does
+// before closing its Peers channel. Queries and closest are counted as in
+// anacrolixLookup: NumAddrsTried, and the nearest node among the replies.
+func anacrolixFindNode(ctx context.Context, s *dht.Server, target krpc.ID) (int, krpc.ID, error) {
+	var (
+		mu      sync.Mutex
+		closest krpc.ID
+	)
+	op := traversal.Start(traversal.OperationInput{
+		Target: akrpc.ID(target),
+		DoQuery: func(_ context.Context, addr akrpc.NodeAddr) traversal.QueryResult {
+			res := s.FindNode(dht.NewAddr(addr.UDP()), int160.FromByteArray(target), dht.QueryRateLimiting{}).TraversalQueryResult(addr)
+			if from := res.ResponseFrom; from != nil {
+				id := krpc.ID(from.ID)
+				mu.Lock()
+				if closest.IsZero() || krpc.CloserTo(target, id, closest) {
+					closest = id
+				}
+				mu.Unlock()
+			}
+			return res
+		},
+		NodeFilter: s.TraversalNodeFilter,
+	})
+	tried := func() int { return int(atomic.LoadUint32(&op.Stats().NumAddrsTried)) }
+	nodes, err := s.TraversalStartingNodes()
+	if err != nil {
+		op.Stop()
+		<-op.Stopped()
+		return 0, krpc.ID{}, err
+	}
+	op.AddNodes(nodes)
+	select {
+	case <-op.Stalled():
+	case <-ctx.Done():
+		op.Stop()
+		<-op.Stopped()
+		return tried(), krpc.ID{}, fmt.Errorf("anacrolix find_node traversal for %v: %w", target, ctx.Err())
+	}
+	op.Stop()
+	<-op.Stopped()
+	mu.Lock()
+	defer mu.Unlock()
+	return tried(), closest, nil
+}
+
 // trueClosest returns the ID in ids nearest to target, leaving out index
 // skip.
 func trueClosest(target krpc.ID, ids []krpc.ID, skip int) krpc.ID {
@@ -256,8 +325,8 @@ func trueClosest(target krpc.ID, ids []krpc.ID, skip int) krpc.ID {
 }
 
 // measureLookups sets the network to benchLatency and loss, runs at least
-// minLookups lookups one at a time (b.N of them timed by b.Loop, the rest
-// after), and reports:
+// minLookups lookups of method one at a time (b.N of them timed by b.Loop,
+// the rest after), and reports:
 //
 //   - ns/op: mean lookup duration (the built-in value is replaced, as
 //     lookups beyond b.N are not timed by the framework);
@@ -271,7 +340,7 @@ func trueClosest(target krpc.ID, ids []krpc.ID, skip int) krpc.ID {
 //     node of the whole network other than the querier;
 //   - failed-%: lookups that returned an error;
 //   - lookups: how many lookups the figures cover.
-func measureLookups(b *testing.B, ln *lookupNet, loss float64) {
+func measureLookups(b *testing.B, ln *lookupNet, method string, loss float64) {
 	if err := ln.sn.SetConditions(benchLatency, 0, loss); err != nil {
 		b.Fatal(err)
 	}
@@ -281,20 +350,20 @@ func measureLookups(b *testing.B, ln *lookupNet, loss float64) {
 	var samples []lookupSample
 	one := func() {
 		from := rng.IntN(len(ln.ids))
-		var ih krpc.ID
-		for i := range ih {
-			ih[i] = byte(rng.Uint32())
+		var target krpc.ID
+		for i := range target {
+			target[i] = byte(rng.Uint32())
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), lookupTimeout)
 		defer cancel()
 		before := ln.sn.Stats().Sent
 		start := time.Now()
-		q, closest, err := ln.lookup(ctx, from, ih)
+		q, closest, err := ln.lookup(ctx, from, method, target)
 		s := lookupSample{dur: time.Since(start), queries: q, packets: ln.sn.Stats().Sent - before, err: err}
 		if ctx.Err() != nil {
-			b.Fatalf("lookup from node %d for %v did not end in %v", from, ih, lookupTimeout)
+			b.Fatalf("lookup from node %d for %v did not end in %v", from, target, lookupTimeout)
 		}
-		if closest == trueClosest(ih, ln.ids, from) {
+		if closest == trueClosest(target, ln.ids, from) {
 			s.closest = closest
 		}
 		samples = append(samples, s)
@@ -338,10 +407,11 @@ func measureLookups(b *testing.B, ln *lookupNet, loss float64) {
 	b.ReportMetric(n, "lookups")
 }
 
-// BenchmarkGetPeersLookup5000 measures get_peers lookups on a network of
-// 5,000 lightdht nodes and on one of 5,000 anacrolix servers; see the
-// comment at the top of the file and measureLookups for the figures.
-func BenchmarkGetPeersLookup5000(b *testing.B) {
+// BenchmarkLookup5000 measures get_peers and find_node lookups on a
+// network of 5,000 lightdht nodes and on one of 5,000 anacrolix servers;
+// see the comment at the top of the file and measureLookups for the
+// figures.
+func BenchmarkLookup5000(b *testing.B) {
 	if testing.Short() {
 		b.Skip("builds two networks of 5,000 nodes")
 	}
@@ -359,9 +429,13 @@ func BenchmarkGetPeersLookup5000(b *testing.B) {
 			start := time.Now()
 			ln := impl.build(b, benchNodes)
 			b.Logf("%s: built %d nodes in %v", impl.name, benchNodes, time.Since(start).Round(time.Millisecond))
-			for _, loss := range []float64{0, 0.05} {
-				b.Run(fmt.Sprintf("loss=%g%%", loss*100), func(b *testing.B) {
-					measureLookups(b, ln, loss)
+			for _, method := range lookupMethods {
+				b.Run(method, func(b *testing.B) {
+					for _, loss := range []float64{0, 0.05} {
+						b.Run(fmt.Sprintf("loss=%g%%", loss*100), func(b *testing.B) {
+							measureLookups(b, ln, method, loss)
+						})
+					}
 				})
 			}
 		})
