@@ -16,11 +16,19 @@ func trimReply(reply *Msg, limit int, b []byte) ([]byte, bool) {
 	r := &reply.R
 	for len(b) > limit {
 		excess := len(b) - limit
+		// Take entries off the tail until their encoded bytes cover the
+		// excess; the shorter length prefix of the list may leave a few
+		// bytes to spare.
 		switch {
 		case len(r.Values) > 0:
-			// Each value costs its length prefix and its bytes: at
-			// least 8 (6 bytes of IPv4 address and port).
-			r.Values = r.Values[:max(0, len(r.Values)-ceilDiv(excess, 8))]
+			for excess > 0 && len(r.Values) > 0 {
+				v := r.Values[len(r.Values)-1]
+				excess -= 2 + 6 // "6:" and the address and port
+				if v.Addr().Is6() {
+					excess -= 13 // "18:" and 12 more address bytes
+				}
+				r.Values = r.Values[:len(r.Values)-1]
+			}
 		case len(r.Nodes6) > 0:
 			r.Nodes6 = r.Nodes6[:max(0, len(r.Nodes6)-ceilDiv(excess, IDLen+18))]
 		case len(r.Nodes) > 0:
