@@ -177,11 +177,14 @@ func (n *Node) closestNodes(f *family, reply *krpc.Msg, target krpc.ID, want krp
 			want = krpc.WantN6
 		}
 	}
+	// f.closest is used only by f's read goroutine, which runs this.
 	if want&krpc.WantN4 != 0 && n.v4 != nil {
-		reply.R.Nodes = appendInfos(reply.R.Nodes[:0], n.v4.table.Closest(target, n.cfg.K))
+		f.closest = n.v4.table.AppendClosest(f.closest[:0], target, n.cfg.K)
+		reply.R.Nodes = appendInfos(reply.R.Nodes[:0], f.closest)
 	}
 	if want&krpc.WantN6 != 0 && n.v6 != nil {
-		reply.R.Nodes6 = appendInfos(reply.R.Nodes6[:0], n.v6.table.Closest(target, n.cfg.K))
+		f.closest = n.v6.table.AppendClosest(f.closest[:0], target, n.cfg.K)
+		reply.R.Nodes6 = appendInfos(reply.R.Nodes6[:0], f.closest)
 	}
 }
 

@@ -56,6 +56,8 @@ type family struct {
 
 	pingMu  sync.Mutex
 	pinging map[netip.AddrPort]struct{} // table pings in flight
+
+	closest []table.Entry // the read goroutine's buffer for replies' nodes
 }
 
 // maxTablePings bounds the pings a family's table may have in flight. A

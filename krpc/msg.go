@@ -129,11 +129,15 @@ func (m *Msg) SenderID() ID {
 	return ID{}
 }
 
-// reset clears m for decoding, keeping the capacity of its slices.
+// reset clears m for decoding or for building a reply, keeping the
+// capacity of its slices. The token's buffer is kept for a handler that
+// appends a token to it; a decoder replaces it with bytes of the packet.
 func (m *Msg) reset() {
 	nodes, nodes6, values, samples := m.R.Nodes[:0], m.R.Nodes6[:0], m.R.Values[:0], m.R.Samples[:0]
+	token := m.R.Token[:0]
 	*m = Msg{}
 	m.R.Nodes, m.R.Nodes6, m.R.Values, m.R.Samples = nodes, nodes6, values, samples
+	m.R.Token = token
 }
 
 // internMethod returns the constant for a known method name, so that the

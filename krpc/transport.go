@@ -625,6 +625,17 @@ func (t *Transport) Serve(ctx context.Context) error {
 	}
 }
 
+// fieldFault returns err's *DecodeError if it is a fault in one field of
+// an otherwise well-formed message, and nil otherwise. It is a function of
+// its own so that the error variable escapes only when there is an error.
+func fieldFault(err error) *DecodeError {
+	var de *DecodeError
+	if errors.As(err, &de) && de.Field != "" {
+		return de
+	}
+	return nil
+}
+
 // isQuery is a cheap pre-check: a query carries "1:y1:q". A false positive
 // is caught by the decoder.
 func isQuery(b []byte) bool {
@@ -667,10 +678,10 @@ func (t *Transport) isClosed() bool {
 // serveQuery decodes and answers one query, reusing q, reply and out.
 func (t *Transport) serveQuery(q, reply *Msg, pkt []byte, src netip.AddrPort, out []byte) []byte {
 	err := t.limits.Unmarshal(pkt, q)
-	var de *DecodeError
 	switch {
 	case err == nil && q.Y == KindQuery:
-	case errors.As(err, &de) && de.Field != "" && q.Y == KindQuery:
+	case err != nil && q.Y == KindQuery && fieldFault(err) != nil:
+		de := fieldFault(err)
 		// Well-formed query with a bad argument: BEP 5 protocol error.
 		t.stats.queriesReceived.Add(1)
 		reply.reset()

@@ -337,20 +337,28 @@ func (t *kbucketTable) Remove(id krpc.ID) bool {
 	return true
 }
 
-// Closest implements Table. It visits buckets in order of distance to the
-// target and stops once it has n candidates from whole buckets, so it looks
-// at O(n + K·log) entries rather than all of them.
+// Closest implements Table.
 func (t *kbucketTable) Closest(target krpc.ID, n int) []Entry {
 	if n <= 0 {
 		return nil
 	}
+	return t.AppendClosest(make([]Entry, 0, n+t.cfg.K), target, n)
+}
+
+// AppendClosest implements Table. It visits buckets in order of distance
+// to the target and stops once it has n candidates from whole buckets, so
+// it looks at O(n + K·log) entries rather than all of them.
+func (t *kbucketTable) AppendClosest(dst []Entry, target krpc.ID, n int) []Entry {
+	if n <= 0 {
+		return dst
+	}
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	out := make([]Entry, 0, n+t.cfg.K)
+	start := len(dst)
 	add := func(b *bucket) {
 		for i := range b.entries {
 			if !t.bad(&b.entries[i]) {
-				out = append(out, b.entries[i])
+				dst = append(dst, b.entries[i])
 			}
 		}
 	}
@@ -359,20 +367,21 @@ func (t *kbucketTable) Closest(target krpc.ID, n int) []Entry {
 	// differing bit, so they are taken together); then c-1, c-2, ..., 0.
 	c := t.index(target)
 	add(t.buckets[c])
-	if len(out) < n {
+	if len(dst)-start < n {
 		for _, b := range t.buckets[c+1:] {
 			add(b)
 		}
 	}
-	for i := c - 1; i >= 0 && len(out) < n; i-- {
+	for i := c - 1; i >= 0 && len(dst)-start < n; i-- {
 		add(t.buckets[i])
 	}
+	out := dst[start:]
 	slices.SortFunc(out, func(a, b Entry) int { return cmpDistance(&target, &a.ID, &b.ID) })
 	if len(out) > n {
 		clear(out[n:])
-		out = out[:n]
+		dst = dst[:start+n]
 	}
-	return out
+	return dst
 }
 
 // Get implements Table.

@@ -215,12 +215,24 @@ func (t *research) Closest(target krpc.ID, n int) []Entry {
 	}
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	idx := t.idx.closest(t.recs, target, n, t.maxFail, make([]int, 0, min(n, len(t.recs))))
-	out := make([]Entry, len(idx))
-	for k, i := range idx {
-		out[k] = t.recs[i].entry()
+	return t.appendClosestLocked(make([]Entry, 0, min(n, len(t.recs))), target, n)
+}
+
+// AppendClosest implements Table.
+func (t *research) AppendClosest(dst []Entry, target krpc.ID, n int) []Entry {
+	if n <= 0 {
+		return dst
 	}
-	return out
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.appendClosestLocked(dst, target, n)
+}
+
+func (t *research) appendClosestLocked(dst []Entry, target krpc.ID, n int) []Entry {
+	for _, i := range t.idx.closest(t.recs, target, n, t.maxFail, make([]int, 0, min(n, len(t.recs)))) {
+		dst = append(dst, t.recs[i].entry())
+	}
+	return dst
 }
 
 // Get implements Table.

@@ -383,6 +383,9 @@ type Table interface {
 	// Closest returns up to n entries, nearest to target by XOR distance
 	// first. Bad nodes are left out; good and questionable ones are included.
 	Closest(target krpc.ID, n int) []Entry
+	// AppendClosest appends what Closest returns to dst and returns the
+	// extended slice, so that a caller with a buffer allocates nothing.
+	AppendClosest(dst []Entry, target krpc.ID, n int) []Entry
 	// Get returns the entry with this ID. Pending candidates of the k-bucket
 	// table are not entries.
 	Get(id krpc.ID) (Entry, bool)

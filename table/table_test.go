@@ -3,6 +3,7 @@ package table
 import (
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -272,5 +273,31 @@ func TestConcurrentUse(t *testing.T) {
 			wg.Wait()
 			checkInvariants(t, tb, cfg, rand.New(rand.NewPCG(1, 1)))
 		})
+	}
+}
+
+// TestAppendClosest: AppendClosest appends exactly what Closest returns
+// and leaves what dst held alone, whatever dst's capacity.
+func TestAppendClosest(t *testing.T) {
+	for _, kind := range allKinds {
+		tb := mustNew(t, kind, Config{Self: krpc.ID{0x80}, K: 8, IPsPerBucket: -1})
+		r := rand.New(rand.NewPCG(1, uint64(kind)))
+		for i := range 500 {
+			var id krpc.ID
+			for j := range id {
+				id[j] = byte(r.Uint32())
+			}
+			tb.Update(krpc.NodeInfo{ID: id, Addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), 1}), 6881)}, Replied)
+		}
+		marker := Entry{NodeInfo: krpc.NodeInfo{ID: krpc.ID{0xee}}}
+		for _, capacity := range []int{1, 9, 64} {
+			target := krpc.ID{byte(r.Uint32()), byte(r.Uint32())}
+			want := tb.Closest(target, 8)
+			dst := append(make([]Entry, 0, capacity), marker)
+			got := tb.AppendClosest(dst, target, 8)
+			if len(want) != 8 || got[0] != marker || !slices.Equal(got[1:], want) {
+				t.Errorf("%v, cap %d: AppendClosest gave %d entries (marker kept %v), Closest %d", kind, capacity, len(got)-1, got[0] == marker, len(want))
+			}
+		}
 	}
 }
