@@ -362,7 +362,7 @@ func TestFlood(t *testing.T) {
 //	go test -run '^$' -bench Flood -benchtime 1x .
 //
 // It reports the flood rate achieved, the share of legitimate queries
-// answered, replies to the abusive sources per second after the first 10
+// answered, packets sent to the abusive sources per second after the first 10
 // seconds, the live heap growth and the goroutine count, and fails on the
 // same conditions as TestFlood.
 func BenchmarkFlood(b *testing.B) {
@@ -382,7 +382,7 @@ func BenchmarkFlood(b *testing.B) {
 	b.ReportMetric(r.rate, "flood-pkts/s")
 	b.ReportMetric(r.legitShare(), "legit-answered-%")
 	if lateSeconds > 0 {
-		b.ReportMetric(float64(late)/float64(lateSeconds), "abusive-replies/s-after-10s")
+		b.ReportMetric(float64(late)/float64(lateSeconds), "abusive-pkts/s-after-10s")
 	}
 	if n := len(r.heapAfterGC); n >= 2 {
 		b.ReportMetric((float64(r.heapAfterGC[n-1])-float64(r.heapAfterGC[1]))/(1<<20), "heap-growth-MiB")
