@@ -69,7 +69,12 @@ type Config struct {
 	Alpha int
 
 	// QueryTimeout is how long each attempt of a query waits. Zero: 2s.
+	// Attempts before the last wait less once replies have been seen:
+	// a retransmission timeout estimated from their round trips, at least
+	// 200ms (see krpc.Config.AdaptiveTimeout), unless FixedTimeouts is set.
 	QueryTimeout time.Duration
+	// FixedTimeouts makes every attempt wait the whole QueryTimeout.
+	FixedTimeouts bool
 	// Retries is the number of resends after a timed-out attempt. Zero:
 	// 3; negative: none. With four attempts a live node behind 5% packet
 	// loss fails a query about once in 10,000, so lookups miss one of the

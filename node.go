@@ -137,14 +137,16 @@ func (n *Node) newFamily(cfg Config, v6 bool) (*family, error) {
 		retries = krpc.NoRetries
 	}
 	f.tr, err = krpc.New(krpc.Config{
-		Conn:     conn,
-		Handler:  h,
-		Timeout:  cfg.QueryTimeout,
-		Retries:  retries,
-		SendRate: cfg.SendRate,
-		Version:  cfg.Version,
-		ReadOnly: cfg.ReadOnly,
-		Logger:   cfg.Logger,
+		Conn:    conn,
+		Handler: h,
+		Timeout: cfg.QueryTimeout,
+
+		AdaptiveTimeout: !cfg.FixedTimeouts,
+		Retries:         retries,
+		SendRate:        cfg.SendRate,
+		Version:         cfg.Version,
+		ReadOnly:        cfg.ReadOnly,
+		Logger:          cfg.Logger,
 
 		Admit:            n.limits.admit,
 		MaxAmplification: cfg.MaxAmplification,

@@ -22,6 +22,10 @@ const (
 	DefaultTimeout = 2 * time.Second // wait for a reply to each attempt
 	DefaultRetries = 1               // resends after a timed-out attempt
 
+	// MinAttemptTimeout is the shortest attempt of an AdaptiveTimeout
+	// transport.
+	MinAttemptTimeout = 200 * time.Millisecond
+
 	// DefaultMaxAmplification caps each reply at 10 times the bytes of
 	// the query that caused it.
 	DefaultMaxAmplification = 10
@@ -105,6 +109,16 @@ type Config struct {
 
 	// ReadOnly sets BEP 43's "ro" flag on every outgoing query.
 	ReadOnly bool
+
+	// AdaptiveTimeout shortens every attempt but the last to a
+	// retransmission timeout estimated from the round trips of earlier
+	// replies (smoothed RTT plus four deviations, as TCP does, between
+	// MinAttemptTimeout and Timeout), so that a lost packet is resent
+	// after a few round trips rather than a whole Timeout. The last
+	// attempt still waits Timeout, so slow nodes keep their chance, and a
+	// late reply to an earlier attempt is accepted (resends keep the
+	// transaction ID). Until the first reply, attempts wait Timeout.
+	AdaptiveTimeout bool
 
 	// Admit, when set, is asked about every incoming packet that looks
 	// like a query, before it is decoded; false drops the packet without
@@ -222,6 +236,9 @@ type Transport struct {
 	mu      sync.Mutex
 	pending map[uint32]*call
 	rng     *rand.Rand // transaction IDs; guarded by mu
+	adapt   bool
+	srtt    time.Duration // smoothed round trip; 0 before the first sample; guarded by mu
+	rttvar  time.Duration // its mean deviation; guarded by mu
 	closed  bool
 	serving bool
 
@@ -273,6 +290,7 @@ func New(cfg Config) (*Transport, error) {
 		version: cfg.Version,
 		ro:      cfg.ReadOnly,
 		admit:   cfg.Admit,
+		adapt:   cfg.AdaptiveTimeout,
 		maxAmp:  cfg.MaxAmplification,
 		log:     cfg.Logger.With().Str("component", "krpc").Logger(),
 		pending: make(map[uint32]*call),
@@ -486,9 +504,33 @@ func (t *Transport) sendAttempt(c *call) {
 		t.stats.resends.Add(1)
 	}
 	c.sentAt = time.Now()
-	c.timer.Reset(t.timeout)
+	c.timer.Reset(t.attemptTimeout(c.attempts))
 	t.mu.Unlock()
 	t.write(c.packet, c.addr)
+}
+
+// attemptTimeout is how long attempt n (from 1) waits. t.mu must be held.
+func (t *Transport) attemptTimeout(n int) time.Duration {
+	if !t.adapt || t.srtt == 0 || n > t.retries {
+		return t.timeout
+	}
+	return min(t.timeout, max(MinAttemptTimeout, t.srtt+4*t.rttvar))
+}
+
+// sampleRTT feeds one round trip to the estimator. Only replies to a
+// query sent once are sampled (Karn's rule): after a resend, the reply
+// may answer either attempt. t.mu must be held.
+func (t *Transport) sampleRTT(rtt time.Duration) {
+	if t.srtt == 0 {
+		t.srtt, t.rttvar = rtt, rtt/2
+		return
+	}
+	d := t.srtt - rtt
+	if d < 0 {
+		d = -d
+	}
+	t.rttvar += (d - t.rttvar) / 4
+	t.srtt += (rtt - t.srtt) / 8
 }
 
 // expire handles the timeout of one attempt: resend, or give up.
@@ -837,6 +879,9 @@ func (t *Transport) handleDecoded(m *Msg, src netip.AddrPort) {
 		return
 	}
 	r := Response{Msg: m, From: src, RTT: time.Since(c.sentAt), Attempts: c.attempts}
+	if t.adapt && c.attempts == 1 {
+		t.sampleRTT(r.RTT)
+	}
 	t.mu.Unlock()
 	var err error
 	if m.Y == KindError {
