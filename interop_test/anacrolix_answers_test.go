@@ -79,8 +79,15 @@ func TestNodeQueriesAnsweredByAnacrolix(t *testing.T) {
 		if _, err := node.Bootstrap(ctx); err != nil {
 			t.Fatalf("bootstrap from anacrolix: %v", err)
 		}
-		if got := node.Table(false).Len(); got < 10 {
-			t.Errorf("after bootstrap the table holds %d anacrolix nodes, want at least 10 of 20", got)
+		// anacrolix answers find_node with the 8 nodes of its table closest
+		// to the query's info_hash, which find_node does not carry, so to
+		// the zero ID. Every server knows the other 19, so together the
+		// replies name the 9 nodes closest to the zero ID (a server among
+		// them lists the 9th instead of itself): the table must hold at
+		// least those. The pinged nodes add to them only when they are not
+		// among the 9, which is why the count varies from run to run.
+		if got := node.Table(false).Len(); got < 9 {
+			t.Errorf("after bootstrap the table holds %d anacrolix nodes, want at least the 9 their replies name", got)
 		}
 
 		for _, kind := range []string{"find_node", "get_peers"} {
