@@ -101,7 +101,7 @@ func New(cfg Config) (*Node, error) {
 		n.limits.ips = newIPLimiter(cfg.PerIPRate, cfg.PerIPBurst)
 		if cfg.SendRate > 0 {
 			r := heavyShare * cfg.SendRate
-			n.limits.heavy = rate.NewLimiter(rate.Limit(r), max(1, int(r))) // a second's worth
+			n.limits.heavy = rate.NewLimiter(rate.Limit(r), max(1, int(r/10))) // half the send limiter's burst
 		}
 	}
 	n.items = bep44.NewStore(bep44.StoreConfig{TTL: cfg.ItemTTL, MaxItems: cfg.MaxItems, Now: cfg.Now})
