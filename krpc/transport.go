@@ -669,7 +669,8 @@ func (t *Transport) Serve(ctx context.Context) error {
 
 // fieldFault returns err's *DecodeError if it is a fault in one field of
 // an otherwise well-formed message, and nil otherwise. It is a function of
-// its own so that the error variable escapes only when there is an error.
+// its own so that the error variable escapes only when there is an error,
+// not on every query.
 func fieldFault(err error) *DecodeError {
 	var de *DecodeError
 	if errors.As(err, &de) && de.Field != "" {
@@ -719,25 +720,23 @@ func (t *Transport) isClosed() bool {
 
 // serveQuery decodes and answers one query, reusing q, reply and out.
 func (t *Transport) serveQuery(q, reply *Msg, pkt []byte, src netip.AddrPort, out []byte) []byte {
-	err := t.limits.Unmarshal(pkt, q)
-	switch {
-	case err == nil && q.Y == KindQuery:
-	case err != nil && q.Y == KindQuery && fieldFault(err) != nil:
-		de := fieldFault(err)
-		// Well-formed query with a bad argument: BEP 5 protocol error.
-		t.stats.queriesReceived.Add(1)
-		reply.reset()
-		reply.T, reply.Y, reply.V = q.T, KindError, t.version
-		reply.E = &Error{Code: CodeProtocol, Msg: "invalid argument " + de.Field + ": " + de.Reason}
-		return t.sendReply(reply, src, len(pkt), out)
-	case err == nil:
-		// Not a query after all (the pre-check matched inside a value):
-		// decode again into a message of its own, since q aliases buf.
-		t.handleReply(pkt, src)
-		return out
-	default:
+	if err := t.limits.Unmarshal(pkt, q); err != nil {
+		if de := fieldFault(err); de != nil && q.Y == KindQuery {
+			// Well-formed query with a bad argument: BEP 5 protocol error.
+			t.stats.queriesReceived.Add(1)
+			reply.reset()
+			reply.T, reply.Y, reply.V = q.T, KindError, t.version
+			reply.E = &Error{Code: CodeProtocol, Msg: "invalid argument " + de.Field + ": " + de.Reason}
+			return t.sendReply(reply, src, len(pkt), out)
+		}
 		t.stats.malformed.Add(1)
 		t.log.Debug().Err(err).Stringer("src", src).Msg("malformed packet")
+		return out
+	}
+	if q.Y != KindQuery {
+		// Not a query after all (the pre-check matched inside a value):
+		// handled as a reply, decoded again since q is done with.
+		t.handleReply(pkt, src)
 		return out
 	}
 	t.stats.queriesReceived.Add(1)
@@ -797,92 +796,23 @@ func (t *Transport) sendReply(reply *Msg, src netip.AddrPort, qlen int, out []by
 // matches an outstanding query is copied and decoded into a message of
 // its own, since its callback may keep it.
 func (t *Transport) handleReply(pkt []byte, src netip.AddrPort) {
-	m := &t.scratch
-	if err := t.limits.Unmarshal(pkt, m); err != nil {
+	if err := t.limits.Unmarshal(pkt, &t.scratch); err != nil {
 		t.stats.malformed.Add(1)
 		t.log.Debug().Err(err).Stringer("src", src).Msg("malformed packet")
 		return
 	}
-	if m.Y == KindQuery {
-		t.stats.malformed.Add(1) // see handleDecoded
-		return
-	}
-	switch t.expecting(m.T, src) {
-	case unknownTx:
-		t.stats.unknownTx.Add(1)
-		return
-	case wrongAddr:
-		t.stats.wrongAddr.Add(1)
-		t.log.Debug().Stringer("src", src).Msg("reply from the wrong address")
+	c, r := t.match(&t.scratch, src)
+	if c == nil {
 		return
 	}
 	own := make([]byte, len(pkt))
 	copy(own, pkt)
-	m = new(Msg)
+	m := new(Msg)
 	if err := t.limits.Unmarshal(own, m); err != nil {
 		t.stats.malformed.Add(1) // unreachable: the same bytes decoded above
 		return
 	}
-	t.handleDecoded(m, src)
-}
-
-// Outcomes of Transport.expecting.
-const (
-	expected = iota
-	unknownTx
-	wrongAddr
-)
-
-// expecting reports whether a query with transaction ID tid to src is
-// outstanding. handleDecoded checks again under the same lock, so a call
-// that ends in between is handled there.
-func (t *Transport) expecting(tid []byte, src netip.AddrPort) int {
-	if len(tid) != tidLen {
-		return unknownTx
-	}
-	t.mu.Lock()
-	c := t.pending[binary.BigEndian.Uint32(tid)]
-	t.mu.Unlock()
-	switch {
-	case c == nil:
-		return unknownTx
-	case c.addr != src:
-		return wrongAddr
-	}
-	return expected
-}
-
-// handleDecoded matches a decoded reply or error to its query.
-func (t *Transport) handleDecoded(m *Msg, src netip.AddrPort) {
-	if m.Y == KindQuery {
-		// A query the pre-check missed: impossible, since every query
-		// holds "1:y1:q"; dropped rather than answered from a copy.
-		t.stats.malformed.Add(1)
-		return
-	}
-	if len(m.T) != tidLen {
-		t.stats.unknownTx.Add(1)
-		return
-	}
-	tid := binary.BigEndian.Uint32(m.T)
-	t.mu.Lock()
-	c := t.pending[tid]
-	switch {
-	case c == nil:
-		t.mu.Unlock()
-		t.stats.unknownTx.Add(1)
-		return
-	case c.addr != src:
-		t.mu.Unlock()
-		t.stats.wrongAddr.Add(1)
-		t.log.Debug().Stringer("src", src).Stringer("want", c.addr).Msg("reply from the wrong address")
-		return
-	}
-	r := Response{Msg: m, From: src, RTT: time.Since(c.sentAt), Attempts: c.attempts}
-	if t.adapt && c.attempts == 1 {
-		t.sampleRTT(r.RTT)
-	}
-	t.mu.Unlock()
+	r.Msg = m
 	var err error
 	if m.Y == KindError {
 		t.stats.errorsReceived.Add(1)
@@ -890,7 +820,41 @@ func (t *Transport) handleDecoded(m *Msg, src netip.AddrPort) {
 	} else {
 		t.stats.repliesReceived.Add(1)
 	}
-	t.finish(c, r, err)
+	t.finish(c, r, err) // does nothing if c ended since match
+}
+
+// match finds the outstanding query a decoded reply or error from src
+// answers, and returns it with the Response so far (no Msg yet), taken
+// under the lock that resends also hold. It counts the packet as dropped,
+// and returns nil, if there is none.
+func (t *Transport) match(m *Msg, src netip.AddrPort) (*call, Response) {
+	if m.Y == KindQuery {
+		// A query the pre-check missed: impossible, since every query
+		// holds "1:y1:q"; dropped rather than answered from a copy.
+		t.stats.malformed.Add(1)
+		return nil, Response{}
+	}
+	if len(m.T) != tidLen {
+		t.stats.unknownTx.Add(1)
+		return nil, Response{}
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	c := t.pending[binary.BigEndian.Uint32(m.T)]
+	switch {
+	case c == nil:
+		t.stats.unknownTx.Add(1)
+		return nil, Response{}
+	case c.addr != src:
+		t.stats.wrongAddr.Add(1)
+		t.log.Debug().Stringer("src", src).Stringer("want", c.addr).Msg("reply from the wrong address")
+		return nil, Response{}
+	}
+	r := Response{From: src, RTT: time.Since(c.sentAt), Attempts: c.attempts}
+	if t.adapt && c.attempts == 1 {
+		t.sampleRTT(r.RTT)
+	}
+	return c, r
 }
 
 // Close stops the transport: it closes the socket, ends every outstanding
