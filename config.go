@@ -94,10 +94,10 @@ type Config struct {
 	// that the node cannot be used as an amplifier. Zero: 10 per second
 	// with a burst of 50 (25 for a source not heard from before);
 	// negative PerIPRate: no limit. Packets over the limit are dropped
-	// before they are decoded. Sources that have spent
-	// more than half their burst are "heavy": together they may use at
-	// most half of SendRate, which keeps a flood from many sources from
-	// crowding out everyone else.
+	// before they are decoded. Sources that have spent more than half
+	// their burst are "heavy": together they may use at most half of
+	// SendRate, which keeps a flood from many sources from crowding out
+	// everyone else.
 	PerIPRate  float64
 	PerIPBurst int
 

@@ -45,7 +45,7 @@ func (n *Node) serveQuery(f *family, reply, q *krpc.Msg, src netip.AddrPort) boo
 		}
 		sighting = &s
 		defer func() { n.observe(*sighting) }()
-		if !n.limits.flooding(src.Addr()) {
+		if !f.flooding {
 			n.update(f, querier, table.Queried, q.RO)
 		}
 	}
@@ -177,7 +177,6 @@ func (n *Node) closestNodes(f *family, reply *krpc.Msg, target krpc.ID, want krp
 			want = krpc.WantN6
 		}
 	}
-	// f.closest is used only by f's read goroutine, which runs this.
 	if want&krpc.WantN4 != 0 && n.v4 != nil {
 		f.closest = n.v4.table.AppendClosest(f.closest[:0], target, n.cfg.K)
 		reply.R.Nodes = appendInfos(reply.R.Nodes[:0], f.closest)

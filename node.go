@@ -57,7 +57,10 @@ type family struct {
 	pingMu  sync.Mutex
 	pinging map[netip.AddrPort]struct{} // table pings in flight
 
-	closest []table.Entry // the read goroutine's buffer for replies' nodes
+	// Used only by the family's read goroutine, which runs the transport's
+	// Admit and then, for an admitted query, the handler:
+	closest  []table.Entry // buffer for replies' nodes
+	flooding bool          // Admit's verdict on the query being handled
 }
 
 // maxTablePings bounds the pings a family's table may have in flight. A
@@ -148,7 +151,11 @@ func (n *Node) newFamily(cfg Config, v6 bool) (*family, error) {
 		ReadOnly:        cfg.ReadOnly,
 		Logger:          cfg.Logger,
 
-		Admit:            n.limits.admit,
+		Admit: func(src netip.AddrPort) bool {
+			ok, flooding := n.limits.admit(src)
+			f.flooding = flooding
+			return ok
+		},
 		MaxAmplification: cfg.MaxAmplification,
 		PrefixReplyRate:  cfg.PrefixReplyRate,
 		PrefixReplyBurst: cfg.PrefixReplyBurst,

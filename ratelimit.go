@@ -16,7 +16,7 @@ import (
 // taken by other IPs, the one that has been quieter (more tokens) is
 // evicted, and a quiet source loses little by starting over. A new
 // source's bucket starts half full, so that its first queries count as
-// heavy (see take): the full burst is for sources that have been quiet for
+// heavy (see heavyShare): the full burst is for sources that have been quiet for
 // a while. Safe for concurrent use.
 type ipLimiter struct {
 	rate  float64 // tokens per second
@@ -37,12 +37,6 @@ const ipLimiterSlots = 1 << 16 // 2 MiB of buckets
 
 func newIPLimiter(rate float64, burst int) *ipLimiter {
 	return &ipLimiter{rate: rate, burst: float64(burst), seed: maphash.MakeSeed(), slots: make([]ipBucket, ipLimiterSlots)}
-}
-
-// allow takes one token from ip's bucket at time now.
-func (l *ipLimiter) allow(ip netip.Addr, now time.Time) bool {
-	ok, _ := l.take(ip, now)
-	return ok
 }
 
 // bucket returns ip's bucket, refilled up to t, claiming a slot for it if
@@ -83,39 +77,22 @@ func (l *ipLimiter) level(b *ipBucket, t int64) float64 {
 	return b.tokens
 }
 
-// take takes one token from ip's bucket at time now. heavy reports that
-// the bucket is below half its burst after the take: the source has
-// recently sent much more than PerIPRate.
-func (l *ipLimiter) take(ip netip.Addr, now time.Time) (ok, heavy bool) {
+// take takes one token from ip's bucket at time now, and returns the
+// tokens left (what was there, if ok is false).
+func (l *ipLimiter) take(ip netip.Addr, now time.Time) (ok bool, left float64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	b := l.bucket(ip, now.UnixNano())
 	if b.tokens < 1 {
-		return false, true
+		return false, b.tokens
 	}
 	b.tokens--
-	return true, b.tokens < l.burst/2
+	return true, b.tokens
 }
 
-// exhausted reports, without taking a token, whether ip's bucket is
-// empty: the source sends faster than the per-IP rate. An IP without a
-// bucket is not exhausted.
-func (l *ipLimiter) exhausted(ip netip.Addr, now time.Time) bool {
-	a := ip.Unmap().As16()
-	h := maphash.Bytes(l.seed, a[:])
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	t := now.UnixNano()
-	for _, b := range []*ipBucket{&l.slots[h&(ipLimiterSlots-1)], &l.slots[(h>>32)&(ipLimiterSlots-1)]} {
-		if b.last != 0 && b.ip == a {
-			return l.level(b, t) < 1
-		}
-	}
-	return false
-}
-
-// heavyShare is the share of the node's send rate that heavy sources (see
-// ipLimiter.take) may use together. The rest stays for the others, so that
+// heavyShare is the share of the node's send rate that heavy sources may
+// use together: those whose bucket is below half its burst, having sent
+// much more than PerIPRate lately (new sources among them). The rest stays for the others, so that
 // a flood spread over many sources, each within its per-IP limit, cannot
 // crowd out the queries of ordinary nodes.
 const heavyShare = 0.5
@@ -129,23 +106,21 @@ type admitter struct {
 	drops func() // counts a refused query
 }
 
-// flooding reports whether src has used up its per-IP budget; such
-// sources do not enter the routing table (a node that floods us is no
+// admit takes a token for src. ok reports that its query is to be
+// answered; flooding, that src has used up its per-IP budget with it: such
+// a source does not enter the routing table (a node that floods us is no
 // good contact, and its fresh IDs would set full buckets pinging).
-func (a *admitter) flooding(src netip.Addr) bool {
-	return a.ips != nil && a.ips.exhausted(src, a.now())
-}
-
-func (a *admitter) admit(src netip.AddrPort) bool {
+func (a *admitter) admit(src netip.AddrPort) (ok, flooding bool) {
 	if a.ips == nil {
-		return true
+		return true, false
 	}
-	ok, heavy := a.ips.take(src.Addr(), a.now())
-	if ok && heavy && a.heavy != nil {
-		ok = a.heavy.AllowN(a.now(), 1)
+	now := a.now()
+	ok, left := a.ips.take(src.Addr(), now)
+	if ok && left < a.ips.burst/2 && a.heavy != nil {
+		ok = a.heavy.AllowN(now, 1)
 	}
 	if !ok {
 		a.drops()
 	}
-	return ok
+	return ok, left < 1
 }

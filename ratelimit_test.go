@@ -6,6 +6,12 @@ import (
 	"time"
 )
 
+// allow takes one token from ip's bucket at time now.
+func (l *ipLimiter) allow(ip netip.Addr, now time.Time) bool {
+	ok, _ := l.take(ip, now)
+	return ok
+}
+
 // TestIPLimiterNoSharedBuckets: thousands of sources each get a bucket of
 // their own, so one source's flood never throttles another.
 func TestIPLimiterNoSharedBuckets(t *testing.T) {
@@ -34,17 +40,18 @@ func TestIPLimiterNoSharedBuckets(t *testing.T) {
 	if refused < sources*99/100 {
 		t.Errorf("%d of %d exhausted sources refused; sources share buckets", refused, sources)
 	}
-	// An unknown source is not exhausted; a source that used its burst is.
-	if l.exhausted(ip(sources+1), now) {
+	// An unknown source is not exhausted by its first query; a source
+	// that used its burst is.
+	if _, left := l.take(ip(sources+1), now); left < 1 {
 		t.Error("an unknown source is exhausted")
 	}
-	if !l.exhausted(ip(0), now) {
+	if _, left := l.take(ip(0), now); left >= 1 {
 		t.Error("a source that used its burst is not exhausted")
 	}
 	// Refill: after 5 s at 10/s an exhausted source has its full burst.
 	later := now.Add(5 * time.Second)
-	if ok, heavy := l.take(ip(1), later); !ok || heavy {
-		t.Errorf("after 5 s: ok %v heavy %v, want a light source again", ok, heavy)
+	if ok, left := l.take(ip(1), later); !ok || left < l.burst/2 {
+		t.Errorf("after 5 s: ok %v with %v tokens left, want a light source again", ok, left)
 	}
 }
 
