@@ -123,8 +123,10 @@ type Config struct {
 	// Admit, when set, is asked about every incoming packet that looks
 	// like a query, before it is decoded; false drops the packet without
 	// a reply (counted in Stats.DroppedNotAdmitted). It runs on the
-	// reading goroutine and must be fast. A node uses it for per-source
-	// rate limits, so that a flooding source costs no decoding.
+	// reading goroutine and must be fast; for a packet it admits that
+	// decodes as a query, the Handler is called next on the same
+	// goroutine. A node uses it for per-source rate limits, so that a
+	// flooding source costs no decoding.
 	Admit func(src netip.AddrPort) bool
 
 	// MaxAmplification caps the size of every reply at this many times
