@@ -12,6 +12,7 @@ import (
 	"github.com/anacrolix/dht/v2"
 
 	"github.com/lightdht/lightdht/krpc"
+	"github.com/lightdht/lightdht/table"
 )
 
 // anacrolixMesh starts count anacrolix servers on sn, each told of every
@@ -48,8 +49,11 @@ func anacrolixMesh(t *testing.T, sn network, count int) ([]*dht.Server, []krpc.I
 	for err := range errs {
 		t.Error(err)
 	}
+	// anacrolix keeps at most 8 nodes per distance bucket, and about half
+	// of the others share the farthest bucket, so a server may hold few
+	// more than 8 of them: 8 is what every server must have.
 	for i, s := range servers {
-		if got := s.NumNodes(); got < count/2 {
+		if got := s.NumNodes(); got < min(8, count-1) {
 			t.Fatalf("anacrolix server %d knows %d of the other %d nodes", i, got, count-1)
 		}
 	}
@@ -61,7 +65,8 @@ func anacrolixMesh(t *testing.T, sn network, count int) ([]*dht.Server, []krpc.I
 func TestNodeQueriesAnsweredByAnacrolix(t *testing.T) {
 	forEachNetwork(t, func(t *testing.T, sn network) {
 		_, ids, addrs := anacrolixMesh(t, sn, 20)
-		node := newNode(t, sn.conn(t), addrs[0])
+		conn := &answeredConn{testConn: sn.conn(t)}
+		node := newNode(t, conn, addrs[0])
 		ctx := context.Background()
 
 		t.Run("ping", func(t *testing.T) {
@@ -79,15 +84,20 @@ func TestNodeQueriesAnsweredByAnacrolix(t *testing.T) {
 		if _, err := node.Bootstrap(ctx); err != nil {
 			t.Fatalf("bootstrap from anacrolix: %v", err)
 		}
-		// anacrolix answers find_node with the 8 nodes of its table closest
-		// to the query's info_hash, which find_node does not carry, so to
-		// the zero ID. Every server knows the other 19, so together the
-		// replies name the 9 nodes closest to the zero ID (a server among
-		// them lists the 9th instead of itself): the table must hold at
-		// least those. The pinged nodes add to them only when they are not
-		// among the 9, which is why the count varies from run to run.
-		if got := node.Table(false).Len(); got < 9 {
-			t.Errorf("after bootstrap the table holds %d anacrolix nodes, want at least the 9 their replies name", got)
+		// The node adds a node to its table when it answers, not when a
+		// reply names it. anacrolix answers find_node with nodes close to
+		// the query's info_hash, which find_node does not carry, so which
+		// nodes the bootstrap gets to query varies from run to run. The
+		// table must hold every node that answered, as far as its buckets
+		// have room: when they share a bucket, only 8 of them fit.
+		answered := conn.answered()
+		want := bucketRoom(t, node.ID(), answered)
+		if want < 8 {
+			t.Errorf("only %d anacrolix nodes answered the ping and the bootstrap, want at least K=8", want)
+		}
+		if got := node.Table(false).Len(); got < want {
+			t.Errorf("after bootstrap the table holds %d anacrolix nodes, want at least the %d of those that answered that its buckets have room for",
+				got, want)
 		}
 
 		for _, kind := range []string{"find_node", "get_peers"} {
@@ -195,4 +205,46 @@ func TestNodeQueriesAnsweredByAnacrolix(t *testing.T) {
 			}
 		})
 	})
+}
+
+// answeredConn records the ID of every node whose reply arrives on the
+// socket it wraps.
+type answeredConn struct {
+	testConn
+	mu  sync.Mutex
+	ids []krpc.ID
+}
+
+// ReadFrom reads a packet and, if it is a reply, records its sender's ID.
+func (c *answeredConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	n, addr, err := c.testConn.ReadFrom(b)
+	var m krpc.Msg
+	if err == nil && krpc.Unmarshal(b[:n], &m) == nil && m.Y == krpc.KindReply {
+		c.mu.Lock()
+		c.ids = append(c.ids, m.R.ID)
+		c.mu.Unlock()
+	}
+	return n, addr, err
+}
+
+// answered returns the IDs recorded so far, with repeats.
+func (c *answeredConn) answered() []krpc.ID {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.ids)
+}
+
+// bucketRoom returns how many of the distinct IDs in ids a BEP 5 routing
+// table of our own, with 8 nodes per bucket, has room for.
+func bucketRoom(t *testing.T, self krpc.ID, ids []krpc.ID) int {
+	t.Helper()
+	tab, err := table.New(table.KBucket, table.Config{Self: self, IPsPerBucket: -1})
+	if err != nil {
+		t.Fatalf("table.New: %v", err)
+	}
+	for i, id := range ids {
+		addr := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(1000+i))
+		tab.Update(krpc.NodeInfo{ID: id, Addr: addr}, table.Replied)
+	}
+	return tab.Len()
 }
