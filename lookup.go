@@ -228,6 +228,12 @@ func (l *lookup) step() {
 		l.mu.Unlock()
 		return
 	}
+	// Converged: the nearest candidate has answered, so no reply has come
+	// closer than it. As in Kademlia, ask every one of the K closest that
+	// is still unasked at once instead of alpha at a time.
+	if len(l.cands) > 0 && l.cands[0].state == candReplied {
+		alpha = max(alpha, k)
+	}
 	replied, pending := 0, false
 	for _, c := range l.cands {
 		if replied >= k {
