@@ -18,6 +18,7 @@ import (
 	"github.com/lightdht/lightdht"
 	"github.com/lightdht/lightdht/bep42"
 	"github.com/lightdht/lightdht/krpc"
+	"github.com/lightdht/lightdht/table"
 )
 
 // Defaults of Config.
@@ -31,7 +32,10 @@ const (
 	DefaultProgressEvery = time.Second
 )
 
-// Recorder receives what the crawl sees. *db.DB implements it.
+// Recorder receives what the crawl sees. *db.DB implements it. With
+// Config.Respond, Observe is also called for incoming queries, from
+// another goroutine than the crawl's, so it must be safe for concurrent
+// use.
 type Recorder interface {
 	// Observe receives every sighting of a node.
 	Observe(lightdht.Sighting)
@@ -106,6 +110,20 @@ type Config struct {
 	Peers      bool
 	PeersLimit int
 
+	// Respond makes the crawler answer queries instead of being a
+	// read-only node (BEP 43, the default). Other nodes then add it to
+	// their routing tables and send it queries, as they do to any node:
+	// each incoming query is recorded as a sighting, with the infohash of
+	// every get_peers and announce_peer, and a querier the crawl did not
+	// know is queued to be crawled. The crawler answers ping, find_node
+	// and get_peers from a routing table of the nodes that answered it,
+	// keeps announced peers for 30 minutes and serves them, and answers
+	// every other method with error 204. Its replies share a cap of Rate
+	// per second, on top of the transport's amplification and per-/24
+	// caps. Nodes learn of a responding crawler only as the crawl goes
+	// on, so this pays off mostly in continuous crawls.
+	Respond bool
+
 	// TestNet allows queries to loopback, private and other addresses
 	// that do not belong on the public DHT. Only for local test networks.
 	TestNet bool
@@ -150,6 +168,8 @@ type Result struct {
 	Infohashes   int     // distinct infohashes sampled
 	PeerQueries  int     // get_peers sent for harvested infohashes (Config.Peers)
 	Peers        int     // peers received for them (distinct per infohash)
+	Incoming     int     // queries received (Config.Respond)
+	Passive      int     // distinct infohashes of incoming get_peers and announce_peer (Config.Respond)
 	InZone       int     // nodes found inside Config.Zone
 	SizeEstimate float64 // zone crawls: InZone x 2^Bits; 0 otherwise
 	Duration     time.Duration
@@ -305,10 +325,11 @@ type result struct {
 
 // Crawler runs one crawl. Create it with New and run it with Run.
 type Crawler struct {
-	cfg Config
-	tr  *krpc.Transport
-	log zerolog.Logger
-	lim *rate.Limiter
+	cfg  Config
+	tr   *krpc.Transport
+	resp *responder // nil unless Config.Respond
+	log  zerolog.Logger
+	lim  *rate.Limiter
 
 	// Owned by the event loop.
 	nodes     []node
@@ -335,14 +356,25 @@ func New(cfg Config) (*Crawler, error) {
 	if err != nil {
 		return nil, err
 	}
+	var (
+		resp    *responder
+		handler krpc.Handler
+	)
+	if cfg.Respond {
+		if resp, err = newResponder(cfg); err != nil {
+			return nil, fmt.Errorf("crawler: %w", err)
+		}
+		handler = resp
+	}
 	// The crawler resends through its own queue, so that a resend obeys
 	// the per-IP interval like any other query.
 	tr, err := krpc.New(krpc.Config{
 		Conn:     cfg.Conn,
+		Handler:  handler,
 		Timeout:  cfg.Timeout,
 		Retries:  krpc.NoRetries,
 		Version:  cfg.Version,
-		ReadOnly: true, // BEP 43: the crawler answers no queries
+		ReadOnly: !cfg.Respond, // BEP 43: by default the crawler answers no queries
 		Logger:   cfg.Logger,
 	})
 	if err != nil {
@@ -352,6 +384,7 @@ func New(cfg Config) (*Crawler, error) {
 	return &Crawler{
 		cfg:     cfg,
 		tr:      tr,
+		resp:    resp,
 		log:     cfg.Logger.With().Str("component", "crawler").Logger(),
 		lim:     rate.NewLimiter(rate.Limit(cfg.Rate), burst),
 		index:   make(map[addrKey]int32),
@@ -384,6 +417,10 @@ func (c *Crawler) Run(ctx context.Context) (Result, error) {
 	tick := time.NewTicker(c.cfg.ProgressEvery)
 	defer tick.Stop()
 	lastQueries, lastTick := 0, c.start
+	var heard <-chan krpc.NodeInfo // nil, so never ready, unless Respond
+	if c.resp != nil {
+		heard = c.resp.heard
+	}
 	var runErr error
 loop:
 	for {
@@ -397,6 +434,8 @@ loop:
 		select {
 		case r := <-c.results:
 			c.handle(r)
+		case ni := <-heard:
+			c.discover(ni, false)
 		case <-wake.C:
 		case now := <-tick.C:
 			c.report(now, &lastQueries, &lastTick)
@@ -704,6 +743,9 @@ func (c *Crawler) handle(r result) {
 			return
 		}
 		c.record(lightdht.Sighting{Node: krpc.NodeInfo{ID: n.id, Addr: addr}, Time: now, Source: lightdht.SourceTimeout, Method: r.method})
+		if c.resp != nil && !n.id.IsZero() {
+			c.resp.table.Failed(krpc.NodeInfo{ID: n.id, Addr: addr})
+		}
 		if n.state == stInFlight && int(n.queries) <= c.cfg.Retries {
 			n.state = stQueued
 			c.ready = append(c.ready, r.idx)
@@ -731,6 +773,9 @@ func (c *Crawler) handle(r result) {
 		Version: string(m.V), RTT: r.resp.RTT, ReadOnly: m.RO, SecureID: secure(me)})
 	if first {
 		c.res.Replied++
+	}
+	if c.resp != nil && !n.id.IsZero() {
+		c.resp.table.Update(me, table.Replied)
 	}
 
 	if m.Y == krpc.KindError {
@@ -815,6 +860,10 @@ func (c *Crawler) finalize() {
 	c.res.Duration = time.Since(c.start)
 	c.res.Packets = c.tr.Stats().PacketsSent
 	c.res.Infohashes = len(c.ihs)
+	if c.resp != nil {
+		c.res.Incoming = int(c.resp.queries.Load())
+		c.res.Passive = c.resp.infohashes()
+	}
 	for i := range c.nodes {
 		n := &c.nodes[i]
 		if n.queried {

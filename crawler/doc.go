@@ -22,4 +22,10 @@
 // of a local test network (Config.TestNet), the BEP 43 read-only flag on
 // every query, and one node ID for the whole crawl (no IDs spoofed next to
 // targets).
+//
+// With Config.Respond the crawler is not read-only: it answers ping,
+// find_node, get_peers and announce_peer like any node, from a routing
+// table of the nodes that answered it, records the infohash of every
+// incoming get_peers and announce_peer, and crawls queriers it had not
+// heard of.
 package crawler

@@ -64,6 +64,8 @@ type crawlSummary struct {
 	Infohashes   int     `json:"infohashes"`
 	Samples      int     `json:"samples"`
 	Peers        int     `json:"peers,omitempty"`
+	Incoming     int     `json:"incoming_queries,omitempty"`
+	Passive      int     `json:"passive_infohashes,omitempty"`
 	SizeEstimate float64 `json:"size_estimate,omitempty"`
 	Queries      int     `json:"queries"`
 	Packets      uint64  `json:"packets"`
@@ -82,6 +84,7 @@ type crawlConfig struct {
 	Infohashes    bool    `json:"infohashes"`
 	Peers         bool    `json:"peers,omitempty"`
 	PeersLimit    int     `json:"peers_limit,omitempty"`
+	Respond       bool    `json:"respond,omitempty"`
 	TestNet       bool    `json:"testnet"`
 }
 
@@ -99,6 +102,7 @@ func crawlCmd(c *cli) func(context.Context, []string) error {
 	infohashes := c.fs.Bool("infohashes", false, "harvest infohashes with BEP 51 sample_infohashes")
 	peers := c.fs.Bool("peers", false, "with --infohashes: end by asking the nodes closest to each harvested infohash for its peers")
 	peersLimit := c.fs.Int("peers-limit", 0, "with --peers: ask about at most this many infohashes (0: all)")
+	respond := c.fs.Bool("respond", false, "answer queries instead of being read-only, and record the infohashes of incoming get_peers and announce_peer")
 	testnet := c.fs.Bool("testnet", false, "allow loopback and private addresses: crawl a local test network")
 	progress := c.fs.Duration("progress", 10*time.Second, "interval of the status lines when stderr is not a terminal (0: none)")
 	return func(ctx context.Context, args []string) error {
@@ -131,7 +135,7 @@ func crawlCmd(c *cli) func(context.Context, []string) error {
 		var lastPrint time.Time
 		cfg := crawler.Config{Conn: conn, Bootstrap: boot, Rate: *rate, PerIPInterval: *perIP, Idle: *idle,
 			Continuous: *continuous, Zone: z, Infohashes: *infohashes, Peers: *peers, PeersLimit: *peersLimit,
-			TestNet: *testnet, Recorder: rec, Logger: c.log,
+			Respond: *respond, TestNet: *testnet, Recorder: rec, Logger: c.log,
 			ProgressEvery: time.Second}
 		if *progress > 0 && *progress < time.Second {
 			cfg.ProgressEvery = *progress
@@ -163,7 +167,7 @@ func crawlCmd(c *cli) func(context.Context, []string) error {
 		}
 		rec.d = d
 		ccfg := crawlConfig{Rate: *rate, PerIPInterval: perIP.String(), Zone: *zone, Continuous: *continuous,
-			Infohashes: *infohashes, Peers: *peers, PeersLimit: *peersLimit, TestNet: *testnet}
+			Infohashes: *infohashes, Peers: *peers, PeersLimit: *peersLimit, Respond: *respond, TestNet: *testnet}
 		if *duration > 0 {
 			ccfg.Duration = duration.String()
 		}
@@ -196,6 +200,7 @@ func crawlCmd(c *cli) func(context.Context, []string) error {
 		}
 		sum := crawlSummary{Run: runID, DB: *dbPath, Nodes: res.Discovered, Replied: res.Replied, Queried: res.Queried,
 			Timeouts: res.Timeouts, Bogons: res.Bogons, Infohashes: res.Infohashes, Samples: res.Samples, Peers: res.Peers,
+			Incoming: res.Incoming, Passive: res.Passive,
 			SizeEstimate: res.SizeEstimate, Queries: res.Queries, Packets: res.Packets, DurationMs: ms(res.Duration),
 			Interrupted: interrupted, Shed: shed}
 		if err := c.output(sum, func(w io.Writer) { printSummary(w, sum) }); err != nil {
@@ -221,6 +226,9 @@ func printSummary(w io.Writer, s crawlSummary) {
 	fmt.Fprintf(w, "infohashes:     %d (from %d BEP 51 samples)\n", s.Infohashes, s.Samples)
 	if s.Peers > 0 {
 		fmt.Fprintf(w, "peers:          %d (for harvested infohashes)\n", s.Peers)
+	}
+	if s.Incoming > 0 {
+		fmt.Fprintf(w, "queries in:     %d (%d infohashes in get_peers and announce_peer)\n", s.Incoming, s.Passive)
 	}
 	if s.SizeEstimate > 0 {
 		fmt.Fprintf(w, "size estimate:  %.0f nodes\n", s.SizeEstimate)

@@ -695,3 +695,47 @@ func TestItems(t *testing.T) {
 		}
 	}
 }
+
+// TestCrawlRespond: crawl --respond answers queries while it crawls, and
+// the infohash of an incoming get_peers lands in the database and in the
+// summary.
+func TestCrawlRespond(t *testing.T) {
+	t.Parallel()
+	tn := startTestnet(t, 8, "127.29.0.1")
+	path := filepath.Join(t.TempDir(), "respond.db")
+	listen := "127.29.0.200:16881"
+	args := []string{"crawl", "--respond", "--continuous", "--duration", "6s", "--testnet", "--listen", listen,
+		"--bootstrap", tn.Bootstrap, "--db", path, "--json"}
+	guard(t, nil, args)
+	cmd := exec.Command(bin, args...)
+	cmd.Env = cleanEnv()
+	var so, se bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &so, &se
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	// The crawler answers as soon as it listens.
+	deadline := time.Now().Add(5 * time.Second)
+	for exe(t, nil, "", "ping", listen, "--timeout", "200ms").code != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("crawl --respond did not answer a ping within 5 s; stderr:\n%s", se.String())
+		}
+	}
+	ih := strings.Repeat("ab", 20)
+	gp := decode[queryResult](t, ok(t, nil, "get-peers", listen, ih, "--json"))
+	if gp.Token == "" {
+		t.Errorf("get-peers to the crawler: %+v, want a token", gp)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("crawl: %v; stderr:\n%s", err, se.String())
+	}
+	sum := decode[crawlSummary](t, so.String())
+	if sum.Incoming < 2 || sum.Passive != 1 || sum.Replied < 8 {
+		t.Errorf("summary %+v, want at least 2 incoming queries, 1 infohash, 8 nodes replied", sum)
+	}
+	d := openDB(t, path)
+	if n := scalar[int64](t, d, "SELECT via_get_peers FROM infohashes WHERE infohash = ?", ih); n != 1 {
+		t.Errorf("infohash %s recorded with via_get_peers %d, want 1", ih, n)
+	}
+}
