@@ -78,7 +78,9 @@ type Config struct {
 	// Timeout is the wait for each attempt; Retries the resends after a
 	// timed-out one, which go through the same queue and per-IP interval
 	// as every query. Zero: 2 seconds and 1 resend; negative Retries:
-	// none.
+	// none. Once 100 resends have been sent, if fewer than 2% of them
+	// were answered (the nodes that time out have gone, not lost a
+	// packet), only one timed-out query in 10 is resent.
 	Timeout time.Duration
 	Retries int
 
@@ -148,7 +150,7 @@ type Progress struct {
 	Replied    int           // nodes that answered
 	Queued     int           // nodes waiting for a query
 	InFlight   int           // queries awaiting a reply
-	Queries    int           // queries sent (first attempts)
+	Queries    int           // queries sent, resends included
 	QPS        float64       // queries per second over the last period
 	Elapsed    time.Duration // since the crawl started
 	Remaining  time.Duration // queued work at the current rate; 0 if unknown
@@ -162,8 +164,9 @@ type Result struct {
 	Timeouts     int     // nodes that never answered
 	Bogons       int     // addresses not queried: private, loopback, reserved, …
 	OutOfZone    int     // nodes outside Config.Zone, not queried
-	Queries      int     // queries sent, first attempts
-	Packets      uint64  // packets sent, resends included
+	Queries      int     // queries sent, resends included
+	Resends      int     // queries resent after a timeout (see Config.Retries)
+	Packets      uint64  // packets sent, resends and replies included
 	Samples      int     // BEP 51 replies with samples
 	Infohashes   int     // distinct infohashes sampled
 	PeerQueries  int     // get_peers sent for harvested infohashes (Config.Peers)
@@ -309,6 +312,7 @@ type node struct {
 	listed  bool  // has sent us a list of nodes
 	local   bool  // first heard of in a reply listing someone's nearest neighbours
 	nbrs    bool  // has listed its nearest neighbours to us
+	retry   bool  // the next query to it resends one that timed out
 	inZone  bool
 	next    int64 // Unix nanoseconds before which it is not asked again (BEP 51 interval, revisits)
 }
@@ -319,6 +323,7 @@ type result struct {
 	ih      krpc.ID // get_peers of the peers phase
 	method  string
 	nearest bool // the query asked for the node's nearest neighbours
+	resend  bool // the query resent one that timed out
 	resp    krpc.Response
 	err     error
 }
@@ -348,6 +353,10 @@ type Crawler struct {
 	bestCPL   int                      // most bits any node seen shares with the zone's prefix
 	perDepth  [krpc.IDLen * 8]uint8    // farther-bucket queries forced at each depth
 	passTwo   bool                     // the second pass has started
+
+	// Resends decided, answered, answered or timed out, and skipped: see
+	// resendPays.
+	resends, resendReplies, resendsDone, resendsSkipped int
 }
 
 // New checks cfg and prepares a crawl. It starts nothing.
@@ -475,6 +484,35 @@ func (c *Crawler) finished() bool {
 	return time.Since(c.lastNew) >= c.cfg.Idle
 }
 
+// Resend policy (see resendPays).
+const (
+	resendLearn = 100  // resends whose outcome is known before any is skipped
+	resendWorth = 0.02 // share of resends answered that keeps every resend
+	resendProbe = 10   // otherwise one timed-out query in this many is resent
+)
+
+// resendPays reports whether a query that timed out is resent. Resends
+// are what carries a crawl through packet loss, but a resend to a node
+// that has gone is a wasted packet, and on the DHT most nodes that time
+// out have gone. So the crawl counts the resends that are answered: until
+// the outcome of resendLearn resends is known, and while at least
+// resendWorth of those known were answered, every timed-out query is
+// resent; otherwise one in resendProbe is, so that loss appearing later
+// is noticed. In the first wave of timeouts, before any outcome is known,
+// every one is resent.
+func (c *Crawler) resendPays() bool {
+	if c.resendsDone < resendLearn || float64(c.resendReplies) >= resendWorth*float64(c.resendsDone) {
+		c.resends++
+		return true
+	}
+	c.resendsSkipped++
+	if c.resendsSkipped%resendProbe == 0 {
+		c.resends++
+		return true
+	}
+	return false
+}
+
 // secondPassBudget bounds the second pass: queries stop once they reach
 // this many per node that replied.
 const secondPassBudget = 1.97
@@ -488,20 +526,58 @@ func (c *Crawler) secondPass() bool {
 	}
 	c.passTwo = true
 	budget := int(secondPassBudget*float64(c.res.Replied)) - c.res.Queries
+	if budget <= 0 {
+		return false
+	}
+	var cands []int32
 	for i := range c.nodes {
-		if budget <= 0 {
-			break
-		}
 		n := &c.nodes[i]
 		if n.state == stReplied && n.listed && !n.nbrs && !n.id.IsZero() {
-			n.state = stQueued
-			n.queries = 0
-			n.nearest = true
-			c.ready = append(c.ready, int32(i))
-			budget--
+			cands = append(cands, int32(i))
 		}
 	}
+	if len(cands) > budget {
+		cands = c.mostIsolated(cands, budget)
+	}
+	for _, i := range cands {
+		n := &c.nodes[i]
+		n.state = stQueued
+		n.queries = 0
+		n.nearest = true
+		c.ready = append(c.ready, i)
+	}
 	return len(c.ready) > 0
+}
+
+// mostIsolated returns the k nodes of cands whose nearest neighbour among
+// all the nodes found shares the fewest leading ID bits with them. A node
+// the crawl has missed leaves a gap beside its neighbours, so asking the
+// most isolated nodes for their nearest neighbours first spends a limited
+// budget where missed nodes are most likely.
+func (c *Crawler) mostIsolated(cands []int32, k int) []int32 {
+	byID := make([]int32, 0, len(c.nodes))
+	for i := range c.nodes {
+		if !c.nodes[i].id.IsZero() {
+			byID = append(byID, int32(i))
+		}
+	}
+	slices.SortFunc(byID, func(a, b int32) int { return c.nodes[a].id.Cmp(c.nodes[b].id) })
+	// In ID order a node's nearest neighbour is next to it, so its
+	// closeness is the longer of the prefixes shared with the two (one
+	// byte per node: at most 160).
+	closeness := make([]uint8, len(c.nodes))
+	for j, i := range byID {
+		cpl := 0
+		if j > 0 {
+			cpl = c.nodes[i].id.CommonPrefixLen(c.nodes[byID[j-1]].id)
+		}
+		if j+1 < len(byID) {
+			cpl = max(cpl, c.nodes[i].id.CommonPrefixLen(c.nodes[byID[j+1]].id))
+		}
+		closeness[i] = uint8(cpl)
+	}
+	slices.SortStableFunc(cands, func(a, b int32) int { return int(closeness[a]) - int(closeness[b]) })
+	return cands[:k]
 }
 
 // discover records a node seen at ni.Addr (ID possibly unknown) and queues
@@ -721,9 +797,10 @@ func (c *Crawler) send(idx int32) {
 	if c.cfg.Infohashes && n.bep51 != bep51No && !n.id.IsZero() && time.Now().UnixNano() >= n.next {
 		q.Q = krpc.MethodSampleInfohashes
 	}
-	method := q.Q
+	method, resend := q.Q, n.retry
+	n.retry = false
 	c.tr.QueryAsync(context.Background(), n.key.addrPort(), q, func(r krpc.Response, err error) {
-		c.results <- result{idx: idx, method: method, nearest: nearest, resp: r, err: err}
+		c.results <- result{idx: idx, method: method, nearest: nearest, resend: resend, resp: r, err: err}
 	})
 }
 
@@ -742,12 +819,16 @@ func (c *Crawler) handle(r result) {
 			n.state = stFailed // closed or cancelled: the crawl is ending
 			return
 		}
+		if r.resend {
+			c.resendsDone++
+		}
 		c.record(lightdht.Sighting{Node: krpc.NodeInfo{ID: n.id, Addr: addr}, Time: now, Source: lightdht.SourceTimeout, Method: r.method})
 		if c.resp != nil && !n.id.IsZero() {
 			c.resp.table.Failed(krpc.NodeInfo{ID: n.id, Addr: addr})
 		}
-		if n.state == stInFlight && int(n.queries) <= c.cfg.Retries {
+		if n.state == stInFlight && int(n.queries) <= c.cfg.Retries && c.resendPays() {
 			n.state = stQueued
+			n.retry = true
 			c.ready = append(c.ready, r.idx)
 			return
 		}
@@ -764,6 +845,10 @@ func (c *Crawler) handle(r result) {
 			n.inZone = true
 			c.zoneFound++
 		}
+	}
+	if r.resend {
+		c.resendReplies++
+		c.resendsDone++
 	}
 	first := !n.replied
 	n.replied = true
@@ -860,6 +945,7 @@ func (c *Crawler) finalize() {
 	c.res.Duration = time.Since(c.start)
 	c.res.Packets = c.tr.Stats().PacketsSent
 	c.res.Infohashes = len(c.ihs)
+	c.res.Resends = c.resends
 	if c.resp != nil {
 		c.res.Incoming = int(c.resp.queries.Load())
 		c.res.Passive = c.resp.infohashes()

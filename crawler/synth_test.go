@@ -96,6 +96,42 @@ func TestSynthetic10k(t *testing.T) {
 		if res.Bogons != 20 {
 			t.Errorf("%d bogons skipped, want the network's 20", res.Bogons)
 		}
+		// Without loss no resend is ever answered. Every timeout is resent
+		// until the outcome of 100 resends is known, which with 512
+		// queries in flight can take a wave of up to about 600; after
+		// that only one in 10 is resent.
+		silent := len(truth.Nodes) - answering - 20
+		if limit := 512 + 100 + silent/10; res.Resends > limit {
+			t.Errorf("%d resends to %d silent nodes on a lossless network, want at most %d", res.Resends, silent, limit)
+		}
+	})
+}
+
+// TestSyntheticLossResends: on a network that loses 5% of packets,
+// resends are answered, so every query that times out is resent and the
+// crawl still finds at least 98.5% of the answering nodes.
+func TestSyntheticLossResends(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		res, rec, truth, _ := crawlSynth(t,
+			synth.Config{N: 10000, Seed: 14, SilentShare: 0.1, PublicIPs: true, Latency: 20 * time.Millisecond, Loss: 0.05},
+			crawler.Config{Rate: 2000, Timeout: time.Second, MaxInFlight: 512})
+		answering, found := 0, 0
+		for _, n := range truth.Nodes {
+			if n.Answering {
+				answering++
+				if rec.replied[n.ID] {
+					found++
+				}
+			}
+		}
+		t.Logf("found %d of %d answering nodes, %d resends, %d timeouts", found, answering, res.Resends, res.Timeouts)
+		// Each of the 1,000 silent nodes times out once and is resent.
+		if silent := len(truth.Nodes) - answering; res.Resends < silent {
+			t.Errorf("%d resends with %d silent nodes at 5%% loss, want every timed-out query resent", res.Resends, silent)
+		}
+		if float64(found) < 0.985*float64(answering) {
+			t.Errorf("found %d of %d answering nodes at 5%% loss, want at least 98.5%%", found, answering)
+		}
 	})
 }
 
