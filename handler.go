@@ -11,21 +11,7 @@ import (
 	"github.com/lightdht/lightdht/table"
 )
 
-// Replies to bad queries. Shared values: the transport only reads them.
-var (
-	errMissingID       = &krpc.Error{Code: krpc.CodeProtocol, Msg: "missing id"}
-	errMissingTarget   = &krpc.Error{Code: krpc.CodeProtocol, Msg: "missing target"}
-	errMissingInfohash = &krpc.Error{Code: krpc.CodeProtocol, Msg: "missing info_hash"}
-	errBadToken        = &krpc.Error{Code: krpc.CodeProtocol, Msg: "bad token"}
-	errBadPort         = &krpc.Error{Code: krpc.CodeProtocol, Msg: "missing or invalid port"}
-	errUnknownMethod   = &krpc.Error{Code: krpc.CodeMethodUnknown, Msg: "method unknown"}
-	errMissingSeq      = &krpc.Error{Code: krpc.CodeProtocol, Msg: "missing seq"}
-)
-
-func fail(reply *krpc.Msg, e *krpc.Error) bool {
-	reply.Y, reply.E = krpc.KindError, e
-	return true
-}
+var errMissingSeq = &krpc.Error{Code: krpc.CodeProtocol, Msg: "missing seq"}
 
 // serveQuery answers one incoming query on family f. It runs on f's read
 // goroutine.
@@ -53,7 +39,7 @@ func (n *Node) serveQuery(f *family, reply, q *krpc.Msg, src netip.AddrPort) boo
 		return false // BEP 43: a read-only node answers nothing
 	}
 	if q.A.ID.IsZero() {
-		return fail(reply, errMissingID)
+		return reply.Fail(krpc.ErrorMissingID)
 	}
 	reply.IP = src // BEP 42: tell the querier its address
 	reply.R.ID = n.id
@@ -62,12 +48,12 @@ func (n *Node) serveQuery(f *family, reply, q *krpc.Msg, src netip.AddrPort) boo
 	case krpc.MethodPing:
 	case krpc.MethodFindNode:
 		if q.A.Target.IsZero() {
-			return fail(reply, errMissingTarget)
+			return reply.Fail(krpc.ErrorMissingTarget)
 		}
 		n.closestNodes(f, reply, q.A.Target, q.A.Want)
 	case krpc.MethodGetPeers:
 		if q.A.InfoHash.IsZero() {
-			return fail(reply, errMissingInfohash)
+			return reply.Fail(krpc.ErrorMissingInfohash)
 		}
 		reply.R.Token = n.tokens.Append(reply.R.Token[:0], src.Addr())
 		fam := peerstore.IPv4
@@ -84,26 +70,22 @@ func (n *Node) serveQuery(f *family, reply, q *krpc.Msg, src netip.AddrPort) boo
 		}
 	case krpc.MethodAnnouncePeer:
 		if q.A.InfoHash.IsZero() {
-			return fail(reply, errMissingInfohash)
+			return reply.Fail(krpc.ErrorMissingInfohash)
 		}
 		if !n.tokens.Valid(q.A.Token, src.Addr()) {
 			n.stats.badTokens.Add(1)
-			return fail(reply, errBadToken)
+			return reply.Fail(krpc.ErrorBadToken)
 		}
-		port := uint16(q.A.Port)
-		if q.A.ImpliedPort {
-			port = src.Port()
+		peer, ok := q.A.AnnouncedPeer(src)
+		if !ok {
+			return reply.Fail(krpc.ErrorBadPort)
 		}
-		if port == 0 {
-			return fail(reply, errBadPort)
-		}
-		peer := netip.AddrPortFrom(src.Addr(), port)
 		n.peers.Announce(q.A.InfoHash, peer, q.A.Seed)
 		n.stats.announces.Add(1)
 		sighting.Peer = peer // sighting is set: q.A.ID was checked above
 	case krpc.MethodGet:
 		if q.A.Target.IsZero() {
-			return fail(reply, errMissingTarget)
+			return reply.Fail(krpc.ErrorMissingTarget)
 		}
 		reply.R.Token = n.tokens.Append(reply.R.Token[:0], src.Addr())
 		n.closestNodes(f, reply, q.A.Target, q.A.Want)
@@ -122,12 +104,12 @@ func (n *Node) serveQuery(f *family, reply, q *krpc.Msg, src netip.AddrPort) boo
 	case krpc.MethodPut:
 		if !n.tokens.Valid(q.A.Token, src.Addr()) {
 			n.stats.badTokens.Add(1)
-			return fail(reply, errBadToken)
+			return reply.Fail(krpc.ErrorBadToken)
 		}
 		it := bep44.Item{V: q.A.V}
 		if q.A.K != [32]byte{} {
 			if q.A.Seq == nil {
-				return fail(reply, errMissingSeq)
+				return reply.Fail(errMissingSeq)
 			}
 			it.Mutable, it.K, it.Salt, it.Seq, it.Sig = true, q.A.K, q.A.Salt, *q.A.Seq, q.A.Sig
 		}
@@ -136,20 +118,20 @@ func (n *Node) serveQuery(f *family, reply, q *krpc.Msg, src netip.AddrPort) boo
 			if !errors.As(err, &kerr) {
 				kerr = &krpc.Error{Code: krpc.CodeServer, Msg: err.Error()}
 			}
-			return fail(reply, kerr)
+			return reply.Fail(kerr)
 		}
 		if sighting != nil { // who stored what
 			sighting.Item, sighting.ItemMutable, sighting.ItemSeq = it.Target(), it.Mutable, it.Seq
 		}
 	case krpc.MethodSampleInfohashes:
 		if q.A.Target.IsZero() {
-			return fail(reply, errMissingTarget)
+			return reply.Fail(krpc.ErrorMissingTarget)
 		}
 		reply.R.Samples, reply.R.Num = n.sampleInfohashes(reply.R.Samples[:0])
 		reply.R.Interval = int(n.cfg.SampleInterval / time.Second)
 		n.closestNodes(f, reply, q.A.Target, q.A.Want)
 	default:
-		return fail(reply, errUnknownMethod)
+		return reply.Fail(krpc.ErrorMethodUnknown)
 	}
 	return true
 }

@@ -15,16 +15,6 @@ import (
 	"github.com/lightdht/lightdht/tokens"
 )
 
-// Replies to bad queries. Shared values: the transport only reads them.
-var (
-	errMissingID       = &krpc.Error{Code: krpc.CodeProtocol, Msg: "missing id"}
-	errMissingTarget   = &krpc.Error{Code: krpc.CodeProtocol, Msg: "missing target"}
-	errMissingInfohash = &krpc.Error{Code: krpc.CodeProtocol, Msg: "missing info_hash"}
-	errBadToken        = &krpc.Error{Code: krpc.CodeProtocol, Msg: "bad token"}
-	errBadPort         = &krpc.Error{Code: krpc.CodeProtocol, Msg: "missing or invalid port"}
-	errUnknownMethod   = &krpc.Error{Code: krpc.CodeMethodUnknown, Msg: "method unknown"}
-)
-
 // heardQueue bounds the queriers waiting for the event loop. When it is
 // full a querier is not queued for a query, though its sighting is still
 // recorded: it will be heard again.
@@ -105,7 +95,7 @@ func (r *responder) ServeKRPC(reply, q *krpc.Msg, src netip.AddrPort) bool {
 		return false
 	}
 	if q.A.ID.IsZero() {
-		return fail(reply, errMissingID)
+		return reply.Fail(krpc.ErrorMissingID)
 	}
 	reply.IP = src // BEP 42: tell the querier its address
 	reply.R.ID = r.id
@@ -113,12 +103,12 @@ func (r *responder) ServeKRPC(reply, q *krpc.Msg, src netip.AddrPort) bool {
 	case krpc.MethodPing:
 	case krpc.MethodFindNode:
 		if q.A.Target.IsZero() {
-			return fail(reply, errMissingTarget)
+			return reply.Fail(krpc.ErrorMissingTarget)
 		}
 		r.closestNodes(reply, q.A.Target, src)
 	case krpc.MethodGetPeers:
 		if q.A.InfoHash.IsZero() {
-			return fail(reply, errMissingInfohash)
+			return reply.Fail(krpc.ErrorMissingInfohash)
 		}
 		reply.R.Token = r.tokens.Append(reply.R.Token[:0], src.Addr())
 		reply.R.Values = r.peers.AppendPeers(reply.R.Values[:0], q.A.InfoHash, peerstore.FamilyOf(src.Addr()), 50, q.A.NoSeed)
@@ -127,28 +117,20 @@ func (r *responder) ServeKRPC(reply, q *krpc.Msg, src netip.AddrPort) bool {
 		}
 	case krpc.MethodAnnouncePeer:
 		if q.A.InfoHash.IsZero() {
-			return fail(reply, errMissingInfohash)
+			return reply.Fail(krpc.ErrorMissingInfohash)
 		}
 		if !r.tokens.Valid(q.A.Token, src.Addr()) {
-			return fail(reply, errBadToken)
+			return reply.Fail(krpc.ErrorBadToken)
 		}
-		port := uint16(q.A.Port)
-		if q.A.ImpliedPort {
-			port = src.Port()
+		peer, ok := q.A.AnnouncedPeer(src)
+		if !ok {
+			return reply.Fail(krpc.ErrorBadPort)
 		}
-		if port == 0 {
-			return fail(reply, errBadPort)
-		}
-		s.Peer = netip.AddrPortFrom(src.Addr(), port)
+		s.Peer = peer
 		r.peers.Announce(q.A.InfoHash, s.Peer, q.A.Seed)
 	default:
-		return fail(reply, errUnknownMethod)
+		return reply.Fail(krpc.ErrorMethodUnknown)
 	}
-	return true
-}
-
-func fail(reply *krpc.Msg, e *krpc.Error) bool {
-	reply.Y, reply.E = krpc.KindError, e
 	return true
 }
 

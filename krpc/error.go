@@ -33,6 +33,24 @@ func (e *Error) Error() string {
 	return "krpc error " + strconv.Itoa(e.Code) + " (" + codeName(e.Code) + "): " + e.Msg
 }
 
+// Error replies to bad queries, for handlers: shared values, which the
+// transport only reads. Fail puts one in a reply.
+var (
+	ErrorMissingID       = &Error{Code: CodeProtocol, Msg: "missing id"}
+	ErrorMissingTarget   = &Error{Code: CodeProtocol, Msg: "missing target"}
+	ErrorMissingInfohash = &Error{Code: CodeProtocol, Msg: "missing info_hash"}
+	ErrorBadToken        = &Error{Code: CodeProtocol, Msg: "bad token"}
+	ErrorBadPort         = &Error{Code: CodeProtocol, Msg: "missing or invalid port"}
+	ErrorMethodUnknown   = &Error{Code: CodeMethodUnknown, Msg: "method unknown"}
+)
+
+// Fail turns reply into the error message e and returns true, so that a
+// Handler can answer a bad query with return reply.Fail(e).
+func (m *Msg) Fail(e *Error) bool {
+	m.Y, m.E = KindError, e
+	return true
+}
+
 func codeName(code int) string {
 	switch code {
 	case CodeGeneric:

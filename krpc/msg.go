@@ -78,6 +78,18 @@ type Args struct {
 	Salt []byte   // salt of a mutable item ("salt")
 }
 
+// AnnouncedPeer returns the peer an announce_peer from src announces: src's
+// IP with Port, or with src's own port when ImpliedPort is set. It reports
+// false when that port is 0 (the query is then answered with
+// ErrorBadPort).
+func (a *Args) AnnouncedPeer(src netip.AddrPort) (netip.AddrPort, bool) {
+	port := uint16(a.Port) // the decoder keeps Port in 0..65535
+	if a.ImpliedPort {
+		port = src.Port()
+	}
+	return netip.AddrPortFrom(src.Addr(), port), port != 0
+}
+
 // Return holds the values of a reply (the "r" dictionary).
 type Return struct {
 	ID     ID               // replying node's ID ("id")
