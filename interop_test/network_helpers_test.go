@@ -93,9 +93,14 @@ func (c udpConn) AddrPort() netip.AddrPort {
 // that assume distinct hosts on the Internet are off.
 func newNode(t testing.TB, conn net.PacketConn, bootstrap ...netip.AddrPort) *lightdht.Node {
 	t.Helper()
-	n, err := lightdht.New(lightdht.Config{
+	return newNodeWith(t, conn, func(c *lightdht.Config) { c.Bootstrap = bootstrap })
+}
+
+// newNodeWith is newNode with tweak applied to the configuration.
+func newNodeWith(t testing.TB, conn net.PacketConn, tweak func(*lightdht.Config)) *lightdht.Node {
+	t.Helper()
+	cfg := lightdht.Config{
 		Conn4:         conn,
-		Bootstrap:     bootstrap,
 		NoMaintenance: true,
 		IPsPerBucket:  -1,
 		QueryTimeout:  time.Second,
@@ -103,7 +108,9 @@ func newNode(t testing.TB, conn net.PacketConn, bootstrap ...netip.AddrPort) *li
 		PerIPRate:     -1,
 
 		PrefixReplyRate: -1,
-	})
+	}
+	tweak(&cfg)
+	n, err := lightdht.New(cfg)
 	if err != nil {
 		t.Fatalf("lightdht.New: %v", err)
 	}

@@ -134,26 +134,9 @@ func localAddrPort(c *net.UDPConn) netip.AddrPort {
 
 func startServeLightdht(tb testing.TB, id krpc.ID) (serveServer, func(netip.AddrPort) error) {
 	tb.Helper()
-	n, err := lightdht.New(lightdht.Config{
-		ID:            id,
-		Conn4:         listenLoopback(tb),
-		NoMaintenance: true,
-		IPsPerBucket:  -1,
-		SendRate:      -1,
-		PerIPRate:     -1,
-
-		PrefixReplyRate: -1,
-	})
-	if err != nil {
-		tb.Fatalf("lightdht.New: %v", err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- n.Serve(context.Background()) }()
-	tb.Cleanup(func() {
-		n.Close()
-		if err := <-done; err != nil && !errors.Is(err, krpc.ErrClosed) {
-			tb.Errorf("Serve: %v", err)
-		}
+	n := newNodeWith(tb, listenLoopback(tb), func(c *lightdht.Config) {
+		c.ID = id
+		c.QueryTimeout = 0 // the default
 	})
 	ping := func(ap netip.AddrPort) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
