@@ -37,7 +37,6 @@ type responder struct {
 	closest []table.Entry // read goroutine only
 
 	queries atomic.Uint64 // queries received
-	limited atomic.Uint64 // queries left unanswered by the reply cap
 
 	mu  sync.Mutex
 	ihs map[krpc.ID]struct{} // infohashes of incoming get_peers and announce_peer
@@ -91,8 +90,7 @@ func (r *responder) ServeKRPC(reply, q *krpc.Msg, src netip.AddrPort) bool {
 		}
 	}
 	if !r.lim.Allow() {
-		r.limited.Add(1)
-		return false
+		return false // over the reply cap
 	}
 	if q.A.ID.IsZero() {
 		return reply.Fail(krpc.ErrorMissingID)
@@ -111,7 +109,7 @@ func (r *responder) ServeKRPC(reply, q *krpc.Msg, src netip.AddrPort) bool {
 			return reply.Fail(krpc.ErrorMissingInfohash)
 		}
 		reply.R.Token = r.tokens.Append(reply.R.Token[:0], src.Addr())
-		reply.R.Values = r.peers.AppendPeers(reply.R.Values[:0], q.A.InfoHash, peerstore.FamilyOf(src.Addr()), 50, q.A.NoSeed)
+		reply.R.Values = r.peers.AppendPeers(reply.R.Values[:0], q.A.InfoHash, peerstore.FamilyOf(src.Addr()), lightdht.DefaultMaxValues, q.A.NoSeed)
 		if len(reply.R.Values) == 0 {
 			r.closestNodes(reply, q.A.InfoHash, src)
 		}
