@@ -353,6 +353,8 @@ type Crawler struct {
 	bestCPL   int                      // most bits any node seen shares with the zone's prefix
 	perDepth  [krpc.IDLen * 8]uint8    // farther-bucket queries forced at each depth
 	passTwo   bool                     // the second pass has started
+	gapTarget map[int32]krpc.ID        // nodes queued to be asked about an empty region, and its target
+	gapProbed map[gapKey]struct{}      // regions already asked about (see fillGaps)
 
 	// Resends decided, answered, answered or timed out, and skipped: see
 	// resendPays.
@@ -471,15 +473,17 @@ loop:
 	return c.res, runErr
 }
 
-// finished reports whether a full or zone crawl is over. When the first
-// pass runs dry, a second pass asks the nodes that replied for their
-// nearest neighbours, within the query budget.
+// finished reports whether a full or zone crawl is over. Each time the
+// queue runs dry, the regions of the ID space where nodes are missing are
+// asked about (fillGaps); once they are, a second pass asks nodes that
+// replied for their nearest neighbours (secondPass), within the query
+// budget.
 func (c *Crawler) finished() bool {
 	if c.cfg.Continuous {
 		return false
 	}
 	if c.inflight == 0 && len(c.ready) == 0 && c.later.Len() == 0 {
-		return !c.secondPass()
+		return !c.fillGaps() && !c.secondPass()
 	}
 	return time.Since(c.lastNew) >= c.cfg.Idle
 }
@@ -513,13 +517,128 @@ func (c *Crawler) resendPays() bool {
 	return false
 }
 
+// Gap probes (see fillGaps).
+const (
+	gapExpect  = 4 // replied nodes a region must be expected to hold for its emptiness to count
+	gapSibling = 8 // replied nodes in the sibling region that make an empty region suspect (K)
+	gapAsk     = 3 // replied nodes asked about each suspect region
+)
+
+// gapKey names a region of the ID space: its prefix (the bits past depth
+// are zero) and depth.
+type gapKey struct {
+	prefix krpc.ID
+	depth  uint8
+}
+
+// fillGaps asks about the regions of the ID space (subtrees of the ID
+// trie) where the crawl has found no replied node although it should have
+// found some. A region is suspect when it is empty and either
+//
+//   - its sibling region (the other half of the subtree above) holds at
+//     least gapSibling replied nodes: each of those has at least K nearer
+//     neighbours on its own side, so none lists a node of the empty region
+//     among its nearest neighbours, and such nodes are found only when a
+//     farther bucket happens to be asked for; or
+//   - nodes being spread evenly over the ID space, the region is expected
+//     to hold at least gapExpect of them: most likely a cluster of nodes
+//     that know one another and that no reply happened to list.
+//
+// The nodes that reliably hold a region's nodes are those of its sibling:
+// the region is one whole bucket of theirs. So for each suspect region the
+// gapAsk replied nodes closest to a random ID inside it are asked for the
+// nodes nearest that ID. A region once asked about is not asked about
+// again. In a zone crawl only regions of the zone count. fillGaps stays
+// within the second pass's budget and reports whether it queued any query.
+func (c *Crawler) fillGaps() bool {
+	budget := int(secondPassBudget*float64(c.res.Replied)) - c.res.Queries
+	if budget < gapAsk {
+		return false
+	}
+	z := c.cfg.Zone
+	var all, zone []int32 // replied nodes; those in the zone
+	for i := range c.nodes {
+		n := &c.nodes[i]
+		if n.replied && !n.id.IsZero() {
+			all = append(all, int32(i))
+			if z.contains(n.id) {
+				zone = append(zone, int32(i))
+			}
+		}
+	}
+	if len(zone) < 2*gapSibling {
+		return false
+	}
+	byID := func(a, b int32) int { return c.nodes[a].id.Cmp(c.nodes[b].id) }
+	slices.SortFunc(all, byID)
+	slices.SortFunc(zone, byID)
+	if c.gapTarget == nil {
+		c.gapTarget = map[int32]krpc.ID{}
+		c.gapProbed = map[gapKey]struct{}{}
+	}
+	// Regions down to this depth are expected to hold gapExpect nodes.
+	expectDepth := z.Bits + bits.Len(uint(len(zone)/gapExpect)) - 1
+	queued := 0
+	// probe asks about the region at depth d+1 that is the sibling of
+	// the one holding id.
+	probe := func(id krpc.ID, d int) {
+		t := targetAtDepth(id, d)
+		key := gapKey{depth: uint8(d + 1)}
+		for i := range (d + 1 + 7) / 8 {
+			key.prefix[i] = t[i]
+		}
+		if r := (d + 1) % 8; r != 0 {
+			key.prefix[(d+1)/8] &^= 0xff >> r
+		}
+		if _, done := c.gapProbed[key]; done || queued+gapAsk > budget {
+			return
+		}
+		c.gapProbed[key] = struct{}{}
+		for _, i := range c.closestReplied(all, t, gapAsk) {
+			n := &c.nodes[i]
+			if _, busy := c.gapTarget[i]; busy || n.state != stReplied {
+				continue // already queued for something else
+			}
+			c.gapTarget[i] = t
+			n.state = stQueued
+			n.queries = 0
+			c.ready = append(c.ready, i)
+			queued++
+		}
+	}
+	// walk visits the subtree at depth d that holds nodes s (sorted, at
+	// least one), looking for suspect empty halves.
+	var walk func(s []int32, d int)
+	walk = func(s []int32, d int) {
+		if d >= krpc.IDLen*8-1 {
+			return
+		}
+		split, _ := slices.BinarySearchFunc(s, 1, func(i int32, one int) int { return c.nodes[i].id.Bit(d) - one })
+		lo, hi := s[:split], s[split:]
+		for h, half := range [2][]int32{lo, hi} {
+			other := [2][]int32{hi, lo}[h]
+			switch {
+			case len(half) > 0:
+				if len(half) >= gapSibling || d+1 < expectDepth {
+					walk(half, d+1)
+				}
+			case len(other) >= gapSibling || d+1 <= expectDepth:
+				probe(c.nodes[other[0]].id, d)
+			}
+		}
+	}
+	walk(zone, z.Bits)
+	return queued > 0
+}
+
 // secondPassBudget bounds the second pass: queries stop once they reach
 // this many per node that replied.
 const secondPassBudget = 1.97
 
 // secondPass queues, once, the replied nodes that have not yet listed their
 // nearest neighbours for a query that asks for them, as far as the budget
-// allows, and reports whether it queued any.
+// allows (those in the least covered neighbourhoods first), and reports
+// whether it queued any.
 func (c *Crawler) secondPass() bool {
 	if c.passTwo {
 		return false
@@ -537,7 +656,7 @@ func (c *Crawler) secondPass() bool {
 		}
 	}
 	if len(cands) > budget {
-		cands = c.mostIsolated(cands, budget)
+		cands = c.leastCovered(cands, budget)
 	}
 	for _, i := range cands {
 		n := &c.nodes[i]
@@ -549,12 +668,19 @@ func (c *Crawler) secondPass() bool {
 	return len(c.ready) > 0
 }
 
-// mostIsolated returns the k nodes of cands whose nearest neighbour among
-// all the nodes found shares the fewest leading ID bits with them. A node
-// the crawl has missed leaves a gap beside its neighbours, so asking the
-// most isolated nodes for their nearest neighbours first spends a limited
-// budget where missed nodes are most likely.
-func (c *Crawler) mostIsolated(cands []int32, k int) []int32 {
+// leastCovered returns the k nodes of cands whose neighbourhoods have been
+// least covered by nearest-neighbour replies. A node's neighbourhood is
+// the largest subtree of the ID trie around it that holds at most K of the
+// nodes found. If any node of it other than itself listed its nearest
+// neighbours, that list held the whole neighbourhood and any node of it
+// the crawl has not found (its table holds fewer than K nodes nearer).
+// So a candidate's score is the number of such listings, and the lowest
+// scores come first; a missed node sits in a neighbourhood whose score is
+// 0. Ties go to the candidate whose nearest found neighbour shares the
+// fewest leading ID bits with it, as a missed node leaves a gap beside
+// its neighbours.
+func (c *Crawler) leastCovered(cands []int32, k int) []int32 {
+	const K = 8
 	byID := make([]int32, 0, len(c.nodes))
 	for i := range c.nodes {
 		if !c.nodes[i].id.IsZero() {
@@ -562,21 +688,42 @@ func (c *Crawler) mostIsolated(cands []int32, k int) []int32 {
 		}
 	}
 	slices.SortFunc(byID, func(a, b int32) int { return c.nodes[a].id.Cmp(c.nodes[b].id) })
-	// In ID order a node's nearest neighbour is next to it, so its
-	// closeness is the longer of the prefixes shared with the two (one
-	// byte per node: at most 160).
-	closeness := make([]uint8, len(c.nodes))
+	// rank holds the score in the high byte and the closeness (the prefix
+	// shared with the nearest found node, at most 160) in the low one.
+	rank := make([]uint16, len(c.nodes))
+	var cpls [2 * K]int
 	for j, i := range byID {
-		cpl := 0
-		if j > 0 {
-			cpl = c.nodes[i].id.CommonPrefixLen(c.nodes[byID[j-1]].id)
+		id := c.nodes[i].id
+		// In ID order the prefix shared with id shrinks with distance, so
+		// the K-1 nodes sharing the most bits with it lie within K of it
+		// on either side.
+		lo, hi := max(0, j-K), min(len(byID), j+K+1)
+		near := cpls[:0]
+		for _, o := range byID[lo:hi] {
+			if o != i {
+				near = append(near, id.CommonPrefixLen(c.nodes[o].id))
+			}
 		}
-		if j+1 < len(byID) {
-			cpl = max(cpl, c.nodes[i].id.CommonPrefixLen(c.nodes[byID[j+1]].id))
+		slices.SortFunc(near, func(a, b int) int { return b - a })
+		// The neighbourhood: the nodes sharing more bits with id than the
+		// K-th nearest does (all of them when fewer than K are found).
+		depth := 0
+		if len(near) >= K {
+			depth = near[K-1] + 1
 		}
-		closeness[i] = uint8(cpl)
+		closeness := 0
+		if len(near) > 0 {
+			closeness = near[0]
+		}
+		score := 0
+		for _, o := range byID[lo:hi] {
+			if o != i && c.nodes[o].nbrs && id.CommonPrefixLen(c.nodes[o].id) >= depth {
+				score++
+			}
+		}
+		rank[i] = uint16(min(score, 255))<<8 | uint16(closeness)
 	}
-	slices.SortStableFunc(cands, func(a, b int32) int { return int(closeness[a]) - int(closeness[b]) })
+	slices.SortStableFunc(cands, func(a, b int32) int { return int(rank[a]) - int(rank[b]) })
 	return cands[:k]
 }
 
@@ -790,7 +937,11 @@ func (c *Crawler) send(idx int32) {
 	n.queried = true
 	c.inflight++
 	c.res.Queries++
-	target, nearest := c.target(n)
+	target, gap := c.gapTarget[idx]
+	nearest := false
+	if !gap {
+		target, nearest = c.target(n)
+	}
 	q := &krpc.Msg{Q: krpc.MethodFindNode, A: krpc.Args{ID: c.cfg.ID, Target: target}}
 	// Sample only where BEP 51 may work and the node's interval is over;
 	// otherwise ask for nodes the BEP 5 way.
@@ -835,8 +986,10 @@ func (c *Crawler) handle(r result) {
 		if n.state == stInFlight {
 			n.state = stFailed
 		}
+		delete(c.gapTarget, r.idx)
 		return
 	}
+	delete(c.gapTarget, r.idx)
 	m := r.resp.Msg
 	id := m.SenderID()
 	if !id.IsZero() {

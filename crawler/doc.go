@@ -2,13 +2,22 @@
 // infohashes, politely.
 //
 // A node speaks the DHT over UDP; a peer speaks BitTorrent over TCP. The
-// crawler talks only to nodes: it asks each node it discovers for the nodes
-// nearest to itself (find_node with a target beside the node's own ID),
-// which reveals the node's closest neighbours, so that every reachable node
-// is found with about one query each. With Config.Infohashes it asks with
-// BEP 51 sample_infohashes instead, which returns nodes and a sample of the
+// crawler talks only to nodes: it asks each node it discovers for nodes
+// (find_node), with targets chosen so that the replies together list every
+// reachable node. With Config.Infohashes it asks with BEP 51
+// sample_infohashes instead, which returns nodes and a sample of the
 // infohashes the node stores in one reply, honouring each node's interval,
 // and falls back to find_node for nodes that do not support it.
+//
+// A crawl aims at fewer than 2 queries per node that answers. The first
+// pass queries every node discovered once: a node first heard of in a list
+// of someone's nearest neighbours is asked for one of its farther buckets,
+// any other node for its own nearest neighbours. When the pass runs dry,
+// two checks look for what it missed. Regions of the ID space where no
+// node was found, although the nodes found around them say there should
+// be some, are asked about from the nodes beside them, whose bucket they
+// are. Then, as far as the budget goes, nodes whose neighbourhoods no
+// reply has listed yet are asked for their nearest neighbours.
 //
 // The crawl is one event loop that owns the queue, the in-flight set and the
 // seen set; transport callbacks only post results to it. Every sighting

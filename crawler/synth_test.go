@@ -43,8 +43,10 @@ func crawlSynth(t *testing.T, scfg synth.Config, ccfg crawler.Config) (crawler.R
 // nodes holding BEP 51 infohash sets. At least 99.5% of answering nodes
 // found, at most 2.0 queries sent per answering node, the whole infohash
 // set of every BEP 51 node found harvested (at least 99.5% of all sets),
-// and no node sampled again inside its interval. (A node the crawl misses,
-// about 1 in 5,000, takes its infohashes with it.)
+// and no node sampled again inside its interval. (A node the crawl misses
+// takes its infohashes with it; 100 crawls of such networks, seeds 1 to
+// 100, missed 2 of about 900,000 answering nodes, one of them a BEP 51
+// node.)
 func TestSynthetic10k(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		res, rec, truth, st := crawlSynth(t,

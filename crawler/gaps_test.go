@@ -1,0 +1,219 @@
+package crawler
+
+import (
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/lightdht/lightdht/internal/simnet"
+	"github.com/lightdht/lightdht/krpc"
+)
+
+// gapID returns a random ID whose first len(prefix) bits are prefix
+// ("0" and "1" characters).
+func gapID(prefix string) krpc.ID {
+	id := krpc.RandomID()
+	for i, b := range prefix {
+		mask := byte(0x80) >> (i % 8)
+		id[i/8] &^= mask
+		if b == '1' {
+			id[i/8] |= mask
+		}
+	}
+	return id
+}
+
+// hasPrefix reports whether id starts with the bits of prefix.
+func hasPrefix(id krpc.ID, prefix string) bool {
+	for i, b := range prefix {
+		if id.Bit(i) != int(b-'0') {
+			return false
+		}
+	}
+	return true
+}
+
+// bits3 returns the 3-bit binary string of i.
+func bits3(i int) string {
+	return string([]byte{'0' + byte(i>>2&1), '0' + byte(i>>1&1), '0' + byte(i&1)})
+}
+
+// gapCrawler returns a crawler on sim whose crawl has found one replied
+// node for each of the given ID prefixes, at 127.3.x.y:6881, with as many
+// queries sent as nodes.
+func gapCrawler(t *testing.T, sim *simnet.Network, prefixes []string) *Crawler {
+	t.Helper()
+	conn, err := sim.NewConn4()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(Config{Conn: conn, Bootstrap: []netip.AddrPort{netip.MustParseAddrPort("127.3.0.1:6881")}, TestNet: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.tr.Close() })
+	for i, p := range prefixes {
+		a := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 3, byte(i / 250), byte(i%250 + 1)}), 6881)
+		c.nodes = append(c.nodes, node{id: gapID(p), key: keyOf(a), state: stReplied, replied: true, listed: true, queried: true})
+		c.index[keyOf(a)] = int32(i)
+	}
+	c.res.Discovered, c.res.Replied, c.res.Queries = len(prefixes), len(prefixes), len(prefixes)
+	return c
+}
+
+// TestFillGapsEmptyRegion: 56 replied nodes spread evenly over 8 regions
+// of 3 bits, except that region 101 is empty although it is expected to
+// hold 7. fillGaps asks 3 nodes of its sibling 100 about it, with a target
+// inside it; the query that goes out carries that target; the region is
+// not asked about twice.
+func TestFillGapsEmptyRegion(t *testing.T) {
+	sim, err := simnet.New(simnet.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	var prefixes []string
+	for r := range 8 {
+		if r == 0b101 {
+			continue
+		}
+		for j := range 8 { // 8 per region, split evenly below it
+			prefixes = append(prefixes, bits3(r)+bits3(j))
+		}
+	}
+	c := gapCrawler(t, sim, prefixes)
+	if !c.fillGaps() {
+		t.Fatal("fillGaps queued nothing")
+	}
+	if len(c.gapTarget) != gapAsk || len(c.ready) != gapAsk {
+		t.Fatalf("%d gap targets, %d ready, want %d", len(c.gapTarget), len(c.ready), gapAsk)
+	}
+	for i, target := range c.gapTarget {
+		if !hasPrefix(target, "101") {
+			t.Errorf("target %v is not in region 101", target)
+		}
+		if n := &c.nodes[i]; !hasPrefix(n.id, "100") || n.state != stQueued {
+			t.Errorf("asker %v (state %d) is not a queued node of the sibling region 100", n.id, n.state)
+		}
+	}
+
+	// The queries sent carry the region's target.
+	var conns []*simnet.Conn
+	for i := range c.gapTarget {
+		l, err := sim.Listen(c.nodes[i].key.addrPort())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		conns = append(conns, l)
+	}
+	c.dispatch()
+	for _, l := range conns {
+		l.SetReadDeadline(time.Now().Add(10 * time.Second))
+		buf := make([]byte, 1500)
+		n, _, err := l.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			t.Fatalf("no query reached asker %v: %v", l.AddrPort(), err)
+		}
+		var q krpc.Msg
+		if err := krpc.Unmarshal(buf[:n], &q); err != nil {
+			t.Fatal(err)
+		}
+		idx := c.index[keyOf(l.AddrPort())]
+		if q.Q != krpc.MethodFindNode || q.A.Target != c.gapTarget[idx] {
+			t.Errorf("asker got %s for %v, want find_node for %v", q.Q, q.A.Target, c.gapTarget[idx])
+		}
+	}
+
+	// Once asked about, the region is not asked about again.
+	for i := range c.nodes {
+		c.nodes[i].state = stReplied
+	}
+	clear(c.gapTarget)
+	c.ready = nil
+	if c.fillGaps() {
+		t.Errorf("fillGaps asked about region 101 again: %d queued", len(c.ready))
+	}
+}
+
+// TestFillGapsSibling: with 32 replied nodes, regions down to depth 3 are
+// expected to hold 4. Deeper, an empty region is suspect only beside at
+// least K replied nodes: region 0000, beside the 12 nodes of 0001, is
+// asked about; region 0110, beside the 4 nodes of 0111, is not. Nothing
+// is asked about when the query budget is spent.
+func TestFillGapsSibling(t *testing.T) {
+	sim, err := simnet.New(simnet.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	var prefixes []string
+	for j := range 12 {
+		prefixes = append(prefixes, "0001"+bits3(j % 2)[2:]) // split 6 / 6 below
+	}
+	for range 4 {
+		prefixes = append(prefixes, "0111")
+	}
+	for _, r := range []string{"001", "010", "100", "101", "110", "111"} {
+		for range 3 {
+			prefixes = append(prefixes, r)
+		}
+	}
+	prefixes = prefixes[:32] // the last region keeps 1
+	c := gapCrawler(t, sim, prefixes)
+	if !c.fillGaps() {
+		t.Fatal("fillGaps queued nothing")
+	}
+	if len(c.gapTarget) != gapAsk {
+		t.Errorf("%d nodes asked, want %d", len(c.gapTarget), gapAsk)
+	}
+	for i, target := range c.gapTarget {
+		if !hasPrefix(target, "0000") || !hasPrefix(c.nodes[i].id, "0001") {
+			t.Errorf("node %v asked about %v, want nodes of 0001 asked about 0000", c.nodes[i].id, target)
+		}
+	}
+
+	c = gapCrawler(t, sim, prefixes)
+	c.res.Queries = int(secondPassBudget * float64(c.res.Replied))
+	if c.fillGaps() {
+		t.Errorf("fillGaps queued %d queries with the budget spent", len(c.ready))
+	}
+}
+
+// TestLeastCovered: three neighbourhoods of 8 replied nodes (the ID
+// prefixes 000, 001 and 010, spread evenly below). In 000 one node has
+// listed its nearest neighbours, in 010 two have, in 001 none. The second
+// pass asks the nodes of 001 first, then the rest of 000, then 010.
+func TestLeastCovered(t *testing.T) {
+	sim, err := simnet.New(simnet.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	var prefixes []string
+	for _, g := range []string{"000", "001", "010"} {
+		for j := range 8 {
+			prefixes = append(prefixes, g+bits3(j))
+		}
+	}
+	c := gapCrawler(t, sim, prefixes)
+	c.nodes[0].nbrs = true                          // one in 000
+	c.nodes[16].nbrs, c.nodes[17].nbrs = true, true // two in 010
+	var cands []int32
+	for i := range c.nodes {
+		if !c.nodes[i].nbrs {
+			cands = append(cands, int32(i))
+		}
+	}
+	got := c.leastCovered(slices.Clone(cands), 15)
+	for j, i := range got {
+		want := "001"
+		if j >= 8 {
+			want = "000"
+		}
+		if id := c.nodes[i].id; !hasPrefix(id, want) {
+			t.Errorf("candidate %d of the second pass is in %s, want %s", j, bits3(int(id[0]>>5)), want)
+		}
+	}
+}
