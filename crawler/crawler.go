@@ -162,6 +162,7 @@ type Result struct {
 	Queried      int     // nodes queried
 	Replied      int     // nodes that answered (a KRPC error is an answer)
 	Timeouts     int     // nodes that never answered
+	Waiting      int     // queries still queued when the crawl ended (by Idle or ctx); 0 after a crawl that ran dry
 	Bogons       int     // addresses not queried: private, loopback, reserved, …
 	OutOfZone    int     // nodes outside Config.Zone, not queried
 	Queries      int     // queries sent, resends included
@@ -1096,6 +1097,7 @@ func (c *Crawler) report(now time.Time, lastQueries *int, lastTick *time.Time) {
 // finalize fills in the result's totals.
 func (c *Crawler) finalize() {
 	c.res.Duration = time.Since(c.start)
+	c.res.Waiting = len(c.ready) + c.later.Len()
 	c.res.Packets = c.tr.Stats().PacketsSent
 	c.res.Infohashes = len(c.ihs)
 	c.res.Resends = c.resends

@@ -186,6 +186,9 @@ func TestCrawlFindsAnsweringNodes(t *testing.T) {
 		if perNode > 2.0 {
 			t.Errorf("%.2f queries per answering node, want at most 2", perNode)
 		}
+		if res.Waiting != 0 {
+			t.Errorf("%d queries still queued after a crawl that ran dry", res.Waiting)
+		}
 		if len(progress) < 2 || progress[len(progress)-1].Replied != res.Replied {
 			t.Errorf("%d progress reports, last %+v", len(progress), progress[len(progress)-1])
 		}
@@ -449,6 +452,40 @@ func TestSmallNetworksCrawled(t *testing.T) {
 			missed += 30 - res.Replied
 			if res.Replied < 28 {
 				t.Errorf("run %d: found %d of 30 nodes", run, res.Replied)
+			}
+		})
+	}
+}
+
+// TestIdleEndsCrawl: 20 nodes behind one IP take 40 s to query at one
+// query per 2 s, and all of them are known after a few replies. A 5 s
+// idle limit ends the crawl with queries still queued, and the result
+// says how many; with a long idle limit the crawl runs dry and none are.
+func TestIdleEndsCrawl(t *testing.T) {
+	for _, idle := range []time.Duration{5 * time.Second, 5 * time.Minute} {
+		synctest.Test(t, func(t *testing.T) {
+			sim := newSim(t, simnet.Config{Latency: 5 * time.Millisecond})
+			addrs := []netip.AddrPort{netip.MustParseAddrPort("127.4.0.1:6881")}
+			for i := range 20 {
+				addrs = append(addrs, netip.AddrPortFrom(netip.MustParseAddr("127.4.0.2"), uint16(7000+i)))
+			}
+			dn := newDHTNet(t, sim, addrs, nil)
+			conn, _ := sim.NewConn4()
+			c, err := crawler.New(crawler.Config{Conn: conn, Bootstrap: dn.addrs[:1], TestNet: true, Timeout: time.Second, Idle: idle})
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := c.Run(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("idle %v: %+v", idle, res)
+			switch {
+			case idle < time.Minute && (res.Waiting == 0 || res.Replied+res.Waiting != res.Discovered || res.Duration > 30*time.Second):
+				t.Errorf("idle %v: crawl ended after %v with %d replied and %d queued of %d found, want it ended early with the rest queued",
+					idle, res.Duration, res.Replied, res.Waiting, res.Discovered)
+			case idle > time.Minute && (res.Waiting != 0 || res.Replied != res.Discovered):
+				t.Errorf("idle %v: %d replied, %d queued of %d found, want all replied and none queued", idle, res.Replied, res.Waiting, res.Discovered)
 			}
 		})
 	}

@@ -60,6 +60,7 @@ type crawlSummary struct {
 	Replied      int     `json:"replied"`
 	Queried      int     `json:"queried"`
 	Timeouts     int     `json:"timeouts"`
+	Waiting      int     `json:"waiting,omitempty"`
 	Bogons       int     `json:"bogons"`
 	Infohashes   int     `json:"infohashes"`
 	Samples      int     `json:"samples"`
@@ -199,7 +200,7 @@ func crawlCmd(c *cli) func(context.Context, []string) error {
 			return err
 		}
 		sum := crawlSummary{Run: runID, DB: *dbPath, Nodes: res.Discovered, Replied: res.Replied, Queried: res.Queried,
-			Timeouts: res.Timeouts, Bogons: res.Bogons, Infohashes: res.Infohashes, Samples: res.Samples, Peers: res.Peers,
+			Timeouts: res.Timeouts, Waiting: res.Waiting, Bogons: res.Bogons, Infohashes: res.Infohashes, Samples: res.Samples, Peers: res.Peers,
 			Incoming: res.Incoming, Passive: res.Passive,
 			SizeEstimate: res.SizeEstimate, Queries: res.Queries, Packets: res.Packets, DurationMs: ms(res.Duration),
 			Interrupted: interrupted, Shed: shed}
@@ -222,6 +223,9 @@ func printSummary(w io.Writer, s crawlSummary) {
 	fmt.Fprintf(w, "nodes found:    %d\n", s.Nodes)
 	fmt.Fprintf(w, "nodes replied:  %d\n", s.Replied)
 	fmt.Fprintf(w, "timeouts:       %d\n", s.Timeouts)
+	if s.Waiting > 0 {
+		fmt.Fprintf(w, "still queued:   %d queries (the crawl ended before their turn; see --idle)\n", s.Waiting)
+	}
 	fmt.Fprintf(w, "not queried:    %d (private or reserved addresses)\n", s.Bogons)
 	fmt.Fprintf(w, "infohashes:     %d (from %d BEP 51 samples)\n", s.Infohashes, s.Samples)
 	if s.Peers > 0 {
