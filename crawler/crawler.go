@@ -32,6 +32,9 @@ const (
 	DefaultProgressEvery = time.Second
 )
 
+// MaxInFlightLimit is the largest Config.MaxInFlight.
+const MaxInFlightLimit = 1 << 16
+
 // Recorder receives what the crawl sees. *db.DB implements it. With
 // Config.Respond, Observe is also called for incoming queries, from
 // another goroutine than the crawl's, so it must be safe for concurrent
@@ -73,7 +76,11 @@ type Config struct {
 	// address. Zero: 2 seconds. Libtorrent blocks sources that send more
 	// than 5 queries a second.
 	PerIPInterval time.Duration
-	// MaxInFlight bounds the queries awaiting a reply. Zero: 512.
+	// MaxInFlight bounds the queries awaiting a reply. Zero: 512. New
+	// sizes the receive buffer of a Conn that has SetReadBuffer (as
+	// *net.UDPConn has) to hold a full-size reply to each of them, so
+	// that a burst of replies is not dropped before it is read. The OS
+	// may cap it (Linux: at net.core.rmem_max).
 	MaxInFlight int
 	// Timeout is the wait for each attempt; Retries the resends after a
 	// timed-out one, which go through the same queue and per-IP interval
@@ -187,6 +194,8 @@ func (c Config) withDefaults() (Config, error) {
 		return c, errors.New("crawler: config: no bootstrap address")
 	case c.Rate < 0, c.PerIPInterval < 0, c.MaxInFlight < 0, c.Timeout < 0, c.Idle < 0, c.Revisit < 0, c.ProgressEvery < 0:
 		return c, errors.New("crawler: config: negative value")
+	case c.MaxInFlight > MaxInFlightLimit:
+		return c, fmt.Errorf("crawler: config: MaxInFlight %d above %d", c.MaxInFlight, MaxInFlightLimit)
 	case c.Zone.Bits < 0 || c.Zone.Bits > 32:
 		return c, fmt.Errorf("crawler: config: zone of %d bits (0 to 32)", c.Zone.Bits)
 	}
@@ -329,6 +338,10 @@ type result struct {
 	err     error
 }
 
+// replyBufferBytes is the receive buffer allowed per query in flight: a
+// full Ethernet MTU.
+const replyBufferBytes = 1500
+
 // Crawler runs one crawl. Create it with New and run it with Run.
 type Crawler struct {
 	cfg  Config
@@ -377,6 +390,11 @@ func New(cfg Config) (*Crawler, error) {
 			return nil, fmt.Errorf("crawler: %w", err)
 		}
 		handler = resp
+	}
+	if rb, ok := cfg.Conn.(interface{ SetReadBuffer(int) error }); ok {
+		if err := rb.SetReadBuffer(cfg.MaxInFlight * replyBufferBytes); err != nil {
+			cfg.Logger.Warn().Err(err).Msg("crawler: could not size the receive buffer")
+		}
 	}
 	// The crawler resends through its own queue, so that a resend obeys
 	// the per-IP interval like any other query.

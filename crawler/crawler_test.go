@@ -295,6 +295,7 @@ func TestConfigErrors(t *testing.T) {
 		{crawler.Config{Conn: conn, Bootstrap: []netip.AddrPort{netip.MustParseAddrPort("10.1.2.3:6881")}}, "not a public address"},
 		{crawler.Config{Conn: conn, Bootstrap: []netip.AddrPort{netip.MustParseAddrPort("11.0.0.1:6881")}, Rate: -1}, "negative"},
 		{crawler.Config{Conn: conn, Bootstrap: []netip.AddrPort{netip.MustParseAddrPort("11.0.0.1:6881")}, Zone: crawler.Zone{Bits: 40}}, "zone"},
+		{crawler.Config{Conn: conn, Bootstrap: []netip.AddrPort{netip.MustParseAddrPort("11.0.0.1:6881")}, MaxInFlight: 1 << 20}, "MaxInFlight"},
 	}
 	for _, tc := range cases {
 		_, err := crawler.New(tc.cfg)
@@ -488,5 +489,28 @@ func TestIdleEndsCrawl(t *testing.T) {
 				t.Errorf("idle %v: %d replied, %d queued of %d found, want all replied and none queued", idle, res.Replied, res.Waiting, res.Discovered)
 			}
 		})
+	}
+}
+
+// TestReceiveBuffer: New sizes the socket's receive buffer to hold a reply
+// to every query in flight, so 1,000 replies that arrive before any is
+// read are all kept (the in-memory network's default holds 256).
+func TestReceiveBuffer(t *testing.T) {
+	sim := newSim(t, simnet.Config{})
+	conn, _ := sim.NewConn4()
+	if _, err := crawler.New(crawler.Config{Conn: conn, Bootstrap: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:6881")},
+		TestNet: true, MaxInFlight: 1000}); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	from, _ := sim.NewConn4()
+	defer from.Close()
+	for range 1000 {
+		if _, err := from.WriteToUDPAddrPort([]byte("d1:y1:re"), conn.AddrPort()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := sim.Stats(); st.DroppedQueueFull != 0 || st.Delivered != 1000 {
+		t.Errorf("%d of 1,000 packets delivered, %d dropped on a full queue", st.Delivered, st.DroppedQueueFull)
 	}
 }

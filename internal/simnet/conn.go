@@ -50,6 +50,25 @@ type Conn struct {
 	// idle conn without a blocked reader has no channel.
 	wake         chan struct{}
 	readDeadline time.Time
+	queueLen     int // packets the receive queue holds; 0: Config.QueueLen
+}
+
+// BufferPacketBytes is what one packet counts for in SetReadBuffer: a
+// full Ethernet MTU.
+const BufferPacketBytes = 1500
+
+// SetReadBuffer sizes the conn's receive queue as a UDP socket's receive
+// buffer would be sized: it holds bytes/BufferPacketBytes packets (at
+// least 1) from now on, in place of Config.QueueLen. It fails only on a
+// negative size, like [*net.UDPConn.SetReadBuffer].
+func (c *Conn) SetReadBuffer(bytes int) error {
+	if bytes < 0 {
+		return c.opError("set", nil, errors.New("negative buffer size"))
+	}
+	c.mu.Lock()
+	c.queueLen = max(1, bytes/BufferPacketBytes)
+	c.mu.Unlock()
+	return nil
 }
 
 // AddrPort returns the conn's local address.
@@ -190,7 +209,7 @@ func (c *Conn) enqueue(p packet) {
 		c.mu.Unlock()
 		n.droppedNoRoute.Add(1)
 		return
-	case len(c.q)-c.head >= n.queueLen:
+	case len(c.q)-c.head >= c.limitLocked():
 		c.mu.Unlock()
 		n.droppedQueueFull.Add(1)
 		return
@@ -206,6 +225,14 @@ func (c *Conn) enqueue(p packet) {
 	c.wakeLocked()
 	c.mu.Unlock()
 	n.delivered.Add(1)
+}
+
+// limitLocked returns how many unread packets the queue holds.
+func (c *Conn) limitLocked() int {
+	if c.queueLen > 0 {
+		return c.queueLen
+	}
+	return c.net.queueLen
 }
 
 // read waits for a packet and copies it into b.
