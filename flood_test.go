@@ -315,11 +315,17 @@ func checkFlood(tb testing.TB, cfg floodConfig, r floodResult) {
 	// Abusive sources are new and keep sending, so they are heavy from
 	// their first packet: together they get at most heavyShare (half) of
 	// the send rate, plus the heavy limiter's burst. Checked per second
-	// after the first one, which also holds the per-IP bursts.
+	// from the third on (the flood's last, partial second left out): the
+	// first two hold the per-IP bursts, and on a loaded machine the node
+	// may still be working through the first second's packets in the
+	// second; the aim is abusive sources throttled within 10 seconds.
+	if cfg.duration < 2*time.Second {
+		tb.Fatalf("a flood of %v is too short to check throttling (at least 2 s)", cfg.duration)
+	}
 	limit := uint64(0.5*lightdht.DefaultSendRate*1.05) + lightdht.DefaultSendRate/20
-	for s, n := range r.abusiveReply[1 : len(r.abusiveReply)-1] {
-		if n > limit {
-			tb.Errorf("second %d of the flood: %d packets sent to abusive sources, want at most %d", s+1, n, limit)
+	for s := 2; s < len(r.abusiveReply)-1; s++ {
+		if n := r.abusiveReply[s]; n > limit {
+			tb.Errorf("second %d of the flood: %d packets sent to abusive sources, want at most %d", s, n, limit)
 		}
 	}
 	if len(r.heapAfterGC) >= 3 {
@@ -381,8 +387,9 @@ func TestFlood(t *testing.T) {
 }
 
 // BenchmarkFlood is the bounded soak: LIGHTDHT_FLOOD_SECONDS (default 30)
-// of LIGHTDHT_FLOOD_RATE (default 110,000) packets per second from 1,000
-// sources, with 20 legitimate clients. Run it with
+// of LIGHTDHT_FLOOD_RATE (default 110,000) packets per second from
+// LIGHTDHT_FLOOD_SOURCES (default 1,000) sources, with 20 legitimate
+// clients. Run it with
 //
 //	go test -run '^$' -bench Flood -benchtime 1x .
 //
@@ -391,7 +398,7 @@ func TestFlood(t *testing.T) {
 // seconds, the live heap growth and the goroutine count, and fails on the
 // same conditions as TestFlood.
 func BenchmarkFlood(b *testing.B) {
-	cfg := floodConfig{sources: 1000, rate: envFloat(b, "LIGHTDHT_FLOOD_RATE", 110_000),
+	cfg := floodConfig{sources: int(envFloat(b, "LIGHTDHT_FLOOD_SOURCES", 1000)), rate: envFloat(b, "LIGHTDHT_FLOOD_RATE", 110_000),
 		duration: time.Duration(envFloat(b, "LIGHTDHT_FLOOD_SECONDS", 30) * float64(time.Second)), legit: 20}
 	var r floodResult
 	for b.Loop() {
