@@ -56,15 +56,7 @@ func BenchmarkCrawl1M(b *testing.B) {
 		perNode := float64(int64(with.HeapAlloc)-int64(without.HeapAlloc)) / float64(res.Discovered)
 
 		truth := net.Truth()
-		answering, found := 0, 0
-		for _, n := range truth.Nodes {
-			if n.Answering {
-				answering++
-				if rec.replied[n.ID] {
-					found++
-				}
-			}
-		}
+		answering, found := coverage(truth, rec)
 		b.ReportMetric(100*float64(found)/float64(answering), "coverage-%")
 		b.ReportMetric(float64(res.Packets)/float64(answering), "queries/answering-node")
 		b.ReportMetric(perNode, "crawler-B/node")

@@ -570,27 +570,19 @@ type gapKey struct {
 // again. In a zone crawl only regions of the zone count. fillGaps stays
 // within the second pass's budget and reports whether it queued any query.
 func (c *Crawler) fillGaps() bool {
-	budget := int(secondPassBudget*float64(c.res.Replied)) - c.res.Queries
+	budget := c.passBudget()
 	if budget < gapAsk {
 		return false
 	}
 	z := c.cfg.Zone
-	var all, zone []int32 // replied nodes; those in the zone
-	for i := range c.nodes {
-		n := &c.nodes[i]
-		if n.replied && !n.id.IsZero() {
-			all = append(all, int32(i))
-			if z.contains(n.id) {
-				zone = append(zone, int32(i))
-			}
-		}
+	all := c.inIDOrder(func(n *node) bool { return n.replied })
+	zone := all
+	if z.Bits > 0 {
+		zone = slices.DeleteFunc(slices.Clone(all), func(i int32) bool { return !z.contains(c.nodes[i].id) })
 	}
 	if len(zone) < 2*gapSibling {
 		return false
 	}
-	byID := func(a, b int32) int { return c.nodes[a].id.Cmp(c.nodes[b].id) }
-	slices.SortFunc(all, byID)
-	slices.SortFunc(zone, byID)
 	if c.gapTarget == nil {
 		c.gapTarget = map[int32]krpc.ID{}
 		c.gapProbed = map[gapKey]struct{}{}
@@ -654,6 +646,27 @@ func (c *Crawler) fillGaps() bool {
 // this many per node that replied.
 const secondPassBudget = 1.97
 
+// passBudget returns how many more queries the crawl may send before it
+// reaches secondPassBudget per node that replied.
+func (c *Crawler) passBudget() int {
+	return int(secondPassBudget*float64(c.res.Replied)) - c.res.Queries
+}
+
+// inIDOrder returns the indexes of the nodes with a known ID that keep
+// accepts (all of them if keep is nil), in ascending ID order: the nodes
+// XOR-closest to a target share its longest prefix, so they sit next to
+// its place in this order.
+func (c *Crawler) inIDOrder(keep func(n *node) bool) []int32 {
+	var out []int32
+	for i := range c.nodes {
+		if n := &c.nodes[i]; !n.id.IsZero() && (keep == nil || keep(n)) {
+			out = append(out, int32(i))
+		}
+	}
+	slices.SortFunc(out, func(a, b int32) int { return c.nodes[a].id.Cmp(c.nodes[b].id) })
+	return out
+}
+
 // secondPass queues, once, the replied nodes that have not yet listed their
 // nearest neighbours for a query that asks for them, as far as the budget
 // allows (those in the least covered neighbourhoods first), and reports
@@ -663,7 +676,7 @@ func (c *Crawler) secondPass() bool {
 		return false
 	}
 	c.passTwo = true
-	budget := int(secondPassBudget*float64(c.res.Replied)) - c.res.Queries
+	budget := c.passBudget()
 	if budget <= 0 {
 		return false
 	}
@@ -700,13 +713,7 @@ func (c *Crawler) secondPass() bool {
 // its neighbours.
 func (c *Crawler) leastCovered(cands []int32, k int) []int32 {
 	const K = 8
-	byID := make([]int32, 0, len(c.nodes))
-	for i := range c.nodes {
-		if !c.nodes[i].id.IsZero() {
-			byID = append(byID, int32(i))
-		}
-	}
-	slices.SortFunc(byID, func(a, b int32) int { return c.nodes[a].id.Cmp(c.nodes[b].id) })
+	byID := c.inIDOrder(nil)
 	// rank holds the score in the high byte and the closeness (the prefix
 	// shared with the nearest found node, at most 160) in the low one.
 	rank := make([]uint16, len(c.nodes))
@@ -1177,18 +1184,10 @@ type peerTask struct {
 // closest to it for peers, within the rate and per-IP limits, until done
 // or ctx ends.
 func (c *Crawler) peersPhase(ctx context.Context) error {
-	// Replied nodes in ID order: the nodes XOR-closest to a target share
-	// its longest prefix, so they sit next to its place in this order.
-	var byID []int32
-	for i := range c.nodes {
-		if c.nodes[i].replied && !c.nodes[i].id.IsZero() {
-			byID = append(byID, int32(i))
-		}
-	}
+	byID := c.inIDOrder(func(n *node) bool { return n.replied })
 	if len(byID) == 0 {
 		return nil
 	}
-	slices.SortFunc(byID, func(a, b int32) int { return c.nodes[a].id.Cmp(c.nodes[b].id) })
 	var tasks []peerTask
 	asked := 0
 	for ih := range c.ihs {

@@ -39,11 +39,16 @@ func bits3(i int) string {
 	return string([]byte{'0' + byte(i>>2&1), '0' + byte(i>>1&1), '0' + byte(i&1)})
 }
 
-// gapCrawler returns a crawler on sim whose crawl has found one replied
-// node for each of the given ID prefixes, at 127.3.x.y:6881, with as many
-// queries sent as nodes.
-func gapCrawler(t *testing.T, sim *simnet.Network, prefixes []string) *Crawler {
+// gapCrawler returns a crawler on a new in-memory network, and the
+// network, whose crawl has found one replied node for each of the given ID
+// prefixes, at 127.3.x.y:6881, with as many queries sent as nodes.
+func gapCrawler(t *testing.T, prefixes []string) (*Crawler, *simnet.Network) {
 	t.Helper()
+	sim, err := simnet.New(simnet.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sim.Close() })
 	conn, err := sim.NewConn4()
 	if err != nil {
 		t.Fatal(err)
@@ -59,7 +64,7 @@ func gapCrawler(t *testing.T, sim *simnet.Network, prefixes []string) *Crawler {
 		c.index[keyOf(a)] = int32(i)
 	}
 	c.res.Discovered, c.res.Replied, c.res.Queries = len(prefixes), len(prefixes), len(prefixes)
-	return c
+	return c, sim
 }
 
 // TestFillGapsEmptyRegion: 56 replied nodes spread evenly over 8 regions
@@ -68,11 +73,6 @@ func gapCrawler(t *testing.T, sim *simnet.Network, prefixes []string) *Crawler {
 // inside it; the query that goes out carries that target; the region is
 // not asked about twice.
 func TestFillGapsEmptyRegion(t *testing.T) {
-	sim, err := simnet.New(simnet.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
 	var prefixes []string
 	for r := range 8 {
 		if r == 0b101 {
@@ -82,7 +82,7 @@ func TestFillGapsEmptyRegion(t *testing.T) {
 			prefixes = append(prefixes, bits3(r)+bits3(j))
 		}
 	}
-	c := gapCrawler(t, sim, prefixes)
+	c, sim := gapCrawler(t, prefixes)
 	if !c.fillGaps() {
 		t.Fatal("fillGaps queued nothing")
 	}
@@ -143,11 +143,6 @@ func TestFillGapsEmptyRegion(t *testing.T) {
 // asked about; region 0110, beside the 4 nodes of 0111, is not. Nothing
 // is asked about when the query budget is spent.
 func TestFillGapsSibling(t *testing.T) {
-	sim, err := simnet.New(simnet.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
 	var prefixes []string
 	for j := range 12 {
 		prefixes = append(prefixes, "0001"+bits3(j % 2)[2:]) // split 6 / 6 below
@@ -161,7 +156,7 @@ func TestFillGapsSibling(t *testing.T) {
 		}
 	}
 	prefixes = prefixes[:32] // the last region keeps 1
-	c := gapCrawler(t, sim, prefixes)
+	c, _ := gapCrawler(t, prefixes)
 	if !c.fillGaps() {
 		t.Fatal("fillGaps queued nothing")
 	}
@@ -174,7 +169,7 @@ func TestFillGapsSibling(t *testing.T) {
 		}
 	}
 
-	c = gapCrawler(t, sim, prefixes)
+	c, _ = gapCrawler(t, prefixes)
 	c.res.Queries = int(secondPassBudget * float64(c.res.Replied))
 	if c.fillGaps() {
 		t.Errorf("fillGaps queued %d queries with the budget spent", len(c.ready))
@@ -186,18 +181,13 @@ func TestFillGapsSibling(t *testing.T) {
 // listed its nearest neighbours, in 010 two have, in 001 none. The second
 // pass asks the nodes of 001 first, then the rest of 000, then 010.
 func TestLeastCovered(t *testing.T) {
-	sim, err := simnet.New(simnet.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
 	var prefixes []string
 	for _, g := range []string{"000", "001", "010"} {
 		for j := range 8 {
 			prefixes = append(prefixes, g+bits3(j))
 		}
 	}
-	c := gapCrawler(t, sim, prefixes)
+	c, _ := gapCrawler(t, prefixes)
 	c.nodes[0].nbrs = true                          // one in 000
 	c.nodes[16].nbrs, c.nodes[17].nbrs = true, true // two in 010
 	var cands []int32

@@ -39,6 +39,20 @@ func crawlSynth(t *testing.T, scfg synth.Config, ccfg crawler.Config) (crawler.R
 	return res, rec, net.Truth(), net.Stats()
 }
 
+// coverage returns how many nodes of truth answer, and how many of those
+// the recorder saw reply.
+func coverage(truth synth.Truth, rec *recorder) (answering, found int) {
+	for _, n := range truth.Nodes {
+		if n.Answering {
+			answering++
+			if rec.replied[n.ID] {
+				found++
+			}
+		}
+	}
+	return answering, found
+}
+
 // TestSynthetic10k: a 10,000-node network with 10% silent nodes and 30% of
 // nodes holding BEP 51 infohash sets. At least 99.5% of answering nodes
 // found, at most 2.0 queries sent per answering node, the whole infohash
@@ -117,15 +131,7 @@ func TestSyntheticLossResends(t *testing.T) {
 		res, rec, truth, _ := crawlSynth(t,
 			synth.Config{N: 10000, Seed: 14, SilentShare: 0.1, PublicIPs: true, Latency: 20 * time.Millisecond, Loss: 0.05},
 			crawler.Config{Rate: 2000, Timeout: time.Second, MaxInFlight: 512})
-		answering, found := 0, 0
-		for _, n := range truth.Nodes {
-			if n.Answering {
-				answering++
-				if rec.replied[n.ID] {
-					found++
-				}
-			}
-		}
+		answering, found := coverage(truth, rec)
 		t.Logf("found %d of %d answering nodes, %d resends, %d timeouts", found, answering, res.Resends, res.Timeouts)
 		// Each of the 1,000 silent nodes times out once and is resent.
 		if silent := len(truth.Nodes) - answering; res.Resends < silent {
