@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/lightdht/lightdht/krpc"
+	"github.com/lightdht/lightdht/serve"
 	"github.com/lightdht/lightdht/table"
 )
 
@@ -23,11 +24,11 @@ const (
 	DefaultPerIPRate      = 10                     // incoming queries per second per source IP
 	DefaultPerIPBurst     = 50
 	DefaultPeerTTL        = 30 * time.Minute
-	DefaultMaxValues      = 50 // peers in one get_peers reply: 50 x 8 bytes stays well inside a packet
+	DefaultMaxValues      = serve.DefaultMaxValues // peers in one get_peers reply
 	DefaultRefreshEvery   = time.Minute
-	DefaultSampleInterval = time.Hour // BEP 51: how long a sample_infohashes answer stands
-	MaxSampleInterval     = 6 * time.Hour
-	SampleMax             = 20 // infohashes in one BEP 51 reply: 400 bytes
+	DefaultSampleInterval = serve.DefaultSampleInterval // BEP 51: how long a sample_infohashes answer stands
+	MaxSampleInterval     = serve.MaxSampleInterval
+	SampleMax             = serve.SampleMax // infohashes in one BEP 51 reply
 	DefaultBootstrapEvery = 30 * time.Second
 
 	DefaultMaxAmplification = krpc.DefaultMaxAmplification // reply bytes per query byte, at most
@@ -35,9 +36,9 @@ const (
 	DefaultPrefixReplyBurst = krpc.DefaultPrefixReplyBurst
 )
 
-// DefaultVersion is the "v" client version lightdht sends: "LD" and version
-// 0.1.
-var DefaultVersion = []byte{'L', 'D', 0, 1}
+// DefaultVersion is the "v" client version lightdht sends:
+// krpc.DefaultVersion, "LD" and version 0.1.
+var DefaultVersion = krpc.DefaultVersion
 
 // Config configures a Node. The zero value of every field except the
 // sockets is a sensible default, documented on the field.

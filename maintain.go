@@ -111,22 +111,9 @@ func (n *Node) bootstrapFamily(ctx context.Context, f *family) (int, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			n.lookupSync(ctx, f, targetAtDepth(n.id, d), true)
+			n.lookupSync(ctx, f, krpc.RandomIDAtDepth(n.id, d), true)
 		}()
 	}
 	wg.Wait()
 	return f.table.Len(), nil
-}
-
-// targetAtDepth returns a random ID that shares exactly d leading bits
-// with id.
-func targetAtDepth(id krpc.ID, d int) krpc.ID {
-	t := krpc.RandomID()
-	for i := 0; i < d; i++ {
-		mask := byte(0x80) >> (i % 8)
-		t[i/8] = t[i/8]&^mask | id[i/8]&mask
-	}
-	mask := byte(0x80) >> (d % 8)
-	t[d/8] = t[d/8]&^mask | ^id[d/8]&mask
-	return t
 }

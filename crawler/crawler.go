@@ -15,9 +15,9 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/time/rate"
 
-	"github.com/lightdht/lightdht"
 	"github.com/lightdht/lightdht/bep42"
 	"github.com/lightdht/lightdht/krpc"
+	"github.com/lightdht/lightdht/observe"
 	"github.com/lightdht/lightdht/table"
 )
 
@@ -41,7 +41,7 @@ const MaxInFlightLimit = 1 << 16
 // use.
 type Recorder interface {
 	// Observe receives every sighting of a node.
-	Observe(lightdht.Sighting)
+	Observe(observe.Sighting)
 	// RecordSample receives a BEP 51 reply: the number of infohashes the
 	// node holds, the interval it asked for, and the sample.
 	RecordSample(node krpc.NodeInfo, t time.Time, num, intervalS int, samples []krpc.ID)
@@ -144,7 +144,7 @@ type Config struct {
 	Progress      func(Progress)
 	ProgressEvery time.Duration
 
-	// Version is the "v" the crawler sends. Nil: lightdht.DefaultVersion.
+	// Version is the "v" the crawler sends. Nil: krpc.DefaultVersion.
 	Version []byte
 	// Logger receives log events, tagged component=crawler. Zero value:
 	// none.
@@ -238,7 +238,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.ProgressEvery = DefaultProgressEvery
 	}
 	if c.Version == nil {
-		c.Version = lightdht.DefaultVersion
+		c.Version = krpc.DefaultVersion
 	}
 	return c, nil
 }
@@ -593,7 +593,7 @@ func (c *Crawler) fillGaps() bool {
 	// probe asks about the region at depth d+1 that is the sibling of
 	// the one holding id.
 	probe := func(id krpc.ID, d int) {
-		t := targetAtDepth(id, d)
+		t := krpc.RandomIDAtDepth(id, d)
 		key := gapKey{depth: uint8(d + 1)}
 		for i := range (d + 1 + 7) / 8 {
 			key.prefix[i] = t[i]
@@ -813,13 +813,7 @@ func (c *Crawler) towardZone(id krpc.ID) bool {
 
 // zoneTarget returns a random ID inside the zone.
 func (c *Crawler) zoneTarget() krpc.ID {
-	z := c.cfg.Zone
-	t := krpc.RandomID()
-	for i := range z.Bits {
-		mask := byte(0x80) >> (i % 8)
-		t[i/8] = t[i/8]&^mask | z.Prefix[i/8]&mask
-	}
-	return t
+	return krpc.RandomIDWithPrefix(c.cfg.Zone.Prefix, c.cfg.Zone.Bits)
 }
 
 // dispatch sends queries while the limits allow and returns when it should
@@ -904,7 +898,7 @@ func (c *Crawler) target(n *node) (t krpc.ID, nearest bool) {
 		return krpc.RandomID(), false
 	case !n.nearest:
 		if d := c.forcedDepth(); d >= 0 {
-			return targetAtDepth(n.id, d), false
+			return krpc.RandomIDAtDepth(n.id, d), false
 		}
 	}
 	switch {
@@ -915,7 +909,7 @@ func (c *Crawler) target(n *node) (t krpc.ID, nearest bool) {
 	}
 	// Inside a zone, only buckets inside it.
 	lo := z.Bits
-	return targetAtDepth(n.id, lo+rand.IntN(max(1, c.tableDepth()-lo))), false
+	return krpc.RandomIDAtDepth(n.id, lo+rand.IntN(max(1, c.tableDepth()-lo))), false
 }
 
 // minPerDepth is how many farther-bucket queries each depth gets before
@@ -942,18 +936,6 @@ func (c *Crawler) forcedDepth() int {
 // size found so far: log2(discovered/K), plus one.
 func (c *Crawler) tableDepth() int {
 	return bits.Len(uint(c.res.Discovered/8)) + 1
-}
-
-// targetAtDepth returns a random ID sharing exactly d leading bits with id.
-func targetAtDepth(id krpc.ID, d int) krpc.ID {
-	t := krpc.RandomID()
-	for i := range d {
-		mask := byte(0x80) >> (i % 8)
-		t[i/8] = t[i/8]&^mask | id[i/8]&mask
-	}
-	mask := byte(0x80) >> (d % 8)
-	t[d/8] = t[d/8]&^mask | ^id[d/8]&mask
-	return t
 }
 
 func (c *Crawler) send(idx int32) {
@@ -999,7 +981,7 @@ func (c *Crawler) handle(r result) {
 		if r.resend {
 			c.resendsDone++
 		}
-		c.record(lightdht.Sighting{Node: krpc.NodeInfo{ID: n.id, Addr: addr}, Time: now, Source: lightdht.SourceTimeout, Method: r.method})
+		c.record(observe.Sighting{Node: krpc.NodeInfo{ID: n.id, Addr: addr}, Time: now, Source: observe.SourceTimeout, Method: r.method})
 		if c.resp != nil && !n.id.IsZero() {
 			c.resp.table.Failed(krpc.NodeInfo{ID: n.id, Addr: addr})
 		}
@@ -1033,7 +1015,7 @@ func (c *Crawler) handle(r result) {
 	n.replied = true
 	n.state = stReplied
 	me := krpc.NodeInfo{ID: n.id, Addr: addr}
-	c.record(lightdht.Sighting{Node: me, Time: now, Source: lightdht.SourceReply, Method: r.method,
+	c.record(observe.Sighting{Node: me, Time: now, Source: observe.SourceReply, Method: r.method,
 		Version: string(m.V), RTT: r.resp.RTT, ReadOnly: m.RO, SecureID: secure(me)})
 	if first {
 		c.res.Replied++
@@ -1061,7 +1043,7 @@ func (c *Crawler) handle(r result) {
 		nodes = m.R.Nodes6
 	}
 	for _, ni := range nodes {
-		c.record(lightdht.Sighting{Node: ni, Time: now, Source: lightdht.SourceReported, Method: r.method, Reporter: me, SecureID: secure(ni)})
+		c.record(observe.Sighting{Node: ni, Time: now, Source: observe.SourceReported, Method: r.method, Reporter: me, SecureID: secure(ni)})
 		if fresh := c.discover(ni, false); fresh >= 0 {
 			c.nodes[fresh].local = r.nearest
 		}
@@ -1097,7 +1079,7 @@ func (c *Crawler) handle(r result) {
 
 func secure(ni krpc.NodeInfo) bool { return bep42.Acceptable(ni.ID, ni.Addr.Addr()) }
 
-func (c *Crawler) record(s lightdht.Sighting) {
+func (c *Crawler) record(s observe.Sighting) {
 	if c.cfg.Recorder != nil {
 		c.cfg.Recorder.Observe(s)
 	}

@@ -14,13 +14,14 @@ import (
 	"github.com/lightdht/lightdht/crawler"
 	"github.com/lightdht/lightdht/internal/simnet"
 	"github.com/lightdht/lightdht/krpc"
+	"github.com/lightdht/lightdht/observe"
 )
 
 // recorder keeps what a crawl reports.
 type recorder struct {
 	mu          sync.Mutex
 	replied     map[krpc.ID]bool
-	sources     map[lightdht.Source]int
+	sources     map[observe.Source]int
 	samples     map[krpc.ID][]time.Time // node -> times it was sampled
 	harvest     map[krpc.ID]bool
 	reported    int
@@ -30,15 +31,15 @@ type recorder struct {
 }
 
 func newRecorder() *recorder {
-	return &recorder{replied: map[krpc.ID]bool{}, sources: map[lightdht.Source]int{},
+	return &recorder{replied: map[krpc.ID]bool{}, sources: map[observe.Source]int{},
 		samples: map[krpc.ID][]time.Time{}, sampleAddrs: map[krpc.ID][]netip.AddrPort{}, harvest: map[krpc.ID]bool{}}
 }
 
-func (r *recorder) Observe(s lightdht.Sighting) {
+func (r *recorder) Observe(s observe.Sighting) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.sources[s.Source]++
-	if s.Source == lightdht.SourceReply {
+	if s.Source == observe.SourceReply {
 		r.replied[s.Node.ID] = true
 	}
 }

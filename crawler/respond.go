@@ -8,9 +8,10 @@ import (
 
 	"golang.org/x/time/rate"
 
-	"github.com/lightdht/lightdht"
 	"github.com/lightdht/lightdht/internal/peerstore"
 	"github.com/lightdht/lightdht/krpc"
+	"github.com/lightdht/lightdht/observe"
+	"github.com/lightdht/lightdht/serve"
 	"github.com/lightdht/lightdht/table"
 	"github.com/lightdht/lightdht/tokens"
 )
@@ -72,9 +73,9 @@ func newResponder(cfg Config) (*responder, error) {
 func (r *responder) ServeKRPC(reply, q *krpc.Msg, src netip.AddrPort) bool {
 	r.queries.Add(1)
 	querier := krpc.NodeInfo{ID: q.A.ID, Addr: src}
-	var s lightdht.Sighting
+	var s observe.Sighting
 	if !q.A.ID.IsZero() {
-		s = lightdht.Sighting{Node: querier, Time: time.Now(), Source: lightdht.SourceQuery, Method: q.Q,
+		s = observe.Sighting{Node: querier, Time: time.Now(), Source: observe.SourceQuery, Method: q.Q,
 			Version: string(q.V), ReadOnly: q.RO, SecureID: secure(querier)}
 		if q.Q == krpc.MethodGetPeers || q.Q == krpc.MethodAnnouncePeer {
 			s.Infohash = q.A.InfoHash
@@ -109,7 +110,7 @@ func (r *responder) ServeKRPC(reply, q *krpc.Msg, src netip.AddrPort) bool {
 			return reply.Fail(krpc.ErrorMissingInfohash)
 		}
 		reply.R.Token = r.tokens.Append(reply.R.Token[:0], src.Addr())
-		reply.R.Values = r.peers.AppendPeers(reply.R.Values[:0], q.A.InfoHash, peerstore.FamilyOf(src.Addr()), lightdht.DefaultMaxValues, q.A.NoSeed)
+		reply.R.Values = r.peers.AppendPeers(reply.R.Values[:0], q.A.InfoHash, peerstore.FamilyOf(src.Addr()), serve.DefaultMaxValues, q.A.NoSeed)
 		if len(reply.R.Values) == 0 {
 			r.closestNodes(reply, q.A.InfoHash, src)
 		}
@@ -147,7 +148,7 @@ func (r *responder) closestNodes(reply *krpc.Msg, target krpc.ID, src netip.Addr
 }
 
 // record reports a querier's sighting and counts its infohash.
-func (r *responder) record(s *lightdht.Sighting) {
+func (r *responder) record(s *observe.Sighting) {
 	if !s.Infohash.IsZero() {
 		r.mu.Lock()
 		r.ihs[s.Infohash] = struct{}{}

@@ -15,17 +15,18 @@ import (
 	"github.com/lightdht/lightdht/crawler"
 	"github.com/lightdht/lightdht/internal/simnet"
 	"github.com/lightdht/lightdht/krpc"
+	"github.com/lightdht/lightdht/observe"
 )
 
 // queryRecorder is a recorder that also keeps the incoming queries.
 type queryRecorder struct {
 	*recorder
-	queries []lightdht.Sighting
+	queries []observe.Sighting
 }
 
-func (r *queryRecorder) Observe(s lightdht.Sighting) {
+func (r *queryRecorder) Observe(s observe.Sighting) {
 	r.recorder.Observe(s)
-	if s.Source == lightdht.SourceQuery {
+	if s.Source == observe.SourceQuery {
 		r.mu.Lock()
 		r.queries = append(r.queries, s)
 		r.mu.Unlock()
@@ -212,8 +213,8 @@ func TestReadOnlyByDefault(t *testing.T) {
 			ro = map[netip.AddrPort][]bool{} // per querier, the ro flag of each query
 		)
 		dn := newDHTNet(t, sim, loopbackAddrs(10), func(c *lightdht.Config) {
-			c.Observer = lightdht.ObserverFunc(func(s lightdht.Sighting) {
-				if s.Source == lightdht.SourceQuery {
+			c.Observer = observe.ObserverFunc(func(s observe.Sighting) {
+				if s.Source == observe.SourceQuery {
 					mu.Lock()
 					ro[s.Node.Addr] = append(ro[s.Node.Addr], s.ReadOnly)
 					mu.Unlock()

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lightdht/lightdht"
 	"github.com/lightdht/lightdht/krpc"
+	"github.com/lightdht/lightdht/observe"
 )
 
 // BenchmarkIngest measures sustained sightings per second through Observe
@@ -47,17 +47,17 @@ func benchIngest(b *testing.B, batch int) {
 			seq[i] = int32(rng.IntN(known))
 		}
 	}
-	srcs := make([]lightdht.Source, 100)
+	srcs := make([]observe.Source, 100)
 	for i := range srcs {
 		switch {
 		case i < 70:
-			srcs[i] = lightdht.SourceReported
+			srcs[i] = observe.SourceReported
 		case i < 90:
-			srcs[i] = lightdht.SourceReply
+			srcs[i] = observe.SourceReply
 		case i < 95:
-			srcs[i] = lightdht.SourceQuery
+			srcs[i] = observe.SourceQuery
 		default:
-			srcs[i] = lightdht.SourceTimeout
+			srcs[i] = observe.SourceTimeout
 		}
 	}
 	b.ReportAllocs()
@@ -73,16 +73,16 @@ func benchIngest(b *testing.B, batch int) {
 		start := time.Now()
 		for i, n := range seq {
 			src := srcs[i%len(srcs)]
-			s := lightdht.Sighting{
+			s := observe.Sighting{
 				Node: infos[n], Time: base.Add(time.Duration(i) * time.Microsecond),
 				Source: src, Method: krpc.MethodFindNode, SecureID: i%3 != 0,
 			}
 			switch src {
-			case lightdht.SourceReply:
+			case observe.SourceReply:
 				s.Version, s.RTT = "UT\x01\x02", time.Duration(10+i%200)*time.Millisecond
-			case lightdht.SourceQuery:
+			case observe.SourceQuery:
 				s.Version = "LT\x02\x00"
-			case lightdht.SourceReported:
+			case observe.SourceReported:
 				s.Reporter = infos[(int(n)+1)%nodes]
 			}
 			d.Observe(s)

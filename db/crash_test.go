@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lightdht/lightdht"
 	"github.com/lightdht/lightdht/krpc"
+	"github.com/lightdht/lightdht/observe"
 )
 
 // crashFileCycles is how many crash cycles share one database file.
@@ -130,8 +130,8 @@ func TestCrashChild(t *testing.T) {
 	addr := netip.MustParseAddrPort("198.51.100.1:6881")
 	for n := 0; ; {
 		for range 150 {
-			d.Observe(lightdht.Sighting{Node: krpc.NodeInfo{ID: krpc.RandomID(), Addr: addr}, Time: time.Now(),
-				Source: lightdht.SourceReported})
+			d.Observe(observe.Sighting{Node: krpc.NodeInfo{ID: krpc.RandomID(), Addr: addr}, Time: time.Now(),
+				Source: observe.SourceReported})
 			n++
 		}
 		if err := d.Flush(context.Background()); err != nil {

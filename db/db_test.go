@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lightdht/lightdht"
 	"github.com/lightdht/lightdht/krpc"
+	"github.com/lightdht/lightdht/observe"
 )
 
 var t0 = time.UnixMilli(1_700_000_000_000)
@@ -222,13 +222,13 @@ func TestNodeUpsert(t *testing.T) {
 	n := ni(1, "198.51.100.1:6881")
 	mapped := krpc.NodeInfo{ID: n.ID, Addr: netip.MustParseAddrPort("[::ffff:198.51.100.1]:6881")}
 	r1, r2 := ni(100, "203.0.113.1:1000"), ni(101, "203.0.113.2:1000")
-	obs := func(s lightdht.Sighting) { d.Observe(s) }
+	obs := func(s observe.Sighting) { d.Observe(s) }
 
 	// Batch 1.
-	obs(lightdht.Sighting{Node: n, Time: at(100), Source: lightdht.SourceReported, Reporter: r1, SecureID: true})
-	obs(lightdht.Sighting{Node: n, Time: at(200), Source: lightdht.SourceReply, RTT: 30 * time.Millisecond,
+	obs(observe.Sighting{Node: n, Time: at(100), Source: observe.SourceReported, Reporter: r1, SecureID: true})
+	obs(observe.Sighting{Node: n, Time: at(200), Source: observe.SourceReply, RTT: 30 * time.Millisecond,
 		Version: "UT\x01\x02", ReadOnly: true, SecureID: true})
-	obs(lightdht.Sighting{Node: n, Time: at(300), Source: lightdht.SourceTimeout, SecureID: true})
+	obs(observe.Sighting{Node: n, Time: at(300), Source: observe.SourceTimeout, SecureID: true})
 	flush(t, d)
 	r := getNode(t, d.SQL(), n.ID, "198.51.100.1", 6881)
 	if r.TimesSeen != 3 || r.FirstSource != "reported" || r.Replies != 1 || r.Timeouts != 1 || r.Sent != 2 ||
@@ -238,20 +238,20 @@ func TestNodeUpsert(t *testing.T) {
 
 	// Batch 2: older reply and version do not replace newer ones; an
 	// earlier query becomes first_source; the latest SecureID wins.
-	obs(lightdht.Sighting{Node: n, Time: at(150), Source: lightdht.SourceReply, RTT: 99 * time.Millisecond,
+	obs(observe.Sighting{Node: n, Time: at(150), Source: observe.SourceReply, RTT: 99 * time.Millisecond,
 		Version: "XX\x00\x01", SecureID: true})
-	obs(lightdht.Sighting{Node: n, Time: at(50), Source: lightdht.SourceQuery, Version: "LT\x02\x00", SecureID: true})
-	obs(lightdht.Sighting{Node: n, Time: at(400), Source: lightdht.SourceReported, Reporter: r1, SecureID: false})
+	obs(observe.Sighting{Node: n, Time: at(50), Source: observe.SourceQuery, Version: "LT\x02\x00", SecureID: true})
+	obs(observe.Sighting{Node: n, Time: at(400), Source: observe.SourceReported, Reporter: r1, SecureID: false})
 	flush(t, d)
 
 	// Batch 3: the latest reply within the batch wins, whatever the
 	// arrival order; an IPv4-mapped address is the same node.
-	obs(lightdht.Sighting{Node: n, Time: at(500), Source: lightdht.SourceReply, RTT: 10 * time.Millisecond, SecureID: true})
-	obs(lightdht.Sighting{Node: n, Time: at(600), Source: lightdht.SourceReply, RTT: 20 * time.Millisecond,
+	obs(observe.Sighting{Node: n, Time: at(500), Source: observe.SourceReply, RTT: 10 * time.Millisecond, SecureID: true})
+	obs(observe.Sighting{Node: n, Time: at(600), Source: observe.SourceReply, RTT: 20 * time.Millisecond,
 		Version: "AB\x00\x02", SecureID: false})
-	obs(lightdht.Sighting{Node: n, Time: at(550), Source: lightdht.SourceReply, RTT: 40 * time.Millisecond,
+	obs(observe.Sighting{Node: n, Time: at(550), Source: observe.SourceReply, RTT: 40 * time.Millisecond,
 		Version: "CD\x00\x03", SecureID: true})
-	obs(lightdht.Sighting{Node: mapped, Time: at(60), Source: lightdht.SourceReported, Reporter: r2, SecureID: true})
+	obs(observe.Sighting{Node: mapped, Time: at(60), Source: observe.SourceReported, Reporter: r2, SecureID: true})
 	flush(t, d)
 
 	r = getNode(t, d.SQL(), n.ID, "198.51.100.1", 6881)
@@ -283,7 +283,7 @@ func TestNodeUpsert(t *testing.T) {
 	}
 
 	// A never-replying node has NULL last_reply, last_rtt_ms and version.
-	d.Observe(lightdht.Sighting{Node: ni(2, "198.51.100.9:1"), Time: at(1), Source: lightdht.SourceReported, Reporter: r1})
+	d.Observe(observe.Sighting{Node: ni(2, "198.51.100.9:1"), Time: at(1), Source: observe.SourceReported, Reporter: r1})
 	flush(t, d)
 	if r := getNode(t, d.SQL(), id(2), "198.51.100.9", 1); r.LastReply.Valid || r.RTT.Valid || r.Version.Valid || r.Sent != 0 {
 		t.Errorf("reported-only node: %+v", r)
@@ -296,7 +296,7 @@ func TestNodeUpsert(t *testing.T) {
 
 func TestReportsOffByDefault(t *testing.T) {
 	d, _ := openT(t, Options{})
-	d.Observe(lightdht.Sighting{Node: ni(1, "198.51.100.1:1"), Time: at(0), Source: lightdht.SourceReported,
+	d.Observe(observe.Sighting{Node: ni(1, "198.51.100.1:1"), Time: at(0), Source: observe.SourceReported,
 		Reporter: ni(2, "198.51.100.2:1")})
 	flush(t, d)
 	if n := count(t, d.SQL(), "SELECT count(*) FROM reports"); n != 0 {
@@ -314,7 +314,7 @@ func TestInfohashesPeersSamples(t *testing.T) {
 	p1 := netip.MustParseAddrPort("[::ffff:192.0.2.1]:51413")
 	p2 := netip.MustParseAddrPort("[2001:db8::1]:6881")
 	q := func(n krpc.NodeInfo, ms int64, method string, peer netip.AddrPort) {
-		d.Observe(lightdht.Sighting{Node: n, Time: at(ms), Source: lightdht.SourceQuery, Method: method,
+		d.Observe(observe.Sighting{Node: n, Time: at(ms), Source: observe.SourceQuery, Method: method,
 			Infohash: ih1, Peer: peer})
 	}
 	q(a, 0, krpc.MethodGetPeers, netip.AddrPort{})
@@ -376,23 +376,23 @@ func TestInfohashesPeersSamples(t *testing.T) {
 
 func TestViews(t *testing.T) {
 	d, _ := openT(t, Options{})
-	obs := func(n krpc.NodeInfo, src lightdht.Source, secure bool, version string) {
-		d.Observe(lightdht.Sighting{Node: n, Time: at(0), Source: src, SecureID: secure, Version: version})
+	obs := func(n krpc.NodeInfo, src observe.Source, secure bool, version string) {
+		d.Observe(observe.Sighting{Node: n, Time: at(0), Source: src, SecureID: secure, Version: version})
 	}
 	// Sybil IP: three IDs on 203.0.113.7.
-	obs(ni(1, "203.0.113.7:1001"), lightdht.SourceReply, true, "UT\x01\x02")
-	obs(ni(2, "203.0.113.7:1002"), lightdht.SourceReply, true, "UT\x01\x02")
-	obs(ni(3, "203.0.113.7:1003"), lightdht.SourceReported, true, "")
+	obs(ni(1, "203.0.113.7:1001"), observe.SourceReply, true, "UT\x01\x02")
+	obs(ni(2, "203.0.113.7:1002"), observe.SourceReply, true, "UT\x01\x02")
+	obs(ni(3, "203.0.113.7:1003"), observe.SourceReported, true, "")
 	// One ID on two IPs.
-	obs(ni(4, "198.51.100.1:1"), lightdht.SourceQuery, true, "LT\x02\x00")
-	obs(ni(4, "198.51.100.2:1"), lightdht.SourceReported, true, "")
+	obs(ni(4, "198.51.100.1:1"), observe.SourceQuery, true, "LT\x02\x00")
+	obs(ni(4, "198.51.100.2:1"), observe.SourceReported, true, "")
 	// A BEP 42 violator, and a private and a loopback node with
 	// non-conforming IDs that are exempt.
-	obs(ni(5, "192.0.2.55:1"), lightdht.SourceReply, false, "")
-	obs(ni(6, "10.1.2.3:1"), lightdht.SourceReply, false, "")
-	obs(ni(7, "[fd00::1]:1"), lightdht.SourceReported, false, "")
-	obs(ni(8, "127.0.0.1:1"), lightdht.SourceTimeout, false, "")
-	obs(ni(9, "[2001:db8::9]:1"), lightdht.SourceReported, false, "")
+	obs(ni(5, "192.0.2.55:1"), observe.SourceReply, false, "")
+	obs(ni(6, "10.1.2.3:1"), observe.SourceReply, false, "")
+	obs(ni(7, "[fd00::1]:1"), observe.SourceReported, false, "")
+	obs(ni(8, "127.0.0.1:1"), observe.SourceTimeout, false, "")
+	obs(ni(9, "[2001:db8::9]:1"), observe.SourceReported, false, "")
 	flush(t, d)
 
 	strs := func(query string) []string {
@@ -434,7 +434,7 @@ func TestViews(t *testing.T) {
 
 func TestRuns(t *testing.T) {
 	d, _ := openT(t, Options{})
-	d.Observe(lightdht.Sighting{Node: ni(1, "198.51.100.1:1"), Time: at(0), Source: lightdht.SourceReply})
+	d.Observe(observe.Sighting{Node: ni(1, "198.51.100.1:1"), Time: at(0), Source: observe.SourceReply})
 	run, err := d.StartRun(RunInfo{Started: at(0), Config: map[string]int{"k": 8}, ProgramVersion: "v0.1",
 		Bootstrap: []string{"router.example:6881"}})
 	if err != nil {
@@ -468,14 +468,14 @@ func TestRuns(t *testing.T) {
 
 func TestCloseIdempotentAndAfterClose(t *testing.T) {
 	d, path := openT(t, Options{})
-	d.Observe(lightdht.Sighting{Node: ni(1, "198.51.100.1:1"), Source: lightdht.SourceReply}) // zero Time: now
+	d.Observe(observe.Sighting{Node: ni(1, "198.51.100.1:1"), Source: observe.SourceReply}) // zero Time: now
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
 	}
 	if err := d.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
-	d.Observe(lightdht.Sighting{Node: ni(2, "198.51.100.1:2")})
+	d.Observe(observe.Sighting{Node: ni(2, "198.51.100.1:2")})
 	d.RecordPeer(krpc.ID{1}, netip.MustParseAddrPort("192.0.2.1:1"), "get_peers", time.Time{})
 	if err := d.Flush(context.Background()); !errors.Is(err, ErrClosed) {
 		t.Errorf("Flush after Close: %v, want ErrClosed", err)
@@ -515,7 +515,7 @@ func TestBackPressureBlocks(t *testing.T) {
 	var done atomic.Bool
 	go func() {
 		for i := range n {
-			d.Observe(lightdht.Sighting{Node: ni(i, "198.51.100.1:1"), Time: at(int64(i)), Source: lightdht.SourceReply})
+			d.Observe(observe.Sighting{Node: ni(i, "198.51.100.1:1"), Time: at(int64(i)), Source: observe.SourceReply})
 		}
 		done.Store(true)
 	}()
@@ -552,7 +552,7 @@ func TestShedCountsExactly(t *testing.T) {
 	d, _ := openT(t, opts)
 	const n = 500
 	for i := range n {
-		d.Observe(lightdht.Sighting{Node: ni(i, "198.51.100.1:1"), Time: at(int64(i)), Source: lightdht.SourceReported})
+		d.Observe(observe.Sighting{Node: ni(i, "198.51.100.1:1"), Time: at(int64(i)), Source: observe.SourceReported})
 	}
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
@@ -605,7 +605,7 @@ func TestConcurrentReader(t *testing.T) {
 	}
 	const n = 20000
 	for i := range n {
-		d.Observe(lightdht.Sighting{Node: ni(i, "198.51.100.1:1"), Time: at(int64(i)), Source: lightdht.SourceReported})
+		d.Observe(observe.Sighting{Node: ni(i, "198.51.100.1:1"), Time: at(int64(i)), Source: observe.SourceReported})
 	}
 	flush(t, d)
 	close(stop)
@@ -648,7 +648,7 @@ func TestItems(t *testing.T) {
 	target := krpc.ID{9}
 	a, b := ni(1, "198.51.100.1:1"), ni(2, "198.51.100.2:2")
 	obs := func(n krpc.NodeInfo, ms int64, method string, seq int64) {
-		d.Observe(lightdht.Sighting{Node: n, Time: at(ms), Source: lightdht.SourceQuery, Method: method,
+		d.Observe(observe.Sighting{Node: n, Time: at(ms), Source: observe.SourceQuery, Method: method,
 			Item: target, ItemMutable: method == krpc.MethodPut, ItemSeq: seq})
 	}
 	obs(a, 0, krpc.MethodGet, 0)

@@ -11,7 +11,7 @@
 //
 // # Writing
 //
-// A DB implements lightdht.Observer: pass it as the node's observer, or
+// A DB implements observe.Observer: pass it as the node's observer, or
 // call Observe, RecordPeer and RecordSample. These enqueue on a bounded
 // queue and return; a writer goroutine folds repeated sightings of a key
 // in memory and hands the batch to a committer goroutine, which commits it

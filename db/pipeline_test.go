@@ -4,7 +4,7 @@ import (
 	"context"
 	"testing"
 
-	"github.com/lightdht/lightdht"
+	"github.com/lightdht/lightdht/observe"
 )
 
 // TestPipelinedBatches writes many batches, each with full multi-row
@@ -16,8 +16,8 @@ func TestPipelinedBatches(t *testing.T) {
 	d, _ := openT(t, Options{BatchSize: chunkRows + 5})
 	for round := range 2 {
 		for i := range nodes {
-			d.Observe(lightdht.Sighting{Node: ni(i, "198.51.100.1:1"), Time: at(int64(round*nodes + i)),
-				Source: lightdht.SourceReply})
+			d.Observe(observe.Sighting{Node: ni(i, "198.51.100.1:1"), Time: at(int64(round*nodes + i)),
+				Source: observe.SourceReply})
 		}
 		if round == 0 {
 			if _, err := d.StartRun(RunInfo{}); err != nil {

@@ -14,16 +14,16 @@ import (
 	"sync"
 	"time"
 
-	"github.com/lightdht/lightdht"
 	"github.com/lightdht/lightdht/krpc"
+	"github.com/lightdht/lightdht/observe"
 )
 
 // item is one entry of the queue: a data item (sighting, peer or sample)
 // or, with req set, a request to the writer.
 type item struct {
 	kind   itemKind
-	s      lightdht.Sighting // kindSighting; kindPeer uses Infohash, Peer, Time and Method (the source)
-	sample *sampleItem       // kindSample
+	s      observe.Sighting // kindSighting; kindPeer uses Infohash, Peer, Time and Method (the source)
+	sample *sampleItem      // kindSample
 	req    *request
 }
 
@@ -50,11 +50,11 @@ type sampleItem struct {
 	samples   []krpc.ID
 }
 
-// Observe records a sighting. It implements lightdht.Observer. A zero
+// Observe records a sighting. It implements observe.Observer. A zero
 // s.Time is taken as time.Now(). Observe blocks while the queue is full,
 // unless Options.Shed is set; after Close it only counts the sighting as
 // shed.
-func (d *DB) Observe(s lightdht.Sighting) {
+func (d *DB) Observe(s observe.Sighting) {
 	if s.Time.IsZero() {
 		s.Time = time.Now()
 	}
@@ -70,7 +70,7 @@ func (d *DB) RecordPeer(infohash krpc.ID, peer netip.AddrPort, source string, t 
 	if t.IsZero() {
 		t = time.Now()
 	}
-	d.enqueue(context.Background(), item{kind: kindPeer, s: lightdht.Sighting{
+	d.enqueue(context.Background(), item{kind: kindPeer, s: observe.Sighting{
 		Infohash: infohash, Peer: peer, Method: source, Time: t,
 	}})
 }
@@ -100,7 +100,7 @@ type nodeKey struct {
 type nodeAgg struct {
 	key         nodeKey
 	first, last int64
-	firstSource lightdht.Source
+	firstSource observe.Source
 	times       int64
 	replies     int64
 	timeouts    int64
@@ -387,7 +387,7 @@ func (b *batch) add(it *item) {
 	}
 }
 
-func (b *batch) addSighting(s *lightdht.Sighting) {
+func (b *batch) addSighting(s *observe.Sighting) {
 	t := s.Time.UnixMilli()
 	k := nodeKey{s.Node.ID, norm(s.Node.Addr)}
 	i, ok := b.nodeIdx[k]
@@ -405,16 +405,16 @@ func (b *batch) addSighting(s *lightdht.Sighting) {
 	}
 	a.times++
 	switch s.Source {
-	case lightdht.SourceReply:
+	case observe.SourceReply:
 		if a.replies == 0 || t >= a.lastReply {
 			a.lastReply, a.rtt = t, s.RTT
 		}
 		a.replies++
-	case lightdht.SourceTimeout:
+	case observe.SourceTimeout:
 		a.timeouts++
-	case lightdht.SourceQuery:
+	case observe.SourceQuery:
 		a.queriesRecv++
-	case lightdht.SourceReported:
+	case observe.SourceReported:
 		if b.reports && s.Reporter.Addr.IsValid() {
 			rk := reportKey{nodeKey{s.Reporter.ID, norm(s.Reporter.Addr)}, k}
 			j, ok := b.repIdx[rk]
@@ -455,7 +455,7 @@ func (c *countAgg) add(t int64) {
 
 // ih returns the batch's entry for infohash ih, updating its times.
 // item records an incoming get or an accepted put of a BEP 44 item.
-func (b *batch) item(s *lightdht.Sighting, from nodeKey, t int64) {
+func (b *batch) item(s *observe.Sighting, from nodeKey, t int64) {
 	i, ok := b.itemIdx[s.Item]
 	if !ok {
 		i = len(b.items)

@@ -89,3 +89,29 @@ func (id ID) CommonPrefixLen(other ID) int {
 func (id ID) Bit(i int) int {
 	return int(id[i/8]>>(7-uint(i%8))) & 1
 }
+
+// RandomIDWithPrefix returns a random ID whose first bits bits are those
+// of prefix: a target inside the subtree (a zone, or the deepest bucket)
+// that prefix and bits name. bits is clamped to [0, 160].
+func RandomIDWithPrefix(prefix ID, bits int) ID {
+	bits = min(max(bits, 0), 8*IDLen)
+	id := RandomID()
+	full := bits / 8
+	copy(id[:full], prefix[:full])
+	if rem := bits % 8; rem > 0 {
+		mask := byte(0xff) << (8 - rem)
+		id[full] = prefix[full]&mask | id[full]&^mask
+	}
+	return id
+}
+
+// RandomIDAtDepth returns a random ID that shares exactly depth leading
+// bits with self: a lookup target in the range of bucket number depth of
+// a routing table centred on self. depth is clamped to [0, 159].
+func RandomIDAtDepth(self ID, depth int) ID {
+	depth = min(max(depth, 0), 8*IDLen-1)
+	id := RandomIDWithPrefix(self, depth)
+	m := byte(0x80) >> (depth % 8)
+	id[depth/8] = id[depth/8]&^m | (self[depth/8]^m)&m
+	return id
+}

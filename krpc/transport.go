@@ -153,6 +153,11 @@ type Config struct {
 	Logger zerolog.Logger
 }
 
+// DefaultVersion is the "v" client version lightdht's node and crawler
+// send: "LD" and version 0.1. The transport itself sends no version
+// unless Config.Version is set.
+var DefaultVersion = []byte{'L', 'D', 0, 1}
+
 // NoRetries is the Config.Retries value for no resends.
 const NoRetries = -1
 

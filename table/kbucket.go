@@ -426,7 +426,11 @@ func (t *kbucketTable) Refresh() []krpc.ID {
 	last := len(t.buckets) - 1
 	for i, b := range t.buckets {
 		if now.Sub(b.changed) >= t.cfg.RefreshAfter {
-			out = append(out, randomTarget(t.cfg.Self, i, i == last))
+			target := krpc.RandomIDAtDepth(t.cfg.Self, i)
+			if i == last { // the last bucket holds every deeper ID too
+				target = krpc.RandomIDWithPrefix(t.cfg.Self, i)
+			}
+			out = append(out, target)
 			b.changed = now
 		}
 	}

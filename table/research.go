@@ -276,7 +276,7 @@ func (t *research) Refresh() []krpc.ID {
 	var out []krpc.ID
 	for c := 0; c < t.maxCPL; c++ {
 		if now-t.changed[c] >= after {
-			out = append(out, randomTarget(t.cfg.Self, c, false))
+			out = append(out, krpc.RandomIDAtDepth(t.cfg.Self, c))
 			t.changed[c] = now
 		}
 	}
@@ -285,7 +285,7 @@ func (t *research) Refresh() []krpc.ID {
 		latest = max(latest, ch)
 	}
 	if now-latest >= after {
-		out = append(out, randomTarget(t.cfg.Self, t.maxCPL, true))
+		out = append(out, krpc.RandomIDWithPrefix(t.cfg.Self, t.maxCPL))
 		t.changed[t.maxCPL] = now
 	}
 	return out

@@ -445,21 +445,3 @@ func cmpDistance(target, a, b *krpc.ID) int {
 func bit(id *krpc.ID, i uint) int {
 	return int(id[i>>3]>>(7-i&7)) & 1
 }
-
-// randomTarget returns a random ID that shares exactly depth leading bits
-// with self or, when atLeast is set, at least depth leading bits: a lookup
-// target in the range of bucket number depth (the last bucket when atLeast).
-func randomTarget(self krpc.ID, depth int, atLeast bool) krpc.ID {
-	id := krpc.RandomID()
-	full := depth / 8
-	copy(id[:full], self[:full])
-	if rem := depth % 8; rem > 0 {
-		mask := byte(0xff) << (8 - rem)
-		id[full] = self[full]&mask | id[full]&^mask
-	}
-	if !atLeast && depth < numBits {
-		m := byte(0x80) >> (depth % 8)
-		id[depth/8] = id[depth/8]&^m | (self[depth/8]^m)&m
-	}
-	return id
-}

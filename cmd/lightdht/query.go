@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/lightdht/lightdht"
 	"github.com/lightdht/lightdht/krpc"
 )
 
@@ -28,7 +27,7 @@ func newQuerier(c *cli, listen string, dest netip.AddrPort, timeout time.Duratio
 	if err != nil {
 		return nil, err
 	}
-	tr, err := krpc.New(krpc.Config{Conn: conn, ReadOnly: true, Version: lightdht.DefaultVersion, Timeout: timeout, Logger: c.log})
+	tr, err := krpc.New(krpc.Config{Conn: conn, ReadOnly: true, Version: krpc.DefaultVersion, Timeout: timeout, Logger: c.log})
 	if err != nil {
 		conn.Close()
 		return nil, err
