@@ -11,13 +11,15 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"golang.org/x/time/rate"
+
 	"github.com/lightdht/lightdht/bep42"
 	"github.com/lightdht/lightdht/bep44"
 	"github.com/lightdht/lightdht/internal/peerstore"
 	"github.com/lightdht/lightdht/krpc"
+	"github.com/lightdht/lightdht/serve"
 	"github.com/lightdht/lightdht/table"
 	"github.com/lightdht/lightdht/tokens"
-	"golang.org/x/time/rate"
 )
 
 // Node is a DHT node. Create it with New, run it with Serve, stop it with
@@ -31,6 +33,8 @@ type Node struct {
 	peers  *peerstore.Store
 	items  *bep44.Store // BEP 44 items put to this node
 	limits *admitter    // per-IP limits, shared by both families
+	// handler answers the queries of both families' sockets.
+	handler *serve.Handler
 
 	mu       sync.Mutex
 	serving  bool
@@ -40,11 +44,6 @@ type Node struct {
 	stopOnce sync.Once
 
 	stats nodeCounters
-
-	sampleMu sync.Mutex // guards the cached BEP 51 sample
-	sample   []krpc.ID
-	sampleN  int
-	sampleAt time.Time
 }
 
 // family is one address family: its socket's transport and its routing
@@ -56,11 +55,6 @@ type family struct {
 
 	pingMu  sync.Mutex
 	pinging map[netip.AddrPort]struct{} // table pings in flight
-
-	// Used only by the family's read goroutine, which runs the transport's
-	// Admit and then, for an admitted query, the handler:
-	closest  []table.Entry // buffer for replies' nodes
-	flooding bool          // Admit's verdict on the query being handled
 }
 
 // maxTablePings bounds the pings a family's table may have in flight. A
@@ -70,11 +64,8 @@ type family struct {
 const maxTablePings = 16
 
 type nodeCounters struct {
-	queries       krpc.MethodCounts
 	rateLimited   atomic.Uint64
-	badTokens     atomic.Uint64
 	insecureIDs   atomic.Uint64
-	announces     atomic.Uint64
 	lookups       atomic.Uint64
 	lookupQueries atomic.Uint64
 }
@@ -108,40 +99,77 @@ func New(cfg Config) (*Node, error) {
 		}
 	}
 	n.items = bep44.NewStore(bep44.StoreConfig{TTL: cfg.ItemTTL, MaxItems: cfg.MaxItems, Now: cfg.Now})
+	var table4, table6 table.Table
 	if cfg.Conn4 != nil {
 		if n.v4, err = n.newFamily(cfg, false); err != nil {
 			return nil, err
 		}
+		table4 = n.v4.table
 	}
 	if cfg.Conn6 != nil {
 		if n.v6, err = n.newFamily(cfg, true); err != nil {
+			return nil, err
+		}
+		table6 = n.v6.table
+	}
+	hcfg := serve.Config{
+		ID: n.id, Table4: table4, Table6: table6,
+		Tokens: n.tokens, Peers: n.peers, Items: n.items,
+		Samples: true, SampleInterval: cfg.SampleInterval,
+		K: cfg.K, MaxValues: cfg.MaxValues,
+		Observer: cfg.Observer, Now: cfg.Now,
+		Heard: n.heard,
+	}
+	if cfg.ReadOnly {
+		hcfg.Answer = func(*krpc.Msg, netip.AddrPort) bool { return false } // BEP 43: a read-only node answers nothing
+	}
+	if n.handler, err = serve.New(hcfg); err != nil {
+		return nil, fmt.Errorf("lightdht: %w", err)
+	}
+	for _, f := range n.families() {
+		if err := n.newTransport(cfg, f); err != nil {
 			return nil, err
 		}
 	}
 	return n, nil
 }
 
+// heard puts a node that queried us in its family's routing table, unless
+// the query came from a source the per-IP limits count as heavy: a
+// flooding source must not be able to churn the table.
+func (n *Node) heard(q *krpc.Msg, querier krpc.NodeInfo) {
+	if q.Admission != krpc.AdmittedHeavy {
+		n.update(n.familyFor(querier.Addr.Addr()), querier, table.Queried, q.RO)
+	}
+}
+
+// newFamily makes a family's routing table; its transport comes once the
+// query handler, which needs both families' tables, exists.
 func (n *Node) newFamily(cfg Config, v6 bool) (*family, error) {
 	f := &family{v6: v6}
-	conn := cfg.Conn4
-	if v6 {
-		conn = cfg.Conn6
-	}
 	var err error
 	f.table, err = table.New(cfg.Table, table.Config{Self: n.id, K: cfg.K, IPsPerBucket: cfg.IPsPerBucket, Now: cfg.Now})
 	if err != nil {
 		return nil, fmt.Errorf("lightdht: %w", err)
 	}
-	var h krpc.Handler = krpc.HandlerFunc(func(reply, q *krpc.Msg, src netip.AddrPort) bool {
-		return n.serveQuery(f, reply, q, src)
-	})
+	return f, nil
+}
+
+// newTransport makes the transport of family f, whose queries go to the
+// node's handler after the per-IP admission.
+func (n *Node) newTransport(cfg Config, f *family) error {
+	conn := cfg.Conn4
+	if f.v6 {
+		conn = cfg.Conn6
+	}
 	retries := cfg.Retries
 	if retries < 0 {
 		retries = krpc.NoRetries
 	}
+	var err error
 	f.tr, err = krpc.New(krpc.Config{
 		Conn:    conn,
-		Handler: h,
+		Handler: n.handler,
 		Timeout: cfg.QueryTimeout,
 
 		AdaptiveTimeout: !cfg.FixedTimeouts,
@@ -151,19 +179,15 @@ func (n *Node) newFamily(cfg Config, v6 bool) (*family, error) {
 		ReadOnly:        cfg.ReadOnly,
 		Logger:          cfg.Logger,
 
-		Admit: func(src netip.AddrPort) bool {
-			ok, flooding := n.limits.admit(src)
-			f.flooding = flooding
-			return ok
-		},
+		Admit:            n.limits.verdict,
 		MaxAmplification: cfg.MaxAmplification,
 		PrefixReplyRate:  cfg.PrefixReplyRate,
 		PrefixReplyBurst: cfg.PrefixReplyBurst,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("lightdht: %w", err)
+		return fmt.Errorf("lightdht: %w", err)
 	}
-	return f, nil
+	return nil
 }
 
 // ID returns the node's ID.
@@ -290,15 +314,8 @@ func (n *Node) observe(s Sighting) {
 		return
 	}
 	s.Time = n.cfg.Now()
-	s.SecureID = secureID(s.Node)
+	s.SecureID = serve.SecureID(s.Node)
 	n.cfg.Observer.Observe(s)
-}
-
-// secureID reports whether a node's ID satisfies BEP 42 for its address;
-// exempt (local, private) addresses always do.
-func secureID(ni krpc.NodeInfo) bool {
-	a := ni.Addr.Addr()
-	return bep42.Exempt(a) || bep42.Valid(ni.ID, a)
 }
 
 // admit reports whether a node may enter a routing table.
@@ -306,7 +323,7 @@ func (n *Node) admit(ni krpc.NodeInfo, ro bool) bool {
 	if ro || ni.ID.IsZero() || ni.ID == n.id || !ni.Addr.IsValid() || ni.Addr.Port() == 0 {
 		return false
 	}
-	if n.cfg.EnforceSecureID && !secureID(ni) {
+	if n.cfg.EnforceSecureID && !serve.SecureID(ni) {
 		n.stats.insecureIDs.Add(1)
 		return false
 	}
@@ -426,13 +443,14 @@ type Stats struct {
 
 // Stats returns a snapshot of the node's counters.
 func (n *Node) Stats() Stats {
+	hs := n.handler.Stats()
 	s := Stats{
 		ID:                  n.id,
-		QueriesByMethod:     n.stats.queries.Snapshot(true),
+		QueriesByMethod:     hs.Queries,
 		RateLimited:         n.stats.rateLimited.Load(),
-		BadTokens:           n.stats.badTokens.Load(),
+		BadTokens:           hs.BadTokens,
 		InsecureIDsRejected: n.stats.insecureIDs.Load(),
-		AnnouncesStored:     n.stats.announces.Load(),
+		AnnouncesStored:     hs.Announces,
 		Lookups:             n.stats.lookups.Load(),
 		LookupQueries:       n.stats.lookupQueries.Load(),
 	}

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/lightdht/lightdht/krpc"
 )
 
 // ipLimiter is a token bucket per source IP in a fixed-size table, so its
@@ -104,6 +106,17 @@ type admitter struct {
 	heavy *rate.Limiter // nil: no shared cap (no send rate)
 	now   func() time.Time
 	drops func() // counts a refused query
+}
+
+// verdict is admit in the form krpc.Config.Admit takes.
+func (a *admitter) verdict(src netip.AddrPort) krpc.Admission {
+	switch ok, flooding := a.admit(src); {
+	case !ok:
+		return krpc.Refused
+	case flooding:
+		return krpc.AdmittedHeavy
+	}
+	return krpc.Admitted
 }
 
 // admit takes a token for src. ok reports that its query is to be

@@ -1109,7 +1109,7 @@ func (c *Crawler) finalize() {
 	c.res.Infohashes = len(c.ihs)
 	c.res.Resends = c.resends
 	if c.resp != nil {
-		c.res.Incoming = int(c.resp.queries.Load())
+		c.res.Incoming = int(c.resp.queries())
 		c.res.Passive = c.resp.infohashes()
 	}
 	for i := range c.nodes {

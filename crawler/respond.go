@@ -3,8 +3,6 @@ package crawler
 import (
 	"net/netip"
 	"sync"
-	"sync/atomic"
-	"time"
 
 	"golang.org/x/time/rate"
 
@@ -22,22 +20,18 @@ import (
 const heardQueue = 1024
 
 // responder answers the queries that reach a crawl with Config.Respond,
-// as a BEP 5 node does, and records each of them. Its routing table holds
-// the nodes that answered the crawl. ServeKRPC runs on the transport's
-// read goroutine; the event loop feeds the table (which has its own lock)
-// and reads the counters.
+// as a BEP 5 node does, with the node's query handler (package serve):
+// ping, find_node, get_peers and announce_peer, and error 204 for every
+// other method. What is its own is the reply cap and the feed of queriers
+// to the crawl. Its routing table holds the nodes that answered the crawl.
+// ServeKRPC runs on the transport's read goroutine; the event loop feeds
+// the table (which has its own lock) and reads the counters.
 type responder struct {
-	id     krpc.ID
-	table  table.Table
-	tokens *tokens.Issuer
-	peers  *peerstore.Store
-	rec    Recorder
-	lim    *rate.Limiter      // replies per second, all queriers together
-	heard  chan krpc.NodeInfo // queriers, for the event loop to discover
-
-	closest []table.Entry // read goroutine only
-
-	queries atomic.Uint64 // queries received
+	*serve.Handler
+	table table.Table
+	rec   Recorder
+	lim   *rate.Limiter      // replies per second, all queriers together
+	heard chan krpc.NodeInfo // queriers, for the event loop to discover
 
 	mu  sync.Mutex
 	ihs map[krpc.ID]struct{} // infohashes of incoming get_peers and announce_peer
@@ -60,104 +54,52 @@ func newResponder(cfg Config) (*responder, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &responder{
-		id: cfg.ID, table: tab, tokens: tok, peers: ps, rec: cfg.Recorder,
+	r := &responder{
+		table: tab, rec: cfg.Recorder,
 		lim:   rate.NewLimiter(rate.Limit(cfg.Rate), max(1, int(cfg.Rate/10))),
 		heard: make(chan krpc.NodeInfo, heardQueue),
 		ihs:   make(map[krpc.ID]struct{}),
-	}, nil
+	}
+	// The one table serves both families: the crawl has one socket, and
+	// the handler lists only nodes of the family a reply asks for.
+	r.Handler, err = serve.New(serve.Config{
+		ID: cfg.ID, Table4: tab, Table6: tab, Tokens: tok, Peers: ps,
+		Observer: observe.ObserverFunc(r.record),
+		Heard:    r.hear,
+		Answer:   func(*krpc.Msg, netip.AddrPort) bool { return r.lim.Allow() },
+	})
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
 }
 
-// ServeKRPC answers one query: ping, find_node, get_peers and
-// announce_peer; every other method gets error 204.
-func (r *responder) ServeKRPC(reply, q *krpc.Msg, src netip.AddrPort) bool {
-	r.queries.Add(1)
-	querier := krpc.NodeInfo{ID: q.A.ID, Addr: src}
-	var s observe.Sighting
-	if !q.A.ID.IsZero() {
-		s = observe.Sighting{Node: querier, Time: time.Now(), Source: observe.SourceQuery, Method: q.Q,
-			Version: string(q.V), ReadOnly: q.RO, SecureID: secure(querier)}
-		if q.Q == krpc.MethodGetPeers || q.Q == krpc.MethodAnnouncePeer {
-			s.Infohash = q.A.InfoHash
-		}
-		// Recorded once the query is handled, so that an accepted
-		// announce carries the peer it stored.
-		defer r.record(&s)
-		if !q.RO {
-			select {
-			case r.heard <- querier:
-			default:
-			}
-		}
+// hear queues a querier for the event loop to discover, unless it is
+// read-only (BEP 43: it answers nothing) or the queue is full.
+func (r *responder) hear(q *krpc.Msg, querier krpc.NodeInfo) {
+	if q.RO {
+		return
 	}
-	if !r.lim.Allow() {
-		return false // over the reply cap
-	}
-	if q.A.ID.IsZero() {
-		return reply.Fail(krpc.ErrorMissingID)
-	}
-	reply.IP = src // BEP 42: tell the querier its address
-	reply.R.ID = r.id
-	switch q.Q {
-	case krpc.MethodPing:
-	case krpc.MethodFindNode:
-		if q.A.Target.IsZero() {
-			return reply.Fail(krpc.ErrorMissingTarget)
-		}
-		r.closestNodes(reply, q.A.Target, src)
-	case krpc.MethodGetPeers:
-		if q.A.InfoHash.IsZero() {
-			return reply.Fail(krpc.ErrorMissingInfohash)
-		}
-		reply.R.Token = r.tokens.Append(reply.R.Token[:0], src.Addr())
-		reply.R.Values = r.peers.AppendPeers(reply.R.Values[:0], q.A.InfoHash, peerstore.FamilyOf(src.Addr()), serve.DefaultMaxValues, q.A.NoSeed)
-		if len(reply.R.Values) == 0 {
-			r.closestNodes(reply, q.A.InfoHash, src)
-		}
-	case krpc.MethodAnnouncePeer:
-		if q.A.InfoHash.IsZero() {
-			return reply.Fail(krpc.ErrorMissingInfohash)
-		}
-		if !r.tokens.Valid(q.A.Token, src.Addr()) {
-			return reply.Fail(krpc.ErrorBadToken)
-		}
-		peer, ok := q.A.AnnouncedPeer(src)
-		if !ok {
-			return reply.Fail(krpc.ErrorBadPort)
-		}
-		s.Peer = peer
-		r.peers.Announce(q.A.InfoHash, s.Peer, q.A.Seed)
+	select {
+	case r.heard <- querier:
 	default:
-		return reply.Fail(krpc.ErrorMethodUnknown)
-	}
-	return true
-}
-
-// closestNodes puts the 8 nodes of the table closest to target in reply,
-// as nodes or, for an IPv6 querier, nodes6 (BEP 32).
-func (r *responder) closestNodes(reply *krpc.Msg, target krpc.ID, src netip.AddrPort) {
-	r.closest = r.table.AppendClosest(r.closest[:0], target, table.DefaultK)
-	dst := &reply.R.Nodes
-	if !src.Addr().Unmap().Is4() {
-		dst = &reply.R.Nodes6
-	}
-	*dst = (*dst)[:0]
-	for _, e := range r.closest {
-		*dst = append(*dst, e.NodeInfo)
 	}
 }
 
 // record reports a querier's sighting and counts its infohash.
-func (r *responder) record(s *observe.Sighting) {
+func (r *responder) record(s observe.Sighting) {
 	if !s.Infohash.IsZero() {
 		r.mu.Lock()
 		r.ihs[s.Infohash] = struct{}{}
 		r.mu.Unlock()
 	}
 	if r.rec != nil {
-		r.rec.Observe(*s)
+		r.rec.Observe(s)
 	}
 }
+
+// queries returns the number of queries received, answered or not.
+func (r *responder) queries() uint64 { return r.Stats().Total }
 
 // infohashes returns the number of distinct infohashes queried or
 // announced to the crawler.

@@ -152,7 +152,12 @@ func TestAdmitHook(t *testing.T) {
 			reply.R.ID = krpc.ID{1}
 			return true
 		})
-		tr, addr := startTransport(t, n, krpc.Config{Handler: h, Admit: func(src netip.AddrPort) bool { return src.Addr().As4()[3]%2 == 0 }})
+		tr, addr := startTransport(t, n, krpc.Config{Handler: h, Admit: func(src netip.AddrPort) krpc.Admission {
+			if src.Addr().As4()[3]%2 == 0 {
+				return krpc.Admitted
+			}
+			return krpc.Refused
+		}})
 		q := krpc.Msg{T: []byte("aa"), Y: krpc.KindQuery, Q: krpc.MethodPing, A: krpc.Args{ID: krpc.ID{2}}}
 		pkt, _ := q.MarshalBinary()
 		answered := 0

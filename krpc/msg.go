@@ -54,7 +54,29 @@ type Msg struct {
 	V  []byte         // client version, usually 2 letters and 2 bytes ("v")
 	IP netip.AddrPort // BEP 42: the querier's address as the replier saw it ("ip")
 	RO bool           // BEP 43: the sender is read-only and answers no queries ("ro")
+
+	// Admission is, on a query the transport hands to a Handler,
+	// Config.Admit's verdict on it. It is not part of the wire format:
+	// it travels with the query so that the handler need not ask the
+	// limiter again, and it is Admitted everywhere else.
+	Admission Admission
 }
+
+// Admission is a Config.Admit verdict on an incoming query packet.
+type Admission uint8
+
+// The verdicts.
+const (
+	// Admitted: decode and answer the query. The zero value, and every
+	// query's verdict when Config.Admit is nil.
+	Admitted Admission = iota
+	// AdmittedHeavy: answer it, but its source has spent much of its
+	// budget; a node answers it without letting it change lasting state,
+	// such as its routing table.
+	AdmittedHeavy
+	// Refused: drop the packet before decoding it, without a reply.
+	Refused
+)
 
 // Args holds the arguments of a query (the "a" dictionary).
 type Args struct {

@@ -121,13 +121,13 @@ type Config struct {
 	AdaptiveTimeout bool
 
 	// Admit, when set, is asked about every incoming packet that looks
-	// like a query, before it is decoded; false drops the packet without
+	// like a query, before it is decoded; Refused drops the packet without
 	// a reply (counted in Stats.DroppedNotAdmitted). It runs on the
-	// reading goroutine and must be fast; for a packet it admits that
-	// decodes as a query, the Handler is called next on the same
-	// goroutine. A node uses it for per-source rate limits, so that a
+	// reading goroutine and must be fast. For a packet it admits that
+	// decodes as a query, the verdict reaches the Handler in
+	// Msg.Admission. A node uses it for per-source rate limits, so that a
 	// flooding source costs no decoding.
-	Admit func(src netip.AddrPort) bool
+	Admit func(src netip.AddrPort) Admission
 
 	// MaxAmplification caps the size of every reply at this many times
 	// the size of the query it answers, so that the transport is a poor
@@ -234,7 +234,7 @@ type Transport struct {
 	version []byte
 	ro      bool
 	lim     *rate.Limiter // nil: no cap
-	admit   func(netip.AddrPort) bool
+	admit   func(netip.AddrPort) Admission
 	maxAmp  float64       // 0: no cap
 	prefix  *prefixBudget // nil: no cap
 	log     zerolog.Logger
@@ -663,11 +663,14 @@ func (t *Transport) Serve(ctx context.Context) error {
 		// Queries are decoded in place; replies need a buffer of their own
 		// because the callback may keep them.
 		if isQuery(pkt) {
-			if t.admit != nil && !t.admit(src) {
-				t.stats.notAdmitted.Add(1)
-				continue
+			verdict := Admitted
+			if t.admit != nil {
+				if verdict = t.admit(src); verdict == Refused {
+					t.stats.notAdmitted.Add(1)
+					continue
+				}
 			}
-			out = t.serveQuery(&query, &reply, pkt, src, out)
+			out = t.serveQuery(&query, &reply, pkt, src, verdict, out)
 			continue
 		}
 		t.handleReply(pkt, src)
@@ -726,7 +729,7 @@ func (t *Transport) isClosed() bool {
 }
 
 // serveQuery decodes and answers one query, reusing q, reply and out.
-func (t *Transport) serveQuery(q, reply *Msg, pkt []byte, src netip.AddrPort, out []byte) []byte {
+func (t *Transport) serveQuery(q, reply *Msg, pkt []byte, src netip.AddrPort, verdict Admission, out []byte) []byte {
 	if err := t.limits.Unmarshal(pkt, q); err != nil {
 		if de := fieldFault(err); de != nil && q.Y == KindQuery {
 			// Well-formed query with a bad argument: BEP 5 protocol error.
@@ -751,6 +754,7 @@ func (t *Transport) serveQuery(q, reply *Msg, pkt []byte, src netip.AddrPort, ou
 		t.stats.noHandler.Add(1)
 		return out
 	}
+	q.Admission = verdict
 	reply.reset()
 	reply.T, reply.Y, reply.V = q.T, KindReply, t.version
 	if !t.handler.ServeKRPC(reply, q, src) {
