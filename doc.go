@@ -16,7 +16,9 @@
 //
 // Every node the Node sees, in a reply, in a query it receives or in a
 // compact node list, is reported to Config.Observer; the SQLite store and
-// the crawler plug in there.
+// the crawler plug in there. The observation types (Sighting, Source,
+// Observer, ObserverFunc) are defined in package observe; the names here
+// are aliases of them.
 //
 // The library has no built-in bootstrap list: the caller passes the
 // addresses to join through.
