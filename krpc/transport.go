@@ -264,7 +264,7 @@ type call struct {
 	packet   []byte
 	done     Callback
 	timer    *time.Timer
-	stopCtx  func() bool
+	stopCtx  func() bool // stops the context hook; set and read under Transport.mu
 	attempts int
 	sentAt   time.Time
 }
@@ -444,13 +444,20 @@ func (t *Transport) QueryAsync(ctx context.Context, addr netip.AddrPort, q *Msg,
 	c.timer = time.AfterFunc(time.Hour, func() { t.expire(c) })
 	c.timer.Stop() // armed when the packet leaves
 	t.pending[c.tid] = c
+	// Set under the lock, as finish reads it under the lock. The hook
+	// runs on a goroutine of the context's; enter counts it in the wait
+	// group that Close waits on, so no callback outlives Close.
+	c.stopCtx = context.AfterFunc(ctx, func() {
+		if !t.enter() {
+			return // closing: shutdown ends the call
+		}
+		defer t.wg.Done()
+		if t.finish(c, Response{}, fmt.Errorf("krpc: %s to %v: %w", c.method, c.addr, context.Cause(ctx))) {
+			t.stats.cancelled.Add(1)
+		}
+	})
 	t.mu.Unlock()
 	t.stats.queriesSent.Add(1)
-
-	c.stopCtx = context.AfterFunc(ctx, func() {
-		t.stats.cancelled.Add(1)
-		t.finish(c, Response{}, fmt.Errorf("krpc: %s to %v: %w", c.method, c.addr, context.Cause(ctx)))
-	})
 	t.transmit(c)
 }
 
@@ -572,10 +579,11 @@ func (t *Transport) finish(c *call, r Response, err error) bool {
 		return false
 	}
 	delete(t.pending, c.tid)
+	stop := c.stopCtx
 	t.mu.Unlock()
 	c.timer.Stop()
-	if c.stopCtx != nil {
-		c.stopCtx()
+	if stop != nil {
+		stop()
 	}
 	c.done(r, err)
 	return true
