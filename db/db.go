@@ -267,6 +267,12 @@ func (d *DB) Stats() Stats {
 // otherwise enqueue blocks until there is room. Requests (flush, run)
 // always block, until ctx is done.
 func (d *DB) enqueue(ctx context.Context, it item) error {
+	return d.put(ctx, it, d.opts.Shed)
+}
+
+// put is enqueue with the choice between shedding and waiting made by the
+// caller.
+func (d *DB) put(ctx context.Context, it item, shed bool) error {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
 	if d.closed {
@@ -276,7 +282,7 @@ func (d *DB) enqueue(ctx context.Context, it item) error {
 		return ErrClosed
 	}
 	if it.req == nil {
-		if d.opts.Shed {
+		if shed {
 			select {
 			case d.q <- it:
 				d.enqueued.Add(1)

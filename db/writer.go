@@ -61,6 +61,24 @@ func (d *DB) Observe(s observe.Sighting) {
 	d.enqueue(context.Background(), item{kind: kindSighting, s: s})
 }
 
+// NonBlocking returns an Observer for a node's packet path, where
+// Observe runs on the goroutine that reads the socket: its Observe never
+// waits. When the queue is full it drops the sighting and counts it in
+// Stats().Shed, whatever Options.Shed says, so that a slow disk costs
+// sightings rather than stalling the node. DB.Observe itself waits for
+// room unless Options.Shed is set (back-pressure), which suits the
+// crawler: it would rather slow down than lose what it saw.
+func (d *DB) NonBlocking() observe.Observer { return nonBlocking{d} }
+
+type nonBlocking struct{ d *DB }
+
+func (n nonBlocking) Observe(s observe.Sighting) {
+	if s.Time.IsZero() {
+		s.Time = time.Now()
+	}
+	n.d.put(context.Background(), item{kind: kindSighting, s: s}, true)
+}
+
 // RecordPeer records that peer (a BitTorrent endpoint, not a DHT node)
 // was given for infohash, from source: by convention "get_peers" for a
 // peer from a get_peers reply. Peers stored by incoming announce_peer

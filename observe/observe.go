@@ -73,9 +73,12 @@ type Sighting struct {
 	ItemSeq     int64
 }
 
-// Observer receives every sighting. Observe is called synchronously on the
-// node's network goroutines: it must return quickly and must not call back
-// into the Node's blocking methods.
+// Observer receives every sighting. A node calls Observe synchronously on
+// the goroutine that reads its socket: Observe must never block (a store
+// that cannot keep up drops and counts, as db.DB.NonBlocking does) and
+// must not call back into the Node's blocking methods. The crawler's
+// recorder may block: that slows the crawl down, which it prefers to
+// losing what it saw.
 type Observer interface {
 	Observe(Sighting)
 }

@@ -112,8 +112,12 @@ func nodeCmd(c *cli) func(context.Context, []string) error {
 		var d *db.DB
 		n, wait, err := c.startNode(ctx, nf, func() (lightdht.Observer, error) {
 			var err error
-			d, err = db.Open(*dbPath, db.Options{})
-			return d, err
+			if d, err = db.Open(*dbPath, db.Options{}); err != nil {
+				return nil, err
+			}
+			// On the node's packet path: a slow disk sheds sightings
+			// rather than stalling the node.
+			return d.NonBlocking(), nil
 		})
 		if err != nil {
 			if d != nil {
@@ -150,10 +154,14 @@ func nodeCmd(c *cli) func(context.Context, []string) error {
 			Stopped   bool   `json:"stopped"`
 			Nodes     int    `json:"table_nodes"`
 			Sightings uint64 `json:"sightings_written"`
+			Shed      uint64 `json:"sightings_shed"`
 		}
-		out := stopped{true, s.Nodes4 + s.Nodes6, ds.Written}
+		out := stopped{true, s.Nodes4 + s.Nodes6, ds.Written, ds.Shed}
 		return c.output(out, func(w io.Writer) {
 			fmt.Fprintf(w, "stopped: %d nodes in the routing table, %d sightings written\n", out.Nodes, out.Sightings)
+			if out.Shed > 0 {
+				fmt.Fprintf(w, "sightings shed: %d (the database did not keep up; the node kept answering)\n", out.Shed)
+			}
 		})
 	}
 }

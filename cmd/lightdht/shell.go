@@ -69,8 +69,10 @@ func shellCmd(c *cli) func(context.Context, []string) error {
 		if *dbPath != "" {
 			openObs = func() (lightdht.Observer, error) {
 				var err error
-				d, err = db.Open(*dbPath, db.Options{})
-				return d, err
+				if d, err = db.Open(*dbPath, db.Options{}); err != nil {
+					return nil, err
+				}
+				return d.NonBlocking(), nil // never stall the node on a slow disk
 			}
 		}
 		n, wait, err := c.startNode(ctx, nf, openObs)
