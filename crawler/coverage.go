@@ -84,7 +84,7 @@ func (c *Crawler) fillGaps() bool {
 			c.gapTarget[i] = t
 			n.state = stQueued
 			n.queries = 0
-			c.ready = append(c.ready, i)
+			c.q.push(i)
 			queued++
 		}
 	}
@@ -151,9 +151,9 @@ func (c *Crawler) secondPass() bool {
 		n.state = stQueued
 		n.queries = 0
 		n.nearest = true
-		c.ready = append(c.ready, i)
+		c.q.push(i)
 	}
-	return len(c.ready) > 0
+	return len(c.q.ready) > 0
 }
 
 // leastCovered returns the k nodes of cands whose neighbourhoods have been

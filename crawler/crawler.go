@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	"golang.org/x/time/rate"
 
 	"github.com/lightdht/lightdht/krpc"
 )
@@ -62,35 +61,42 @@ type result struct {
 const replyBufferBytes = 1500
 
 // Crawler runs one crawl. Create it with New and run it with Run.
+//
+// A Crawler is not safe for concurrent use. Run drives it from one
+// goroutine, the event loop, which owns every piece of its mutable state;
+// the transport's callbacks only post results to the loop (results), and
+// the responder, which answers on the transport's read goroutine, only
+// posts the queriers it hears (responder.heard) and keeps its own locked
+// state.
 type Crawler struct {
-	cfg  Config
-	tr   *krpc.Transport
-	resp *responder // nil unless Config.Respond
-	log  zerolog.Logger
-	lim  *rate.Limiter
+	// Set by New, then only read.
+	cfg     Config
+	tr      *krpc.Transport
+	resp    *responder // nil unless Config.Respond
+	log     zerolog.Logger
+	results chan result // from the transport's callbacks; room for MaxInFlight
 
 	// Owned by the event loop.
-	nodes     []node
-	index     map[addrKey]int32
-	ready     []int32 // FIFO of nodes to query now
-	later     delayHeap
-	lastIP    map[[16]byte]int64 // last query time per IP, pruned as it ages
-	inflight  int
-	results   chan result
-	res       Result
-	lastNew   time.Time
-	ihs       map[krpc.ID]struct{}
-	start     time.Time
-	zoneFound int                      // nodes discovered inside the zone so far
-	peerSeen  map[peerSeenKey]struct{} // peers phase: peers already counted
-	bestCPL   int                      // most bits any node seen shares with the zone's prefix
-	perDepth  [krpc.IDLen * 8]uint8    // farther-bucket queries forced at each depth
-	passTwo   bool                     // the second pass has started
-	gapTarget map[int32]krpc.ID        // nodes queued to be asked about an empty region, and its target
-	gapProbed map[gapKey]struct{}      // regions already asked about (see fillGaps)
+	nodes      []node            // every address seen, in the order found
+	index      map[addrKey]int32 // address to index in nodes
+	q          queue             // the enumeration's nodes waiting for a query
+	pace       pacer             // rate and per-IP limits, for both phases
+	inflight   int               // queries awaiting a reply, both phases
+	res        Result
+	start      time.Time                // when Run began
+	lastNew    time.Time                // when the last new node was found (see Config.Idle)
+	lastReport progressMark             // the last progress report's count and time
+	ihs        map[krpc.ID]struct{}     // infohashes sampled
+	zoneFound  int                      // nodes discovered inside the zone so far
+	bestCPL    int                      // most bits any node seen shares with the zone's prefix
+	perDepth   [krpc.IDLen * 8]uint8    // farther-bucket queries forced at each depth
+	passTwo    bool                     // the second pass has started
+	gapTarget  map[int32]krpc.ID        // nodes queued to be asked about an empty region, and its target
+	gapProbed  map[gapKey]struct{}      // regions already asked about (see fillGaps)
+	peerSeen   map[peerSeenKey]struct{} // peers phase: peers already counted
 
 	// Resends decided, answered, answered or timed out, and skipped: see
-	// resendPays.
+	// resendPays. Owned by the event loop.
 	resends, resendReplies, resendsDone, resendsSkipped int
 }
 
@@ -129,16 +135,14 @@ func New(cfg Config) (*Crawler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("crawler: %w", err)
 	}
-	burst := max(1, int(cfg.Rate/10))
 	return &Crawler{
 		cfg:     cfg,
 		tr:      tr,
 		resp:    resp,
 		log:     cfg.Logger.With().Str("component", "crawler").Logger(),
-		lim:     rate.NewLimiter(rate.Limit(cfg.Rate), burst),
-		index:   make(map[addrKey]int32),
-		lastIP:  make(map[[16]byte]int64),
 		results: make(chan result, cfg.MaxInFlight),
+		index:   make(map[addrKey]int32),
+		pace:    newPacer(cfg),
 		ihs:     make(map[krpc.ID]struct{}),
 	}, nil
 }
@@ -150,6 +154,7 @@ func New(cfg Config) (*Crawler, error) {
 func (c *Crawler) Run(ctx context.Context) (Result, error) {
 	c.start = time.Now()
 	c.lastNew = c.start
+	c.lastReport = progressMark{at: c.start}
 	served := make(chan error, 1)
 	go func() { served <- c.tr.Serve(context.Background()) }()
 	defer func() {
@@ -160,41 +165,15 @@ func (c *Crawler) Run(ctx context.Context) (Result, error) {
 	for _, a := range c.cfg.Bootstrap {
 		c.discover(krpc.NodeInfo{Addr: a}, true)
 	}
-
-	wake := time.NewTimer(0)
-	defer wake.Stop()
 	tick := time.NewTicker(c.cfg.ProgressEvery)
 	defer tick.Stop()
-	lastQueries, lastTick := 0, c.start
-	var heard <-chan krpc.NodeInfo // nil, so never ready, unless Respond
-	if c.resp != nil {
-		heard = c.resp.heard
-	}
-	var runErr error
-loop:
-	for {
-		next := c.dispatch()
-		if c.finished() {
-			break
-		}
-		if !next.IsZero() {
-			wake.Reset(time.Until(next))
-		}
-		select {
-		case r := <-c.results:
-			c.handle(r)
-		case ni := <-heard:
-			c.discover(ni, false)
-		case <-wake.C:
-		case now := <-tick.C:
-			c.report(now, &lastQueries, &lastTick)
-		case <-ctx.Done():
-			runErr = fmt.Errorf("crawler: %w", context.Cause(ctx))
-			break loop
-		}
-	}
+	enum := c.enumeration()
+	enum.tick = tick.C
+	runErr := c.loop(ctx, enum)
 	if runErr == nil && c.cfg.Infohashes && c.cfg.Peers {
-		runErr = c.peersPhase(ctx)
+		if peers := c.peersPhase(); peers != nil {
+			runErr = c.loop(ctx, peers)
+		}
 	}
 	// Let the queries in flight finish (or fail as the transport closes)
 	// so that every sighting is recorded.
@@ -204,11 +183,65 @@ loop:
 	}
 	c.finalize()
 	if c.cfg.Progress != nil {
-		var q int
-		t := c.start
-		c.report(time.Now(), &q, &t)
+		c.lastReport = progressMark{at: c.start} // the last report covers the whole crawl
+		c.report(time.Now())
 	}
 	return c.res, runErr
+}
+
+// phase is one stage of a crawl as the event loop runs it: the
+// enumeration of the nodes, then, with Config.Peers, the peers phase.
+type phase struct {
+	queue *queue                    // the phase's items waiting to be sent
+	ip    func(item int32) [16]byte // the IP an item's query goes to
+	send  func(item int32)          // sends an item's query
+	done  func() bool               // reports whether the phase is over
+	heard <-chan krpc.NodeInfo      // queriers to discover; nil: none
+	tick  <-chan time.Time          // when to report progress; nil: never
+}
+
+// loop is the crawl's event loop: it runs ph until ph is done or ctx
+// ends. It sends what the limits allow (dispatch), then waits for a
+// query's result, a querier heard, a progress tick or the time the
+// limits next allow a query.
+func (c *Crawler) loop(ctx context.Context, ph *phase) error {
+	wake := time.NewTimer(0)
+	defer wake.Stop()
+	for {
+		next := c.dispatch(ph)
+		if ph.done() {
+			return nil
+		}
+		if !next.IsZero() {
+			wake.Reset(time.Until(next))
+		}
+		select {
+		case r := <-c.results:
+			c.handle(r)
+		case ni := <-ph.heard:
+			c.discover(ni, false)
+		case <-wake.C:
+		case now := <-ph.tick:
+			c.report(now)
+		case <-ctx.Done():
+			return fmt.Errorf("crawler: %w", context.Cause(ctx))
+		}
+	}
+}
+
+// enumeration returns the phase that finds the nodes: it queries each
+// node of c.q, and with Config.Respond discovers the queriers heard.
+func (c *Crawler) enumeration() *phase {
+	ph := &phase{
+		queue: &c.q,
+		ip:    func(idx int32) [16]byte { return c.nodes[idx].key.ip() },
+		send:  c.send,
+		done:  c.finished,
+	}
+	if c.resp != nil {
+		ph.heard = c.resp.heard
+	}
+	return ph
 }
 
 // finished reports whether a full or zone crawl is over. Each time the
@@ -220,32 +253,40 @@ func (c *Crawler) finished() bool {
 	if c.cfg.Continuous {
 		return false
 	}
-	if c.inflight == 0 && len(c.ready) == 0 && c.later.Len() == 0 {
+	if c.inflight == 0 && c.q.len() == 0 {
 		return !c.fillGaps() && !c.secondPass()
 	}
 	return time.Since(c.lastNew) >= c.cfg.Idle
 }
 
-func (c *Crawler) report(now time.Time, lastQueries *int, lastTick *time.Time) {
+// progressMark is the query count and time of a progress report, from
+// which the next one measures the query rate.
+type progressMark struct {
+	queries int
+	at      time.Time
+}
+
+// report calls Config.Progress, if set, with the crawl's state at now.
+func (c *Crawler) report(now time.Time) {
 	if c.cfg.Progress == nil {
 		return
 	}
-	p := Progress{Discovered: c.res.Discovered, Replied: c.res.Replied, Queued: len(c.ready) + c.later.Len(),
+	p := Progress{Discovered: c.res.Discovered, Replied: c.res.Replied, Queued: c.q.len(),
 		InFlight: c.inflight, Queries: c.res.Queries, Elapsed: now.Sub(c.start)}
-	if dt := now.Sub(*lastTick).Seconds(); dt > 0 {
-		p.QPS = float64(c.res.Queries-*lastQueries) / dt
+	if dt := now.Sub(c.lastReport.at).Seconds(); dt > 0 {
+		p.QPS = float64(c.res.Queries-c.lastReport.queries) / dt
 	}
 	if p.QPS > 0 {
 		p.Remaining = time.Duration(float64(p.Queued) / p.QPS * float64(time.Second))
 	}
-	*lastQueries, *lastTick = c.res.Queries, now
+	c.lastReport = progressMark{queries: c.res.Queries, at: now}
 	c.cfg.Progress(p)
 }
 
 // finalize fills in the result's totals.
 func (c *Crawler) finalize() {
 	c.res.Duration = time.Since(c.start)
-	c.res.Waiting = len(c.ready) + c.later.Len()
+	c.res.Waiting = c.q.len()
 	c.res.Packets = c.tr.Stats().PacketsSent
 	c.res.Infohashes = len(c.ihs)
 	c.res.Resends = c.resends

@@ -75,7 +75,7 @@ func (c *Crawler) discover(ni krpc.NodeInfo, bootstrap bool) int32 {
 		c.res.OutOfZone++
 	default:
 		n.state = stQueued
-		c.ready = append(c.ready, idx)
+		c.q.push(idx)
 	}
 	return idx
 }

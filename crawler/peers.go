@@ -2,7 +2,6 @@ package crawler
 
 import (
 	"context"
-	"fmt"
 	"net/netip"
 	"time"
 
@@ -21,10 +20,11 @@ type peerTask struct {
 	ih  krpc.ID
 }
 
-// peersPhase asks, for each harvested infohash, the 8 replied nodes
-// closest to it for peers, within the rate and per-IP limits, until done
-// or ctx ends.
-func (c *Crawler) peersPhase(ctx context.Context) error {
+// peersPhase returns the phase that asks, for each harvested infohash,
+// the 8 replied nodes closest to it for peers, under the same limits as
+// every query; nil if no node replied. Its items index the tasks, which
+// the phase owns.
+func (c *Crawler) peersPhase() *phase {
 	byID := c.inIDOrder(func(n *node) bool { return n.replied })
 	if len(byID) == 0 {
 		return nil
@@ -41,45 +41,16 @@ func (c *Crawler) peersPhase(ctx context.Context) error {
 		}
 	}
 	c.peerSeen = map[peerSeenKey]struct{}{}
-	wake := time.NewTimer(0)
-	defer wake.Stop()
-	for len(tasks) > 0 || c.inflight > 0 {
-		now := time.Now()
-		var next time.Time
-		for i := 0; i < len(tasks) && c.inflight < c.cfg.MaxInFlight; {
-			t := tasks[i]
-			ip := c.nodes[t.idx].key.ip()
-			if last, ok := c.lastIP[ip]; ok && last+int64(c.cfg.PerIPInterval) > now.UnixNano() {
-				if due := time.Unix(0, last+int64(c.cfg.PerIPInterval)); next.IsZero() || due.Before(next) {
-					next = due
-				}
-				i++
-				continue
-			}
-			r := c.lim.ReserveN(now, 1)
-			if d := r.DelayFrom(now); d > 0 {
-				r.CancelAt(now)
-				if due := now.Add(d); next.IsZero() || due.Before(next) {
-					next = due
-				}
-				break
-			}
-			tasks = append(tasks[:i], tasks[i+1:]...)
-			c.lastIP[ip] = now.UnixNano()
-			c.sendGetPeers(t)
-		}
-		if !next.IsZero() {
-			wake.Reset(time.Until(next))
-		}
-		select {
-		case r := <-c.results:
-			c.handle(r)
-		case <-wake.C:
-		case <-ctx.Done():
-			return fmt.Errorf("crawler: %w", context.Cause(ctx))
-		}
+	q := &queue{}
+	for i := range tasks {
+		q.push(int32(i))
 	}
-	return nil
+	return &phase{
+		queue: q,
+		ip:    func(i int32) [16]byte { return c.nodes[tasks[i].idx].key.ip() },
+		send:  func(i int32) { c.sendGetPeers(tasks[i]) },
+		done:  func() bool { return q.len() == 0 && c.inflight == 0 },
+	}
 }
 
 func (c *Crawler) sendGetPeers(t peerTask) {

@@ -1,7 +1,6 @@
 package crawler
 
 import (
-	"container/heap"
 	"errors"
 	"time"
 
@@ -36,7 +35,7 @@ func (c *Crawler) handle(r result) {
 		if n.state == stInFlight && int(n.queries) <= c.cfg.Retries && c.resendPays() {
 			n.state = stQueued
 			n.retry = true
-			c.ready = append(c.ready, r.idx)
+			c.q.push(r.idx)
 			return
 		}
 		if n.state == stInFlight {
@@ -78,7 +77,7 @@ func (c *Crawler) handle(r result) {
 		if r.method == krpc.MethodSampleInfohashes && m.E != nil && m.E.Code == krpc.CodeMethodUnknown {
 			n.bep51 = bep51No
 			n.state = stQueued
-			c.ready = append(c.ready, r.idx)
+			c.q.push(r.idx)
 		}
 		return
 	}
@@ -101,7 +100,7 @@ func (c *Crawler) handle(r result) {
 		// A bootstrap node, asked find_node while its ID was unknown:
 		// now it can be asked for a sample.
 		n.state = stQueued
-		c.ready = append(c.ready, r.idx)
+		c.q.push(r.idx)
 	}
 	if r.method == krpc.MethodSampleInfohashes {
 		n.bep51 = bep51Yes
@@ -121,7 +120,7 @@ func (c *Crawler) handle(r result) {
 		}
 		n.state = stQueued
 		n.queries = 0
-		heap.Push(&c.later, delayed{idx: r.idx, at: at})
+		c.q.delay(r.idx, at)
 	}
 }
 
