@@ -103,9 +103,9 @@ type Config struct {
 	Infohashes bool
 
 	// Peers, with Infohashes, ends the crawl by asking for the peers of
-	// each harvested infohash: get_peers to the 8 nodes closest to it
-	// among those that replied (the crawl knows them all, so no lookup
-	// is needed), under the same rate and per-IP limits. The peers go to
+	// each harvested infohash: get_peers to the table.DefaultK (8) nodes
+	// closest to it among those that replied (the crawl knows them all,
+	// so no lookup is needed), under the same rate and per-IP limits. The peers go to
 	// the Recorder's RecordPeer when it has one. PeersLimit caps the
 	// infohashes asked about; zero means all.
 	Peers      bool

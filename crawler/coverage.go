@@ -5,13 +5,14 @@ import (
 	"slices"
 
 	"github.com/lightdht/lightdht/krpc"
+	"github.com/lightdht/lightdht/table"
 )
 
 // Gap probes (see fillGaps).
 const (
-	gapExpect  = 4 // replied nodes a region must be expected to hold for its emptiness to count
-	gapSibling = 8 // replied nodes in the sibling region that make an empty region suspect (K)
-	gapAsk     = 3 // replied nodes asked about each suspect region
+	gapExpect  = 4              // replied nodes a region must be expected to hold for its emptiness to count
+	gapSibling = table.DefaultK // replied nodes in the sibling region that make an empty region suspect
+	gapAsk     = 3              // replied nodes asked about each suspect region
 )
 
 // gapKey names a region of the ID space: its prefix (the bits past depth
@@ -168,7 +169,7 @@ func (c *Crawler) secondPass() bool {
 // fewest leading ID bits with it, as a missed node leaves a gap beside
 // its neighbours.
 func (c *Crawler) leastCovered(cands []int32, k int) []int32 {
-	const K = 8
+	const K = table.DefaultK
 	byID := c.inIDOrder(nil)
 	// rank holds the score in the high byte and the closeness (the prefix
 	// shared with the nearest found node, at most 160) in the low one.

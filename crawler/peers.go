@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/lightdht/lightdht/krpc"
+	"github.com/lightdht/lightdht/table"
 )
 
 // PeerRecorder is the optional part of a Recorder that receives peers
@@ -21,7 +22,7 @@ type peerTask struct {
 }
 
 // peersPhase returns the phase that asks, for each harvested infohash,
-// the 8 replied nodes closest to it for peers, under the same limits as
+// the table.DefaultK (8) replied nodes closest to it for peers, under the same limits as
 // every query; nil if no node replied. Its items index the tasks, which
 // the phase owns.
 func (c *Crawler) peersPhase() *phase {
@@ -36,7 +37,7 @@ func (c *Crawler) peersPhase() *phase {
 			break
 		}
 		asked++
-		for _, idx := range c.closestReplied(byID, ih, 8) {
+		for _, idx := range c.closestReplied(byID, ih, table.DefaultK) {
 			tasks = append(tasks, peerTask{idx: idx, ih: ih})
 		}
 	}

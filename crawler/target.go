@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/lightdht/lightdht/krpc"
+	"github.com/lightdht/lightdht/table"
 )
 
 // target returns the find_node / sample_infohashes target for a node.
@@ -66,7 +67,7 @@ func (c *Crawler) forcedDepth() int {
 // tableDepth estimates how deep routing tables reach in a network of the
 // size found so far: log2(discovered/K), plus one.
 func (c *Crawler) tableDepth() int {
-	return bits.Len(uint(c.res.Discovered/8)) + 1
+	return bits.Len(uint(c.res.Discovered/table.DefaultK)) + 1
 }
 
 func (c *Crawler) send(idx int32) {
@@ -103,7 +104,7 @@ func (c *Crawler) towardZone(id krpc.ID) bool {
 	if z.Bits == 0 || z.contains(id) {
 		return true
 	}
-	if c.zoneFound >= 8 {
+	if c.zoneFound >= table.DefaultK {
 		return false
 	}
 	cpl := id.CommonPrefixLen(z.Prefix)
