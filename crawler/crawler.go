@@ -152,7 +152,7 @@ func New(cfg Config) (*Crawler, error) {
 // is closed when Run returns. A crawl ended by ctx returns its result with
 // ctx's error.
 func (c *Crawler) Run(ctx context.Context) (Result, error) {
-	c.start = time.Now()
+	c.start = c.cfg.Now()
 	c.lastNew = c.start
 	c.lastReport = progressMark{at: c.start}
 	served := make(chan error, 1)
@@ -184,7 +184,7 @@ func (c *Crawler) Run(ctx context.Context) (Result, error) {
 	c.finalize()
 	if c.cfg.Progress != nil {
 		c.lastReport = progressMark{at: c.start} // the last report covers the whole crawl
-		c.report(time.Now())
+		c.report(c.cfg.Now())
 	}
 	return c.res, runErr
 }
@@ -213,7 +213,7 @@ func (c *Crawler) loop(ctx context.Context, ph *phase) error {
 			return nil
 		}
 		if !next.IsZero() {
-			wake.Reset(time.Until(next))
+			wake.Reset(next.Sub(c.cfg.Now()))
 		}
 		select {
 		case r := <-c.results:
@@ -221,8 +221,8 @@ func (c *Crawler) loop(ctx context.Context, ph *phase) error {
 		case ni := <-ph.heard:
 			c.discover(ni, false)
 		case <-wake.C:
-		case now := <-ph.tick:
-			c.report(now)
+		case <-ph.tick:
+			c.report(c.cfg.Now())
 		case <-ctx.Done():
 			return fmt.Errorf("crawler: %w", context.Cause(ctx))
 		}
@@ -256,7 +256,7 @@ func (c *Crawler) finished() bool {
 	if c.inflight == 0 && c.q.len() == 0 {
 		return !c.fillGaps() && !c.secondPass()
 	}
-	return time.Since(c.lastNew) >= c.cfg.Idle
+	return c.cfg.Now().Sub(c.lastNew) >= c.cfg.Idle
 }
 
 // progressMark is the query count and time of a progress report, from
@@ -285,7 +285,7 @@ func (c *Crawler) report(now time.Time) {
 
 // finalize fills in the result's totals.
 func (c *Crawler) finalize() {
-	c.res.Duration = time.Since(c.start)
+	c.res.Duration = c.cfg.Now().Sub(c.start)
 	c.res.Waiting = c.q.len()
 	c.res.Packets = c.tr.Stats().PacketsSent
 	c.res.Infohashes = len(c.ihs)

@@ -2,7 +2,6 @@ package crawler
 
 import (
 	"slices"
-	"time"
 
 	"github.com/lightdht/lightdht/krpc"
 )
@@ -60,7 +59,7 @@ func (c *Crawler) discover(ni krpc.NodeInfo, bootstrap bool) int32 {
 	c.nodes = append(c.nodes, node{id: ni.ID, key: k})
 	c.index[k] = idx
 	c.res.Discovered++
-	c.lastNew = time.Now()
+	c.lastNew = c.cfg.Now()
 	n := &c.nodes[idx]
 	n.inZone = !ni.ID.IsZero() && c.cfg.Zone.contains(ni.ID)
 	if n.inZone {

@@ -76,7 +76,7 @@ func (c *Crawler) handlePeers(r result) {
 		return
 	}
 	pr, _ := c.cfg.Recorder.(PeerRecorder)
-	now := time.Now()
+	now := c.cfg.Now()
 	for _, p := range r.resp.R.Values {
 		k := peerSeenKey{r.ih, keyOf(p)}
 		if _, dup := c.peerSeen[k]; dup {

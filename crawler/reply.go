@@ -19,7 +19,7 @@ func (c *Crawler) handle(r result) {
 	c.inflight--
 	n := &c.nodes[r.idx]
 	addr := n.key.addrPort()
-	now := time.Now()
+	now := c.cfg.Now()
 	if r.resp.Msg == nil {
 		if !errors.Is(r.err, krpc.ErrTimeout) {
 			n.state = stFailed // closed or cancelled: the crawl is ending

@@ -106,7 +106,7 @@ func (p *pacer) prune(now time.Time) {
 // stops. It returns when it should be called again (zero if only a result
 // can make progress).
 func (c *Crawler) dispatch(ph *phase) time.Time {
-	now := time.Now()
+	now := c.cfg.Now()
 	q := ph.queue
 	q.promote(now)
 	for c.inflight < c.cfg.MaxInFlight && len(q.ready) > 0 {

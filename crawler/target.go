@@ -4,7 +4,6 @@ import (
 	"context"
 	"math/bits"
 	"math/rand/v2"
-	"time"
 
 	"github.com/lightdht/lightdht/krpc"
 	"github.com/lightdht/lightdht/table"
@@ -85,7 +84,7 @@ func (c *Crawler) send(idx int32) {
 	q := &krpc.Msg{Q: krpc.MethodFindNode, A: krpc.Args{ID: c.cfg.ID, Target: target}}
 	// Sample only where BEP 51 may work and the node's interval is over;
 	// otherwise ask for nodes the BEP 5 way.
-	if c.cfg.Infohashes && n.bep51 != bep51No && !n.id.IsZero() && time.Now().UnixNano() >= n.next {
+	if c.cfg.Infohashes && n.bep51 != bep51No && !n.id.IsZero() && c.cfg.Now().UnixNano() >= n.next {
 		q.Q = krpc.MethodSampleInfohashes
 	}
 	method, resend := q.Q, n.retry
