@@ -59,59 +59,78 @@ func (c *Crawler) fillGaps() bool {
 		c.gapTarget = map[int32]krpc.ID{}
 		c.gapProbed = map[gapKey]struct{}{}
 	}
-	// Regions down to this depth are expected to hold gapExpect nodes.
-	expectDepth := z.Bits + bits.Len(uint(len(zone)/gapExpect)) - 1
-	queued := 0
-	// probe asks about the region at depth d+1 that is the sibling of
-	// the one holding id.
-	probe := func(id krpc.ID, d int) {
-		t := krpc.RandomIDAtDepth(id, d)
-		key := gapKey{depth: uint8(d + 1)}
-		for i := range (d + 1 + 7) / 8 {
-			key.prefix[i] = t[i]
-		}
-		if r := (d + 1) % 8; r != 0 {
-			key.prefix[(d+1)/8] &^= 0xff >> r
-		}
-		if _, done := c.gapProbed[key]; done || queued+gapAsk > budget {
-			return
-		}
-		c.gapProbed[key] = struct{}{}
-		for _, i := range c.closestReplied(all, t, gapAsk) {
-			n := &c.nodes[i]
-			if _, busy := c.gapTarget[i]; busy || n.state != stReplied {
-				continue // already queued for something else
+	g := gapScan{c: c, all: all, budget: budget,
+		expectDepth: z.Bits + bits.Len(uint(len(zone)/gapExpect)) - 1}
+	g.walk(zone, z.Bits)
+	return g.queued > 0
+}
+
+// gapScan is one fillGaps search for suspect regions. It lives for one
+// call of fillGaps, on the event loop.
+type gapScan struct {
+	c           *Crawler
+	all         []int32 // the replied nodes, in ID order
+	expectDepth int     // regions down to this depth are expected to hold gapExpect nodes
+	budget      int     // queries the scan may queue
+	queued      int     // queries it has queued
+}
+
+// walk visits the subtree at depth d that holds nodes s (sorted, at least
+// one), looking for suspect empty halves.
+func (g *gapScan) walk(s []int32, d int) {
+	if d >= krpc.IDLen*8-1 {
+		return
+	}
+	split, _ := slices.BinarySearchFunc(s, 1, func(i int32, one int) int { return g.c.nodes[i].id.Bit(d) - one })
+	lo, hi := s[:split], s[split:]
+	for h, half := range [2][]int32{lo, hi} {
+		other := [2][]int32{hi, lo}[h]
+		switch {
+		case len(half) > 0:
+			if len(half) >= gapSibling || d+1 < g.expectDepth {
+				g.walk(half, d+1)
 			}
-			c.gapTarget[i] = t
-			n.state = stQueued
-			n.queries = 0
-			c.q.push(i)
-			queued++
+		case len(other) >= gapSibling || d+1 <= g.expectDepth:
+			g.probe(g.c.nodes[other[0]].id, d)
 		}
 	}
-	// walk visits the subtree at depth d that holds nodes s (sorted, at
-	// least one), looking for suspect empty halves.
-	var walk func(s []int32, d int)
-	walk = func(s []int32, d int) {
-		if d >= krpc.IDLen*8-1 {
-			return
-		}
-		split, _ := slices.BinarySearchFunc(s, 1, func(i int32, one int) int { return c.nodes[i].id.Bit(d) - one })
-		lo, hi := s[:split], s[split:]
-		for h, half := range [2][]int32{lo, hi} {
-			other := [2][]int32{hi, lo}[h]
-			switch {
-			case len(half) > 0:
-				if len(half) >= gapSibling || d+1 < expectDepth {
-					walk(half, d+1)
-				}
-			case len(other) >= gapSibling || d+1 <= expectDepth:
-				probe(c.nodes[other[0]].id, d)
-			}
-		}
+}
+
+// probe asks about the region at depth d+1 that is the sibling of the one
+// holding id, unless it was asked about before or the budget is spent:
+// the gapAsk replied nodes closest to a random target inside it, that are
+// not already queued, are queued to be asked for the target.
+func (g *gapScan) probe(id krpc.ID, d int) {
+	c := g.c
+	t := krpc.RandomIDAtDepth(id, d)
+	key := regionOf(t, d+1)
+	if _, done := c.gapProbed[key]; done || g.queued+gapAsk > g.budget {
+		return
 	}
-	walk(zone, z.Bits)
-	return queued > 0
+	c.gapProbed[key] = struct{}{}
+	for _, i := range c.closestReplied(g.all, t, gapAsk) {
+		n := &c.nodes[i]
+		if _, busy := c.gapTarget[i]; busy || n.state != stReplied {
+			continue // already queued for something else
+		}
+		c.gapTarget[i] = t
+		n.state = stQueued
+		n.queries = 0
+		c.q.push(i)
+		g.queued++
+	}
+}
+
+// regionOf returns the key of the region at depth that holds id.
+func regionOf(id krpc.ID, depth int) gapKey {
+	key := gapKey{depth: uint8(depth)}
+	for i := range (depth + 7) / 8 {
+		key.prefix[i] = id[i]
+	}
+	if r := depth % 8; r != 0 {
+		key.prefix[depth/8] &^= 0xff >> r
+	}
+	return key
 }
 
 // secondPassBudget bounds the second pass: queries stop once they reach
