@@ -19,6 +19,7 @@ func bogon(a netip.Addr) bool {
 	return false
 }
 
+// bogonPrefixes are the ranges bogon rejects that netip has no method for.
 var bogonPrefixes = []netip.Prefix{
 	netip.MustParsePrefix("0.0.0.0/8"),
 	netip.MustParsePrefix("100.64.0.0/10"),   // carrier-grade NAT
@@ -36,6 +37,8 @@ var bogonPrefixes = []netip.Prefix{
 // addrKey is a compact map key: the 16-byte address and the port.
 type addrKey [18]byte
 
+// keyOf returns the key of ap; an IPv4-mapped IPv6 address has the key of
+// the IPv4 address.
 func keyOf(ap netip.AddrPort) addrKey {
 	var k addrKey
 	a := ap.Addr().Unmap().As16()
@@ -44,9 +47,11 @@ func keyOf(ap netip.AddrPort) addrKey {
 	return k
 }
 
+// addrPort returns the address and port k holds.
 func (k addrKey) addrPort() netip.AddrPort {
 	a := netip.AddrFrom16([16]byte(k[:16])).Unmap()
 	return netip.AddrPortFrom(a, uint16(k[16])<<8|uint16(k[17]))
 }
 
+// ip returns the address part of k, the unit of the per-IP interval.
 func (k addrKey) ip() [16]byte { return [16]byte(k[:16]) }

@@ -24,28 +24,29 @@ type Progress struct {
 
 // Result summarises a finished crawl.
 type Result struct {
-	Discovered   int     // distinct node addresses seen, bogons included
-	Queried      int     // nodes queried
-	Replied      int     // nodes that answered (a KRPC error is an answer)
-	Timeouts     int     // nodes that never answered
-	Waiting      int     // queries still queued when the crawl ended (by Idle or ctx); 0 after a crawl that ran dry
-	Bogons       int     // addresses not queried: private, loopback, reserved, …
-	OutOfZone    int     // nodes outside Config.Zone, not queried
-	Queries      int     // queries sent, resends included
-	Resends      int     // queries resent after a timeout (see Config.Retries)
-	Packets      uint64  // packets sent, resends and replies included
-	Samples      int     // BEP 51 replies with samples
-	Infohashes   int     // distinct infohashes sampled
-	PeerQueries  int     // get_peers sent for harvested infohashes (Config.Peers)
-	Peers        int     // peers received for them (distinct per infohash)
-	Incoming     int     // queries received (Config.Respond)
-	Passive      int     // distinct infohashes of incoming get_peers and announce_peer (Config.Respond)
-	InZone       int     // nodes found inside Config.Zone
-	SizeEstimate float64 // zone crawls: InZone x 2^Bits; 0 otherwise
-	Duration     time.Duration
+	Discovered   int           // distinct node addresses seen, bogons included
+	Queried      int           // nodes queried
+	Replied      int           // nodes that answered (a KRPC error is an answer)
+	Timeouts     int           // nodes that never answered
+	Waiting      int           // queries still queued when the crawl ended (by Idle or ctx); 0 after a crawl that ran dry
+	Bogons       int           // addresses not queried: private, loopback, reserved, …
+	OutOfZone    int           // nodes outside Config.Zone, not queried
+	Queries      int           // queries sent, resends included
+	Resends      int           // queries resent after a timeout (see Config.Retries)
+	Packets      uint64        // packets sent, resends and replies included
+	Samples      int           // BEP 51 replies with samples
+	Infohashes   int           // distinct infohashes sampled
+	PeerQueries  int           // get_peers sent for harvested infohashes (Config.Peers)
+	Peers        int           // peers received for them (distinct per infohash)
+	Incoming     int           // queries received (Config.Respond)
+	Passive      int           // distinct infohashes of incoming get_peers and announce_peer (Config.Respond)
+	InZone       int           // nodes found inside Config.Zone
+	SizeEstimate float64       // zone crawls: InZone x 2^Bits; 0 otherwise
+	Duration     time.Duration // from Run's start to its end
 }
 
-// result is a transport callback's report to the event loop.
+// result is a transport callback's report to the event loop, sent on
+// Crawler.results; the event loop alone reads it.
 type result struct {
 	idx     int32
 	ih      krpc.ID // get_peers of the peers phase
@@ -72,31 +73,43 @@ type Crawler struct {
 	// Set by New, then only read.
 	cfg     Config
 	tr      *krpc.Transport
-	resp    *responder // nil unless Config.Respond
+	resp    *responder // nil unless Config.Respond; guarded by its own locks
 	log     zerolog.Logger
 	results chan result // from the transport's callbacks; room for MaxInFlight
 
-	// Owned by the event loop.
-	nodes      []node            // every address seen, in the order found
-	index      map[addrKey]int32 // address to index in nodes
-	q          queue             // the enumeration's nodes waiting for a query
-	pace       pacer             // rate and per-IP limits, for both phases
-	inflight   int               // queries awaiting a reply, both phases
-	res        Result
-	start      time.Time                // when Run began
-	lastNew    time.Time                // when the last new node was found (see Config.Idle)
-	lastReport progressMark             // the last progress report's count and time
-	ihs        map[krpc.ID]struct{}     // infohashes sampled
-	zoneFound  int                      // nodes discovered inside the zone so far
-	bestCPL    int                      // most bits any node seen shares with the zone's prefix
-	perDepth   [krpc.IDLen * 8]uint8    // farther-bucket queries forced at each depth
-	passTwo    bool                     // the second pass has started
-	gapTarget  map[int32]krpc.ID        // nodes queued to be asked about an empty region, and its target
-	gapProbed  map[gapKey]struct{}      // regions already asked about (see fillGaps)
-	peerSeen   map[peerSeenKey]struct{} // peers phase: peers already counted
+	// Everything below is owned by the event loop.
 
-	// Resends decided, answered, answered or timed out, and skipped: see
-	// resendPays. Owned by the event loop.
+	// The nodes (nodes.go).
+	nodes []node            // every address seen, in the order found
+	index map[addrKey]int32 // address to index in nodes
+
+	// Scheduling (schedule.go).
+	q        queue // the enumeration's nodes waiting for a query
+	pace     pacer // rate and per-IP limits, for both phases
+	inflight int   // queries awaiting a reply, both phases
+
+	// Progress and the result.
+	res        Result
+	start      time.Time            // when Run began
+	lastNew    time.Time            // when the last new node was found (see Config.Idle)
+	lastReport progressMark         // the last progress report's count and time
+	ihs        map[krpc.ID]struct{} // infohashes sampled
+
+	// Zone and target choice (target.go).
+	zoneFound int                   // nodes discovered inside the zone so far
+	bestCPL   int                   // most bits any node seen shares with the zone's prefix
+	perDepth  [krpc.IDLen * 8]uint8 // farther-bucket queries forced at each depth
+
+	// Coverage (coverage.go).
+	passTwo   bool                // the second pass has started
+	gapTarget map[int32]krpc.ID   // nodes queued to be asked about an empty region, and its target
+	gapProbed map[gapKey]struct{} // regions already asked about (see fillGaps)
+
+	// The peers phase (peers.go).
+	peerSeen map[peerSeenKey]struct{} // peers already counted
+
+	// Resends decided, answered, answered or timed out, and skipped
+	// (reply.go, resendPays).
 	resends, resendReplies, resendsDone, resendsSkipped int
 }
 

@@ -23,12 +23,15 @@ const (
 	bep51No
 )
 
-// node is what the crawl keeps per address: 64 bytes.
+// node is what the crawl keeps per address: 64 bytes. The nodes live in
+// Crawler.nodes, found through Crawler.index, and are owned by the event
+// loop; the queues, the gap targets and the results refer to them by
+// index.
 type node struct {
-	id      krpc.ID
+	id      krpc.ID // zero until learnt (a bootstrap address)
 	key     addrKey
-	state   uint8
-	bep51   uint8
+	state   uint8 // stNew, …
+	bep51   uint8 // bep51Unknown, …
 	queries uint8 // queries sent to it in this pass (a revisit starts a new pass)
 	queried bool  // queried at least once in the crawl
 	nearest bool  // the next query asks for its nearest neighbours
@@ -37,7 +40,7 @@ type node struct {
 	local   bool  // first heard of in a reply listing someone's nearest neighbours
 	nbrs    bool  // has listed its nearest neighbours to us
 	retry   bool  // the next query to it resends one that timed out
-	inZone  bool
+	inZone  bool  // its ID lies in Config.Zone
 	next    int64 // Unix nanoseconds before which it is not asked again (BEP 51 interval, revisits)
 }
 

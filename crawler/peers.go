@@ -12,6 +12,8 @@ import (
 // PeerRecorder is the optional part of a Recorder that receives peers
 // (*db.DB has it).
 type PeerRecorder interface {
+	// RecordPeer receives a peer of infohash, learnt at t from source
+	// ("get_peers" in the peers phase).
 	RecordPeer(infohash krpc.ID, peer netip.AddrPort, source string, t time.Time)
 }
 
@@ -21,10 +23,11 @@ type peerTask struct {
 	ih  krpc.ID
 }
 
-// peersPhase returns the phase that asks, for each harvested infohash,
-// the table.DefaultK (8) replied nodes closest to it for peers, under the same limits as
-// every query; nil if no node replied. Its items index the tasks, which
-// the phase owns.
+// peersPhase returns the phase that asks, for each harvested infohash
+// (up to Config.PeersLimit), the table.DefaultK (8) replied nodes closest
+// to it for peers, under the limits of every query (dispatch); nil if no
+// node replied. The phase's items index its tasks, which only its
+// closures hold.
 func (c *Crawler) peersPhase() *phase {
 	byID := c.inIDOrder(func(n *node) bool { return n.replied })
 	if len(byID) == 0 {
@@ -54,6 +57,8 @@ func (c *Crawler) peersPhase() *phase {
 	}
 }
 
+// sendGetPeers sends one get_peers of the peers phase; the reply comes
+// back to the event loop as a result.
 func (c *Crawler) sendGetPeers(t peerTask) {
 	c.inflight++
 	c.res.PeerQueries++
@@ -64,6 +69,8 @@ func (c *Crawler) sendGetPeers(t peerTask) {
 	})
 }
 
+// peerSeenKey is a peer of one infohash, counted once however many nodes
+// return it.
 type peerSeenKey struct {
 	ih   krpc.ID
 	peer addrKey

@@ -138,6 +138,7 @@ type delayed struct {
 // delayHeap is a container/heap of delayed items, soonest first.
 type delayHeap []delayed
 
+// Len, Less, Swap, Push and Pop implement heap.Interface.
 func (h delayHeap) Len() int           { return len(h) }
 func (h delayHeap) Less(i, j int) bool { return h[i].at < h[j].at }
 func (h delayHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }

@@ -16,10 +16,10 @@ import (
 // estimated depth of routing tables, so the reply lists one of its farther
 // buckets. Nearest neighbours alone keep a crawl inside clusters of mutual
 // neighbours; random buckets alone leave nodes that few tables hold. With
-// both, a node is missed only if none of its K nearest neighbours was
-// asked for neighbours (1 in 2^K) and no farther bucket listed it. For a
-// node whose ID is unknown (a bootstrap address) the target is random, or
-// inside the zone.
+// both, a node is missed only if none of its K (table.DefaultK) nearest
+// neighbours was asked for neighbours (1 in 2^K) and no farther bucket
+// listed it. For a node whose ID is unknown (a bootstrap address) the
+// target is random, or inside the zone.
 func (c *Crawler) target(n *node) (t krpc.ID, nearest bool) {
 	z := c.cfg.Zone
 	switch {
@@ -69,6 +69,10 @@ func (c *Crawler) tableDepth() int {
 	return bits.Len(uint(c.res.Discovered/table.DefaultK)) + 1
 }
 
+// send sends node idx its query of the enumeration: find_node, or with
+// Config.Infohashes sample_infohashes where BEP 51 may work, for the
+// target of a gap probe (fillGaps) or the one target chooses. The reply
+// comes back to the event loop as a result.
 func (c *Crawler) send(idx int32) {
 	n := &c.nodes[idx]
 	n.state = stInFlight
