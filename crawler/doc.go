@@ -19,11 +19,14 @@
 // are. Then, as far as the budget goes, nodes whose neighbourhoods no
 // reply has listed yet are asked for their nearest neighbours.
 //
-// The crawl is one event loop that owns the queue, the in-flight set and the
-// seen set; transport callbacks only post results to it. Every sighting
-// (replies with version and RTT, nodes reported in replies with their
-// reporter, timeouts) and every BEP 51 sample goes to Config.Recorder,
-// which the SQLite store implements.
+// The crawl is one event loop that owns the queue, the in-flight set and
+// the seen set; transport callbacks only post results to it. The loop runs
+// the enumeration, then, with Config.Peers, a peers phase that asks the
+// nodes closest to each harvested infohash for its peers; one pacing loop
+// sends the queries of both under the same rate and per-IP limits. Every
+// sighting (replies with version and RTT, nodes reported in replies with
+// their reporter, timeouts) and every BEP 51 sample goes to
+// Config.Recorder, which the SQLite store implements.
 //
 // Politeness is on by default: a global cap on queries per second, at most
 // one query every 2 seconds to any one IP address, no queries to private,
@@ -37,4 +40,13 @@
 // table of the nodes that answered it, records the infohash of every
 // incoming get_peers and announce_peer, and crawls queriers it had not
 // heard of.
+//
+// The files follow the concerns: crawler.go holds the Crawler and its
+// event loop, config.go the Config, its defaults and its errors,
+// schedule.go the queues and the one pacing loop, target.go the choice of
+// targets (and the approach to a zone), coverage.go the gap probes and
+// the second pass, reply.go the handling of replies and timeouts with the
+// resend policy, peers.go the peers phase, nodes.go the per-node state,
+// addr.go the address policy and address keys, and respond.go the
+// answers of a crawler that responds.
 package crawler

@@ -86,8 +86,8 @@ func TestFillGapsEmptyRegion(t *testing.T) {
 	if !c.fillGaps() {
 		t.Fatal("fillGaps queued nothing")
 	}
-	if len(c.gapTarget) != gapAsk || len(c.ready) != gapAsk {
-		t.Fatalf("%d gap targets, %d ready, want %d", len(c.gapTarget), len(c.ready), gapAsk)
+	if len(c.gapTarget) != gapAsk || len(c.q.ready) != gapAsk {
+		t.Fatalf("%d gap targets, %d ready, want %d", len(c.gapTarget), len(c.q.ready), gapAsk)
 	}
 	for i, target := range c.gapTarget {
 		if !hasPrefix(target, "101") {
@@ -108,7 +108,7 @@ func TestFillGapsEmptyRegion(t *testing.T) {
 		defer l.Close()
 		conns = append(conns, l)
 	}
-	c.dispatch()
+	c.dispatch(c.enumeration())
 	for _, l := range conns {
 		l.SetReadDeadline(time.Now().Add(10 * time.Second))
 		buf := make([]byte, 1500)
@@ -131,9 +131,9 @@ func TestFillGapsEmptyRegion(t *testing.T) {
 		c.nodes[i].state = stReplied
 	}
 	clear(c.gapTarget)
-	c.ready = nil
+	c.q.ready = nil
 	if c.fillGaps() {
-		t.Errorf("fillGaps asked about region 101 again: %d queued", len(c.ready))
+		t.Errorf("fillGaps asked about region 101 again: %d queued", len(c.q.ready))
 	}
 }
 
@@ -172,7 +172,7 @@ func TestFillGapsSibling(t *testing.T) {
 	c, _ = gapCrawler(t, prefixes)
 	c.res.Queries = int(secondPassBudget * float64(c.res.Replied))
 	if c.fillGaps() {
-		t.Errorf("fillGaps queued %d queries with the budget spent", len(c.ready))
+		t.Errorf("fillGaps queued %d queries with the budget spent", len(c.q.ready))
 	}
 }
 

@@ -155,11 +155,14 @@ func crawlCmd(c *cli) func(context.Context, []string) error {
 		cr, err := crawler.New(cfg)
 		if err != nil {
 			conn.Close()
-			msg := strings.TrimPrefix(err.Error(), "crawler: config: ")
-			if strings.Contains(msg, "needs TestNet") {
-				return usagef("%s", strings.Replace(msg, "needs TestNet", "needs --testnet", 1))
+			var ce *crawler.ConfigError
+			switch {
+			case errors.Is(err, crawler.ErrNeedsTestNet) && errors.As(err, &ce):
+				return usagef("%s (a local test network needs --testnet)", ce.Reason)
+			case errors.As(err, &ce):
+				return usagef("%s", ce.Reason)
 			}
-			return usagef("%s", msg)
+			return usagef("%s", err)
 		}
 		d, err := db.Open(*dbPath, db.Options{Reports: true})
 		if err != nil {

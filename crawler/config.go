@@ -1,0 +1,282 @@
+package crawler
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/lightdht/lightdht/krpc"
+	"github.com/lightdht/lightdht/observe"
+)
+
+// Defaults of Config, which withDefaults fills in for zero fields.
+const (
+	DefaultRate          = 250              // queries per second, all nodes together
+	DefaultPerIPInterval = 2 * time.Second  // between two queries to one IP
+	DefaultMaxInFlight   = 512              // queries awaiting a reply
+	DefaultTimeout       = 2 * time.Second  // per attempt
+	DefaultRetries       = 1                // resends after a timed-out attempt
+	DefaultIdle          = 30 * time.Second // without a new node before a crawl ends
+	DefaultRevisit       = 30 * time.Minute // between two queries to a node in a continuous crawl
+	DefaultProgressEvery = time.Second      // between two progress reports
+)
+
+// MaxInFlightLimit is the largest Config.MaxInFlight.
+const MaxInFlightLimit = 1 << 16
+
+// Recorder receives what the crawl sees. *db.DB implements it. With
+// Config.Respond, Observe is also called for incoming queries, from
+// another goroutine than the crawl's, so it must be safe for concurrent
+// use.
+type Recorder interface {
+	// Observe receives every sighting of a node.
+	Observe(observe.Sighting)
+	// RecordSample receives a BEP 51 reply: the number of infohashes the
+	// node holds, the interval it asked for, and the sample.
+	RecordSample(node krpc.NodeInfo, t time.Time, num, intervalS int, samples []krpc.ID)
+}
+
+// Zone restricts a crawl to the node IDs that share their first Bits bits
+// with Prefix.
+type Zone struct {
+	// Prefix holds the zone's leading bits; those past Bits are ignored.
+	Prefix krpc.ID
+	// Bits is the length of the prefix, 0 to 32. Zero: no zone, the whole
+	// ID space.
+	Bits int
+}
+
+// contains reports whether id lies in the zone.
+func (z Zone) contains(id krpc.ID) bool {
+	return z.Bits == 0 || id.CommonPrefixLen(z.Prefix) >= z.Bits
+}
+
+// Config configures a crawl. Conn and Bootstrap are required; every other
+// zero value selects the default its comment states. New validates a
+// Config, then fills in the defaults, in withDefaults.
+type Config struct {
+	// Conn is the socket the crawl uses; the crawler owns and closes it.
+	// Required.
+	Conn net.PacketConn
+	// Bootstrap lists the addresses the crawl starts from. Required; each
+	// must be a public address unless TestNet is set.
+	Bootstrap []netip.AddrPort
+	// ID is the crawler's node ID, used in every query. Zero: random.
+	ID krpc.ID
+
+	// Rate caps the queries sent per second (resends included). Zero:
+	// DefaultRate (250).
+	Rate float64
+	// PerIPInterval is the least time between two queries to one IP
+	// address. Zero: DefaultPerIPInterval (2 seconds). Libtorrent blocks
+	// sources that send more than 5 queries a second.
+	PerIPInterval time.Duration
+	// MaxInFlight bounds the queries awaiting a reply, at most
+	// MaxInFlightLimit. Zero: DefaultMaxInFlight (512). New sizes the
+	// receive buffer of a Conn that has SetReadBuffer (as *net.UDPConn
+	// has) to hold a full-size reply to each of them, so that a burst of
+	// replies is not dropped before it is read. The OS may cap it (Linux:
+	// at net.core.rmem_max).
+	MaxInFlight int
+	// Timeout is the wait for each attempt. Zero: DefaultTimeout (2
+	// seconds).
+	Timeout time.Duration
+	// Retries is the number of resends after a timed-out attempt, which go
+	// through the same queue and per-IP interval as every query. Zero:
+	// DefaultRetries (1); negative: none. Once 100 resends have been sent,
+	// if fewer than 2% of them were answered (the nodes that time out have
+	// gone, not lost a packet), only one timed-out query in 10 is resent.
+	Retries int
+
+	// Idle ends a full crawl once no new node has been found for this
+	// long (a crawl also ends when nothing is left to query). Zero:
+	// DefaultIdle (30 seconds). The context's deadline bounds the crawl in
+	// any case.
+	Idle time.Duration
+	// Continuous keeps crawling until the context ends: every node that
+	// replied is asked again every Revisit, to observe uptime and churn.
+	// False: the crawl ends when it is done.
+	Continuous bool
+	// Revisit is the time between two queries to a node in a continuous
+	// crawl. Zero: DefaultRevisit (30 minutes).
+	Revisit time.Duration
+
+	// Zone, when Bits > 0, restricts the crawl to one ID prefix and
+	// estimates the size of the whole network from its density. Zero: the
+	// whole ID space.
+	Zone Zone
+
+	// Infohashes asks each node with BEP 51 sample_infohashes (which also
+	// returns nodes), honouring each node's interval, and falls back to
+	// find_node for nodes that do not support it. False: find_node only.
+	Infohashes bool
+
+	// Peers, with Infohashes, ends the crawl by asking for the peers of
+	// each harvested infohash: get_peers to the table.DefaultK (8) nodes
+	// closest to it among those that replied (the crawl knows them all,
+	// so no lookup is needed), under the same rate and per-IP limits. The
+	// peers go to the Recorder's RecordPeer when it has one. False: no
+	// peers phase.
+	Peers bool
+	// PeersLimit caps the infohashes the peers phase asks about. Zero: all.
+	PeersLimit int
+
+	// Respond makes the crawler answer queries instead of being a
+	// read-only node (BEP 43, the default). Other nodes then add it to
+	// their routing tables and send it queries, as they do to any node:
+	// each incoming query is recorded as a sighting, with the infohash of
+	// every get_peers and announce_peer, and a querier the crawl did not
+	// know is queued to be crawled. The crawler answers ping, find_node
+	// and get_peers from a routing table of the nodes that answered it,
+	// keeps announced peers for 30 minutes and serves them, and answers
+	// every other method with error 204. Its replies share a cap of Rate
+	// per second, on top of the transport's amplification and per-/24
+	// caps. Nodes learn of a responding crawler only as the crawl goes
+	// on, so this pays off mostly in continuous crawls. False: read-only.
+	Respond bool
+
+	// TestNet allows queries to loopback, private and other addresses
+	// that do not belong on the public DHT. Only for local test networks.
+	// False: such addresses are never queried, and a bootstrap address
+	// among them is an error that matches ErrNeedsTestNet.
+	TestNet bool
+
+	// Recorder receives sightings and samples. Nil: none.
+	Recorder Recorder
+	// Progress, if set, is called every ProgressEvery and once at the
+	// end, on the crawl's goroutine: it must return quickly. Nil: no
+	// reports.
+	Progress func(Progress)
+	// ProgressEvery is the time between two calls of Progress. Zero:
+	// DefaultProgressEvery (1 second).
+	ProgressEvery time.Duration
+
+	// Version is the "v" the crawler sends. Nil: krpc.DefaultVersion.
+	Version []byte
+	// Logger receives log events, tagged component=crawler. Zero value:
+	// none.
+	Logger zerolog.Logger
+	// Now is the crawl's clock: every time the crawl records, and every
+	// time it compares with a limit, an interval or Idle, is read from
+	// it; its timers and the progress ticker still run on real time, and
+	// the responder (Respond) times its sightings with time.Now. Nil:
+	// time.Now.
+	Now func() time.Time
+}
+
+// ErrNeedsTestNet is the cause of a ConfigError for a bootstrap address
+// that only a local test network uses (loopback, private, …) while
+// Config.TestNet is not set. Test for it with errors.Is.
+var ErrNeedsTestNet = errors.New("a local test network needs TestNet")
+
+// ConfigError is the error New returns for a Config it rejects. Match it
+// with errors.As; errors.Is matches its cause, such as ErrNeedsTestNet.
+type ConfigError struct {
+	Field  string // the Config field at fault, such as "Bootstrap"
+	Reason string // what is wrong with it, such as "no bootstrap address"
+	Err    error  // the cause, if any: nil or a sentinel such as ErrNeedsTestNet
+}
+
+// Error returns "crawler: config: " and the reason, followed by the cause
+// in parentheses when there is one.
+func (e *ConfigError) Error() string {
+	if e.Err != nil {
+		return "crawler: config: " + e.Reason + " (" + e.Err.Error() + ")"
+	}
+	return "crawler: config: " + e.Reason
+}
+
+// Unwrap returns the cause.
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// withDefaults validates c, then returns it with every zero field that has
+// a default filled in: the one place where a Config's defaults are set.
+func (c Config) withDefaults() (Config, error) {
+	if err := c.validate(); err != nil {
+		return c, err
+	}
+	if c.ID.IsZero() {
+		c.ID = krpc.RandomID()
+	}
+	if c.Rate == 0 {
+		c.Rate = DefaultRate
+	}
+	if c.PerIPInterval == 0 {
+		c.PerIPInterval = DefaultPerIPInterval
+	}
+	if c.MaxInFlight == 0 {
+		c.MaxInFlight = DefaultMaxInFlight
+	}
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+	}
+	switch {
+	case c.Retries == 0:
+		c.Retries = DefaultRetries
+	case c.Retries < 0:
+		c.Retries = 0
+	}
+	if c.Idle == 0 {
+		c.Idle = DefaultIdle
+	}
+	if c.Revisit == 0 {
+		c.Revisit = DefaultRevisit
+	}
+	if c.ProgressEvery == 0 {
+		c.ProgressEvery = DefaultProgressEvery
+	}
+	if c.Version == nil {
+		c.Version = krpc.DefaultVersion
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c, nil
+}
+
+// validate returns a *ConfigError for the first field of c that New
+// rejects, or nil.
+func (c Config) validate() error {
+	if c.Conn == nil {
+		return &ConfigError{Field: "Conn", Reason: "Conn is required"}
+	}
+	if len(c.Bootstrap) == 0 {
+		return &ConfigError{Field: "Bootstrap", Reason: "no bootstrap address"}
+	}
+	for _, f := range []struct {
+		name     string
+		negative bool
+	}{
+		{"Rate", c.Rate < 0},
+		{"PerIPInterval", c.PerIPInterval < 0},
+		{"MaxInFlight", c.MaxInFlight < 0},
+		{"Timeout", c.Timeout < 0},
+		{"Idle", c.Idle < 0},
+		{"Revisit", c.Revisit < 0},
+		{"ProgressEvery", c.ProgressEvery < 0},
+	} {
+		if f.negative {
+			return &ConfigError{Field: f.name, Reason: "negative value of " + f.name}
+		}
+	}
+	if c.MaxInFlight > MaxInFlightLimit {
+		return &ConfigError{Field: "MaxInFlight", Reason: fmt.Sprintf("MaxInFlight %d above %d", c.MaxInFlight, MaxInFlightLimit)}
+	}
+	if c.Zone.Bits < 0 || c.Zone.Bits > 32 {
+		return &ConfigError{Field: "Zone", Reason: fmt.Sprintf("zone of %d bits (0 to 32)", c.Zone.Bits)}
+	}
+	for _, a := range c.Bootstrap {
+		if !a.IsValid() || a.Port() == 0 {
+			return &ConfigError{Field: "Bootstrap", Reason: fmt.Sprintf("invalid bootstrap address %v", a)}
+		}
+		if !c.TestNet && bogon(a.Addr()) {
+			return &ConfigError{Field: "Bootstrap", Reason: fmt.Sprintf("bootstrap address %v is not a public address", a),
+				Err: ErrNeedsTestNet}
+		}
+	}
+	return nil
+}

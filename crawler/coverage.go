@@ -1,0 +1,230 @@
+package crawler
+
+import (
+	"math/bits"
+	"slices"
+
+	"github.com/lightdht/lightdht/krpc"
+	"github.com/lightdht/lightdht/table"
+)
+
+// Gap probes (see fillGaps).
+const (
+	gapExpect  = 4              // replied nodes a region must be expected to hold for its emptiness to count
+	gapSibling = table.DefaultK // replied nodes in the sibling region that make an empty region suspect
+	gapAsk     = 3              // replied nodes asked about each suspect region
+)
+
+// gapKey names a region of the ID space: its prefix (the bits past depth
+// are zero) and depth.
+type gapKey struct {
+	prefix krpc.ID
+	depth  uint8
+}
+
+// fillGaps asks about the regions of the ID space (subtrees of the ID
+// trie) where the crawl has found no replied node although it should have
+// found some. A region is suspect when it is empty and either
+//
+//   - its sibling region (the other half of the subtree above) holds at
+//     least gapSibling replied nodes: each of those has at least K nearer
+//     neighbours on its own side, so none lists a node of the empty region
+//     among its nearest neighbours, and such nodes are found only when a
+//     farther bucket happens to be asked for; or
+//   - nodes being spread evenly over the ID space, the region is expected
+//     to hold at least gapExpect of them: most likely a cluster of nodes
+//     that know one another and that no reply happened to list.
+//
+// The nodes that reliably hold a region's nodes are those of its sibling:
+// the region is one whole bucket of theirs. So for each suspect region the
+// gapAsk replied nodes closest to a random ID inside it are asked for the
+// nodes nearest that ID. A region once asked about is not asked about
+// again. In a zone crawl only regions of the zone count. fillGaps stays
+// within the second pass's budget and reports whether it queued any query.
+func (c *Crawler) fillGaps() bool {
+	budget := c.passBudget()
+	if budget < gapAsk {
+		return false
+	}
+	z := c.cfg.Zone
+	all := c.inIDOrder(func(n *node) bool { return n.replied })
+	zone := all
+	if z.Bits > 0 {
+		zone = slices.DeleteFunc(slices.Clone(all), func(i int32) bool { return !z.contains(c.nodes[i].id) })
+	}
+	if len(zone) < 2*gapSibling {
+		return false
+	}
+	if c.gapTarget == nil {
+		c.gapTarget = map[int32]krpc.ID{}
+		c.gapProbed = map[gapKey]struct{}{}
+	}
+	g := gapScan{c: c, all: all, budget: budget,
+		expectDepth: z.Bits + bits.Len(uint(len(zone)/gapExpect)) - 1}
+	g.walk(zone, z.Bits)
+	return g.queued > 0
+}
+
+// gapScan is one fillGaps search for suspect regions. It lives for one
+// call of fillGaps, on the event loop.
+type gapScan struct {
+	c           *Crawler
+	all         []int32 // the replied nodes, in ID order
+	expectDepth int     // regions down to this depth are expected to hold gapExpect nodes
+	budget      int     // queries the scan may queue
+	queued      int     // queries it has queued
+}
+
+// walk visits the subtree at depth d that holds nodes s (sorted, at least
+// one), looking for suspect empty halves.
+func (g *gapScan) walk(s []int32, d int) {
+	if d >= krpc.IDLen*8-1 {
+		return
+	}
+	split, _ := slices.BinarySearchFunc(s, 1, func(i int32, one int) int { return g.c.nodes[i].id.Bit(d) - one })
+	lo, hi := s[:split], s[split:]
+	for h, half := range [2][]int32{lo, hi} {
+		other := [2][]int32{hi, lo}[h]
+		switch {
+		case len(half) > 0:
+			if len(half) >= gapSibling || d+1 < g.expectDepth {
+				g.walk(half, d+1)
+			}
+		case len(other) >= gapSibling || d+1 <= g.expectDepth:
+			g.probe(g.c.nodes[other[0]].id, d)
+		}
+	}
+}
+
+// probe asks about the region at depth d+1 that is the sibling of the one
+// holding id, unless it was asked about before or the budget is spent:
+// the gapAsk replied nodes closest to a random target inside it, that are
+// not already queued, are queued to be asked for the target.
+func (g *gapScan) probe(id krpc.ID, d int) {
+	c := g.c
+	t := krpc.RandomIDAtDepth(id, d)
+	key := regionOf(t, d+1)
+	if _, done := c.gapProbed[key]; done || g.queued+gapAsk > g.budget {
+		return
+	}
+	c.gapProbed[key] = struct{}{}
+	for _, i := range c.closestReplied(g.all, t, gapAsk) {
+		n := &c.nodes[i]
+		if _, busy := c.gapTarget[i]; busy || n.state != stReplied {
+			continue // already queued for something else
+		}
+		c.gapTarget[i] = t
+		n.state = stQueued
+		n.queries = 0
+		c.q.push(i)
+		g.queued++
+	}
+}
+
+// regionOf returns the key of the region at depth that holds id.
+func regionOf(id krpc.ID, depth int) gapKey {
+	key := gapKey{depth: uint8(depth)}
+	for i := range (depth + 7) / 8 {
+		key.prefix[i] = id[i]
+	}
+	if r := depth % 8; r != 0 {
+		key.prefix[depth/8] &^= 0xff >> r
+	}
+	return key
+}
+
+// secondPassBudget bounds the second pass: queries stop once they reach
+// this many per node that replied.
+const secondPassBudget = 1.97
+
+// passBudget returns how many more queries the crawl may send before it
+// reaches secondPassBudget per node that replied.
+func (c *Crawler) passBudget() int {
+	return int(secondPassBudget*float64(c.res.Replied)) - c.res.Queries
+}
+
+// secondPass queues, once, the replied nodes that have not yet listed their
+// nearest neighbours for a query that asks for them, as far as the budget
+// allows (those in the least covered neighbourhoods first), and reports
+// whether it queued any.
+func (c *Crawler) secondPass() bool {
+	if c.passTwo {
+		return false
+	}
+	c.passTwo = true
+	budget := c.passBudget()
+	if budget <= 0 {
+		return false
+	}
+	var cands []int32
+	for i := range c.nodes {
+		n := &c.nodes[i]
+		if n.state == stReplied && n.listed && !n.nbrs && !n.id.IsZero() {
+			cands = append(cands, int32(i))
+		}
+	}
+	if len(cands) > budget {
+		cands = c.leastCovered(cands, budget)
+	}
+	for _, i := range cands {
+		n := &c.nodes[i]
+		n.state = stQueued
+		n.queries = 0
+		n.nearest = true
+		c.q.push(i)
+	}
+	return len(c.q.ready) > 0
+}
+
+// leastCovered returns the k nodes of cands whose neighbourhoods have been
+// least covered by nearest-neighbour replies. A node's neighbourhood is
+// the largest subtree of the ID trie around it that holds at most K of the
+// nodes found. If any node of it other than itself listed its nearest
+// neighbours, that list held the whole neighbourhood and any node of it
+// the crawl has not found (its table holds fewer than K nodes nearer).
+// So a candidate's score is the number of such listings, and the lowest
+// scores come first; a missed node sits in a neighbourhood whose score is
+// 0. Ties go to the candidate whose nearest found neighbour shares the
+// fewest leading ID bits with it, as a missed node leaves a gap beside
+// its neighbours.
+func (c *Crawler) leastCovered(cands []int32, k int) []int32 {
+	const K = table.DefaultK
+	byID := c.inIDOrder(nil)
+	// rank holds the score in the high byte and the closeness (the prefix
+	// shared with the nearest found node, at most 160) in the low one.
+	rank := make([]uint16, len(c.nodes))
+	var cpls [2 * K]int
+	for j, i := range byID {
+		id := c.nodes[i].id
+		// In ID order the prefix shared with id shrinks with distance, so
+		// the K-1 nodes sharing the most bits with it lie within K of it
+		// on either side.
+		lo, hi := max(0, j-K), min(len(byID), j+K+1)
+		near := cpls[:0]
+		for _, o := range byID[lo:hi] {
+			if o != i {
+				near = append(near, id.CommonPrefixLen(c.nodes[o].id))
+			}
+		}
+		slices.SortFunc(near, func(a, b int) int { return b - a })
+		// The neighbourhood: the nodes sharing more bits with id than the
+		// K-th nearest does (all of them when fewer than K are found).
+		depth := 0
+		if len(near) >= K {
+			depth = near[K-1] + 1
+		}
+		closeness := 0
+		if len(near) > 0 {
+			closeness = near[0]
+		}
+		score := 0
+		for _, o := range byID[lo:hi] {
+			if o != i && c.nodes[o].nbrs && id.CommonPrefixLen(c.nodes[o].id) >= depth {
+				score++
+			}
+		}
+		rank[i] = uint16(min(score, 255))<<8 | uint16(closeness)
+	}
+	slices.SortStableFunc(cands, func(a, b int32) int { return int(rank[a]) - int(rank[b]) })
+	return cands[:k]
+}

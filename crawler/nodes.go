@@ -1,0 +1,110 @@
+package crawler
+
+import (
+	"slices"
+
+	"github.com/lightdht/lightdht/krpc"
+)
+
+// Node states in the crawl.
+const (
+	stNew      uint8 = iota // seen, not yet queued
+	stQueued                // waiting for a query
+	stInFlight              // a query is out
+	stReplied               // answered
+	stFailed                // never answered
+	stSkipped               // bogon or outside the zone: never queried
+)
+
+// BEP 51 support as learnt.
+const (
+	bep51Unknown uint8 = iota
+	bep51Yes
+	bep51No
+)
+
+// node is what the crawl keeps per address: 64 bytes. The nodes live in
+// Crawler.nodes, found through Crawler.index, and are owned by the event
+// loop; the queues, the gap targets and the results refer to them by
+// index.
+type node struct {
+	id      krpc.ID // zero until learnt (a bootstrap address)
+	key     addrKey
+	state   uint8 // stNew, …
+	bep51   uint8 // bep51Unknown, …
+	queries uint8 // queries sent to it in this pass (a revisit starts a new pass)
+	queried bool  // queried at least once in the crawl
+	nearest bool  // the next query asks for its nearest neighbours
+	replied bool  // answered at least once in the crawl
+	listed  bool  // has sent us a list of nodes
+	local   bool  // first heard of in a reply listing someone's nearest neighbours
+	nbrs    bool  // has listed its nearest neighbours to us
+	retry   bool  // the next query to it resends one that timed out
+	inZone  bool  // its ID lies in Config.Zone
+	next    int64 // Unix nanoseconds before which it is not asked again (BEP 51 interval, revisits)
+}
+
+// discover records a node seen at ni.Addr (ID possibly unknown) and queues
+// it when it is to be queried; bootstrap nodes are queried whatever their
+// ID. It returns the new node's index, or -1 if the address was known.
+func (c *Crawler) discover(ni krpc.NodeInfo, bootstrap bool) int32 {
+	if !ni.Addr.IsValid() || ni.Addr.Port() == 0 {
+		return -1
+	}
+	k := keyOf(ni.Addr)
+	if idx, ok := c.index[k]; ok {
+		if n := &c.nodes[idx]; n.id.IsZero() && !ni.ID.IsZero() {
+			n.id = ni.ID
+		}
+		return -1
+	}
+	idx := int32(len(c.nodes))
+	c.nodes = append(c.nodes, node{id: ni.ID, key: k})
+	c.index[k] = idx
+	c.res.Discovered++
+	c.lastNew = c.cfg.Now()
+	n := &c.nodes[idx]
+	n.inZone = !ni.ID.IsZero() && c.cfg.Zone.contains(ni.ID)
+	if n.inZone {
+		c.zoneFound++
+	}
+	switch {
+	case !c.cfg.TestNet && bogon(ni.Addr.Addr()):
+		n.state = stSkipped
+		c.res.Bogons++
+	case !bootstrap && !c.towardZone(ni.ID):
+		n.state = stSkipped
+		c.res.OutOfZone++
+	default:
+		n.state = stQueued
+		c.q.push(idx)
+	}
+	return idx
+}
+
+// inIDOrder returns the indexes of the nodes with a known ID that keep
+// accepts (all of them if keep is nil), in ascending ID order: the nodes
+// XOR-closest to a target share its longest prefix, so they sit next to
+// its place in this order.
+func (c *Crawler) inIDOrder(keep func(n *node) bool) []int32 {
+	var out []int32
+	for i := range c.nodes {
+		if n := &c.nodes[i]; !n.id.IsZero() && (keep == nil || keep(n)) {
+			out = append(out, int32(i))
+		}
+	}
+	slices.SortFunc(out, func(a, b int32) int { return c.nodes[a].id.Cmp(c.nodes[b].id) })
+	return out
+}
+
+// closestReplied returns up to k replied nodes closest to target, from a
+// window around target's place in byID.
+func (c *Crawler) closestReplied(byID []int32, target krpc.ID, k int) []int32 {
+	pos, _ := slices.BinarySearchFunc(byID, target, func(i int32, t krpc.ID) int { return c.nodes[i].id.Cmp(t) })
+	lo, hi := max(0, pos-4*k), min(len(byID), pos+4*k)
+	window := slices.Clone(byID[lo:hi])
+	slices.SortFunc(window, func(a, b int32) int {
+		return c.nodes[a].id.Xor(target).Cmp(c.nodes[b].id.Xor(target))
+	})
+	return window[:min(k, len(window))]
+}

@@ -1,0 +1,193 @@
+package crawler
+
+import (
+	"errors"
+	"time"
+
+	"github.com/lightdht/lightdht/bep42"
+	"github.com/lightdht/lightdht/krpc"
+	"github.com/lightdht/lightdht/observe"
+	"github.com/lightdht/lightdht/table"
+)
+
+// handle processes one query's outcome on the event loop: a get_peers of
+// the peers phase, no reply, or a node's reply (a KRPC error included).
+func (c *Crawler) handle(r result) {
+	if r.method == krpc.MethodGetPeers {
+		c.handlePeers(r)
+		return
+	}
+	c.inflight--
+	now := c.cfg.Now()
+	if r.resp.Msg == nil {
+		c.noReply(r, now)
+		return
+	}
+	delete(c.gapTarget, r.idx)
+	me := c.answered(r, now)
+	m := r.resp.Msg
+	if m.Y == krpc.KindError {
+		// A node that does not know sample_infohashes: ask it for nodes
+		// the BEP 5 way.
+		if r.method == krpc.MethodSampleInfohashes && m.E != nil && m.E.Code == krpc.CodeMethodUnknown {
+			n := &c.nodes[r.idx]
+			n.bep51 = bep51No
+			n.state = stQueued
+			c.q.push(r.idx)
+		}
+		return
+	}
+	c.listed(r, me, now)
+	n := &c.nodes[r.idx] // listed may have grown c.nodes
+	if c.cfg.Infohashes && r.method == krpc.MethodFindNode && n.bep51 == bep51Unknown && !c.cfg.Continuous {
+		// A bootstrap node, asked find_node while its ID was unknown:
+		// now it can be asked for a sample.
+		n.state = stQueued
+		c.q.push(r.idx)
+	}
+	if r.method == krpc.MethodSampleInfohashes {
+		c.sampled(n, me, m, now)
+	}
+	if c.cfg.Continuous {
+		at := now.Add(c.cfg.Revisit).UnixNano()
+		if n.next > at {
+			at = n.next // never sample before the node's BEP 51 interval
+		}
+		n.state = stQueued
+		n.queries = 0
+		c.q.delay(r.idx, at)
+	}
+}
+
+// noReply handles a query that got no reply: a timeout is recorded and
+// resent as far as Config.Retries and resendPays allow; any other error
+// means the transport closed, as the crawl ends.
+func (c *Crawler) noReply(r result, now time.Time) {
+	n := &c.nodes[r.idx]
+	if !errors.Is(r.err, krpc.ErrTimeout) {
+		n.state = stFailed // closed or cancelled: the crawl is ending
+		return
+	}
+	if r.resend {
+		c.resendsDone++
+	}
+	ni := krpc.NodeInfo{ID: n.id, Addr: n.key.addrPort()}
+	c.record(observe.Sighting{Node: ni, Time: now, Source: observe.SourceTimeout, Method: r.method})
+	if c.resp != nil && !n.id.IsZero() {
+		c.resp.table.Failed(ni)
+	}
+	if n.state == stInFlight && int(n.queries) <= c.cfg.Retries && c.resendPays() {
+		n.state = stQueued
+		n.retry = true
+		c.q.push(r.idx)
+		return
+	}
+	if n.state == stInFlight {
+		n.state = stFailed
+	}
+	delete(c.gapTarget, r.idx)
+}
+
+// answered marks the node of a reply (or KRPC error) as replied, learns
+// its ID, records the sighting, and returns the node.
+func (c *Crawler) answered(r result, now time.Time) krpc.NodeInfo {
+	n := &c.nodes[r.idx]
+	m := r.resp.Msg
+	if id := m.SenderID(); !id.IsZero() {
+		n.id = id
+		if !n.inZone && c.cfg.Zone.contains(id) {
+			n.inZone = true
+			c.zoneFound++
+		}
+	}
+	if r.resend {
+		c.resendReplies++
+		c.resendsDone++
+	}
+	if !n.replied {
+		c.res.Replied++
+	}
+	n.replied = true
+	n.state = stReplied
+	me := krpc.NodeInfo{ID: n.id, Addr: n.key.addrPort()}
+	c.record(observe.Sighting{Node: me, Time: now, Source: observe.SourceReply, Method: r.method,
+		Version: string(m.V), RTT: r.resp.RTT, ReadOnly: m.RO, SecureID: secure(me)})
+	if c.resp != nil && !n.id.IsZero() {
+		c.resp.table.Update(me, table.Replied)
+	}
+	return me
+}
+
+// listed records and discovers the nodes that a reply from me lists, of
+// me's address family (BEP 32). It may grow c.nodes.
+func (c *Crawler) listed(r result, me krpc.NodeInfo, now time.Time) {
+	n := &c.nodes[r.idx]
+	n.listed = true
+	if r.nearest {
+		n.nbrs = true
+	}
+	m := r.resp.Msg
+	nodes := m.R.Nodes
+	if me.Addr.Addr().Is6() {
+		nodes = m.R.Nodes6
+	}
+	for _, ni := range nodes {
+		c.record(observe.Sighting{Node: ni, Time: now, Source: observe.SourceReported, Method: r.method, Reporter: me, SecureID: secure(ni)})
+		if fresh := c.discover(ni, false); fresh >= 0 {
+			c.nodes[fresh].local = r.nearest
+		}
+	}
+}
+
+// sampled takes in a BEP 51 reply from node n (me): the node's interval,
+// and the sample, which goes to the Recorder.
+func (c *Crawler) sampled(n *node, me krpc.NodeInfo, m *krpc.Msg, now time.Time) {
+	n.bep51 = bep51Yes
+	n.next = now.Add(time.Duration(m.R.Interval) * time.Second).UnixNano()
+	c.res.Samples++
+	for _, ih := range m.R.Samples {
+		c.ihs[ih] = struct{}{}
+	}
+	if c.cfg.Recorder != nil {
+		c.cfg.Recorder.RecordSample(me, now, m.R.Num, m.R.Interval, m.R.Samples)
+	}
+}
+
+// Resend policy (see resendPays).
+const (
+	resendLearn = 100  // resends whose outcome is known before any is skipped
+	resendWorth = 0.02 // share of resends answered that keeps every resend
+	resendProbe = 10   // otherwise one timed-out query in this many is resent
+)
+
+// resendPays reports whether a query that timed out is resent. Resends
+// are what carries a crawl through packet loss, but a resend to a node
+// that has gone is a wasted packet, and on the DHT most nodes that time
+// out have gone. So the crawl counts the resends that are answered: until
+// the outcome of resendLearn resends is known, and while at least
+// resendWorth of those known were answered, every timed-out query is
+// resent; otherwise one in resendProbe is, so that loss appearing later
+// is noticed. In the first wave of timeouts, before any outcome is known,
+// every one is resent.
+func (c *Crawler) resendPays() bool {
+	if c.resendsDone < resendLearn || float64(c.resendReplies) >= resendWorth*float64(c.resendsDone) {
+		c.resends++
+		return true
+	}
+	c.resendsSkipped++
+	if c.resendsSkipped%resendProbe == 0 {
+		c.resends++
+		return true
+	}
+	return false
+}
+
+// secure reports whether ni's ID is acceptable for its IP under BEP 42.
+func secure(ni krpc.NodeInfo) bool { return bep42.Acceptable(ni.ID, ni.Addr.Addr()) }
+
+// record passes a sighting to the Recorder, if there is one.
+func (c *Crawler) record(s observe.Sighting) {
+	if c.cfg.Recorder != nil {
+		c.cfg.Recorder.Observe(s)
+	}
+}

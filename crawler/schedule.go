@@ -1,0 +1,151 @@
+package crawler
+
+import (
+	"container/heap"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// queue holds the work of one phase waiting to be sent. An item is an
+// index that the phase interprets: a node in the enumeration, a get_peers
+// task in the peers phase. Owned by the event loop.
+type queue struct {
+	ready []int32   // FIFO of items to send now
+	later delayHeap // items waiting for their time, soonest first
+}
+
+// len returns the number of items waiting, ready or delayed.
+func (q *queue) len() int { return len(q.ready) + q.later.Len() }
+
+// push queues an item to be sent as soon as the limits allow.
+func (q *queue) push(item int32) { q.ready = append(q.ready, item) }
+
+// delay queues an item to be sent no earlier than at (Unix nanoseconds).
+func (q *queue) delay(item int32, at int64) { heap.Push(&q.later, delayed{idx: item, at: at}) }
+
+// promote moves the delayed items that are due to the ready queue.
+func (q *queue) promote(now time.Time) {
+	for q.later.Len() > 0 && q.later[0].at <= now.UnixNano() {
+		d := heap.Pop(&q.later).(delayed)
+		q.ready = append(q.ready, d.idx)
+	}
+}
+
+// earliest returns the sooner of t and the next delayed item's time.
+func (q *queue) earliest(t time.Time) time.Time {
+	if q.later.Len() > 0 {
+		at := time.Unix(0, q.later[0].at)
+		if t.IsZero() || at.Before(t) {
+			return at
+		}
+	}
+	return t
+}
+
+// pacer holds the limits every query of the crawl obeys, whichever phase
+// sends it: Config.Rate per second in all, and Config.PerIPInterval
+// between two queries to one IP. The peers phase shares it with the
+// enumeration, so the intervals the enumeration started still hold.
+// Owned by the event loop.
+type pacer struct {
+	lim    *rate.Limiter
+	perIP  int64              // Config.PerIPInterval in nanoseconds
+	lastIP map[[16]byte]int64 // last query time per IP, pruned as it ages
+}
+
+func newPacer(cfg Config) pacer {
+	burst := max(1, int(cfg.Rate/10))
+	return pacer{
+		lim:    rate.NewLimiter(rate.Limit(cfg.Rate), burst),
+		perIP:  int64(cfg.PerIPInterval),
+		lastIP: make(map[[16]byte]int64),
+	}
+}
+
+// ipDue returns when ip may next be queried, and whether that is after
+// now.
+func (p *pacer) ipDue(ip [16]byte, now time.Time) (int64, bool) {
+	last, ok := p.lastIP[ip]
+	if !ok {
+		return 0, false
+	}
+	due := last + p.perIP
+	return due, due > now.UnixNano()
+}
+
+// take takes one query from the rate limit and returns zero, or, when
+// the limit allows none now, takes nothing and returns the wait.
+func (p *pacer) take(now time.Time) time.Duration {
+	r := p.lim.ReserveN(now, 1)
+	if d := r.DelayFrom(now); d > 0 {
+		r.CancelAt(now)
+		return d
+	}
+	return 0
+}
+
+// prune forgets per-IP send times that no longer restrict anything, so
+// the map holds only the IPs of the last PerIPInterval.
+func (p *pacer) prune(now time.Time) {
+	if len(p.lastIP) < 4096 {
+		return
+	}
+	cutoff := now.UnixNano() - p.perIP
+	for ip, t := range p.lastIP {
+		if t <= cutoff {
+			delete(p.lastIP, ip)
+		}
+	}
+}
+
+// dispatch is the crawl's one pacing loop, for every phase: it sends the
+// phase's ready items while fewer than Config.MaxInFlight queries are out
+// and the limits allow. An item whose IP was queried too recently waits in
+// the delay heap for its turn; when the rate limit is reached, dispatch
+// stops. It returns when it should be called again (zero if only a result
+// can make progress).
+func (c *Crawler) dispatch(ph *phase) time.Time {
+	now := c.cfg.Now()
+	q := ph.queue
+	q.promote(now)
+	for c.inflight < c.cfg.MaxInFlight && len(q.ready) > 0 {
+		item := q.ready[0]
+		ip := ph.ip(item)
+		if due, busy := c.pace.ipDue(ip, now); busy {
+			q.ready = q.ready[1:]
+			q.delay(item, due)
+			continue
+		}
+		if d := c.pace.take(now); d > 0 {
+			return q.earliest(now.Add(d))
+		}
+		q.ready = q.ready[1:]
+		c.pace.lastIP[ip] = now.UnixNano()
+		ph.send(item)
+	}
+	c.pace.prune(now)
+	return q.earliest(time.Time{})
+}
+
+// delayed is an item waiting for its time: its IP's interval, a BEP 51
+// interval or a revisit.
+type delayed struct {
+	idx int32
+	at  int64 // Unix nanoseconds
+}
+
+// delayHeap is a container/heap of delayed items, soonest first.
+type delayHeap []delayed
+
+// Len, Less, Swap, Push and Pop implement heap.Interface.
+func (h delayHeap) Len() int           { return len(h) }
+func (h delayHeap) Less(i, j int) bool { return h[i].at < h[j].at }
+func (h delayHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *delayHeap) Push(x any)        { *h = append(*h, x.(delayed)) }
+func (h *delayHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
