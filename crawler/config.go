@@ -162,9 +162,8 @@ type Config struct {
 	Logger zerolog.Logger
 	// Now is the crawl's clock: every time the crawl records, and every
 	// time it compares with a limit, an interval or Idle, is read from
-	// it; its timers and the progress ticker still run on real time, and
-	// the responder (Respond) times its sightings with time.Now. Nil:
-	// time.Now.
+	// it, the responder's (Respond) included; its timers and the
+	// progress ticker still run on real time. Nil: time.Now.
 	Now func() time.Time
 }
 

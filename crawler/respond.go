@@ -42,15 +42,15 @@ func newResponder(cfg Config) (*responder, error) {
 	if cfg.TestNet {
 		ipsPerBucket = -1 // test networks put many nodes on one IP
 	}
-	tab, err := table.New(table.KBucket, table.Config{Self: cfg.ID, IPsPerBucket: ipsPerBucket})
+	tab, err := table.New(table.KBucket, table.Config{Self: cfg.ID, IPsPerBucket: ipsPerBucket, Now: cfg.Now})
 	if err != nil {
 		return nil, err
 	}
-	tok, err := tokens.New(tokens.Config{})
+	tok, err := tokens.New(tokens.Config{Now: cfg.Now})
 	if err != nil {
 		return nil, err
 	}
-	ps, err := peerstore.New(peerstore.Config{})
+	ps, err := peerstore.New(peerstore.Config{Now: cfg.Now})
 	if err != nil {
 		return nil, err
 	}
@@ -67,6 +67,7 @@ func newResponder(cfg Config) (*responder, error) {
 		Observer: observe.ObserverFunc(r.record),
 		Heard:    r.hear,
 		Answer:   func(*krpc.Msg, netip.AddrPort) bool { return r.lim.Allow() },
+		Now:      cfg.Now,
 	})
 	if err != nil {
 		return nil, err
