@@ -114,6 +114,9 @@ type Handler struct {
 	queries   krpc.MethodCounts
 	badTokens atomic.Uint64
 	announces atomic.Uint64
+	repeated  atomic.Uint64
+
+	recent *recentQueries // retransmissions, recognised so they are counted once
 
 	// scratch holds the buffers the closest-node lookups fill, one per
 	// concurrent call, so that a reply costs no allocation.
@@ -131,7 +134,7 @@ func New(cfg Config) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &Handler{cfg: cfg}
+	h := &Handler{cfg: cfg, recent: newRecentQueries()}
 	h.scratch.New = func() any {
 		buf := make([]table.Entry, 0, cfg.K)
 		return &buf
@@ -145,11 +148,13 @@ type Stats struct {
 	Total     uint64            // all queries received
 	BadTokens uint64            // announce_peer and put refused for a bad token
 	Announces uint64            // announce_peer accepted and stored
+	Repeated  uint64            // retransmissions: answered again, not heard or observed again
 }
 
 // Stats returns a snapshot of the handler's counters.
 func (h *Handler) Stats() Stats {
-	s := Stats{Queries: h.queries.Snapshot(true), BadTokens: h.badTokens.Load(), Announces: h.announces.Load()}
+	s := Stats{Queries: h.queries.Snapshot(true), BadTokens: h.badTokens.Load(), Announces: h.announces.Load(),
+		Repeated: h.repeated.Load()}
 	for _, v := range s.Queries {
 		s.Total += v
 	}
@@ -159,11 +164,17 @@ func (h *Handler) Stats() Stats {
 var errMissingSeq = &krpc.Error{Code: krpc.CodeProtocol, Msg: "missing seq"}
 
 // ServeKRPC answers one query, filling reply; it returns false when no
-// reply is to be sent.
+// reply is to be sent. A retransmission (the same query with the same
+// transaction ID from the same address, within RepeatWindow) is answered
+// again, since the first reply may have been lost, but its querier is
+// neither heard nor observed a second time: the data counts queries, not
+// packets.
 func (h *Handler) ServeKRPC(reply, q *krpc.Msg, src netip.AddrPort) bool {
 	h.queries.Add(q.Q)
 	var s *observe.Sighting // of the querier; nil when it sent no ID
-	if !q.A.ID.IsZero() {
+	if !q.A.ID.IsZero() && h.recent.repeat(q, src, h.cfg.Now()) {
+		h.repeated.Add(1)
+	} else if !q.A.ID.IsZero() {
 		querier := krpc.NodeInfo{ID: q.A.ID, Addr: src}
 		s = &observe.Sighting{Node: querier, Source: observe.SourceQuery, Method: q.Q, Version: string(q.V), ReadOnly: q.RO}
 		switch q.Q {
@@ -182,7 +193,7 @@ func (h *Handler) ServeKRPC(reply, q *krpc.Msg, src netip.AddrPort) bool {
 	if h.cfg.Answer != nil && !h.cfg.Answer(q, src) {
 		return false
 	}
-	if s == nil {
+	if q.A.ID.IsZero() {
 		return reply.Fail(krpc.ErrorMissingID)
 	}
 	reply.IP = src // BEP 42: tell the querier its address
@@ -253,7 +264,9 @@ func (h *Handler) announcePeer(reply, q *krpc.Msg, src netip.AddrPort, s *observ
 	}
 	h.cfg.Peers.Announce(q.A.InfoHash, peer, q.A.Seed)
 	h.announces.Add(1)
-	s.Peer = peer
+	if s != nil { // nil for a retransmission
+		s.Peer = peer
+	}
 	return true
 }
 
@@ -303,7 +316,9 @@ func (h *Handler) put(reply, q *krpc.Msg, src netip.AddrPort, s *observe.Sightin
 		}
 		return reply.Fail(kerr)
 	}
-	s.Item, s.ItemMutable, s.ItemSeq = it.Target(), it.Mutable, it.Seq // who stored what
+	if s != nil { // who stored what; nil for a retransmission
+		s.Item, s.ItemMutable, s.ItemSeq = it.Target(), it.Mutable, it.Seq
+	}
 	return true
 }
 

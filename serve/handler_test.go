@@ -2,10 +2,12 @@ package serve
 
 import (
 	"crypto/ed25519"
+	"encoding/binary"
 	"errors"
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,6 +28,7 @@ type rig struct {
 	mu    sync.Mutex
 	seen  []observe.Sighting
 	heard []krpc.NodeInfo
+	tid   atomic.Uint32 // the last transaction ID ask made up
 }
 
 func newRig(t *testing.T, tweak func(*Config)) *rig {
@@ -90,6 +93,9 @@ var (
 func (r *rig) ask(q krpc.Msg, src netip.AddrPort) *krpc.Msg {
 	if q.A.ID.IsZero() {
 		q.A.ID = krpc.ID{1, 2, 3}
+	}
+	if q.T == nil { // a transaction ID of its own, as a client gives each query
+		q.T = binary.BigEndian.AppendUint32(nil, r.tid.Add(1))
 	}
 	var reply krpc.Msg
 	if !r.h.ServeKRPC(&reply, &q, src) {
@@ -359,5 +365,45 @@ func TestConfigErrors(t *testing.T) {
 	}
 	if h.cfg.K != table.DefaultK || h.cfg.MaxValues != DefaultMaxValues || h.cfg.SampleInterval != DefaultSampleInterval || h.cfg.Now == nil {
 		t.Errorf("defaults not filled: %+v", h.cfg)
+	}
+}
+
+// TestRetransmissionsCountedOnce: a query resent with the same transaction
+// ID is answered every time but heard and observed once; the same query
+// after RepeatWindow, or with another transaction ID, is a new query.
+func TestRetransmissionsCountedOnce(t *testing.T) {
+	r := newRig(t, nil)
+	ih := krpc.RandomID()
+	token := r.ask(krpc.Msg{T: []byte("t0"), Q: krpc.MethodGetPeers, A: krpc.Args{InfoHash: ih}}, src4).R.Token
+	announce := krpc.Msg{T: []byte("t1"), Q: krpc.MethodAnnouncePeer, A: krpc.Args{InfoHash: ih, Port: 7000, Token: token}}
+	for range 3 {
+		if m := r.ask(announce, src4); m == nil || m.E != nil {
+			t.Fatalf("announce (or its resend): %+v", m)
+		}
+	}
+	gp := krpc.Msg{T: []byte("t2"), Q: krpc.MethodGetPeers, A: krpc.Args{InfoHash: ih}}
+	r.ask(gp, src4)
+	r.ask(gp, src4)         // a resend
+	r.ask(gp, src6)         // another querier
+	gp.T = []byte("t3")     // another query
+	r.ask(gp, src4)         //
+	r.advance(RepeatWindow) // long after: a new query
+	r.ask(announce, src4)   //
+	if st := r.h.Stats(); st.Repeated != 3 || st.Total != 9 || st.Announces != 4 {
+		t.Errorf("stats %+v; want 3 repeats of 9 queries, 4 announces stored", st)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.seen) != 6 || len(r.heard) != 6 {
+		t.Errorf("%d sightings and %d heard, want 6 and 6 (every query once)", len(r.seen), len(r.heard))
+	}
+	var stored int
+	for _, s := range r.seen {
+		if s.Peer.IsValid() {
+			stored++
+		}
+	}
+	if stored != 2 {
+		t.Errorf("%d sightings carry the stored peer, want 2 (the first announce and the late one)", stored)
 	}
 }
