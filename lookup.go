@@ -461,27 +461,13 @@ func (n *Node) findNodeAsync(ctx context.Context, f *family, target krpc.ID, wit
 
 // lookupSync runs a find_node lookup on family f and waits for it.
 func (n *Node) lookupSync(ctx context.Context, f *family, target krpc.ID, withSeeds bool) (FindNodeResult, error) {
-	type out struct {
-		r   FindNodeResult
-		err error
-	}
-	ch := make(chan out, 1)
-	n.findNodeAsync(ctx, f, target, withSeeds, func(r FindNodeResult, err error) { ch <- out{r, err} })
-	o := <-ch
-	return o.r, o.err
+	return await(func(done func(FindNodeResult, error)) { n.findNodeAsync(ctx, f, target, withSeeds, done) })
 }
 
 // FindNode looks up the K nodes closest to target. On error the result
 // holds what the lookup found before it stopped.
 func (n *Node) FindNode(ctx context.Context, target krpc.ID) (FindNodeResult, error) {
-	type out struct {
-		r   FindNodeResult
-		err error
-	}
-	ch := make(chan out, 1)
-	n.FindNodeAsync(ctx, target, func(r FindNodeResult, err error) { ch <- out{r, err} })
-	o := <-ch
-	return o.r, o.err
+	return await(func(done func(FindNodeResult, error)) { n.FindNodeAsync(ctx, target, done) })
 }
 
 // GetPeersAsync looks up the peers of infohash. onPeers (may be nil)
@@ -550,14 +536,7 @@ func (n *Node) getPeersAsync(ctx context.Context, f *family, infohash krpc.ID, o
 // GetPeers looks up the peers of infohash. On error the result holds what
 // the lookup found before it stopped.
 func (n *Node) GetPeers(ctx context.Context, infohash krpc.ID) (GetPeersResult, error) {
-	type out struct {
-		r   GetPeersResult
-		err error
-	}
-	ch := make(chan out, 1)
-	n.GetPeersAsync(ctx, infohash, nil, func(r GetPeersResult, err error) { ch <- out{r, err} })
-	o := <-ch
-	return o.r, o.err
+	return await(func(done func(GetPeersResult, error)) { n.GetPeersAsync(ctx, infohash, nil, done) })
 }
 
 // considerItem keeps a BEP 44 item from a get reply if it is valid for the
@@ -628,23 +607,12 @@ func (n *Node) getItemAsync(ctx context.Context, target krpc.ID, mutable bool, k
 
 // Get looks up the immutable item stored under target; see GetAsync.
 func (n *Node) Get(ctx context.Context, target krpc.ID) (GetItemResult, error) {
-	ch := make(chan getOut, 1)
-	n.GetAsync(ctx, target, func(r GetItemResult, err error) { ch <- getOut{r, err} })
-	o := <-ch
-	return o.r, o.err
+	return await(func(done func(GetItemResult, error)) { n.GetAsync(ctx, target, done) })
 }
 
 // GetMutable looks up a mutable item; see GetMutableAsync.
 func (n *Node) GetMutable(ctx context.Context, k [32]byte, salt []byte) (GetItemResult, error) {
-	ch := make(chan getOut, 1)
-	n.GetMutableAsync(ctx, k, salt, func(r GetItemResult, err error) { ch <- getOut{r, err} })
-	o := <-ch
-	return o.r, o.err
-}
-
-type getOut struct {
-	r   GetItemResult
-	err error
+	return await(func(done func(GetItemResult, error)) { n.GetMutableAsync(ctx, k, salt, done) })
 }
 
 // PutResult is the outcome of a BEP 44 put.
@@ -690,12 +658,5 @@ func (n *Node) PutAsync(ctx context.Context, item bep44.Item, cas *int64, done f
 
 // Put stores item in the DHT; see PutAsync.
 func (n *Node) Put(ctx context.Context, item bep44.Item, cas *int64) (PutResult, error) {
-	type out struct {
-		r   PutResult
-		err error
-	}
-	ch := make(chan out, 1)
-	n.PutAsync(ctx, item, cas, func(r PutResult, err error) { ch <- out{r, err} })
-	o := <-ch
-	return o.r, o.err
+	return await(func(done func(PutResult, error)) { n.PutAsync(ctx, item, cas, done) })
 }

@@ -377,15 +377,14 @@ func (n *Node) handleResult(f *family, to krpc.NodeInfo, method string, r krpc.R
 // Ping sends a ping to addr and returns the replying node's ID and
 // address, with the round-trip time.
 func (n *Node) Ping(ctx context.Context, addr netip.AddrPort) (krpc.NodeInfo, time.Duration, error) {
-	type out struct {
+	type pong struct {
 		ni  krpc.NodeInfo
 		rtt time.Duration
-		err error
 	}
-	ch := make(chan out, 1)
-	n.PingAsync(ctx, addr, func(ni krpc.NodeInfo, rtt time.Duration, err error) { ch <- out{ni, rtt, err} })
-	o := <-ch
-	return o.ni, o.rtt, o.err
+	p, err := await(func(done func(pong, error)) {
+		n.PingAsync(ctx, addr, func(ni krpc.NodeInfo, rtt time.Duration, err error) { done(pong{ni, rtt}, err) })
+	})
+	return p.ni, p.rtt, err
 }
 
 // PingAsync sends a ping to addr and returns at once; done is called once
