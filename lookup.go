@@ -147,7 +147,7 @@ type lookup struct {
 
 func (n *Node) newLookup(ctx context.Context, f *family, kind lookupKind, target krpc.ID) *lookup {
 	n.stats.lookups.Add(1)
-	l := &lookup{n: n, f: f, kind: kind, target: target, ctx: ctx, start: time.Now(),
+	l := &lookup{n: n, f: f, kind: kind, target: target, ctx: ctx, start: n.cfg.Now(),
 		seen: map[netip.AddrPort]bool{}, peerSet: map[netip.AddrPort]bool{}}
 	for _, e := range f.table.Closest(target, n.cfg.K) {
 		l.addCand(e.NodeInfo)
@@ -387,7 +387,7 @@ func (l *lookup) end(err error) {
 		return
 	}
 	l.done = true
-	l.stats.Duration = time.Since(l.start)
+	l.stats.Duration = l.n.cfg.Now().Sub(l.start)
 	l.final = l.stats
 	for _, c := range l.cands {
 		if c.stall != nil {
