@@ -135,17 +135,16 @@ func (n *Node) newFamily(cfg Config, v6 bool) (*family, error) {
 	var h krpc.Handler = krpc.HandlerFunc(func(reply, q *krpc.Msg, src netip.AddrPort) bool {
 		return n.serveQuery(f, reply, q, src)
 	})
-	retries := cfg.Retries
-	if retries < 0 {
-		retries = krpc.NoRetries
-	}
+	// cfg is filled (see withDefaults), so every value passed is explicit;
+	// only SendBurst and Limits, which Config does not offer, take the
+	// transport's defaults.
 	f.tr, err = krpc.New(krpc.Config{
 		Conn:    conn,
 		Handler: h,
 		Timeout: cfg.QueryTimeout,
 
 		AdaptiveTimeout: !cfg.FixedTimeouts,
-		Retries:         retries,
+		Retries:         cfg.Retries,
 		SendRate:        cfg.SendRate,
 		Version:         cfg.Version,
 		ReadOnly:        cfg.ReadOnly,
