@@ -66,7 +66,8 @@ type Config struct {
 	// returns. Zero: 8.
 	K int
 	// IPsPerBucket limits the entries sharing one IP in a k-bucket. Zero:
-	// 1; negative: no limit (useful on a single-host test network).
+	// 1; negative: no limit (useful on a single-host test network, see
+	// LocalTestNet).
 	IPsPerBucket int
 	// Alpha is the number of queries each lookup keeps in flight. Zero: 3.
 	Alpha int
@@ -92,7 +93,7 @@ type Config struct {
 
 	// SendRate caps the packets the node sends per second per socket, in
 	// a bucket of a tenth of a second's packets. Zero: 1,000
-	// (DefaultSendRate); negative: no cap.
+	// (DefaultSendRate); negative: no cap (as in LocalTestNet).
 	SendRate float64
 	// PerIPRate and PerIPBurst limit the queries answered per source IP, so
 	// that the node cannot be used as an amplifier. Zero: 10 per second
@@ -101,7 +102,7 @@ type Config struct {
 	// before they are decoded. Sources that have spent more than half
 	// their burst are "heavy": together they may use at most half of
 	// SendRate, which keeps a flood from many sources from crowding out
-	// everyone else.
+	// everyone else. LocalTestNet turns the limit off.
 	PerIPRate  float64
 	PerIPBurst int
 
@@ -163,6 +164,27 @@ type Config struct {
 	// NoMaintenance turns off the background bootstrap, table refresh and
 	// pings of questionable nodes that Serve runs.
 	NoMaintenance bool
+}
+
+// LocalTestNet returns cfg set up for a test network on one machine, where
+// many nodes share an IP address or a /24 and each node is queried far
+// more often than on the public DHT. It lifts the limits that only make
+// sense there: each of PerIPRate, PrefixReplyRate, SendRate and
+// IPsPerBucket that is zero (its default) becomes negative (no limit or no
+// cap). A field already set keeps its value, so a test of one limit can
+// set it and still use the profile. Do not use it for a node that the
+// public DHT can reach: without its per-IP limits it answers any source as
+// fast as the source asks.
+func LocalTestNet(cfg Config) Config {
+	for _, rate := range []*float64{&cfg.PerIPRate, &cfg.PrefixReplyRate, &cfg.SendRate} {
+		if *rate == 0 {
+			*rate = -1
+		}
+	}
+	if cfg.IPsPerBucket == 0 {
+		cfg.IPsPerBucket = -1
+	}
+	return cfg
 }
 
 // ConfigError reports a Config field that New cannot use. Match it with

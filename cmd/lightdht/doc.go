@@ -61,8 +61,8 @@
 // with --ip, every node shares that one IP on consecutive ports from
 // --base-port, and the k-bucket one-node-per-IP limit is lifted. Port 0
 // gives each node a free port. Every node but the first joins through the
-// first; per-IP rate limits and the send cap are off, since crawlers hit
-// test nodes hard. Once every node has joined it prints "bootstrap ADDR"
+// first; the per-IP and per-/24 reply limits and the send cap are off
+// (lightdht.LocalTestNet), since crawlers hit test nodes hard. Once every node has joined it prints "bootstrap ADDR"
 // (after a "node ID ADDR" line per node) or, with --json,
 // {"bootstrap": ADDR, "nodes": [{"id": ..., "addr": ...}, ...]}.
 //

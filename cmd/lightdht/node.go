@@ -57,7 +57,10 @@ func (c *cli) startNode(ctx context.Context, nf *nodeFlags, openObs func() (ligh
 		return nil, nil, usagef("bad --table %q: want kbucket, flat or prefix", *nf.table)
 	}
 	if allLocal(boot) {
-		// A local test network often runs many nodes per IP.
+		// A local test network often runs many nodes per IP. Only that
+		// limit is lifted, not the whole lightdht.LocalTestNet profile: a
+		// private address may lead to the public DHT, where the rate
+		// limits protect others.
 		cfg.IPsPerBucket = -1
 	}
 	var closers []io.Closer
