@@ -115,17 +115,18 @@ type cand struct {
 // lookup is one iterative lookup on one address family.
 //
 // Ownership. The fields above mu are set before run and only read after.
-// Every other field is guarded by mu, the lookup's one lock, which three
-// kinds of goroutine take: the caller's (run), the transport's (onResult,
-// the callback of each query) and the stall timers' (stalled). The rules:
+// Every other field, and every field of the candidates, is guarded by
+// mu, the lookup's one lock, which three kinds of goroutine take: the
+// caller's (run), the transport's (onResult, the callback of each query)
+// and the stall timers' (stalled). The rules:
 //
 //   - mu is never held while sending a query, updating the routing table,
 //     reporting a sighting or calling a callback.
-//   - The callbacks onPeers and finish are never called by the goroutine
-//     that has something for them. It queues it under mu (a batch of peers
-//     in outbox; the end in done and err) and calls deliver, which runs
-//     the queue on one goroutine at a time: the one that finds delivering
-//     unset sets it and drains the queue, batches first. So onPeers calls
+//   - The callbacks onPeers and finish are never called where their input
+//     arises: it is queued under mu (a batch of peers in outbox; the end
+//     in done and err) and then deliver runs the queue, on one goroutine
+//     at a time: the one that finds delivering unset sets it and drains
+//     the queue, batches first, while the others leave. So onPeers calls
 //     never overlap each other or finish, every batch queued before the
 //     end reaches onPeers before finish, finish runs exactly once, and
 //     nothing is delivered after it.
