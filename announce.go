@@ -105,12 +105,5 @@ func errorsOf(m map[krpc.NodeInfo]error) []error {
 // Announce announces that a peer for infohash listens on port (0: the
 // port the announce comes from); see AnnounceAsync.
 func (n *Node) Announce(ctx context.Context, infohash krpc.ID, port int) (AnnounceResult, error) {
-	type out struct {
-		r   AnnounceResult
-		err error
-	}
-	ch := make(chan out, 1)
-	n.AnnounceAsync(ctx, infohash, port, func(r AnnounceResult, err error) { ch <- out{r, err} })
-	o := <-ch
-	return o.r, o.err
+	return await(func(done func(AnnounceResult, error)) { n.AnnounceAsync(ctx, infohash, port, done) })
 }

@@ -1,7 +1,6 @@
 package lightdht
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -9,6 +8,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/lightdht/lightdht/bep44"
 	"github.com/lightdht/lightdht/krpc"
 	"github.com/lightdht/lightdht/serve"
 	"github.com/lightdht/lightdht/table"
@@ -30,6 +30,8 @@ const (
 	MaxSampleInterval     = serve.MaxSampleInterval
 	SampleMax             = serve.SampleMax // infohashes in one BEP 51 reply
 	DefaultBootstrapEvery = 30 * time.Second
+	DefaultItemTTL        = bep44.DefaultTTL      // BEP 44: how long a stored item lives after its last put
+	DefaultMaxItems       = bep44.DefaultMaxItems // BEP 44 items held
 
 	DefaultMaxAmplification = krpc.DefaultMaxAmplification // reply bytes per query byte, at most
 	DefaultPrefixReplyRate  = krpc.DefaultPrefixReplyRate  // reply bytes per second to one /24 or /48
@@ -64,7 +66,8 @@ type Config struct {
 	// returns. Zero: 8.
 	K int
 	// IPsPerBucket limits the entries sharing one IP in a k-bucket. Zero:
-	// 1; negative: no limit (useful on a single-host test network).
+	// 1; negative: no limit (useful on a single-host test network, see
+	// LocalTestNet).
 	IPsPerBucket int
 	// Alpha is the number of queries each lookup keeps in flight. Zero: 3.
 	Alpha int
@@ -77,7 +80,7 @@ type Config struct {
 	// FixedTimeouts makes every attempt wait the whole QueryTimeout.
 	FixedTimeouts bool
 	// Retries is the number of resends after a timed-out attempt. Zero:
-	// 3; negative: none. With four attempts a live node behind 5% packet
+	// 3 (DefaultRetries, not the transport's 1); negative: none. With four attempts a live node behind 5% packet
 	// loss fails a query about once in 10,000, so lookups miss one of the
 	// K closest in well under 1% of cases; the price is that a dead node
 	// gets four packets. Lookups do not wait idle meanwhile: a slow query
@@ -88,8 +91,9 @@ type Config struct {
 	// still accepting the late reply. Zero: 500ms.
 	StallAfter time.Duration
 
-	// SendRate caps the packets the node sends per second per socket.
-	// Zero: 1,000; negative: no cap.
+	// SendRate caps the packets the node sends per second per socket, in
+	// a bucket of a tenth of a second's packets. Zero: 1,000
+	// (DefaultSendRate); negative: no cap (as in LocalTestNet).
 	SendRate float64
 	// PerIPRate and PerIPBurst limit the queries answered per source IP, so
 	// that the node cannot be used as an amplifier. Zero: 10 per second
@@ -98,19 +102,23 @@ type Config struct {
 	// before they are decoded. Sources that have spent more than half
 	// their burst are "heavy": together they may use at most half of
 	// SendRate, which keeps a flood from many sources from crowding out
-	// everyone else.
+	// everyone else. LocalTestNet turns the limit off.
 	PerIPRate  float64
 	PerIPBurst int
 
 	// MaxAmplification caps every reply at this many times the bytes of
 	// its query, trimming peers and nodes to fit and dropping what still
 	// does not (a large BEP 44 value asked for by a small query). Zero:
-	// 10; negative: no cap. See krpc.Config.MaxAmplification.
+	// 10; negative: no cap; between 0 and 1: an error. See
+	// krpc.Config.MaxAmplification.
 	MaxAmplification float64
 	// PrefixReplyRate caps the reply bytes per second sent to any one /24
-	// (IPv4) or /48 (IPv6), with a bucket of PrefixReplyBurst bytes. Zero:
-	// 64 KiB/s with a 128 KiB bucket; negative: no cap. Test networks
-	// that put many nodes in one /24 turn it off.
+	// (IPv4) or /48 (IPv6), with a bucket of PrefixReplyBurst bytes. Zero
+	// PrefixReplyRate: 64 KiB/s with a 128 KiB bucket, whatever
+	// PrefixReplyBurst says; negative: no cap. With a rate set, zero
+	// PrefixReplyBurst: the larger of 128 KiB and one second at the rate.
+	// Test networks that put many nodes in one /24 turn it off (see
+	// LocalTestNet).
 	PrefixReplyRate  float64
 	PrefixReplyBurst int
 
@@ -146,7 +154,11 @@ type Config struct {
 	// Logger receives log events, tagged component=node. Zero value: no
 	// logging.
 	Logger zerolog.Logger
-	// Now is the clock. Nil: time.Now.
+	// Now is the clock: it stamps sightings, tokens, routing table
+	// entries, stored peers and items, and measures lookup durations and
+	// the time between bootstraps. Nil: time.Now. Waits (query timeouts,
+	// StallAfter, the maintenance tickers) run on the runtime's timers,
+	// which testing/synctest fakes.
 	Now func() time.Time
 
 	// NoMaintenance turns off the background bootstrap, table refresh and
@@ -154,24 +166,91 @@ type Config struct {
 	NoMaintenance bool
 }
 
-func (c Config) withDefaults() (Config, error) {
-	switch {
-	case c.Conn4 == nil && c.Conn6 == nil:
-		return c, errors.New("lightdht: config: Conn4 or Conn6 is required")
-	case c.K < 0, c.Alpha < 0, c.MaxValues < 0, c.PerIPBurst < 0, c.MaxItems < 0, c.ItemTTL < 0:
-		return c, fmt.Errorf("lightdht: config: negative K (%d), Alpha (%d), MaxValues (%d) or PerIPBurst (%d)", c.K, c.Alpha, c.MaxValues, c.PerIPBurst)
-	case c.QueryTimeout < 0, c.StallAfter < 0, c.PeerTTL < 0, c.SampleInterval < 0:
-		return c, errors.New("lightdht: config: negative QueryTimeout, StallAfter, PeerTTL or SampleInterval")
-	case c.SampleInterval > MaxSampleInterval:
-		return c, fmt.Errorf("lightdht: config: SampleInterval %v above BEP 51's %v", c.SampleInterval, MaxSampleInterval)
-	}
-	for _, a := range c.Bootstrap {
-		if !a.IsValid() || a.Port() == 0 {
-			return c, fmt.Errorf("lightdht: config: invalid bootstrap address %v", a)
+// LocalTestNet returns cfg set up for a test network on one machine, where
+// many nodes share an IP address or a /24 and each node is queried far
+// more often than on the public DHT. It lifts the limits that only make
+// sense there: each of PerIPRate, PrefixReplyRate, SendRate and
+// IPsPerBucket that is zero (its default) becomes negative (no limit or no
+// cap). A field already set keeps its value, so a test of one limit can
+// set it and still use the profile. Do not use it for a node that the
+// public DHT can reach: without its per-IP limits it answers any source as
+// fast as the source asks.
+func LocalTestNet(cfg Config) Config {
+	for _, rate := range []*float64{&cfg.PerIPRate, &cfg.PrefixReplyRate, &cfg.SendRate} {
+		if *rate == 0 {
+			*rate = -1
 		}
 	}
+	if cfg.IPsPerBucket == 0 {
+		cfg.IPsPerBucket = -1
+	}
+	return cfg
+}
+
+// ConfigError reports a Config field that New cannot use. Match it with
+// errors.As.
+type ConfigError struct {
+	Field  string // the field at fault, e.g. "Alpha" or "Bootstrap[2]"
+	Reason string // what is wrong with its value
+}
+
+func (e *ConfigError) Error() string { return "lightdht: config: " + e.Field + ": " + e.Reason }
+
+func configErr(field, format string, args ...any) error {
+	return &ConfigError{Field: field, Reason: fmt.Sprintf(format, args...)}
+}
+
+// withDefaults checks c and returns it with every default filled in, so
+// that the node and the packages it configures read only explicit
+// values. On return a count or rate is positive, or, where the field
+// allows it, the "none" value of the package it goes to: krpc.NoRetries
+// for Retries, krpc.NoCap for SendRate, PerIPRate, MaxAmplification and
+// PrefixReplyRate, -1 (no limit) for IPsPerBucket.
+func (c Config) withDefaults() (Config, error) {
+	if c.Conn4 == nil && c.Conn6 == nil {
+		return c, configErr("Conn4/Conn6", "one of them is required")
+	}
+	for _, f := range []struct {
+		name     string
+		negative bool
+		value    any
+	}{
+		{"K", c.K < 0, c.K},
+		{"Alpha", c.Alpha < 0, c.Alpha},
+		{"QueryTimeout", c.QueryTimeout < 0, c.QueryTimeout},
+		{"StallAfter", c.StallAfter < 0, c.StallAfter},
+		{"PerIPBurst", c.PerIPBurst < 0, c.PerIPBurst},
+		{"PrefixReplyBurst", c.PrefixReplyBurst < 0, c.PrefixReplyBurst},
+		{"PeerTTL", c.PeerTTL < 0, c.PeerTTL},
+		{"MaxValues", c.MaxValues < 0, c.MaxValues},
+		{"SampleInterval", c.SampleInterval < 0, c.SampleInterval},
+		{"ItemTTL", c.ItemTTL < 0, c.ItemTTL},
+		{"MaxItems", c.MaxItems < 0, c.MaxItems},
+	} {
+		if f.negative {
+			return c, configErr(f.name, "is negative (%v)", f.value)
+		}
+	}
+	switch {
+	case c.SampleInterval > MaxSampleInterval:
+		return c, configErr("SampleInterval", "%v is above BEP 51's %v", c.SampleInterval, MaxSampleInterval)
+	case c.MaxAmplification > 0 && c.MaxAmplification < 1:
+		return c, configErr("MaxAmplification", "%v is below 1: no reply could be sent", c.MaxAmplification)
+	}
+	for i, a := range c.Bootstrap {
+		if !a.IsValid() || a.Port() == 0 {
+			return c, configErr(fmt.Sprintf("Bootstrap[%d]", i), "invalid address %v", a)
+		}
+	}
+
 	if c.K == 0 {
 		c.K = table.DefaultK
+	}
+	switch {
+	case c.IPsPerBucket == 0:
+		c.IPsPerBucket = table.DefaultIPsPerBucket
+	case c.IPsPerBucket < 0:
+		c.IPsPerBucket = -1 // the table's "no limit"
 	}
 	if c.Alpha == 0 {
 		c.Alpha = DefaultAlpha
@@ -179,32 +258,45 @@ func (c Config) withDefaults() (Config, error) {
 	if c.QueryTimeout == 0 {
 		c.QueryTimeout = DefaultQueryTimeout
 	}
-	if c.Retries == 0 {
+	switch {
+	case c.Retries == 0:
 		c.Retries = DefaultRetries
+	case c.Retries < 0:
+		c.Retries = krpc.NoRetries
 	}
 	if c.StallAfter == 0 {
 		c.StallAfter = DefaultStallAfter
 	}
-	switch {
-	case c.SendRate == 0:
-		c.SendRate = DefaultSendRate
-	case c.SendRate < 0:
-		c.SendRate = 0 // the transport's "no cap"
-	}
-	if c.PerIPRate == 0 {
-		c.PerIPRate = DefaultPerIPRate
-	}
+	c.SendRate = rateOrDefault(c.SendRate, DefaultSendRate)
+	c.PerIPRate = rateOrDefault(c.PerIPRate, DefaultPerIPRate)
 	if c.PerIPBurst == 0 {
 		c.PerIPBurst = DefaultPerIPBurst
+	}
+	c.MaxAmplification = rateOrDefault(c.MaxAmplification, DefaultMaxAmplification)
+	switch {
+	case c.PrefixReplyRate == 0:
+		c.PrefixReplyRate, c.PrefixReplyBurst = DefaultPrefixReplyRate, DefaultPrefixReplyBurst
+	case c.PrefixReplyRate > 0:
+		if c.PrefixReplyBurst == 0 {
+			c.PrefixReplyBurst = max(DefaultPrefixReplyBurst, int(c.PrefixReplyRate))
+		}
+	default:
+		c.PrefixReplyRate, c.PrefixReplyBurst = krpc.NoCap, 0
 	}
 	if c.PeerTTL == 0 {
 		c.PeerTTL = DefaultPeerTTL
 	}
+	if c.MaxValues == 0 {
+		c.MaxValues = DefaultMaxValues
+	}
 	if c.SampleInterval == 0 {
 		c.SampleInterval = DefaultSampleInterval
 	}
-	if c.MaxValues == 0 {
-		c.MaxValues = DefaultMaxValues
+	if c.ItemTTL == 0 {
+		c.ItemTTL = DefaultItemTTL
+	}
+	if c.MaxItems == 0 {
+		c.MaxItems = DefaultMaxItems
 	}
 	if c.Version == nil {
 		c.Version = DefaultVersion
@@ -213,4 +305,16 @@ func (c Config) withDefaults() (Config, error) {
 		c.Now = time.Now
 	}
 	return c, nil
+}
+
+// rateOrDefault fills a rate or cap whose zero means def and whose
+// negative values mean none.
+func rateOrDefault(v, def float64) float64 {
+	switch {
+	case v == 0:
+		return def
+	case v < 0:
+		return krpc.NoCap
+	}
+	return v
 }

@@ -56,9 +56,10 @@ func (s LookupStats) add(o LookupStats) LookupStats {
 		Timeouts: s.Timeouts + o.Timeouts, Errors: s.Errors + o.Errors, Duration: max(s.Duration, o.Duration)}
 }
 
-// perFamily runs start once per configured family and calls done once
-// when all have finished, with merge applied under a lock. The combined
-// error is nil when at least one family succeeded.
+// perFamily runs start once per configured family and calls done once,
+// when every family has called its finished. The combined error is nil
+// when at least one family succeeded. Callers merge the families' results
+// under a lock of their own before calling finished.
 func (n *Node) perFamily(start func(f *family, finished func(err error)), done func(err error)) {
 	fs := n.families()
 	var (
@@ -108,12 +109,30 @@ type cand struct {
 	state   uint8
 	stalled bool // asked, and slower than StallAfter: no longer counted against alpha
 	token   []byte
-	stall   *time.Timer
+	stall   *time.Timer // armed when the candidate is asked; calls lookup.stalled
 }
 
-// lookup is one iterative lookup. Its callbacks run on the transport's
-// goroutines; all its state is guarded by mu, and no lock is held while
-// sending or calling out.
+// lookup is one iterative lookup on one address family.
+//
+// Ownership. The fields above mu are set before run and only read after.
+// Every other field, and every field of the candidates, is guarded by
+// mu, the lookup's one lock, which three kinds of goroutine take: the
+// caller's (run), the transport's (onResult, the callback of each query)
+// and the stall timers' (stalled). The rules:
+//
+//   - mu is never held while sending a query, updating the routing table,
+//     reporting a sighting or calling a callback.
+//   - The callbacks onPeers and finish are never called where their input
+//     arises: it is queued under mu (a batch of peers in outbox; the end
+//     in done and err) and then deliver runs the queue, on one goroutine
+//     at a time: the one that finds delivering unset sets it and drains
+//     the queue, batches first, while the others leave. So onPeers calls
+//     never overlap each other or finish, every batch queued before the
+//     end reaches onPeers before finish, finish runs exactly once, and
+//     nothing is delivered after it.
+//   - Once done is set the search state and the result are frozen: a late
+//     reply still reaches handleResult (the table and the observer) but
+//     changes no field, and finish reads the frozen fields without mu.
 type lookup struct {
 	n      *Node
 	f      *family
@@ -122,32 +141,39 @@ type lookup struct {
 	ctx    context.Context
 	start  time.Time
 
-	onPeers func([]netip.AddrPort) // get_peers: new peers as they arrive
+	onPeers func([]netip.AddrPort) // get_peers: new peers as they arrive; nil: none
 	finish  func(l *lookup, err error)
 
-	deliver sync.Mutex // serialises onPeers calls
+	// BEP 44 get: what a valid item must match.
+	mutable bool
+	itemK   [32]byte
+	salt    []byte
 
-	mu          sync.Mutex
+	mu sync.Mutex
+
+	// The search.
 	cands       []*cand // sorted by distance to target, nearest first
 	seen        map[netip.AddrPort]bool
 	active      int // queries in flight counted against alpha
 	outstanding int // every query in flight
-	peers       []netip.AddrPort
-	peerSet     map[netip.AddrPort]bool
-	stats       LookupStats
-	final       LookupStats // stats when the lookup ended; late replies do not change it
-	done        bool
 
-	// BEP 44 get: what a valid item must match, and the best one found.
-	mutable bool
-	itemK   [32]byte
-	salt    []byte
-	item    *bep44.Item
+	// The result.
+	stats   LookupStats
+	peers   []netip.AddrPort
+	peerSet map[netip.AddrPort]bool
+	item    *bep44.Item // BEP 44 get: the best valid item found
+	done    bool        // ended: everything above is frozen
+	err     error       // the outcome, for finish
+
+	// The callback queue; see deliver.
+	outbox     [][]netip.AddrPort // peer batches for onPeers, oldest first
+	delivering bool               // a goroutine is running the queue
+	finished   bool               // finish has been called
 }
 
 func (n *Node) newLookup(ctx context.Context, f *family, kind lookupKind, target krpc.ID) *lookup {
 	n.stats.lookups.Add(1)
-	l := &lookup{n: n, f: f, kind: kind, target: target, ctx: ctx, start: time.Now(),
+	l := &lookup{n: n, f: f, kind: kind, target: target, ctx: ctx, start: n.cfg.Now(),
 		seen: map[netip.AddrPort]bool{}, peerSet: map[netip.AddrPort]bool{}}
 	for _, e := range f.table.Closest(target, n.cfg.K) {
 		l.addCand(e.NodeInfo)
@@ -248,6 +274,7 @@ func (l *lookup) step() {
 			pending = true
 			if l.active < alpha {
 				c.state = candAsked
+				c.stall = time.AfterFunc(l.n.cfg.StallAfter, func() { l.stalled(c) })
 				l.active++
 				l.outstanding++
 				l.stats.Queries++
@@ -276,11 +303,6 @@ func (l *lookup) send(c *cand, addr netip.AddrPort) {
 		q = &krpc.Msg{Q: krpc.MethodGet, A: krpc.Args{ID: l.n.id, Target: l.target}}
 	}
 	l.n.stats.lookupQueries.Add(1)
-	if c != nil {
-		l.mu.Lock()
-		c.stall = time.AfterFunc(l.n.cfg.StallAfter, func() { l.stalled(c) })
-		l.mu.Unlock()
-	}
 	l.f.tr.QueryAsync(l.ctx, addr, q, func(r krpc.Response, err error) { l.onResult(c, addr, q.Q, r, err) })
 }
 
@@ -316,13 +338,14 @@ func (l *lookup) onResult(c *cand, addr netip.AddrPort, method string, r krpc.Re
 		}
 	}
 
-	var fresh []netip.AddrPort
 	l.mu.Lock()
+	if l.done {
+		l.mu.Unlock()
+		return // a late reply: the result is final
+	}
 	l.outstanding--
 	if c != nil {
-		if c.stall != nil {
-			c.stall.Stop()
-		}
+		c.stall.Stop()
 		if !c.stalled {
 			l.active--
 		}
@@ -335,6 +358,7 @@ func (l *lookup) onResult(c *cand, addr netip.AddrPort, method string, r krpc.Re
 	default:
 		l.stats.Errors++
 	}
+	var fresh []netip.AddrPort
 	if ok {
 		if c == nil {
 			// A bootstrap node: now that its ID is known it is a
@@ -368,18 +392,19 @@ func (l *lookup) onResult(c *cand, addr netip.AddrPort, method string, r krpc.Re
 	} else if c != nil {
 		c.state = candFailed
 	}
-	done := l.done
+	queued := len(fresh) > 0 && l.onPeers != nil
+	if queued {
+		l.outbox = append(l.outbox, fresh)
+	}
 	l.mu.Unlock()
 
-	if len(fresh) > 0 && l.onPeers != nil && !done {
-		l.deliver.Lock()
-		l.onPeers(fresh)
-		l.deliver.Unlock()
+	if queued {
+		l.deliver()
 	}
 	l.step()
 }
 
-// end finishes the lookup once.
+// end ends the lookup once: it freezes the result and queues finish.
 func (l *lookup) end(err error) {
 	l.mu.Lock()
 	if l.done {
@@ -387,30 +412,59 @@ func (l *lookup) end(err error) {
 		return
 	}
 	l.done = true
-	l.stats.Duration = time.Since(l.start)
-	l.final = l.stats
+	l.stats.Duration = l.n.cfg.Now().Sub(l.start)
+	replied := 0
 	for _, c := range l.cands {
 		if c.stall != nil {
 			c.stall.Stop()
 		}
-	}
-	replied := 0
-	for _, c := range l.cands {
 		if c.state == candReplied {
 			replied++
 		}
 	}
-	l.mu.Unlock()
 	if err == nil && replied == 0 {
 		err = fmt.Errorf("lightdht: lookup %v: %w", l.target, ErrNoNodes)
 	}
-	l.finish(l, err)
+	l.err = err
+	l.mu.Unlock()
+	l.deliver()
 }
 
-// closest returns the K closest candidates that replied. Call after end.
-func (l *lookup) closest() []*cand {
+// deliver runs the queued callbacks, unless another goroutine is running
+// them already, in which case that one runs what was queued too (see the
+// rules on lookup). Call it without l.mu held, after queuing.
+func (l *lookup) deliver() {
 	l.mu.Lock()
-	defer l.mu.Unlock()
+	if l.delivering {
+		l.mu.Unlock()
+		return
+	}
+	l.delivering = true
+	for {
+		switch {
+		case len(l.outbox) > 0:
+			batch := l.outbox[0]
+			l.outbox = l.outbox[1:]
+			l.mu.Unlock()
+			l.onPeers(batch)
+			l.mu.Lock()
+		case l.done && !l.finished:
+			l.finished = true
+			err := l.err
+			l.mu.Unlock()
+			l.finish(l, err)
+			l.mu.Lock()
+		default:
+			l.delivering = false
+			l.mu.Unlock()
+			return
+		}
+	}
+}
+
+// closest returns the K closest candidates that replied. Call it from
+// finish, when the candidates are frozen.
+func (l *lookup) closest() []*cand {
 	var out []*cand
 	for _, c := range l.cands {
 		if c.state == candReplied {
@@ -453,7 +507,7 @@ func (n *Node) findNodeAsync(ctx context.Context, f *family, target krpc.ID, wit
 		for _, c := range l.closest() {
 			res.Nodes = append(res.Nodes, c.ni)
 		}
-		res.Stats = l.final
+		res.Stats = l.stats
 		done(res, err)
 	}
 	l.run(withSeeds)
@@ -461,42 +515,31 @@ func (n *Node) findNodeAsync(ctx context.Context, f *family, target krpc.ID, wit
 
 // lookupSync runs a find_node lookup on family f and waits for it.
 func (n *Node) lookupSync(ctx context.Context, f *family, target krpc.ID, withSeeds bool) (FindNodeResult, error) {
-	type out struct {
-		r   FindNodeResult
-		err error
-	}
-	ch := make(chan out, 1)
-	n.findNodeAsync(ctx, f, target, withSeeds, func(r FindNodeResult, err error) { ch <- out{r, err} })
-	o := <-ch
-	return o.r, o.err
+	return await(func(done func(FindNodeResult, error)) { n.findNodeAsync(ctx, f, target, withSeeds, done) })
 }
 
 // FindNode looks up the K nodes closest to target. On error the result
 // holds what the lookup found before it stopped.
 func (n *Node) FindNode(ctx context.Context, target krpc.ID) (FindNodeResult, error) {
-	type out struct {
-		r   FindNodeResult
-		err error
-	}
-	ch := make(chan out, 1)
-	n.FindNodeAsync(ctx, target, func(r FindNodeResult, err error) { ch <- out{r, err} })
-	o := <-ch
-	return o.r, o.err
+	return await(func(done func(FindNodeResult, error)) { n.FindNodeAsync(ctx, target, done) })
 }
 
 // GetPeersAsync looks up the peers of infohash. onPeers (may be nil)
 // receives each batch of new, distinct peers as replies arrive; calls are
 // never concurrent. Peers announced to this node itself come first, in a
-// call made before GetPeersAsync returns. done is called once at the end with every peer and the
-// K closest nodes with their tokens. GetPeersAsync returns at once; the
-// callbacks run on the node's goroutines and must not block.
+// call made before GetPeersAsync returns. done is called once at the end
+// with every peer and the K closest nodes with their tokens. GetPeersAsync
+// returns at once; the callbacks run on the node's goroutines and must not
+// block.
 func (n *Node) GetPeersAsync(ctx context.Context, infohash krpc.ID, onPeers func([]netip.AddrPort), done func(GetPeersResult, error)) {
 	var (
-		mu      sync.Mutex // guards res and serialises onPeers across families
+		mu      sync.Mutex // guards res
 		res     GetPeersResult
 		deliver func([]netip.AddrPort)
 	)
 	if onPeers != nil {
+		// Each family's lookup calls onPeers one batch at a time, but the
+		// two families' lookups run at once: dmu keeps their calls apart.
 		var dmu sync.Mutex
 		deliver = func(ps []netip.AddrPort) {
 			dmu.Lock()
@@ -530,7 +573,7 @@ func (n *Node) getPeersAsync(ctx context.Context, f *family, infohash krpc.ID, o
 		}
 		l.peers = append(l.peers, local...)
 		if onPeers != nil {
-			onPeers(local)
+			l.outbox = append(l.outbox, local)
 		}
 	}
 	l.finish = func(l *lookup, err error) {
@@ -538,26 +581,18 @@ func (n *Node) getPeersAsync(ctx context.Context, f *family, infohash krpc.ID, o
 		for _, c := range l.closest() {
 			res.Nodes = append(res.Nodes, NodeToken{NodeInfo: c.ni, Token: c.token})
 		}
-		l.mu.Lock()
 		res.Peers = slices.Clone(l.peers)
-		l.mu.Unlock()
-		res.Stats = l.final
+		res.Stats = l.stats
 		done(res, err)
 	}
+	l.deliver() // the local peers, before GetPeersAsync returns
 	l.run(false)
 }
 
 // GetPeers looks up the peers of infohash. On error the result holds what
 // the lookup found before it stopped.
 func (n *Node) GetPeers(ctx context.Context, infohash krpc.ID) (GetPeersResult, error) {
-	type out struct {
-		r   GetPeersResult
-		err error
-	}
-	ch := make(chan out, 1)
-	n.GetPeersAsync(ctx, infohash, nil, func(r GetPeersResult, err error) { ch <- out{r, err} })
-	o := <-ch
-	return o.r, o.err
+	return await(func(done func(GetPeersResult, error)) { n.GetPeersAsync(ctx, infohash, nil, done) })
 }
 
 // considerItem keeps a BEP 44 item from a get reply if it is valid for the
@@ -612,12 +647,10 @@ func (n *Node) getItemAsync(ctx context.Context, target krpc.ID, mutable bool, k
 		for _, c := range l.closest() {
 			res.Nodes = append(res.Nodes, NodeToken{NodeInfo: c.ni, Token: c.token})
 		}
-		l.mu.Lock()
 		if l.item != nil {
 			res.Item, res.Found = *l.item, true
 		}
-		l.mu.Unlock()
-		res.Stats = l.final
+		res.Stats = l.stats
 		if err == nil && !res.Found {
 			err = fmt.Errorf("lightdht: get %v: %w", target, bep44.ErrNotFound)
 		}
@@ -628,23 +661,12 @@ func (n *Node) getItemAsync(ctx context.Context, target krpc.ID, mutable bool, k
 
 // Get looks up the immutable item stored under target; see GetAsync.
 func (n *Node) Get(ctx context.Context, target krpc.ID) (GetItemResult, error) {
-	ch := make(chan getOut, 1)
-	n.GetAsync(ctx, target, func(r GetItemResult, err error) { ch <- getOut{r, err} })
-	o := <-ch
-	return o.r, o.err
+	return await(func(done func(GetItemResult, error)) { n.GetAsync(ctx, target, done) })
 }
 
 // GetMutable looks up a mutable item; see GetMutableAsync.
 func (n *Node) GetMutable(ctx context.Context, k [32]byte, salt []byte) (GetItemResult, error) {
-	ch := make(chan getOut, 1)
-	n.GetMutableAsync(ctx, k, salt, func(r GetItemResult, err error) { ch <- getOut{r, err} })
-	o := <-ch
-	return o.r, o.err
-}
-
-type getOut struct {
-	r   GetItemResult
-	err error
+	return await(func(done func(GetItemResult, error)) { n.GetMutableAsync(ctx, k, salt, done) })
 }
 
 // PutResult is the outcome of a BEP 44 put.
@@ -690,12 +712,5 @@ func (n *Node) PutAsync(ctx context.Context, item bep44.Item, cas *int64, done f
 
 // Put stores item in the DHT; see PutAsync.
 func (n *Node) Put(ctx context.Context, item bep44.Item, cas *int64) (PutResult, error) {
-	type out struct {
-		r   PutResult
-		err error
-	}
-	ch := make(chan out, 1)
-	n.PutAsync(ctx, item, cas, func(r PutResult, err error) { ch <- out{r, err} })
-	o := <-ch
-	return o.r, o.err
+	return await(func(done func(PutResult, error)) { n.PutAsync(ctx, item, cas, done) })
 }

@@ -15,7 +15,7 @@ import (
 // the table reports stale.
 func (n *Node) maintain(ctx context.Context) {
 	n.bootstrap(ctx)
-	lastBoot := time.Now()
+	lastBoot := n.cfg.Now()
 	tick := time.NewTicker(DefaultRefreshEvery)
 	defer tick.Stop()
 	boot := time.NewTicker(DefaultBootstrapEvery)
@@ -25,9 +25,9 @@ func (n *Node) maintain(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-boot.C:
-			if n.primary().table.Len() < n.cfg.K && time.Since(lastBoot) >= DefaultBootstrapEvery {
+			if n.primary().table.Len() < n.cfg.K && n.cfg.Now().Sub(lastBoot) >= DefaultBootstrapEvery {
 				n.bootstrap(ctx)
-				lastBoot = time.Now()
+				lastBoot = n.cfg.Now()
 			}
 		case <-tick.C:
 			for _, f := range n.families() {

@@ -162,10 +162,9 @@ func (n *Node) newTransport(cfg Config, f *family) error {
 	if f.v6 {
 		conn = cfg.Conn6
 	}
-	retries := cfg.Retries
-	if retries < 0 {
-		retries = krpc.NoRetries
-	}
+	// cfg is filled (see withDefaults), so every value passed is explicit;
+	// only SendBurst and Limits, which Config does not offer, take the
+	// transport's defaults.
 	var err error
 	f.tr, err = krpc.New(krpc.Config{
 		Conn:    conn,
@@ -173,7 +172,7 @@ func (n *Node) newTransport(cfg Config, f *family) error {
 		Timeout: cfg.QueryTimeout,
 
 		AdaptiveTimeout: !cfg.FixedTimeouts,
-		Retries:         retries,
+		Retries:         cfg.Retries,
 		SendRate:        cfg.SendRate,
 		Version:         cfg.Version,
 		ReadOnly:        cfg.ReadOnly,
@@ -394,15 +393,14 @@ func (n *Node) handleResult(f *family, to krpc.NodeInfo, method string, r krpc.R
 // Ping sends a ping to addr and returns the replying node's ID and
 // address, with the round-trip time.
 func (n *Node) Ping(ctx context.Context, addr netip.AddrPort) (krpc.NodeInfo, time.Duration, error) {
-	type out struct {
+	type pong struct {
 		ni  krpc.NodeInfo
 		rtt time.Duration
-		err error
 	}
-	ch := make(chan out, 1)
-	n.PingAsync(ctx, addr, func(ni krpc.NodeInfo, rtt time.Duration, err error) { ch <- out{ni, rtt, err} })
-	o := <-ch
-	return o.ni, o.rtt, o.err
+	p, err := await(func(done func(pong, error)) {
+		n.PingAsync(ctx, addr, func(ni krpc.NodeInfo, rtt time.Duration, err error) { done(pong{ni, rtt}, err) })
+	})
+	return p.ni, p.rtt, err
 }
 
 // PingAsync sends a ping to addr and returns at once; done is called once

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -272,15 +273,41 @@ func TestConfigErrors(t *testing.T) {
 	sim, _ := simnet.New(simnet.Config{})
 	defer sim.Close()
 	conn, _ := sim.NewConn4()
-	for _, cfg := range []lightdht.Config{
-		{},
-		{Conn4: conn, K: -1},
-		{Conn4: conn, QueryTimeout: -time.Second},
-		{Conn4: conn, Bootstrap: []netip.AddrPort{{}}},
-		{Conn4: conn, Bootstrap: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")}},
+	for _, tc := range []struct {
+		name      string
+		cfg       lightdht.Config
+		wantField string
+	}{
+		{"no socket", lightdht.Config{}, "Conn4/Conn6"},
+		{"negative K", lightdht.Config{Conn4: conn, K: -1}, "K"},
+		{"negative Alpha", lightdht.Config{Conn4: conn, Alpha: -1}, "Alpha"},
+		{"negative QueryTimeout", lightdht.Config{Conn4: conn, QueryTimeout: -time.Second}, "QueryTimeout"},
+		{"negative StallAfter", lightdht.Config{Conn4: conn, StallAfter: -1}, "StallAfter"},
+		{"negative PerIPBurst", lightdht.Config{Conn4: conn, PerIPBurst: -1}, "PerIPBurst"},
+		{"negative PrefixReplyBurst", lightdht.Config{Conn4: conn, PrefixReplyBurst: -1}, "PrefixReplyBurst"},
+		{"negative PeerTTL", lightdht.Config{Conn4: conn, PeerTTL: -1}, "PeerTTL"},
+		{"negative MaxValues", lightdht.Config{Conn4: conn, MaxValues: -1}, "MaxValues"},
+		{"negative SampleInterval", lightdht.Config{Conn4: conn, SampleInterval: -1}, "SampleInterval"},
+		{"SampleInterval above BEP 51", lightdht.Config{Conn4: conn, SampleInterval: lightdht.MaxSampleInterval + 1}, "SampleInterval"},
+		{"negative ItemTTL", lightdht.Config{Conn4: conn, ItemTTL: -1}, "ItemTTL"},
+		{"negative MaxItems", lightdht.Config{Conn4: conn, MaxItems: -1}, "MaxItems"},
+		{"amplification below 1", lightdht.Config{Conn4: conn, MaxAmplification: 0.5}, "MaxAmplification"},
+		{"zero bootstrap address", lightdht.Config{Conn4: conn, Bootstrap: []netip.AddrPort{{}}}, "Bootstrap[0]"},
+		{"bootstrap port 0", lightdht.Config{Conn4: conn, Bootstrap: []netip.AddrPort{
+			netip.MustParseAddrPort("127.0.0.1:6881"), netip.MustParseAddrPort("127.0.0.1:0")}}, "Bootstrap[1]"},
 	} {
-		if _, err := lightdht.New(cfg); err == nil {
-			t.Errorf("New accepted %+v", cfg)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := lightdht.New(tc.cfg)
+			if err == nil {
+				t.Fatalf("New accepted %+v", tc.cfg)
+			}
+			var ce *lightdht.ConfigError
+			if !errors.As(err, &ce) || ce.Field != tc.wantField {
+				t.Fatalf("New: %v (%T), want a *lightdht.ConfigError for %s", err, err, tc.wantField)
+			}
+			if want := "lightdht: config: " + tc.wantField + ": "; !strings.HasPrefix(err.Error(), want) {
+				t.Errorf("error %q does not start with %q", err, want)
+			}
+		})
 	}
 }

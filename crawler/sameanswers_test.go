@@ -60,8 +60,8 @@ func TestNodeAndResponderAnswerAlike(t *testing.T) {
 		dn := newDHTNet(t, sim, loopbackAddrs(30), nil)
 
 		nconn, _ := sim.NewConn4()
-		node, err := lightdht.New(lightdht.Config{Conn4: nconn, Bootstrap: dn.addrs[:1], NoMaintenance: true,
-			QueryTimeout: time.Second, IPsPerBucket: -1, PerIPRate: -1, PrefixReplyRate: -1})
+		node, err := lightdht.New(lightdht.LocalTestNet(lightdht.Config{Conn4: nconn, Bootstrap: dn.addrs[:1], NoMaintenance: true,
+			QueryTimeout: time.Second}))
 		if err != nil {
 			t.Fatal(err)
 		}

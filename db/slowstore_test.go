@@ -70,8 +70,7 @@ func TestNodeAnswersWhileStoreStalled(t *testing.T) {
 	}
 	t.Cleanup(func() { sim.Close() })
 	nc, _ := sim.NewConn4()
-	node, err := lightdht.New(lightdht.Config{Conn4: nc, NoMaintenance: true, PerIPRate: -1, PrefixReplyRate: -1, SendRate: -1,
-		Observer: d.NonBlocking()})
+	node, err := lightdht.New(lightdht.LocalTestNet(lightdht.Config{Conn4: nc, NoMaintenance: true, Observer: d.NonBlocking()}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -99,16 +99,7 @@ func newNode(t testing.TB, conn net.PacketConn, bootstrap ...netip.AddrPort) *li
 // newNodeWith is newNode with tweak applied to the configuration.
 func newNodeWith(t testing.TB, conn net.PacketConn, tweak func(*lightdht.Config)) *lightdht.Node {
 	t.Helper()
-	cfg := lightdht.Config{
-		Conn4:         conn,
-		NoMaintenance: true,
-		IPsPerBucket:  -1,
-		QueryTimeout:  time.Second,
-		SendRate:      -1,
-		PerIPRate:     -1,
-
-		PrefixReplyRate: -1,
-	}
+	cfg := lightdht.LocalTestNet(lightdht.Config{Conn4: conn, NoMaintenance: true, QueryTimeout: time.Second})
 	tweak(&cfg)
 	n, err := lightdht.New(cfg)
 	if err != nil {

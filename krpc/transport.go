@@ -83,28 +83,30 @@ type Config struct {
 	// counted, as a read-only node does.
 	Handler Handler
 
-	// Timeout is how long each attempt waits for a reply. Zero means
-	// DefaultTimeout.
+	// Timeout is how long each attempt waits for a reply. Zero:
+	// DefaultTimeout (2s).
 	Timeout time.Duration
 
 	// Retries is how many times a query is resent, with the same
-	// transaction ID, after an attempt times out. Zero means
-	// DefaultRetries; use NoRetries for none.
+	// transaction ID, after an attempt times out. Zero: DefaultRetries
+	// (1, so two attempts in all); NoRetries: none.
 	Retries int
 
 	// SendRate caps the packets sent per second; SendBurst is the bucket
-	// size (zero means max(1, SendRate/10)). Zero SendRate means no cap.
-	// Queries over the cap wait their turn (without blocking the caller);
-	// replies over the cap are dropped and counted.
+	// size (zero: max(1, SendRate/10)). Zero or negative SendRate (NoCap
+	// says so explicitly): no cap. Queries over the cap wait their turn
+	// (without blocking the caller); replies over the cap are dropped and
+	// counted.
 	SendRate  float64
 	SendBurst int
 
-	// Limits bound the decoding of each packet; the zero value gives the
-	// defaults (1,500-byte packets). Larger packets are dropped and counted.
+	// Limits bound the decoding of each packet; zero fields take the
+	// defaults (1,500-byte packets, see Limits). Larger packets are
+	// dropped and counted.
 	Limits Limits
 
 	// Version, when set, is sent as the "v" key of every outgoing message
-	// (2 client letters and 2 version bytes by convention).
+	// (2 client letters and 2 version bytes by convention). Nil: none.
 	Version []byte
 
 	// ReadOnly sets BEP 43's "ro" flag on every outgoing query.
@@ -134,17 +136,19 @@ type Config struct {
 	// reflector for spoofed queries. A reply over the cap is trimmed
 	// (values first, then nodes6, nodes, samples and Bloom filters, from
 	// the tail) and dropped if it still does not fit (counted in
-	// Stats.DroppedAmplification). Zero means DefaultMaxAmplification;
-	// negative means no cap.
+	// Stats.DroppedAmplification). Zero: DefaultMaxAmplification (10);
+	// negative (NoCap): no cap. Between 0 and 1 is an error.
 	MaxAmplification float64
 
 	// PrefixReplyRate caps the reply bytes sent per second to any one
 	// /24 (IPv4) or /48 (IPv6) network, with a bucket of PrefixReplyBurst
 	// bytes; replies over the cap are dropped (counted in
-	// Stats.DroppedPrefixCap). Zero means DefaultPrefixReplyRate and
-	// DefaultPrefixReplyBurst; negative PrefixReplyRate means no cap. The
-	// state is a fixed table of 65,536 buckets, so its memory does not
-	// grow with the number of sources.
+	// Stats.DroppedPrefixCap). Zero PrefixReplyRate: DefaultPrefixReplyRate
+	// (64 KiB/s) with DefaultPrefixReplyBurst (128 KiB), whatever
+	// PrefixReplyBurst says; negative (NoCap): no cap. With a rate set,
+	// zero PrefixReplyBurst is the larger of DefaultPrefixReplyBurst and
+	// one second at PrefixReplyRate. The state is a fixed table of 65,536 buckets, so
+	// its memory does not grow with the number of sources.
 	PrefixReplyRate  float64
 	PrefixReplyBurst int
 
@@ -160,6 +164,78 @@ var DefaultVersion = []byte{'L', 'D', 0, 1}
 
 // NoRetries is the Config.Retries value for no resends.
 const NoRetries = -1
+
+// NoCap is the value of Config.SendRate, MaxAmplification and
+// PrefixReplyRate that turns the cap off; any negative value does the
+// same.
+const NoCap = -1
+
+// ConfigError reports a Config field that New cannot use. Match it with
+// errors.As.
+type ConfigError struct {
+	Field  string // the field at fault, e.g. "Timeout" or "Limits.MaxSize"
+	Reason string // what is wrong with its value
+}
+
+func (e *ConfigError) Error() string { return "krpc: config: " + e.Field + ": " + e.Reason }
+
+func configErr(field, format string, args ...any) error {
+	return &ConfigError{Field: field, Reason: fmt.Sprintf(format, args...)}
+}
+
+// withDefaults checks c and returns it with every default filled in, so
+// that New reads only explicit values: on return Timeout, Retries (a count
+// or NoRetries), Limits, MaxAmplification and PrefixReplyRate with its
+// burst are set, and SendRate is either a cap with its burst or NoCap.
+func (c Config) withDefaults() (Config, error) {
+	switch {
+	case c.Conn == nil:
+		return c, configErr("Conn", "is required")
+	case c.Timeout < 0:
+		return c, configErr("Timeout", "is negative (%v)", c.Timeout)
+	case c.Retries < NoRetries:
+		return c, configErr("Retries", "is %d (use NoRetries for none)", c.Retries)
+	case c.SendBurst < 0:
+		return c, configErr("SendBurst", "is negative (%d)", c.SendBurst)
+	case c.Limits.MaxSize > 65507:
+		return c, configErr("Limits.MaxSize", "%d exceeds the largest UDP payload", c.Limits.MaxSize)
+	case c.MaxAmplification > 0 && c.MaxAmplification < 1:
+		return c, configErr("MaxAmplification", "%v is below 1: no reply could be sent", c.MaxAmplification)
+	case c.PrefixReplyBurst < 0:
+		return c, configErr("PrefixReplyBurst", "is negative (%d)", c.PrefixReplyBurst)
+	}
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.Retries == 0 {
+		c.Retries = DefaultRetries
+	}
+	if c.SendRate > 0 {
+		if c.SendBurst == 0 {
+			c.SendBurst = max(1, int(c.SendRate/10))
+		}
+	} else {
+		c.SendRate, c.SendBurst = NoCap, 0
+	}
+	c.Limits = c.Limits.withDefaults()
+	switch {
+	case c.MaxAmplification == 0:
+		c.MaxAmplification = DefaultMaxAmplification
+	case c.MaxAmplification < 0:
+		c.MaxAmplification = NoCap
+	}
+	switch {
+	case c.PrefixReplyRate == 0:
+		c.PrefixReplyRate, c.PrefixReplyBurst = DefaultPrefixReplyRate, DefaultPrefixReplyBurst
+	case c.PrefixReplyRate > 0:
+		if c.PrefixReplyBurst == 0 {
+			c.PrefixReplyBurst = max(DefaultPrefixReplyBurst, int(c.PrefixReplyRate))
+		}
+	default:
+		c.PrefixReplyRate, c.PrefixReplyBurst = NoCap, 0
+	}
+	return c, nil
+}
 
 // Response is a reply or error message together with what the transport
 // measured while waiting for it.
@@ -272,68 +348,30 @@ type call struct {
 // New checks cfg, fills in its defaults and returns a transport. It starts
 // nothing: call Serve to read packets.
 func New(cfg Config) (*Transport, error) {
-	switch {
-	case cfg.Conn == nil:
-		return nil, errors.New("krpc: config: Conn is required")
-	case cfg.Timeout < 0:
-		return nil, fmt.Errorf("krpc: config: negative Timeout %v", cfg.Timeout)
-	case cfg.Retries < NoRetries:
-		return nil, fmt.Errorf("krpc: config: Retries %d (use NoRetries for none)", cfg.Retries)
-	case cfg.SendRate < 0 || cfg.SendBurst < 0:
-		return nil, fmt.Errorf("krpc: config: negative SendRate %v or SendBurst %d", cfg.SendRate, cfg.SendBurst)
-	case cfg.Limits.MaxSize > 65507:
-		return nil, fmt.Errorf("krpc: config: Limits.MaxSize %d exceeds the largest UDP payload", cfg.Limits.MaxSize)
-	case cfg.MaxAmplification > 0 && cfg.MaxAmplification < 1:
-		return nil, fmt.Errorf("krpc: config: MaxAmplification %v is below 1: no reply could be sent", cfg.MaxAmplification)
-	case cfg.PrefixReplyBurst < 0:
-		return nil, fmt.Errorf("krpc: config: negative PrefixReplyBurst %d", cfg.PrefixReplyBurst)
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
 	}
 	t := &Transport{
 		conn:    cfg.Conn,
 		handler: cfg.Handler,
 		timeout: cfg.Timeout,
-		retries: cfg.Retries,
-		limits:  cfg.Limits.withDefaults(),
+		retries: max(cfg.Retries, 0), // NoRetries: none
+		limits:  cfg.Limits,
 		version: cfg.Version,
 		ro:      cfg.ReadOnly,
 		admit:   cfg.Admit,
 		adapt:   cfg.AdaptiveTimeout,
-		maxAmp:  cfg.MaxAmplification,
+		maxAmp:  max(cfg.MaxAmplification, 0), // NoCap: 0, no cap
 		log:     cfg.Logger.With().Str("component", "krpc").Logger(),
 		pending: make(map[uint32]*call),
 		served:  make(chan struct{}),
 	}
-	if t.timeout == 0 {
-		t.timeout = DefaultTimeout
-	}
-	switch {
-	case t.maxAmp == 0:
-		t.maxAmp = DefaultMaxAmplification
-	case t.maxAmp < 0:
-		t.maxAmp = 0
-	}
-	switch {
-	case cfg.PrefixReplyRate == 0:
-		t.prefix = newPrefixBudget(DefaultPrefixReplyRate, DefaultPrefixReplyBurst)
-	case cfg.PrefixReplyRate > 0:
-		burst := cfg.PrefixReplyBurst
-		if burst == 0 {
-			burst = max(DefaultPrefixReplyBurst, int(cfg.PrefixReplyRate))
-		}
-		t.prefix = newPrefixBudget(cfg.PrefixReplyRate, burst)
-	}
-	switch t.retries {
-	case 0:
-		t.retries = DefaultRetries
-	case NoRetries:
-		t.retries = 0
+	if cfg.PrefixReplyRate > 0 {
+		t.prefix = newPrefixBudget(cfg.PrefixReplyRate, cfg.PrefixReplyBurst)
 	}
 	if cfg.SendRate > 0 {
-		burst := cfg.SendBurst
-		if burst == 0 {
-			burst = max(1, int(cfg.SendRate/10))
-		}
-		t.lim = rate.NewLimiter(rate.Limit(cfg.SendRate), burst)
+		t.lim = rate.NewLimiter(rate.Limit(cfg.SendRate), cfg.SendBurst)
 	}
 	var seed [32]byte
 	crand.Read(seed[:])

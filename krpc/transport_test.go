@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -525,16 +526,59 @@ func TestTransactionIDs(t *testing.T) {
 func TestConfigErrors(t *testing.T) {
 	n := newNet(t, simnet.Config{})
 	c, _ := n.NewConn4()
-	for _, cfg := range []krpc.Config{
-		{},
-		{Conn: c, Timeout: -1},
-		{Conn: c, Retries: -2},
-		{Conn: c, SendRate: -1},
-		{Conn: c, Limits: krpc.Limits{MaxSize: 70000}},
+	for _, tc := range []struct {
+		name      string
+		cfg       krpc.Config
+		wantField string
+	}{
+		{"no conn", krpc.Config{}, "Conn"},
+		{"negative timeout", krpc.Config{Conn: c, Timeout: -1}, "Timeout"},
+		{"retries below NoRetries", krpc.Config{Conn: c, Retries: -2}, "Retries"},
+		{"negative send burst", krpc.Config{Conn: c, SendRate: 10, SendBurst: -1}, "SendBurst"},
+		{"oversize limit", krpc.Config{Conn: c, Limits: krpc.Limits{MaxSize: 70000}}, "Limits.MaxSize"},
+		{"amplification below 1", krpc.Config{Conn: c, MaxAmplification: 0.5}, "MaxAmplification"},
+		{"negative prefix burst", krpc.Config{Conn: c, PrefixReplyBurst: -1}, "PrefixReplyBurst"},
 	} {
-		if _, err := krpc.New(cfg); err == nil {
-			t.Errorf("New(%+v) accepted a bad config", cfg)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := krpc.New(tc.cfg)
+			if err == nil {
+				t.Fatalf("New(%+v) accepted a bad config", tc.cfg)
+			}
+			var ce *krpc.ConfigError
+			if !errors.As(err, &ce) || ce.Field != tc.wantField {
+				t.Fatalf("New: %v (%T), want a *krpc.ConfigError for %s", err, err, tc.wantField)
+			}
+			if want := "krpc: config: " + tc.wantField + ": "; !strings.HasPrefix(err.Error(), want) {
+				t.Errorf("error %q does not start with %q", err, want)
+			}
+		})
+	}
+}
+
+// TestSendRateNoCap: a negative SendRate (NoCap) is valid and, like zero,
+// sends every query at once.
+func TestSendRateNoCap(t *testing.T) {
+	for _, rate := range []float64{krpc.NoCap, 0} {
+		synctest.Test(t, func(t *testing.T) {
+			n := newNet(t, simnet.Config{})
+			_, serverAddr := startTransport(t, n, krpc.Config{Handler: pinger(krpc.RandomID())})
+			client, _ := startTransport(t, n, krpc.Config{SendRate: rate})
+			start := time.Now()
+			var wg sync.WaitGroup
+			for range 50 {
+				wg.Add(1)
+				client.QueryAsync(context.Background(), serverAddr, ping(krpc.RandomID()), func(r krpc.Response, err error) {
+					if err != nil {
+						t.Errorf("query: %v", err)
+					}
+					wg.Done()
+				})
+			}
+			wg.Wait()
+			if el := time.Since(start); el != 0 {
+				t.Errorf("SendRate %v: 50 replies took %v, want no wait", rate, el)
+			}
+		})
 	}
 }
 

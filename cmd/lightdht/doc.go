@@ -37,10 +37,12 @@
 //
 // Single queries (ping, find-node, get-peers, sample) go out from a BEP 43
 // read-only transport on an ephemeral socket: 127.0.0.1:0 when the
-// destination is loopback, 0.0.0.0:0 otherwise (--listen overrides). The
-// iterative commands (lookup, peers, announce, put, get) start a temporary read-only
-// node, join through --bootstrap (waiting for Bootstrap to finish), run the
-// operation and exit. When every bootstrap address is loopback or private,
+// destination is loopback, 0.0.0.0:0 otherwise (--listen overrides); each
+// attempt waits --timeout (2s), and a query without a reply is resent
+// once, with the same transaction ID. The iterative commands (lookup,
+// peers, announce, put, get) start a temporary read-only node, join
+// through --bootstrap (waiting for Bootstrap to finish), run the operation
+// and exit; --timeout (1 minute) bounds the whole run. When every bootstrap address is loopback or private,
 // those nodes drop the one-node-per-IP limit of k-buckets, since a test
 // network often runs many nodes per IP.
 //
@@ -61,8 +63,8 @@
 // with --ip, every node shares that one IP on consecutive ports from
 // --base-port, and the k-bucket one-node-per-IP limit is lifted. Port 0
 // gives each node a free port. Every node but the first joins through the
-// first; per-IP rate limits and the send cap are off, since crawlers hit
-// test nodes hard. Once every node has joined it prints "bootstrap ADDR"
+// first; the per-IP and per-/24 reply limits and the send cap are off
+// (lightdht.LocalTestNet), since crawlers hit test nodes hard. Once every node has joined it prints "bootstrap ADDR"
 // (after a "node ID ADDR" line per node) or, with --json,
 // {"bootstrap": ADDR, "nodes": [{"id": ..., "addr": ...}, ...]}.
 //

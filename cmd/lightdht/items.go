@@ -97,8 +97,8 @@ func putCmd(c *cli) func(context.Context, []string) error {
 	nf, timeout := c.iterFlags()
 	keyFile := c.fs.String("key", "", "ed25519 key file from keygen: store a mutable item")
 	salt := c.fs.String("salt", "", "salt of a mutable item (at most 64 bytes)")
-	seqFlag := c.fs.Int64("seq", -1, "sequence number of a mutable item (default: one more than the stored one, or 1)")
-	casFlag := c.fs.Int64("cas", -1, "store only if the stored sequence number is this (compare-and-swap)")
+	seqFlag := c.optIntFlag("seq", "sequence `number` of a mutable item (default: one more than the stored one, or 1)")
+	casFlag := c.optIntFlag("cas", "store only if the stored sequence number is this `number` (compare-and-swap; default: unconditionally)")
 	return func(ctx context.Context, args []string) error {
 		if err := nargs(args, 1, 1, "VALUE"); err != nil {
 			return err
@@ -122,11 +122,11 @@ func putCmd(c *cli) func(context.Context, []string) error {
 		}
 		var cas *int64
 		if c.isSet("cas") {
-			cas = casFlag
+			cas = &casFlag.v
 		}
 		return c.withTempNode(ctx, nf, *timeout, func(ctx context.Context, n *lightdht.Node) error {
 			if item.Mutable {
-				item.Seq = *seqFlag
+				item.Seq = seqFlag.v
 				if !c.isSet("seq") {
 					item.Seq = 1
 					if cur, err := n.GetMutable(ctx, item.K, item.Salt); err == nil {

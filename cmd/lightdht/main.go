@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -258,6 +259,37 @@ func isTerminal(w io.Writer) bool {
 	}
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// optInt is an integer flag that may be left unset. Its help shows no
+// "(default …)", so that the usage text can say what unset means.
+type optInt struct {
+	v   int64
+	set bool
+}
+
+func (o *optInt) String() string {
+	if o == nil || !o.set {
+		return ""
+	}
+	return strconv.FormatInt(o.v, 10)
+}
+
+func (o *optInt) Set(s string) error {
+	v, err := strconv.ParseInt(s, 0, 64)
+	if err != nil {
+		return errors.New("parse error") // as the flag package's own integers say
+	}
+	o.v, o.set = v, true
+	return nil
+}
+
+// optIntFlag adds an optInt flag. A word in backquotes in usage names the
+// value in the help, as for the flag package's own flags.
+func (c *cli) optIntFlag(name, usage string) *optInt {
+	o := &optInt{}
+	c.fs.Var(o, name, usage)
+	return o
 }
 
 // addJSON adds --json.

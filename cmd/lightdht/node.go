@@ -57,7 +57,10 @@ func (c *cli) startNode(ctx context.Context, nf *nodeFlags, openObs func() (ligh
 		return nil, nil, usagef("bad --table %q: want kbucket, flat or prefix", *nf.table)
 	}
 	if allLocal(boot) {
-		// A local test network often runs many nodes per IP.
+		// A local test network often runs many nodes per IP. Only that
+		// limit is lifted, not the whole lightdht.LocalTestNet profile: a
+		// private address may lead to the public DHT, where the rate
+		// limits protect others.
 		cfg.IPsPerBucket = -1
 	}
 	var closers []io.Closer
@@ -329,7 +332,7 @@ func parsePort(s string) (int, error) {
 
 func announceCmd(c *cli) func(context.Context, []string) error {
 	nf, timeout := c.iterFlags()
-	port := c.fs.Int("port", -1, "the peer's TCP port (required; 0: the port the announce comes from, BEP 5 implied_port)")
+	port := c.optIntFlag("port", "the peer's TCP `port` (required; 0: the port the announce comes from, BEP 5 implied_port)")
 	return func(ctx context.Context, args []string) error {
 		if err := nargs(args, 1, 1, "INFOHASH"); err != nil {
 			return err
@@ -338,15 +341,15 @@ func announceCmd(c *cli) func(context.Context, []string) error {
 		if err != nil {
 			return err
 		}
-		if *port < 0 || *port > 65535 {
+		if !port.set || port.v < 0 || port.v > 65535 {
 			return usagef("--port is required: 0 to 65535")
 		}
 		return c.withTempNode(ctx, nf, *timeout, func(ctx context.Context, n *lightdht.Node) error {
-			r, err := n.Announce(ctx, ih, *port)
+			r, err := n.Announce(ctx, ih, int(port.v))
 			if err != nil {
 				return err
 			}
-			out := announceOf(ih, *port, r)
+			out := announceOf(ih, int(port.v), r)
 			return c.output(out, func(w io.Writer) { printAnnounce(w, out) })
 		})
 	}

@@ -27,7 +27,7 @@ func newQuerier(c *cli, listen string, dest netip.AddrPort, timeout time.Duratio
 	if err != nil {
 		return nil, err
 	}
-	tr, err := krpc.New(krpc.Config{Conn: conn, ReadOnly: true, Version: krpc.DefaultVersion, Timeout: timeout, Logger: c.log})
+	tr, err := krpc.New(krpc.Config{Conn: conn, ReadOnly: true, Version: krpc.DefaultVersion, Timeout: timeout, Retries: queryRetries, Logger: c.log})
 	if err != nil {
 		conn.Close()
 		return nil, err
@@ -115,10 +115,28 @@ type singleQuery struct {
 	result  func(r krpc.Response) queryResult
 }
 
+// queryRetries is the resends of a single query (ping, find-node,
+// get-peers, sample, and the shell's) after an attempt times out.
+const queryRetries = krpc.DefaultRetries
+
+// queryTimeoutUsage is the help of --timeout for the single queries.
+var queryTimeoutUsage = fmt.Sprintf("wait per attempt (an unanswered query is resent %s: %d attempts in all)", times(queryRetries), queryRetries+1)
+
+// times spells a small count of repetitions.
+func times(n int) string {
+	switch n {
+	case 1:
+		return "once"
+	case 2:
+		return "twice"
+	}
+	return fmt.Sprintf("%d times", n)
+}
+
 func (c *cli) addQueryFlags() (listen *string, timeout *time.Duration) {
 	c.addJSON()
 	listen = c.fs.String("listen", "", "local address for the query socket (default: 127.0.0.1:0 for a loopback ADDR, 0.0.0.0:0 otherwise)")
-	timeout = c.fs.Duration("timeout", 2*time.Second, "wait per attempt (the query is resent up to 3 times)")
+	timeout = c.fs.Duration("timeout", krpc.DefaultTimeout, queryTimeoutUsage)
 	return listen, timeout
 }
 

@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/lightdht/lightdht"
+	"github.com/lightdht/lightdht/table"
 )
 
 // testnetIPs is the default first address of a spread test network.
@@ -88,11 +89,14 @@ func testnetCmd(c *cli) func(context.Context, []string) error {
 			if err != nil {
 				return err
 			}
-			cfg := lightdht.Config{Conn4: conn, Bootstrap: boot, PerIPRate: -1, PrefixReplyRate: -1, SendRate: -1, Logger: c.log}
-			if oneIP {
-				cfg.IPsPerBucket = -1
+			cfg := lightdht.Config{Conn4: conn, Bootstrap: boot, Logger: c.log}
+			if !oneIP {
+				// One IP per node, as on the public DHT: keep the
+				// k-bucket limit of one node per IP.
+				cfg.IPsPerBucket = table.DefaultIPsPerBucket
 			}
-			n, err := lightdht.New(cfg)
+			// Crawlers and lookups hit test nodes hard, from few IPs.
+			n, err := lightdht.New(lightdht.LocalTestNet(cfg))
 			if err != nil {
 				conn.Close()
 				return err
