@@ -22,28 +22,9 @@ func TestDualStack(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer sim.Close()
+		t.Cleanup(func() { sim.Close() }) // registered first: runs after the nodes close
 		const size = 100
-		var (
-			nodes []*lightdht.Node
-			addr6 = map[krpc.ID]netip.AddrPort{}
-			boot  []netip.AddrPort
-		)
-		for i := range size {
-			c4, _ := sim.NewConn4()
-			c6, _ := sim.NewConn6()
-			n, err := lightdht.New(lightdht.Config{Conn4: c4, Conn6: c6, Bootstrap: boot, NoMaintenance: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			go n.Serve(context.Background())
-			defer n.Close()
-			if i == 0 {
-				boot = []netip.AddrPort{c4.AddrPort(), c6.AddrPort()}
-			}
-			addr6[n.ID()] = c6.AddrPort()
-			nodes = append(nodes, n)
-		}
+		nodes, addr6 := dualStackNodes(t, sim, size)
 		ctx := context.Background()
 		for _, n := range nodes[1:] {
 			if _, err := n.Bootstrap(ctx); err != nil {
@@ -118,4 +99,33 @@ func TestDualStack(t *testing.T) {
 			t.Errorf("peers %v, want %v and %v", gp.Peers, want4, want6)
 		}
 	})
+}
+
+// dualStackNodes starts n nodes on sim, each with an IPv4 and an IPv6
+// socket, all but the first with the first as bootstrap, and returns them
+// with their IPv6 addresses. They are not joined yet; they close when the
+// test ends.
+func dualStackNodes(t *testing.T, sim *simnet.Network, n int) ([]*lightdht.Node, map[krpc.ID]netip.AddrPort) {
+	t.Helper()
+	var (
+		nodes []*lightdht.Node
+		addr6 = map[krpc.ID]netip.AddrPort{}
+		boot  []netip.AddrPort
+	)
+	for i := range n {
+		c4, _ := sim.NewConn4()
+		c6, _ := sim.NewConn6()
+		node, err := lightdht.New(lightdht.Config{Conn4: c4, Conn6: c6, Bootstrap: boot, NoMaintenance: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		go node.Serve(context.Background())
+		t.Cleanup(func() { node.Close() })
+		if i == 0 {
+			boot = []netip.AddrPort{c4.AddrPort(), c6.AddrPort()}
+		}
+		addr6[node.ID()] = c6.AddrPort()
+		nodes = append(nodes, node)
+	}
+	return nodes, addr6
 }

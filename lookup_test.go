@@ -25,25 +25,8 @@ func TestGetPeersAsyncCallbacks(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer sim.Close()
-		var (
-			nodes []*lightdht.Node
-			boot  []netip.AddrPort
-		)
-		for i := range 60 {
-			c4, _ := sim.NewConn4()
-			c6, _ := sim.NewConn6()
-			n, err := lightdht.New(lightdht.Config{Conn4: c4, Conn6: c6, Bootstrap: boot, NoMaintenance: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			go n.Serve(context.Background())
-			defer n.Close()
-			if i == 0 {
-				boot = []netip.AddrPort{c4.AddrPort(), c6.AddrPort()}
-			}
-			nodes = append(nodes, n)
-		}
+		t.Cleanup(func() { sim.Close() }) // registered first: runs after the nodes close
+		nodes, _ := dualStackNodes(t, sim, 60)
 		ctx := context.Background()
 		for range 2 {
 			for _, n := range nodes[1:] {

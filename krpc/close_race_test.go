@@ -20,14 +20,7 @@ func TestQueryAsyncRacesClose(t *testing.T) {
 	n := newNet(t, simnet.Config{})
 	_, silentAddr := startTransport(t, n, krpc.Config{})
 	for range 100 {
-		c, err := n.NewConn4()
-		if err != nil {
-			t.Fatal(err)
-		}
-		client, err := krpc.New(krpc.Config{Conn: c, Timeout: time.Hour})
-		if err != nil {
-			t.Fatal(err)
-		}
+		client := unservedClient(t, n)
 		ctx, cancel := context.WithCancel(context.Background())
 		const queries = 20
 		var calls sync.WaitGroup
@@ -58,14 +51,7 @@ func TestCloseWaitsForCancelCallbacks(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		n := newNet(t, simnet.Config{})
 		_, silentAddr := startTransport(t, n, krpc.Config{})
-		c, err := n.NewConn4()
-		if err != nil {
-			t.Fatal(err)
-		}
-		client, err := krpc.New(krpc.Config{Conn: c, Timeout: time.Hour})
-		if err != nil {
-			t.Fatal(err)
-		}
+		client := unservedClient(t, n)
 		ctx, cancel := context.WithCancel(context.Background())
 		started, release := make(chan struct{}), make(chan struct{})
 		finished := false
@@ -94,4 +80,20 @@ func TestCloseWaitsForCancelCallbacks(t *testing.T) {
 			t.Errorf("Close returned before the callback finished")
 		}
 	})
+}
+
+// unservedClient is a transport on n that waits an hour for replies and
+// whose Serve is never run: its queries end only by cancellation or Close,
+// which the test calls.
+func unservedClient(t *testing.T, n *simnet.Network) *krpc.Transport {
+	t.Helper()
+	c, err := n.NewConn4()
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := krpc.New(krpc.Config{Conn: c, Timeout: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return client
 }

@@ -502,10 +502,17 @@ func (t *Transport) QueryAsync(ctx context.Context, addr netip.AddrPort, q *Msg,
 // fail reports an error that happened before the query was sent. The
 // callback runs on its own goroutine so that it never runs inside the
 // caller's QueryAsync.
+//
+// Until the transport closes, the goroutine is counted in the wait group
+// that Close waits on. Once it has closed, it is not: adding to the group
+// while Close waits on it would be a race, and the query came after Close
+// began, so Close's promise does not cover it.
 func (t *Transport) fail(done Callback, err error) {
-	t.wg.Add(1)
+	counted := t.enter()
 	go func() {
-		defer t.wg.Done()
+		if counted {
+			defer t.wg.Done()
+		}
 		done(Response{}, err)
 	}()
 }
