@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/lightdht/lightdht/bep44"
+	"github.com/lightdht/lightdht/internal/clocktest"
 	"github.com/lightdht/lightdht/internal/peerstore"
 	"github.com/lightdht/lightdht/krpc"
 	"github.com/lightdht/lightdht/observe"
@@ -24,7 +25,7 @@ import (
 type rig struct {
 	h     *Handler
 	tab   table.Table
-	now   time.Time
+	clock *clocktest.Clock
 	mu    sync.Mutex
 	seen  []observe.Sighting
 	heard []krpc.NodeInfo
@@ -33,12 +34,8 @@ type rig struct {
 
 func newRig(t *testing.T, tweak func(*Config)) *rig {
 	t.Helper()
-	r := &rig{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	clock := func() time.Time {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		return r.now
-	}
+	r := &rig{clock: clocktest.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))}
+	clock := r.clock.Now
 	self := krpc.RandomID()
 	var err error
 	if r.tab, err = table.New(table.KBucket, table.Config{Self: self, IPsPerBucket: -1, Now: clock}); err != nil {
@@ -74,12 +71,6 @@ func newRig(t *testing.T, tweak func(*Config)) *rig {
 		t.Fatal(err)
 	}
 	return r
-}
-
-func (r *rig) advance(d time.Duration) {
-	r.mu.Lock()
-	r.now = r.now.Add(d)
-	r.mu.Unlock()
 }
 
 var (
@@ -206,8 +197,8 @@ func TestAnnounceAndGetPeers(t *testing.T) {
 		if s.Method == krpc.MethodAnnouncePeer && s.Peer.IsValid() {
 			stored = append(stored, s.Peer)
 		}
-		if s.Infohash != ih || !s.Time.Equal(r.now) || !s.SecureID {
-			t.Errorf("sighting %+v: want infohash %v, time %v and SecureID (private address)", s, ih, r.now)
+		if s.Infohash != ih || !s.Time.Equal(r.clock.Now()) || !s.SecureID {
+			t.Errorf("sighting %+v: want infohash %v, time %v and SecureID (private address)", s, ih, r.clock.Now())
 		}
 	}
 	if len(stored) != 1 || len(r.seen) != 6 || len(r.heard) != 6 {
@@ -274,7 +265,7 @@ func TestSampleCache(t *testing.T) {
 	if m := ask(); m.R.Num != 0 {
 		t.Errorf("within the interval the sample stands: num %d, want 0", m.R.Num)
 	}
-	r.advance(10 * time.Minute)
+	r.clock.Step(10 * time.Minute)
 	if m := ask(); m.R.Num != 30 || len(m.R.Samples) != SampleMax {
 		t.Errorf("after the interval: num %d, %d samples; want 30 and %d", m.R.Num, len(m.R.Samples), SampleMax)
 	}
@@ -383,12 +374,12 @@ func TestRetransmissionsCountedOnce(t *testing.T) {
 	}
 	gp := krpc.Msg{T: []byte("t2"), Q: krpc.MethodGetPeers, A: krpc.Args{InfoHash: ih}}
 	r.ask(gp, src4)
-	r.ask(gp, src4)         // a resend
-	r.ask(gp, src6)         // another querier
-	gp.T = []byte("t3")     // another query
-	r.ask(gp, src4)         //
-	r.advance(RepeatWindow) // long after: a new query
-	r.ask(announce, src4)   //
+	r.ask(gp, src4)            // a resend
+	r.ask(gp, src6)            // another querier
+	gp.T = []byte("t3")        // another query
+	r.ask(gp, src4)            //
+	r.clock.Step(RepeatWindow) // long after: a new query
+	r.ask(announce, src4)      //
 	if st := r.h.Stats(); st.Repeated != 3 || st.Total != 9 || st.Announces != 4 {
 		t.Errorf("stats %+v; want 3 repeats of 9 queries, 4 announces stored", st)
 	}

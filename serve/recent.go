@@ -53,52 +53,52 @@ func (r *recentQueries) repeat(q *krpc.Msg, src netip.AddrPort, now time.Time) b
 }
 
 // fingerprint hashes what makes a query the one it is: a retransmission
-// repeats all of it, and any difference makes another query.
+// repeats all of it, and any difference makes another query. The common
+// fields are laid out in one buffer on the stack and hashed at once;
+// BEP 44's put, the one query with large arguments, adds its own.
 func (r *recentQueries) fingerprint(q *krpc.Msg, src netip.AddrPort) uint64 {
-	var h maphash.Hash
-	h.SetSeed(r.seed)
+	var buf [160]byte
+	b := buf[:0]
 	a := src.Addr().Unmap().As16()
-	h.Write(a[:])
-	var b [8]byte
-	binary.BigEndian.PutUint16(b[:], src.Port())
-	h.Write(b[:2])
-	writeBytes(&h, q.T)
-	h.WriteString(q.Q)
-	h.WriteByte(0)
-	h.Write(q.A.ID[:])
-	h.Write(q.A.Target[:])
-	h.Write(q.A.InfoHash[:])
-	writeBytes(&h, q.A.Token)
-	binary.BigEndian.PutUint64(b[:], uint64(q.A.Port))
-	h.Write(b[:])
+	b = append(b, a[:]...)
+	b = binary.BigEndian.AppendUint16(b, src.Port())
+	b = appendField(b, q.T)
+	b = append(b, q.Q...)
+	b = append(b, 0)
+	b = append(b, q.A.ID[:]...)
+	b = append(b, q.A.Target[:]...)
+	b = append(b, q.A.InfoHash[:]...)
+	b = appendField(b, q.A.Token)
+	b = binary.BigEndian.AppendUint32(b, uint32(q.A.Port))
 	var flags byte
-	for i, f := range []bool{q.A.ImpliedPort, q.A.NoSeed, q.A.Scrape, q.A.Seed, q.A.Seq != nil, q.A.CAS != nil} {
+	for i, f := range [...]bool{q.A.ImpliedPort, q.A.NoSeed, q.A.Scrape, q.A.Seed, q.A.Seq != nil, q.A.CAS != nil} {
 		if f {
 			flags |= 1 << i
 		}
 	}
-	h.WriteByte(flags)
-	h.WriteByte(byte(q.A.Want))
+	b = append(b, flags, byte(q.A.Want))
 	if q.A.Seq != nil {
-		binary.BigEndian.PutUint64(b[:], uint64(*q.A.Seq))
-		h.Write(b[:])
+		b = binary.BigEndian.AppendUint64(b, uint64(*q.A.Seq))
 	}
 	if q.A.CAS != nil {
-		binary.BigEndian.PutUint64(b[:], uint64(*q.A.CAS))
-		h.Write(b[:])
+		b = binary.BigEndian.AppendUint64(b, uint64(*q.A.CAS))
 	}
-	writeBytes(&h, q.A.V)
+	if q.Q != krpc.MethodPut {
+		return maphash.Bytes(r.seed, b)
+	}
+	var h maphash.Hash
+	h.SetSeed(r.seed)
+	h.Write(b)
+	h.Write(appendField(nil, q.A.V))
 	h.Write(q.A.K[:])
 	h.Write(q.A.Sig[:])
-	writeBytes(&h, q.A.Salt)
+	h.Write(appendField(nil, q.A.Salt))
 	return h.Sum64()
 }
 
-// writeBytes writes b with its length, so that fields cannot run into
-// each other.
-func writeBytes(h *maphash.Hash, b []byte) {
-	var n [4]byte
-	binary.BigEndian.PutUint32(n[:], uint32(len(b)))
-	h.Write(n[:])
-	h.Write(b)
+// appendField appends f with its length, so that fields of varying
+// length cannot run into each other.
+func appendField(b, f []byte) []byte {
+	b = binary.BigEndian.AppendUint32(b, uint32(len(f)))
+	return append(b, f...)
 }
