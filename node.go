@@ -55,6 +55,7 @@ type family struct {
 
 	pingMu  sync.Mutex
 	pinging map[netip.AddrPort]struct{} // table pings in flight
+	pingLim *rate.Limiter               // table pings per second; nil: no cap
 }
 
 // maxTablePings bounds the pings a family's table may have in flight. A
@@ -62,6 +63,14 @@ type family struct {
 // of queriers with fresh IDs that would be a ping storm. Requests over the
 // bound are skipped: the bucket asks again with the next candidate.
 const maxTablePings = 16
+
+// tablePingShare is the share of the send rate that the table's pings may
+// use. Queriers that want into full buckets ask for pings as fast as they
+// query; without a cap, a flood of queriers within their per-IP limits
+// turns into the node's own ping storm, and queries go out before replies
+// (they wait for the send limiter, replies over it are dropped), so the
+// storm would take the replies of the nodes the node knows.
+const tablePingShare = 0.05
 
 type nodeCounters struct {
 	rateLimited   atomic.Uint64
@@ -90,7 +99,7 @@ func New(cfg Config) (*Node, error) {
 	if n.peers, err = peerstore.New(peerstore.Config{Now: cfg.Now, TTL: cfg.PeerTTL}); err != nil {
 		return nil, fmt.Errorf("lightdht: %w", err)
 	}
-	n.limits = &admitter{now: cfg.Now, drops: func() { n.stats.rateLimited.Add(1) }}
+	n.limits = &admitter{known: newKnownAddrs(), now: cfg.Now, drops: func() { n.stats.rateLimited.Add(1) }}
 	if cfg.PerIPRate > 0 {
 		n.limits.ips = newIPLimiter(cfg.PerIPRate, cfg.PerIPBurst)
 		if cfg.SendRate > 0 {
@@ -147,6 +156,10 @@ func (n *Node) heard(q *krpc.Msg, querier krpc.NodeInfo) {
 // query handler, which needs both families' tables, exists.
 func (n *Node) newFamily(cfg Config, v6 bool) (*family, error) {
 	f := &family{v6: v6}
+	if cfg.SendRate > 0 {
+		r := tablePingShare * cfg.SendRate
+		f.pingLim = rate.NewLimiter(rate.Limit(r), maxTablePings)
+	}
 	var err error
 	f.table, err = table.New(cfg.Table, table.Config{Self: n.id, K: cfg.K, IPsPerBucket: cfg.IPsPerBucket, Now: cfg.Now})
 	if err != nil {
@@ -248,6 +261,11 @@ func (n *Node) Serve(ctx context.Context) error {
 	}
 	n.serving = true
 	ctx, n.cancel = context.WithCancel(ctx)
+	if !n.cfg.NoMaintenance {
+		// Added under mu, which Close takes to set closed before it
+		// waits: an Add after the Wait began would race with it.
+		n.wg.Add(1)
+	}
 	n.mu.Unlock()
 
 	errs := make(chan error, 2)
@@ -257,7 +275,6 @@ func (n *Node) Serve(ctx context.Context) error {
 		go func() { errs <- f.tr.Serve(ctx) }()
 	}
 	if !n.cfg.NoMaintenance {
-		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
 			n.maintain(ctx)
@@ -342,11 +359,12 @@ func (n *Node) update(f *family, ni krpc.NodeInfo, ev table.Event, ro bool) {
 }
 
 // pingEntry pings a questionable node on the table's behalf, unless it is
-// already being pinged or maxTablePings are in flight.
+// already being pinged, maxTablePings are in flight or the family's
+// share of the send rate for table pings is spent.
 func (n *Node) pingEntry(f *family, ni krpc.NodeInfo) {
 	f.pingMu.Lock()
 	_, dup := f.pinging[ni.Addr]
-	if dup || len(f.pinging) >= maxTablePings {
+	if dup || len(f.pinging) >= maxTablePings || (f.pingLim != nil && !f.pingLim.Allow()) {
 		f.pingMu.Unlock()
 		return
 	}
@@ -378,6 +396,7 @@ func (n *Node) handleResult(f *family, to krpc.NodeInfo, method string, r krpc.R
 	}
 	from := krpc.NodeInfo{ID: r.SenderID(), Addr: r.From}
 	if r.Y == krpc.KindReply {
+		n.limits.known.add(r.From, n.cfg.Now()) // its queries come first from now on
 		if !to.ID.IsZero() && from.ID != to.ID {
 			// The address answered with another ID: the node we knew is
 			// gone from there.

@@ -2,6 +2,7 @@ package lightdht_test
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"runtime"
 	"sync"
@@ -225,5 +226,29 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 	if after := runtime.NumGoroutine(); after > before {
 		buf := make([]byte, 1<<20)
 		t.Errorf("%d goroutines before, %d after closing\n%s", before, after, buf[:runtime.Stack(buf, true)])
+	}
+}
+
+// TestCloseWhileServeStarts: Close may run while Serve is starting; the
+// race detector checks that Serve's start of the maintenance goroutine is
+// ordered with Close's wait for it.
+func TestCloseWhileServeStarts(t *testing.T) {
+	sim, err := simnet.New(simnet.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	for range 300 {
+		c, _ := sim.NewConn4()
+		n, err := lightdht.New(lightdht.Config{Conn4: c})
+		if err != nil {
+			t.Fatal(err)
+		}
+		served := make(chan error, 1)
+		go func() { served <- n.Serve(context.Background()) }()
+		n.Close()
+		if err := <-served; err != nil && !errors.Is(err, krpc.ErrClosed) {
+			t.Fatalf("Serve: %v", err)
+		}
 	}
 }

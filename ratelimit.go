@@ -100,21 +100,29 @@ func (l *ipLimiter) take(ip netip.Addr, now time.Time) (ok bool, left float64) {
 const heavyShare = 0.5
 
 // admitter is a node's krpc.Config.Admit: the per-IP limit, then the
-// heavy sources' shared cap.
+// heavy sources' shared cap, then the sources with a record first.
 type admitter struct {
 	ips   *ipLimiter    // nil: no per-IP limit
 	heavy *rate.Limiter // nil: no shared cap (no send rate)
+	known *knownAddrs   // addresses that have answered the node
 	now   func() time.Time
 	drops func() // counts a refused query
 }
 
-// verdict is admit in the form krpc.Config.Admit takes.
+// verdict is admit in the form krpc.Config.Admit takes. A source that has
+// answered the node's queries lately is AdmittedKnown: it skips the heavy
+// sources' shared cap (it is still held to its per-IP limit) and its
+// replies come first when the send cap is short.
 func (a *admitter) verdict(src netip.AddrPort) krpc.Admission {
-	switch ok, flooding := a.admit(src); {
+	now := a.now()
+	known := a.known.has(src, now)
+	switch ok, flooding := a.admitAt(src, now, known); {
 	case !ok:
 		return krpc.Refused
 	case flooding:
 		return krpc.AdmittedHeavy
+	case known:
+		return krpc.AdmittedKnown
 	}
 	return krpc.Admitted
 }
@@ -124,16 +132,87 @@ func (a *admitter) verdict(src netip.AddrPort) krpc.Admission {
 // a source does not enter the routing table (a node that floods us is no
 // good contact, and its fresh IDs would set full buckets pinging).
 func (a *admitter) admit(src netip.AddrPort) (ok, flooding bool) {
+	return a.admitAt(src, a.now(), false)
+}
+
+// admitAt is admit at time now, for a source that is known or not.
+func (a *admitter) admitAt(src netip.AddrPort, now time.Time, known bool) (ok, flooding bool) {
 	if a.ips == nil {
 		return true, false
 	}
-	now := a.now()
 	ok, left := a.ips.take(src.Addr(), now)
-	if ok && left < a.ips.burst/2 && a.heavy != nil {
+	if ok && !known && left < a.ips.burst/2 && a.heavy != nil {
 		ok = a.heavy.AllowN(now, 1)
 	}
 	if !ok {
 		a.drops()
 	}
 	return ok, left < 1
+}
+
+// knownFor is how long an address that answered one of the node's queries
+// counts as known: BEP 5's "good" node has answered within 15 minutes.
+const knownFor = 15 * time.Minute
+
+// knownAddrs remembers the addresses (IP and port) that have answered the
+// node's queries, in a fixed table so that its memory does not grow with
+// the number of nodes: each address has two candidate slots, and a new
+// one takes the slot whose answer is older. A node forgotten that way
+// counts as unknown until it answers again. Only an answer to a query the
+// node sent puts an address here; a flood of queries cannot. Safe for
+// concurrent use.
+type knownAddrs struct {
+	seed maphash.Seed
+
+	mu    sync.Mutex
+	slots []knownSlot
+}
+
+type knownSlot struct {
+	ip   [16]byte
+	port uint16
+	at   int64 // Unix nanoseconds of the latest answer; 0 = unused
+}
+
+const knownSlots = 1 << 16 // 2 MiB, as the per-IP limiter
+
+func newKnownAddrs() *knownAddrs {
+	return &knownAddrs{seed: maphash.MakeSeed(), slots: make([]knownSlot, knownSlots)}
+}
+
+func (k *knownAddrs) candidates(ip [16]byte) (*knownSlot, *knownSlot) {
+	h := maphash.Bytes(k.seed, ip[:])
+	return &k.slots[h&(knownSlots-1)], &k.slots[(h>>32)&(knownSlots-1)]
+}
+
+// add records that a answered at now.
+func (k *knownAddrs) add(a netip.AddrPort, now time.Time) {
+	ip, t := a.Addr().Unmap().As16(), now.UnixNano()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	s1, s2 := k.candidates(ip)
+	for _, s := range [2]*knownSlot{s1, s2} {
+		if s.at != 0 && s.ip == ip && s.port == a.Port() {
+			s.at = max(s.at, t)
+			return
+		}
+	}
+	if s2.at < s1.at { // the older answer gives way
+		s1 = s2
+	}
+	*s1 = knownSlot{ip: ip, port: a.Port(), at: t}
+}
+
+// has reports whether a answered within knownFor of now.
+func (k *knownAddrs) has(a netip.AddrPort, now time.Time) bool {
+	ip := a.Addr().Unmap().As16()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	s1, s2 := k.candidates(ip)
+	for _, s := range [2]*knownSlot{s1, s2} {
+		if s.at != 0 && s.ip == ip && s.port == a.Port() {
+			return now.UnixNano()-s.at < int64(knownFor)
+		}
+	}
+	return false
 }

@@ -4,6 +4,10 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/lightdht/lightdht/krpc"
 )
 
 // allow takes one token from ip's bucket at time now.
@@ -80,5 +84,67 @@ func TestIPLimiterEvictsTheQuieter(t *testing.T) {
 		if b.ip != a.As16() || b.tokens != 24 {
 			t.Fatalf("newcomer %v: bucket of %v with %v tokens", a, netip.AddrFrom16(b.ip), b.tokens)
 		}
+	}
+}
+
+// TestKnownAddrs: an address that answered is known for 15 minutes, by IP
+// and port; thousands of addresses each keep a slot of their own until
+// the table is full, and then a new one evicts the oldest of its two.
+func TestKnownAddrs(t *testing.T) {
+	k := newKnownAddrs()
+	now := time.Unix(1000, 0)
+	a := netip.MustParseAddrPort("10.1.2.3:6881")
+	if k.has(a, now) {
+		t.Fatal("known before it answered")
+	}
+	k.add(a, now)
+	if !k.has(a, now.Add(knownFor-time.Second)) || k.has(a, now.Add(knownFor)) {
+		t.Error("want known for exactly knownFor after the answer")
+	}
+	if k.has(netip.MustParseAddrPort("10.1.2.3:6882"), now) || k.has(netip.MustParseAddrPort("[::ffff:10.1.2.3]:6881"), now) == false {
+		t.Error("another port of the same IP is another node; a mapped form of the same address is the same")
+	}
+	addr := func(i int) netip.AddrPort {
+		return netip.AddrPortFrom(netip.AddrFrom4([4]byte{11, byte(i >> 16), byte(i >> 8), byte(i)}), 6881)
+	}
+	const n = knownSlots / 16
+	for i := range n {
+		k.add(addr(i), now)
+	}
+	missing := 0
+	for i := range n {
+		if !k.has(addr(i), now) {
+			missing++
+		}
+	}
+	// With two choices a table a sixteenth full loses almost nothing.
+	if missing > n/100 {
+		t.Errorf("%d of %d addresses forgotten in a table a sixteenth full", missing, n)
+	}
+}
+
+// TestKnownSkipsHeavyCap: a source that has answered the node keeps being
+// admitted, as AdmittedKnown, while the heavy sources' shared cap is
+// spent; an unknown source in the same state is refused. Both are held to
+// their per-IP limit.
+func TestKnownSkipsHeavyCap(t *testing.T) {
+	now := time.Unix(1000, 0)
+	a := &admitter{ips: newIPLimiter(10, 50), heavy: rate.NewLimiter(0, 1), known: newKnownAddrs(),
+		now: func() time.Time { return now }, drops: func() {}}
+	a.heavy.Allow() // the shared cap is spent, and does not refill
+	known, stranger := netip.MustParseAddrPort("10.0.0.1:1"), netip.MustParseAddrPort("10.0.0.2:1")
+	a.known.add(known, now)
+	// New sources start with half the burst, so they count as heavy.
+	if v := a.verdict(stranger); v != krpc.Refused {
+		t.Errorf("unknown heavy source with the shared cap spent: %v, want Refused", v)
+	}
+	var admitted int
+	for range 30 {
+		if v := a.verdict(known); v == krpc.AdmittedKnown || v == krpc.AdmittedHeavy {
+			admitted++
+		}
+	}
+	if admitted != 25 {
+		t.Errorf("known source: %d of 30 queries admitted in one instant, want its 25 tokens", admitted)
 	}
 }

@@ -70,6 +70,11 @@ const (
 	// Admitted: decode and answer the query. The zero value, and every
 	// query's verdict when Config.Admit is nil.
 	Admitted Admission = iota
+	// AdmittedKnown: answer it first: its source has a record with the
+	// node (it has answered the node's queries). When the send cap is
+	// short, replies to other sources leave room for these (see
+	// Config.SendRate).
+	AdmittedKnown
 	// AdmittedHeavy: answer it, but its source has spent much of its
 	// budget; a node answers it without letting it change lasting state,
 	// such as its routing table.

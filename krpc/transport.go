@@ -96,7 +96,11 @@ type Config struct {
 	// size (zero: max(1, SendRate/10)). Zero or negative SendRate (NoCap
 	// says so explicitly): no cap. Queries over the cap wait their turn
 	// (without blocking the caller); replies over the cap are dropped and
-	// counted.
+	// counted. When Admit is set, a reply to a query it did not mark
+	// AdmittedKnown is sent only if it leaves at least half the bucket:
+	// that half is kept for the sources with a record, so that a flood
+	// from many sources, each within its per-source limit, cannot take
+	// the replies of the nodes the node knows.
 	SendRate  float64
 	SendBurst int
 
@@ -790,7 +794,7 @@ func (t *Transport) serveQuery(q, reply *Msg, pkt []byte, src netip.AddrPort, ve
 			reply.reset()
 			reply.T, reply.Y, reply.V = q.T, KindError, t.version
 			reply.E = &Error{Code: CodeProtocol, Msg: "invalid argument " + de.Field + ": " + de.Reason}
-			return t.sendReply(reply, src, len(pkt), out)
+			return t.sendReply(reply, src, len(pkt), verdict, out)
 		}
 		t.stats.malformed.Add(1)
 		t.log.Debug().Err(err).Stringer("src", src).Msg("malformed packet")
@@ -813,13 +817,23 @@ func (t *Transport) serveQuery(q, reply *Msg, pkt []byte, src netip.AddrPort, ve
 	if !t.handler.ServeKRPC(reply, q, src) {
 		return out
 	}
-	return t.sendReply(reply, src, len(pkt), out)
+	return t.sendReply(reply, src, len(pkt), verdict, out)
+}
+
+// allowReply takes a send token for a reply to a query with verdict.
+// With admission on, a reply to a source without a record must leave at
+// least half the bucket, which stays for those with one (AdmittedKnown).
+func (t *Transport) allowReply(verdict Admission) bool {
+	if t.admit != nil && verdict != AdmittedKnown && t.lim.Tokens()-1 < float64(t.lim.Burst())/2 {
+		return false
+	}
+	return t.lim.Allow()
 }
 
 // sendReply encodes reply into out, trims it to the amplification cap of
 // a query of qlen bytes, and sends it if the caps allow. It returns the
 // buffer for reuse.
-func (t *Transport) sendReply(reply *Msg, src netip.AddrPort, qlen int, out []byte) []byte {
+func (t *Transport) sendReply(reply *Msg, src netip.AddrPort, qlen int, verdict Admission, out []byte) []byte {
 	b, err := reply.AppendBinary(out[:0])
 	if err != nil {
 		t.log.Error().Err(err).Str("q", reply.Q).Msg("handler produced a reply that does not encode")
@@ -840,7 +854,7 @@ func (t *Transport) sendReply(reply *Msg, src netip.AddrPort, qlen int, out []by
 		t.stats.prefixCap.Add(1)
 		return b
 	}
-	if t.lim != nil && !t.lim.Allow() {
+	if t.lim != nil && !t.allowReply(verdict) {
 		t.stats.rateLimited.Add(1)
 		return b
 	}
