@@ -16,7 +16,9 @@ import (
 
 	"github.com/lightdht/lightdht"
 	"github.com/lightdht/lightdht/bep44"
+	"github.com/lightdht/lightdht/crawler"
 	"github.com/lightdht/lightdht/krpc"
+	"github.com/lightdht/lightdht/observe"
 	"github.com/lightdht/lightdht/table"
 )
 
@@ -94,15 +96,17 @@ func (c *feedConn) SetDeadline(time.Time) error      { return nil }
 func (c *feedConn) SetReadDeadline(time.Time) error  { return nil }
 func (c *feedConn) SetWriteDeadline(time.Time) error { return nil }
 
-// fedNode is a node behind two feedConns (IPv4 and IPv6), with a routing
-// table, stored peers and a stored item, so that every handler path has
-// something to answer with.
+// fedNode is a responder behind feedConns: a node behind two (IPv4 and
+// IPv6), with a routing table, stored peers and a stored item, so that
+// every handler path has something to answer with; or a crawler in
+// Respond mode behind one (newFedCrawler).
 type fedNode struct {
+	id         krpc.ID // the responder's node ID, in every reply
 	node       *lightdht.Node
 	conn4      *feedConn
-	conn6      *feedConn
-	infohash   krpc.ID // has stored peers
-	item       krpc.ID // target of a stored immutable item
+	conn6      *feedConn // nil for the crawler: every input reaches its one socket
+	infohash   krpc.ID   // has stored peers
+	item       krpc.ID   // target of a stored immutable item
 	sightings  int
 	nextSource uint32
 }
@@ -132,7 +136,7 @@ func newFedNode(tb testing.TB, limits bool) *fedNode {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	fn.node = n
+	fn.node, fn.id = n, n.ID()
 	done := make(chan error, 1)
 	go func() { done <- n.Serve(context.Background()) }()
 	tb.Cleanup(func() {
@@ -171,7 +175,7 @@ func newFedNode(tb testing.TB, limits bool) *fedNode {
 // has dealt with it, and returns what the node sent to src.
 func (fn *fedNode) deliver(pkt []byte, src netip.AddrPort) [][]byte {
 	c := fn.conn4
-	if src.Addr().Is6() {
+	if src.Addr().Is6() && fn.conn6 != nil {
 		c = fn.conn6
 	}
 	c.in <- feedPacket{pkt, src}
@@ -302,6 +306,55 @@ func FuzzServePath(f *testing.F) {
 	})
 }
 
+// newFedCrawler starts a continuous crawl in Respond mode behind one
+// feedConn. Its bootstrap address never answers (the crawler's queries
+// are left in the conn's outbox, which deliver ignores), so the crawl
+// keeps running and the responder answers what it is fed.
+func newFedCrawler(tb testing.TB) *fedNode {
+	tb.Helper()
+	fn := &fedNode{id: krpc.ID{0xc4, 19: 0x11}, conn4: newFeedConn(netip.MustParseAddrPort("127.0.0.1:6881"))}
+	c, err := crawler.New(crawler.Config{Conn: fn.conn4, ID: fn.id, Bootstrap: []netip.AddrPort{netip.MustParseAddrPort("127.9.9.9:6881")},
+		TestNet: true, Respond: true, Continuous: true, Rate: 1e6,
+		Recorder: crawlerRecorder{func(observe.Sighting) { fn.sightings++ }}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Run(ctx)
+		done <- err
+	}()
+	tb.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			tb.Errorf("crawl: %v", err)
+		}
+	})
+	<-fn.conn4.ready // the read loop is waiting
+	return fn
+}
+
+// crawlerRecorder is a crawler.Recorder that counts sightings only.
+type crawlerRecorder struct{ observe func(observe.Sighting) }
+
+func (r crawlerRecorder) Observe(s observe.Sighting)                               { r.observe(s) }
+func (crawlerRecorder) RecordPeer(krpc.ID, netip.AddrPort, string, time.Time)      {}
+func (crawlerRecorder) RecordSample(krpc.NodeInfo, time.Time, int, int, []krpc.ID) {}
+
+// FuzzRespondPath is FuzzServePath for the crawler's responder: the same
+// shared handler (package serve) in the crawler's role, behind the
+// crawler's transport and reply cap, with the same checks.
+func FuzzRespondPath(f *testing.F) {
+	fn := newFedCrawler(f)
+	for _, s := range servePathSeeds(fn) {
+		f.Add(s, false)
+	}
+	f.Fuzz(func(t *testing.T, pkt []byte, v6 bool) {
+		checkServePath(t, fn, pkt, fn.source(v6))
+	})
+}
+
 // hangAfter is how long FuzzServePath waits for one input.
 const hangAfter = 10 * time.Second
 
@@ -321,7 +374,7 @@ func checkServePath(t *testing.T, fn *fedNode, pkt []byte, src netip.AddrPort) {
 			t.Fatalf("the node sent %q, which does not decode: %v", b, err)
 		}
 		if m.Y == krpc.KindQuery {
-			if m.A.ID != fn.node.ID() {
+			if m.A.ID != fn.id {
 				t.Fatalf("the node sent a query %q with ID %v, not its own", b, m.A.ID)
 			}
 			continue
@@ -346,8 +399,8 @@ func checkServePath(t *testing.T, fn *fedNode, pkt []byte, src netip.AddrPort) {
 	if !bytes.Equal(m.T, q.T) {
 		t.Fatalf("reply transaction %q, query's %q", m.T, q.T)
 	}
-	if m.Y == krpc.KindReply && m.R.ID != fn.node.ID() {
-		t.Fatalf("reply carries ID %v, want the node's %v", m.R.ID, fn.node.ID())
+	if m.Y == krpc.KindReply && m.R.ID != fn.id {
+		t.Fatalf("reply carries ID %v, want the responder's %v", m.R.ID, fn.id)
 	}
 }
 
@@ -369,5 +422,31 @@ func TestServePathSeeds(t *testing.T) {
 	}
 	if fn.sightings == 0 {
 		t.Error("the observer saw no sighting")
+	}
+}
+
+// TestRespondPathSeeds: every well-formed query among the seeds gets one
+// reply from the crawler's responder too (error 204 for the methods it
+// does not offer), so FuzzRespondPath starts from inputs that reach its
+// handler.
+func TestRespondPathSeeds(t *testing.T) {
+	fn := newFedCrawler(t)
+	for i, s := range servePathSeeds(fn) {
+		src := fn.source(i%2 == 1)
+		var replies int // the crawler may also query the new source: not counted
+		for _, b := range fn.deliver(bytes.Clone(s), src) {
+			var m krpc.Msg
+			if krpc.Unmarshal(b, &m) == nil && m.Y != krpc.KindQuery {
+				replies++
+			}
+		}
+		var q krpc.Msg
+		if err := krpc.Unmarshal(s, &q); err == nil && q.Y == krpc.KindQuery && replies != 1 {
+			t.Errorf("seed %d (%s): %d replies, want 1", i, q.Q, replies)
+		}
+		checkServePath(t, fn, s, fn.source(i%2 == 1))
+	}
+	if fn.sightings == 0 {
+		t.Error("the recorder saw no sighting")
 	}
 }
