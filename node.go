@@ -326,7 +326,7 @@ func (n *Node) Close() error {
 
 // observe reports a sighting to the observer, filling in Time and SecureID.
 func (n *Node) observe(s Sighting) {
-	if n.cfg.Observer == nil {
+	if n.cfg.Observer == nil || s.Node.ID.IsZero() { // only nodes whose ID is known
 		return
 	}
 	s.Time = n.cfg.Now()

@@ -187,7 +187,11 @@ func secure(ni krpc.NodeInfo) bool { return bep42.Acceptable(ni.ID, ni.Addr.Addr
 
 // record passes a sighting to the Recorder, if there is one.
 func (c *Crawler) record(s observe.Sighting) {
-	if c.cfg.Recorder != nil {
+	// A node is recorded only once its ID is known: a bootstrap address
+	// that timed out before it told us would otherwise stand in the
+	// database as the all-zero ID, on as many IPs as there were such
+	// addresses.
+	if c.cfg.Recorder != nil && !s.Node.ID.IsZero() {
 		c.cfg.Recorder.Observe(s)
 	}
 }

@@ -40,6 +40,9 @@ func (s Source) String() string {
 
 // Sighting is one observation of a node.
 type Sighting struct {
+	// Node is the node seen. Its ID is never zero: the node and the
+	// crawler report a node only once they know its ID (an address that
+	// timed out before it said who it is is not a sighting).
 	Node   krpc.NodeInfo
 	Time   time.Time
 	Source Source
