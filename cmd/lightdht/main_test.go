@@ -380,7 +380,7 @@ func TestBadInput(t *testing.T) {
 	defer busy.Close()
 	corrupt := filepath.Join(dir, "corrupt.db")
 	os.WriteFile(corrupt, []byte("this is not a database, just text that is long enough to fill a header........"), 0o644)
-	const boot = "127.23.0.2:6881" // nothing listens there
+	boot := silentAddr(t, "127.23.0.2") // never answers
 	const ih = "0123456789abcdef0123456789abcdef01234567"
 	cases := []struct {
 		args []string
@@ -410,7 +410,7 @@ func TestBadInput(t *testing.T) {
 		{[]string{"crawl", "--testnet", "--bootstrap", boot, "--db", filepath.Join(dir, "missing", "dir", "x.db")}, nil, 1, "unable to open database file"},
 		{[]string{"stats", "--db", corrupt}, nil, 1, "file is not a database"},
 		{[]string{"stats", "--db", filepath.Join(dir, "nothing.db")}, nil, 1, "no database at"},
-		{[]string{"ping", "127.23.0.2:9", "--timeout", "100ms"}, nil, 1, "timed out"},
+		{[]string{"ping", boot, "--timeout", "100ms"}, nil, 1, "timed out"},
 		{[]string{"lookup", ih, "--bootstrap", boot, "--timeout", "300ms"}, nil, 1, "bootstrap"},
 	}
 	for _, c := range cases {
@@ -537,22 +537,23 @@ func TestHelpAndVersion(t *testing.T) {
 // explicit --bootstrap and checks that no host name is ever resolved: the
 // default routers are only the flag's default.
 func TestDefaultBootstrapNotResolved(t *testing.T) {
+	boot := netip.MustParseAddrPort(silentAddr(t, "127.26.0.1")) // never answers
 	var asked []string
 	old := lookupHost
 	lookupHost = func(_ context.Context, host string) ([]netip.Addr, error) {
 		asked = append(asked, host)
-		return []netip.Addr{netip.MustParseAddr("127.26.0.9")}, nil
+		return []netip.Addr{boot.Addr()}, nil
 	}
 	defer func() { lookupHost = old }()
 	const ih = "0123456789abcdef0123456789abcdef01234567"
 	var so, se bytes.Buffer
-	code := run([]string{"lookup", ih, "--bootstrap", "127.26.0.1:6881", "--timeout", "300ms"}, strings.NewReader(""), &so, &se)
+	code := run([]string{"lookup", ih, "--bootstrap", boot.String(), "--timeout", "300ms"}, strings.NewReader(""), &so, &se)
 	if code != 1 || len(asked) != 0 {
 		t.Errorf("lookup: exit %d, resolved %v (want none), stderr %q", code, asked, se.String())
 	}
 	// A host name in --bootstrap is resolved, and only it.
 	se.Reset()
-	code = run([]string{"lookup", ih, "--bootstrap", "localhost:6881", "--timeout", "300ms"}, strings.NewReader(""), &so, &se)
+	code = run([]string{"lookup", ih, "--bootstrap", fmt.Sprintf("localhost:%d", boot.Port()), "--timeout", "300ms"}, strings.NewReader(""), &so, &se)
 	if code != 1 || !slices.Equal(asked, []string{"localhost"}) {
 		t.Errorf("lookup: exit %d, resolved %v (want localhost only), stderr %q", code, asked, se.String())
 	}
@@ -800,6 +801,20 @@ func interrupt(t *testing.T, cmd *exec.Cmd, w *statusWatch) {
 		t.Fatalf("crawl still running %v after SIGINT: killed; stderr:\n%s", hangGuard, w.text())
 	}
 	cmd.Wait()
+}
+
+// silentAddr returns the address of a UDP socket on ip, on a port the
+// kernel picks, that stays open until the test ends and never answers:
+// unlike a fixed port that nothing is expected to listen on, no other
+// program can be answering there.
+func silentAddr(t *testing.T, ip string) string {
+	t.Helper()
+	c, err := net.ListenPacket("udp4", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c.LocalAddr().String()
 }
 
 // freeUDPAddr returns ip with a UDP port the kernel has just handed out
