@@ -24,13 +24,28 @@ func TestSingleQueryAttempts(t *testing.T) {
 	if r.code != 1 || !strings.Contains(r.stderr, "timed out") {
 		t.Fatalf("ping of a silent address: exit %d, stderr %q", r.code, r.stderr)
 	}
-	silent.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
-	packets := 0
+	// The ping has exited, so its attempts are on their way: read as many
+	// as there should be, then up to a marker sent now, which queues
+	// behind any further attempt.
+	self := silent.LocalAddr().(*net.UDPAddr).AddrPort()
+	silent.SetReadDeadline(time.Now().Add(hangGuard))
 	buf := make([]byte, 1500)
-	for {
-		if _, _, err := silent.ReadFromUDP(buf); err != nil {
-			break
+	packets := 0
+	fromPing := func() bool {
+		t.Helper()
+		_, from, err := silent.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			t.Fatalf("%d of the ping's %d attempts read: %v", packets, queryRetries+1, err)
 		}
+		return from != self
+	}
+	for packets < queryRetries+1 && fromPing() {
+		packets++
+	}
+	if _, err := silent.WriteToUDPAddrPort([]byte("marker"), self); err != nil {
+		t.Fatal(err)
+	}
+	for fromPing() {
 		packets++
 	}
 	if packets != queryRetries+1 {

@@ -111,12 +111,22 @@ type result struct {
 	code           int
 }
 
+// hangGuard bounds every wait on a subprocess, and queryWait is the
+// --timeout (a wait per attempt, or per shell command) of queries to
+// nodes that answer. Both only stop a hung run: the tests wait on
+// outcomes (an exit, a line printed, a row written, a reply), which a
+// loaded machine delays but does not change.
+const (
+	hangGuard = 3 * time.Minute
+	queryWait = time.Minute
+)
+
 // exe runs the binary with args, extra environment variables and
-// stdin, and waits for it (30 s at most).
+// stdin, and waits for it to exit (killing it after hangGuard).
 func exe(t *testing.T, env []string, stdin string, args ...string) result {
 	t.Helper()
 	guard(t, env, args)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = cleanEnv(env...)
@@ -124,6 +134,9 @@ func exe(t *testing.T, env []string, stdin string, args ...string) result {
 	var so, se bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &so, &se
 	err := cmd.Run()
+	if ctx.Err() != nil {
+		t.Fatalf("lightdht %v still running after %v: killed; stderr:\n%s", args, hangGuard, se.String())
+	}
 	if _, isExit := err.(*exec.ExitError); err != nil && !isExit {
 		t.Fatalf("lightdht %v: %v", args, err)
 	}
@@ -198,10 +211,10 @@ func startTestnet(t *testing.T, n int, first string) testnetOut {
 		cmd.Process.Signal(os.Interrupt)
 		select {
 		case <-exited:
-		case <-time.After(10 * time.Second):
+		case <-time.After(hangGuard):
 			cmd.Process.Kill()
 			<-exited
-			t.Errorf("testnet did not stop within 10 s of SIGINT")
+			t.Errorf("testnet still running %v after SIGINT: killed", hangGuard)
 		}
 		if code := cmd.ProcessState.ExitCode(); code != 0 {
 			t.Errorf("testnet exit code %d; stderr:\n%s", code, se.String())
@@ -218,8 +231,8 @@ func startTestnet(t *testing.T, n int, first string) testnetOut {
 			t.Fatalf("testnet output %s", line)
 		}
 		return out
-	case <-time.After(30 * time.Second):
-		t.Fatalf("testnet not ready after 30 s; stderr:\n%s", se.String())
+	case <-time.After(hangGuard):
+		t.Fatalf("testnet not ready after %v; stderr:\n%s", hangGuard, se.String())
 	}
 	return testnetOut{}
 }
@@ -251,7 +264,7 @@ func TestCrawlTestnet(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "crawl.db")
 	// The crawler can miss a node that few tables hold (about 1 in 300),
 	// so one of the 30 may be missing; what was found must be in the file.
-	sum := decode[crawlSummary](t, ok(t, nil, "crawl", "--testnet", "--bootstrap", tn.Bootstrap, "--db", path, "--json", "--idle", "10s"))
+	sum := decode[crawlSummary](t, ok(t, nil, "crawl", "--testnet", "--bootstrap", tn.Bootstrap, "--db", path, "--json", "--idle", queryWait.String()))
 	if sum.Nodes < 29 || sum.Replied != sum.Nodes || sum.Queries < sum.Nodes || sum.Interrupted || sum.Run != 1 {
 		t.Errorf("summary %+v, want at least 29 of 30 nodes found, all replied, in run 1", sum)
 	}
@@ -295,14 +308,15 @@ func TestQueries(t *testing.T) {
 	b := tn.Bootstrap
 	target := tn.Nodes[1]
 
-	ping := decode[replyJSON](t, ok(t, nil, "ping", target.Addr, "--json"))
+	wait := queryWait.String() // each single query's --timeout
+	ping := decode[replyJSON](t, ok(t, nil, "ping", target.Addr, "--json", "--timeout", wait))
 	if ping.ID != target.ID || ping.Addr != target.Addr || ping.Version != "LD0001" || ping.RTTms <= 0 {
 		t.Errorf("ping %+v, want node %+v", ping, target)
 	}
-	if out := ok(t, nil, "ping", target.Addr); !strings.Contains(out, "pong from "+target.Addr+" id "+target.ID) {
+	if out := ok(t, nil, "ping", target.Addr, "--timeout", wait); !strings.Contains(out, "pong from "+target.Addr+" id "+target.ID) {
 		t.Errorf("ping: %s", out)
 	}
-	fn := decode[queryResult](t, ok(t, nil, "find-node", target.Addr, tn.Nodes[5].ID, "--json"))
+	fn := decode[queryResult](t, ok(t, nil, "find-node", target.Addr, tn.Nodes[5].ID, "--json", "--timeout", wait))
 	if len(fn.Nodes) == 0 || fn.Target != tn.Nodes[5].ID {
 		t.Errorf("find-node %+v", fn)
 	}
@@ -317,11 +331,11 @@ func TestQueries(t *testing.T) {
 		t.Errorf("peers %+v, want 127.0.0.1:51413", peers)
 	}
 	holder := ann.AnnouncedTo[0].Addr
-	gp := decode[queryResult](t, ok(t, nil, "get-peers", holder, ih, "--json"))
+	gp := decode[queryResult](t, ok(t, nil, "get-peers", holder, ih, "--json", "--timeout", wait))
 	if !slices.Contains(gp.Peers, "127.0.0.1:51413") || gp.Token == "" {
 		t.Errorf("get-peers %+v", gp)
 	}
-	sample := decode[queryResult](t, ok(t, nil, "sample", holder, "--json"))
+	sample := decode[queryResult](t, ok(t, nil, "sample", holder, "--json", "--timeout", wait))
 	if !slices.Contains(sample.Samples, ih) || sample.Num == nil || *sample.Num < 1 {
 		t.Errorf("sample %+v, want %s", sample, ih)
 	}
@@ -366,7 +380,7 @@ func TestBadInput(t *testing.T) {
 	defer busy.Close()
 	corrupt := filepath.Join(dir, "corrupt.db")
 	os.WriteFile(corrupt, []byte("this is not a database, just text that is long enough to fill a header........"), 0o644)
-	const boot = "127.23.0.2:6881" // nothing listens there
+	boot := silentAddr(t, "127.23.0.2") // never answers
 	const ih = "0123456789abcdef0123456789abcdef01234567"
 	cases := []struct {
 		args []string
@@ -396,7 +410,7 @@ func TestBadInput(t *testing.T) {
 		{[]string{"crawl", "--testnet", "--bootstrap", boot, "--db", filepath.Join(dir, "missing", "dir", "x.db")}, nil, 1, "unable to open database file"},
 		{[]string{"stats", "--db", corrupt}, nil, 1, "file is not a database"},
 		{[]string{"stats", "--db", filepath.Join(dir, "nothing.db")}, nil, 1, "no database at"},
-		{[]string{"ping", "127.23.0.2:9", "--timeout", "100ms"}, nil, 1, "timed out"},
+		{[]string{"ping", boot, "--timeout", "100ms"}, nil, 1, "timed out"},
 		{[]string{"lookup", ih, "--bootstrap", boot, "--timeout", "300ms"}, nil, 1, "bootstrap"},
 	}
 	for _, c := range cases {
@@ -434,40 +448,17 @@ func TestCrawlInterrupt(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cmd.Process.Kill()
-	// Wait for a status line reporting every node replied.
-	re := regexp.MustCompile(`(\d+) replied`)
-	var errText strings.Builder
-	seen := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		signalled := false
-		for sc.Scan() {
-			errText.WriteString(sc.Text() + "\n")
-			if m := re.FindStringSubmatch(sc.Text()); !signalled && m != nil {
-				if n, _ := strconv.Atoi(m[1]); n >= 10 {
-					signalled = true
-					close(seen)
-				}
-			}
-		}
-	}()
+	w := watchStatus(stderr, 10)
 	select {
-	case <-seen:
-	case <-time.After(20 * time.Second):
-		t.Fatalf("no status line with 10 replies within 20 s")
+	case <-w.replied:
+	case <-time.After(hangGuard):
+		t.Fatalf("no status line with 10 replies after %v; stderr:\n%s", hangGuard, w.text())
 	}
-	cmd.Process.Signal(os.Interrupt)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case <-done:
-	case <-time.After(20 * time.Second):
-		t.Fatalf("crawl still running 20 s after SIGINT")
-	}
+	interrupt(t, cmd, w)
 	if code := cmd.ProcessState.ExitCode(); code != 130 {
-		t.Errorf("exit code %d, want 130; stderr:\n%s", code, errText.String())
+		t.Errorf("exit code %d, want 130; stderr:\n%s", code, w.text())
 	}
-	noCrash(t, args, errText.String())
+	noCrash(t, args, w.text())
 	sum := decode[crawlSummary](t, so.String())
 	if !sum.Interrupted || sum.Replied < 10 {
 		t.Errorf("summary %+v", sum)
@@ -490,7 +481,7 @@ func TestShell(t *testing.T) {
 	tn := startTestnet(t, 6, "127.25.0.1")
 	n1 := tn.Nodes[1]
 	in := strings.Join([]string{"ping " + n1.Addr, "find-node " + n1.Addr, "lookup " + n1.ID, "stats", "help", "bogus", "peers xyz", "quit", "stats"}, "\n") + "\n"
-	r := exe(t, nil, in, "shell", "--bootstrap", tn.Bootstrap)
+	r := exe(t, nil, in, "shell", "--bootstrap", tn.Bootstrap, "--timeout", queryWait.String())
 	if r.code != 0 {
 		t.Fatalf("shell exit %d: %s", r.code, r.stderr)
 	}
@@ -546,22 +537,23 @@ func TestHelpAndVersion(t *testing.T) {
 // explicit --bootstrap and checks that no host name is ever resolved: the
 // default routers are only the flag's default.
 func TestDefaultBootstrapNotResolved(t *testing.T) {
+	boot := netip.MustParseAddrPort(silentAddr(t, "127.26.0.1")) // never answers
 	var asked []string
 	old := lookupHost
 	lookupHost = func(_ context.Context, host string) ([]netip.Addr, error) {
 		asked = append(asked, host)
-		return []netip.Addr{netip.MustParseAddr("127.26.0.9")}, nil
+		return []netip.Addr{boot.Addr()}, nil
 	}
 	defer func() { lookupHost = old }()
 	const ih = "0123456789abcdef0123456789abcdef01234567"
 	var so, se bytes.Buffer
-	code := run([]string{"lookup", ih, "--bootstrap", "127.26.0.1:6881", "--timeout", "300ms"}, strings.NewReader(""), &so, &se)
+	code := run([]string{"lookup", ih, "--bootstrap", boot.String(), "--timeout", "300ms"}, strings.NewReader(""), &so, &se)
 	if code != 1 || len(asked) != 0 {
 		t.Errorf("lookup: exit %d, resolved %v (want none), stderr %q", code, asked, se.String())
 	}
 	// A host name in --bootstrap is resolved, and only it.
 	se.Reset()
-	code = run([]string{"lookup", ih, "--bootstrap", "localhost:6881", "--timeout", "300ms"}, strings.NewReader(""), &so, &se)
+	code = run([]string{"lookup", ih, "--bootstrap", fmt.Sprintf("localhost:%d", boot.Port()), "--timeout", "300ms"}, strings.NewReader(""), &so, &se)
 	if code != 1 || !slices.Equal(asked, []string{"localhost"}) {
 		t.Errorf("lookup: exit %d, resolved %v (want localhost only), stderr %q", code, asked, se.String())
 	}
@@ -600,7 +592,7 @@ func TestNode(t *testing.T) {
 	}
 	// The node bootstraps in the background; wait until its sightings of
 	// every testnet node are in the file.
-	deadline := time.Now().Add(15 * time.Second)
+	hung := time.Now().Add(hangGuard)
 	for {
 		d, err := sql.Open("sqlite3", "file:"+path+"?mode=ro")
 		var n int
@@ -611,8 +603,8 @@ func TestNode(t *testing.T) {
 		if n >= len(tn.Nodes) {
 			break
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after 15 s the database holds %d replied nodes, want %d", n, len(tn.Nodes))
+		if time.Now().After(hung) {
+			t.Fatalf("after %v the database holds %d replied nodes, want %d", hangGuard, n, len(tn.Nodes))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -722,55 +714,27 @@ func TestCrawlRespond(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cmd.Process.Kill()
-	re := regexp.MustCompile(`(\d+) replied`)
-	var (
-		mu      sync.Mutex
-		errText strings.Builder
-	)
-	allReplied, drained := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(drained)
-		sc := bufio.NewScanner(stderr)
-		signalled := false
-		for sc.Scan() {
-			mu.Lock()
-			errText.WriteString(sc.Text() + "\n")
-			mu.Unlock()
-			if m := re.FindStringSubmatch(sc.Text()); !signalled && m != nil {
-				if n, _ := strconv.Atoi(m[1]); n >= len(tn.Nodes) {
-					signalled = true
-					close(allReplied)
-				}
-			}
-		}
-	}()
-	stderrText := func() string {
-		mu.Lock()
-		defer mu.Unlock()
-		return errText.String()
-	}
+	w := watchStatus(stderr, len(tn.Nodes))
 	// The crawler answers as soon as it listens.
-	hung := time.Now().Add(2 * time.Minute)
+	hung := time.Now().Add(hangGuard)
 	for exe(t, nil, "", "ping", listen, "--timeout", "1s").code != 0 {
 		if time.Now().After(hung) {
-			t.Fatalf("crawl --respond never answered a ping; stderr:\n%s", stderrText())
+			t.Fatalf("crawl --respond never answered a ping; stderr:\n%s", w.text())
 		}
 	}
 	ih := strings.Repeat("ab", 20)
-	gp := decode[queryResult](t, ok(t, nil, "get-peers", listen, ih, "--json"))
+	gp := decode[queryResult](t, ok(t, nil, "get-peers", listen, ih, "--json", "--timeout", queryWait.String()))
 	if gp.Token == "" {
 		t.Errorf("get-peers to the crawler: %+v, want a token", gp)
 	}
 	select {
-	case <-allReplied:
-	case <-time.After(2 * time.Minute):
-		t.Fatalf("no status line with %d nodes replied; stderr:\n%s", len(tn.Nodes), stderrText())
+	case <-w.replied:
+	case <-time.After(hangGuard):
+		t.Fatalf("no status line with %d nodes replied; stderr:\n%s", len(tn.Nodes), w.text())
 	}
-	cmd.Process.Signal(os.Interrupt)
-	<-drained
-	cmd.Wait()
+	interrupt(t, cmd, w)
 	if code := cmd.ProcessState.ExitCode(); code != 130 {
-		t.Fatalf("exit code %d after SIGINT, want 130; stderr:\n%s", code, stderrText())
+		t.Fatalf("exit code %d after SIGINT, want 130; stderr:\n%s", code, w.text())
 	}
 	sum := decode[crawlSummary](t, so.String())
 	if sum.Incoming < 2 || sum.Passive != 1 || sum.Replied < len(tn.Nodes) {
@@ -780,6 +744,77 @@ func TestCrawlRespond(t *testing.T) {
 	if n := scalar[int64](t, d, "SELECT via_get_peers FROM infohashes WHERE infohash = ?", ih); n != 1 {
 		t.Errorf("infohash %s recorded with via_get_peers %d, want 1", ih, n)
 	}
+}
+
+// statusWatch reads a crawl's stderr to its end, keeping the text, and
+// closes replied on the first status line that reports at least the
+// wanted number of nodes replied.
+type statusWatch struct {
+	replied <-chan struct{}
+	drained <-chan struct{} // closed at the end of stderr
+	mu      sync.Mutex
+	buf     strings.Builder
+}
+
+func watchStatus(stderr io.Reader, want int) *statusWatch {
+	replied, drained := make(chan struct{}), make(chan struct{})
+	w := &statusWatch{replied: replied, drained: drained}
+	re := regexp.MustCompile(`(\d+) replied`)
+	go func() {
+		defer close(drained)
+		sc := bufio.NewScanner(stderr)
+		signalled := false
+		for sc.Scan() {
+			w.mu.Lock()
+			w.buf.WriteString(sc.Text() + "\n")
+			w.mu.Unlock()
+			if m := re.FindStringSubmatch(sc.Text()); !signalled && m != nil {
+				if n, _ := strconv.Atoi(m[1]); n >= want {
+					signalled = true
+					close(replied)
+				}
+			}
+		}
+	}()
+	return w
+}
+
+// text returns what has been read so far.
+func (w *statusWatch) text() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
+}
+
+// interrupt sends SIGINT to the crawl and waits for it to exit, having
+// read all of its stderr first (as cmd.Wait requires of a pipe). A crawl
+// still running after hangGuard is killed.
+func interrupt(t *testing.T, cmd *exec.Cmd, w *statusWatch) {
+	t.Helper()
+	cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-w.drained:
+	case <-time.After(hangGuard):
+		cmd.Process.Kill()
+		<-w.drained
+		cmd.Wait()
+		t.Fatalf("crawl still running %v after SIGINT: killed; stderr:\n%s", hangGuard, w.text())
+	}
+	cmd.Wait()
+}
+
+// silentAddr returns the address of a UDP socket on ip, on a port the
+// kernel picks, that stays open until the test ends and never answers:
+// unlike a fixed port that nothing is expected to listen on, no other
+// program can be answering there.
+func silentAddr(t *testing.T, ip string) string {
+	t.Helper()
+	c, err := net.ListenPacket("udp4", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c.LocalAddr().String()
 }
 
 // freeUDPAddr returns ip with a UDP port the kernel has just handed out
