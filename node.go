@@ -99,7 +99,10 @@ func New(cfg Config) (*Node, error) {
 	if n.peers, err = peerstore.New(peerstore.Config{Now: cfg.Now, TTL: cfg.PeerTTL}); err != nil {
 		return nil, fmt.Errorf("lightdht: %w", err)
 	}
-	n.limits = &admitter{known: newKnownAddrs(), now: cfg.Now, drops: func() { n.stats.rateLimited.Add(1) }}
+	n.limits = &admitter{now: cfg.Now, drops: func() { n.stats.rateLimited.Add(1) }}
+	if cfg.SendRate > 0 { // the only limit under which a record counts: the send cap and the heavy share
+		n.limits.known = newKnownAddrs()
+	}
 	if cfg.PerIPRate > 0 {
 		n.limits.ips = newIPLimiter(cfg.PerIPRate, cfg.PerIPBurst)
 		if cfg.SendRate > 0 {
@@ -396,7 +399,9 @@ func (n *Node) handleResult(f *family, to krpc.NodeInfo, method string, r krpc.R
 	}
 	from := krpc.NodeInfo{ID: r.SenderID(), Addr: r.From}
 	if r.Y == krpc.KindReply {
-		n.limits.known.add(r.From, n.cfg.Now()) // its queries come first from now on
+		if n.limits.known != nil {
+			n.limits.known.add(r.From, n.cfg.Now()) // its queries come first from now on
+		}
 		if !to.ID.IsZero() && from.ID != to.ID {
 			// The address answered with another ID: the node we knew is
 			// gone from there.

@@ -104,7 +104,7 @@ const heavyShare = 0.5
 type admitter struct {
 	ips   *ipLimiter    // nil: no per-IP limit
 	heavy *rate.Limiter // nil: no shared cap (no send rate)
-	known *knownAddrs   // addresses that have answered the node
+	known *knownAddrs   // addresses that have answered the node; nil without a send cap, where it would change nothing
 	now   func() time.Time
 	drops func() // counts a refused query
 }
@@ -115,7 +115,7 @@ type admitter struct {
 // replies come first when the send cap is short.
 func (a *admitter) verdict(src netip.AddrPort) krpc.Admission {
 	now := a.now()
-	known := a.known.has(src, now)
+	known := a.known != nil && a.known.has(src, now)
 	switch ok, flooding := a.admitAt(src, now, known); {
 	case !ok:
 		return krpc.Refused
