@@ -187,9 +187,11 @@ func TestNodeAndResponderAnswerAlike(t *testing.T) {
 			}
 		}
 
-		// The nodes handed out are real nodes of the network, nearest
-		// first, from each responder's own table.
-		known := map[krpc.ID]netip.AddrPort{node.ID(): nconn.AddrPort(), crawlerID: cconn.AddrPort()}
+		// The nodes handed out are nodes of the network, nearest first,
+		// from each responder's own table.
+		// The querier itself counts: the node puts nodes that query it in
+		// its table.
+		known := map[krpc.ID]netip.AddrPort{node.ID(): nconn.AddrPort(), crawlerID: cconn.AddrPort(), clientID: self}
 		for i, n := range dn.nodes {
 			known[n.ID()] = dn.addrs[i]
 		}
