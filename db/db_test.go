@@ -25,6 +25,10 @@ func at(ms int64) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond
 
 func ms(off int64) int64 { return t0.UnixMilli() + off }
 
+// hangGuard bounds the tests' waits on real time: it only stops a hung
+// run, and a loaded machine stays well within it.
+const hangGuard = time.Minute
+
 func id(i int) krpc.ID {
 	var x krpc.ID
 	x[0], x[1], x[2], x[19] = 0xab, byte(i>>16), byte(i>>8), byte(i)
