@@ -556,14 +556,23 @@ func TestBackPressureBlocks(t *testing.T) {
 }
 
 // TestShedCountsExactly: with Shed, every sighting is either written or
-// counted as shed.
+// counted as shed. The writer is slow, and its first commit waits until
+// more sightings have been offered than the queue and its two batches of
+// one hold, so that some are shed however the goroutines are scheduled.
 func TestShedCountsExactly(t *testing.T) {
+	overrun := make(chan struct{})
 	opts := Options{QueueSize: 4, BatchSize: 1, Shed: true}
-	opts.flushHook = func() { time.Sleep(time.Millisecond) }
+	opts.flushHook = func() {
+		<-overrun
+		time.Sleep(time.Millisecond)
+	}
 	d, _ := openT(t, opts)
 	const n = 500
 	for i := range n {
 		d.Observe(observe.Sighting{Node: ni(i, "198.51.100.1:1"), Time: at(int64(i)), Source: observe.SourceReported})
+		if i == opts.QueueSize+2 {
+			close(overrun)
+		}
 	}
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
