@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/lightdht/lightdht/krpc"
@@ -24,6 +25,10 @@ var t0 = time.UnixMilli(1_700_000_000_000)
 func at(ms int64) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
 
 func ms(off int64) int64 { return t0.UnixMilli() + off }
+
+// hangGuard bounds the tests' waits on real time: it only stops a hung
+// run, and a loaded machine stays well within it.
+const hangGuard = time.Minute
 
 func id(i int) krpc.ID {
 	var x krpc.ID
@@ -498,61 +503,76 @@ func TestCloseIdempotentAndAfterClose(t *testing.T) {
 }
 
 // TestBackPressureBlocks stalls the writer and checks that Observe waits
-// for room instead of dropping.
+// for room instead of dropping. In a synctest bubble, synctest.Wait tells
+// when the producer is blocked for good, however long that takes.
 func TestBackPressureBlocks(t *testing.T) {
-	entered := make(chan struct{}, 1)
-	release := make(chan struct{})
-	opts := Options{QueueSize: 2, BatchSize: 1, FlushInterval: time.Hour}
-	opts.flushHook = func() {
+	synctest.Test(t, func(t *testing.T) {
+		entered := make(chan struct{}, 1)
+		release := make(chan struct{})
+		opts := Options{QueueSize: 2, BatchSize: 1, FlushInterval: time.Hour}
+		opts.flushHook = func() {
+			select {
+			case entered <- struct{}{}:
+			default:
+			}
+			<-release
+		}
+		d, _ := openT(t, opts)
+		resume := sync.OnceFunc(func() { close(release) })
+		t.Cleanup(resume) // before Close, which waits for the writer
+		const n = 50
+		done := make(chan struct{})
+		go func() {
+			for i := range n {
+				d.Observe(observe.Sighting{Node: ni(i, "198.51.100.1:1"), Time: at(int64(i)), Source: observe.SourceReply})
+			}
+			close(done)
+		}()
+		<-entered
+		synctest.Wait() // every other goroutine is blocked
+		st := d.Stats()
 		select {
-		case entered <- struct{}{}:
+		case <-done:
+			t.Fatalf("with the writer stalled the producer finished; stats %+v", st)
 		default:
 		}
-		<-release
-	}
-	d, _ := openT(t, opts)
-	const n = 50
-	var done atomic.Bool
-	go func() {
-		for i := range n {
-			d.Observe(observe.Sighting{Node: ni(i, "198.51.100.1:1"), Time: at(int64(i)), Source: observe.SourceReply})
+		if st.Enqueued > 4 || st.Shed != 0 {
+			t.Fatalf("with the writer stalled: stats %+v; want the producer blocked", st)
 		}
-		done.Store(true)
-	}()
-	<-entered
-	time.Sleep(200 * time.Millisecond)
-	st := d.Stats()
-	if done.Load() || st.Enqueued > 4 || st.Shed != 0 {
-		t.Fatalf("with the writer stalled: producer done=%v, stats %+v; want it blocked", done.Load(), st)
-	}
-	close(release)
-	for deadline := time.Now().Add(10 * time.Second); !done.Load(); time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("producer still blocked after the writer resumed")
+		resume()
+		<-done // a producer blocked for good ends the bubble in a deadlock
+		if err := d.Close(); err != nil {
+			t.Fatal(err)
 		}
-	}
-	if err := d.Close(); err != nil {
-		t.Fatal(err)
-	}
-	r, _ := OpenReadOnly(d.Path())
-	defer r.Close()
-	if got := count(t, r, "SELECT count(*) FROM nodes"); got != n {
-		t.Errorf("%d nodes, want %d", got, n)
-	}
-	if st := d.Stats(); st.Shed != 0 || st.Written != n || st.Batches != n {
-		t.Errorf("stats %+v", st)
-	}
+		r, _ := OpenReadOnly(d.Path())
+		defer r.Close()
+		if got := count(t, r, "SELECT count(*) FROM nodes"); got != n {
+			t.Errorf("%d nodes, want %d", got, n)
+		}
+		if st := d.Stats(); st.Shed != 0 || st.Written != n || st.Batches != n {
+			t.Errorf("stats %+v", st)
+		}
+	})
 }
 
 // TestShedCountsExactly: with Shed, every sighting is either written or
-// counted as shed.
+// counted as shed. The writer is slow, and its first commit waits until
+// more sightings have been offered than the queue and its two batches of
+// one hold, so that some are shed however the goroutines are scheduled.
 func TestShedCountsExactly(t *testing.T) {
+	overrun := make(chan struct{})
 	opts := Options{QueueSize: 4, BatchSize: 1, Shed: true}
-	opts.flushHook = func() { time.Sleep(time.Millisecond) }
+	opts.flushHook = func() {
+		<-overrun
+		time.Sleep(time.Millisecond)
+	}
 	d, _ := openT(t, opts)
 	const n = 500
 	for i := range n {
 		d.Observe(observe.Sighting{Node: ni(i, "198.51.100.1:1"), Time: at(int64(i)), Source: observe.SourceReported})
+		if i == opts.QueueSize+2 {
+			close(overrun)
+		}
 	}
 	if err := d.Close(); err != nil {
 		t.Fatal(err)

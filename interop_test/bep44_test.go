@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/netip"
 	"testing"
-	"time"
 
 	abep44 "github.com/anacrolix/dht/v2/bep44"
 	"github.com/anacrolix/dht/v2/exts/getput"
@@ -30,7 +29,7 @@ func TestBEP44BothWays(t *testing.T) {
 						addrs = append(addrs, n.Addr())
 					}
 				}
-				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
 				defer cancel()
 				ours := newNode(t, sn.conn(t), addrs[0])
 				if _, err := ours.Bootstrap(ctx); err != nil {

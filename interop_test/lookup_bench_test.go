@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -110,8 +111,8 @@ func sizes(s []int) string {
 	return fmt.Sprintf("%d/%d/%d", s[0], s[len(s)/2], s[len(s)-1])
 }
 
-// buildLightdht starts count lightdht nodes (newNodeTB: QueryTimeout 1s,
-// 3 retries, StallAfter 500ms, Alpha 3, K 8, no rate limits, no
+// buildLightdht starts count lightdht nodes (newNodeWith: QueryTimeout
+// 1s, 3 retries, StallAfter 500ms, Alpha 3, K 8, no rate limits, no
 // maintenance) that all bootstrap from the first, twice: the second round
 // lets early joiners learn of late ones.
 func buildLightdht(tb testing.TB, count int) *lookupNet {
@@ -123,11 +124,13 @@ func buildLightdht(tb testing.TB, count int) *lookupNet {
 		if err != nil {
 			tb.Fatal(err)
 		}
-		if i == 0 {
-			nodes[i] = newNode(tb, conn)
-		} else {
-			nodes[i] = newNode(tb, conn, nodes[0].Addr())
+		var boot []netip.AddrPort
+		if i > 0 {
+			boot = []netip.AddrPort{nodes[0].Addr()}
 		}
+		nodes[i] = newNodeWith(tb, conn, func(c *lightdht.Config) {
+			c.Bootstrap, c.QueryTimeout = boot, time.Second
+		})
 		ids[i] = nodes[i].ID()
 	}
 	ctx := context.Background()

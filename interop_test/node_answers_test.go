@@ -31,11 +31,17 @@ func TestAnacrolixQueriesAnsweredByNode(t *testing.T) {
 	forEachNetwork(t, func(t *testing.T, sn network) {
 		nodes := lightdhtNetwork(t, sn, 20)
 		ctx := context.Background()
+		// The subtests' anacrolix servers live as long as the network: one
+		// closed at the end of its subtest would stay in the tables of the
+		// nodes it reached, and a later lookup would wait out its queries.
+		pinger := newAnacrolix(t, sn.conn(t))
+		seeker := newAnacrolix(t, sn.conn(t), udpAddr(nodes[0].Addr()))
+		announcingConn := sn.conn(t)
+		announcing := newAnacrolix(t, announcingConn, udpAddr(nodes[0].Addr()))
 
 		t.Run("ping", func(t *testing.T) {
-			s := newAnacrolix(t, sn.conn(t))
 			for _, n := range nodes[:3] {
-				r := s.Ping(udpAddr(n.Addr()))
+				r := pinger.Ping(udpAddr(n.Addr()))
 				if r.Err != nil {
 					t.Fatalf("anacrolix ping %v: %v", n.Addr(), r.Err)
 				}
@@ -54,26 +60,23 @@ func TestAnacrolixQueriesAnsweredByNode(t *testing.T) {
 				t.Fatalf("lightdht announce: %v", err)
 			}
 			t.Logf("lightdht announced to %d nodes", len(res.AnnouncedTo))
-			s := newAnacrolix(t, sn.conn(t), udpAddr(nodes[0].Addr()))
 			want := netip.AddrPortFrom(announcer.Addr().Addr(), port)
-			if got := anacrolixPeers(t, s, ih, 0); !slices.Contains(got, want) {
+			if got := anacrolixPeers(t, seeker, ih, 0); !slices.Contains(got, want) {
 				t.Errorf("anacrolix get_peers traversal found peers %v, want %v among them", got, want)
 			}
 		})
 
 		t.Run("announce_stored_by_lightdht", func(t *testing.T) {
 			ih := krpc.RandomID()
-			conn := sn.conn(t)
-			s := newAnacrolix(t, conn, udpAddr(nodes[0].Addr()))
 			const port = 7000
-			if got := anacrolixPeers(t, s, ih, port); len(got) != 0 {
+			if got := anacrolixPeers(t, announcing, ih, port); len(got) != 0 {
 				t.Errorf("traversal for a fresh infohash found peers %v", got)
 			}
 			res, err := nodes[13].GetPeers(ctx, ih)
 			if err != nil {
 				t.Fatalf("lightdht get_peers: %v", err)
 			}
-			want := netip.AddrPortFrom(conn.AddrPort().Addr(), port)
+			want := netip.AddrPortFrom(announcingConn.AddrPort().Addr(), port)
 			if !slices.Contains(res.Peers, want) {
 				t.Errorf("lightdht get_peers found %v, want the anacrolix announce %v", res.Peers, want)
 			}

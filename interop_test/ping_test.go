@@ -13,7 +13,7 @@ import (
 
 func startTransport(t *testing.T, conn net.PacketConn) *krpc.Transport {
 	t.Helper()
-	tr, err := krpc.New(krpc.Config{Conn: conn, Timeout: time.Second, Version: []byte("LD\x00\x01")})
+	tr, err := krpc.New(krpc.Config{Conn: conn, Timeout: queryWait, Version: []byte("LD\x00\x01")})
 	if err != nil {
 		t.Fatalf("krpc.New: %v", err)
 	}

@@ -15,7 +15,7 @@ package interop
 //
 // Both servers get the same node ID and the same routing table before
 // measuring: serveFakeNodes fake nodes on 127.0.0.1, each of which answers
-// one ping from the server and then closes its socket (anacrolix returns
+// the server's ping and then closes its socket (anacrolix returns
 // only good nodes, those that have answered it, to find_node and
 // get_peers; tables are only read while measuring, so the nodes need not
 // exist any more). get_peers asks for infohashes nobody announced, so both
@@ -209,9 +209,13 @@ func encodeWithT(tb testing.TB, m *krpc.Msg) ([]byte, int) {
 }
 
 // fillTable offers the server one fake node per id, in order: a socket on
-// 127.0.0.1 that answers the server's ping with the fake ID, then closes.
+// 127.0.0.1 that answers the server's pings with the fake ID until one of
+// them has succeeded, then closes. A ping that fails (its reply was late
+// on a busy machine) is sent again; hangGuard stops a server that never
+// hears the answers.
 func fillTable(tb testing.TB, ping func(netip.AddrPort) error, ids []krpc.ID) {
 	tb.Helper()
+	hung := time.Now().Add(hangGuard)
 	for _, id := range ids {
 		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 		if err != nil {
@@ -220,29 +224,36 @@ func fillTable(tb testing.TB, ping func(netip.AddrPort) error, ids []krpc.ID) {
 		answered := make(chan error, 1)
 		go func() {
 			buf := make([]byte, 1500)
-			c.SetReadDeadline(time.Now().Add(5 * time.Second))
-			n, from, err := c.ReadFromUDPAddrPort(buf)
-			if err != nil {
-				answered <- err
-				return
+			for {
+				n, from, err := c.ReadFromUDPAddrPort(buf)
+				if err != nil {
+					answered <- nil // closed
+					return
+				}
+				var q krpc.Msg
+				if err := krpc.Unmarshal(buf[:n], &q); err != nil {
+					answered <- err
+					return
+				}
+				r := krpc.Msg{T: q.T, Y: krpc.KindReply, R: krpc.Return{ID: id}}
+				b, err := r.AppendBinary(nil)
+				if err == nil {
+					_, err = c.WriteToUDPAddrPort(b, from)
+				}
+				if err != nil {
+					answered <- err
+					return
+				}
 			}
-			var q krpc.Msg
-			if err := krpc.Unmarshal(buf[:n], &q); err != nil {
-				answered <- err
-				return
-			}
-			r := krpc.Msg{T: q.T, Y: krpc.KindReply, R: krpc.Return{ID: id}}
-			b, err := r.AppendBinary(nil)
-			if err == nil {
-				_, err = c.WriteToUDPAddrPort(b, from)
-			}
-			answered <- err
 		}()
 		err = ping(localAddrPort(c))
+		for err != nil && time.Now().Before(hung) {
+			err = ping(localAddrPort(c))
+		}
+		c.Close()
 		if aerr := <-answered; err == nil {
 			err = aerr
 		}
-		c.Close()
 		if err != nil {
 			tb.Fatalf("ping of fake node %v: %v", id, err)
 		}
