@@ -5,10 +5,15 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"time"
 
 	"github.com/lightdht/lightdht"
 	"github.com/lightdht/lightdht/krpc"
 )
+
+// queryTimeout is each node's wait for a reply: on loopback a minute is
+// never reached, even on a busy machine, where the default 2s might be.
+const queryTimeout = time.Minute
 
 // listen opens a UDP socket on the loopback interface.
 func listen() net.PacketConn {
@@ -25,7 +30,7 @@ func Example() {
 	ctx := context.Background()
 
 	// A first node to join through (on the real DHT: a public router).
-	first, _ := lightdht.New(lightdht.Config{Conn4: listen(), IPsPerBucket: -1})
+	first, _ := lightdht.New(lightdht.Config{Conn4: listen(), IPsPerBucket: -1, QueryTimeout: queryTimeout})
 	go first.Serve(ctx)
 	defer first.Close()
 
@@ -34,6 +39,7 @@ func Example() {
 		Conn4:        listen(),
 		Bootstrap:    []netip.AddrPort{first.Addr()},
 		IPsPerBucket: -1, // both nodes share 127.0.0.1
+		QueryTimeout: queryTimeout,
 	})
 	go node.Serve(ctx)
 	defer node.Close()
@@ -58,10 +64,10 @@ func Example() {
 // arrive and reports completion exactly once.
 func Example_callback() {
 	ctx := context.Background()
-	first, _ := lightdht.New(lightdht.Config{Conn4: listen(), IPsPerBucket: -1})
+	first, _ := lightdht.New(lightdht.Config{Conn4: listen(), IPsPerBucket: -1, QueryTimeout: queryTimeout})
 	go first.Serve(ctx)
 	defer first.Close()
-	node, _ := lightdht.New(lightdht.Config{Conn4: listen(), Bootstrap: []netip.AddrPort{first.Addr()}, IPsPerBucket: -1})
+	node, _ := lightdht.New(lightdht.Config{Conn4: listen(), Bootstrap: []netip.AddrPort{first.Addr()}, IPsPerBucket: -1, QueryTimeout: queryTimeout})
 	go node.Serve(ctx)
 	defer node.Close()
 	node.Bootstrap(ctx)

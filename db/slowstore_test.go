@@ -3,7 +3,9 @@ package db
 import (
 	"context"
 	"database/sql"
+	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/lightdht/lightdht"
@@ -26,12 +28,14 @@ func stall(t *testing.T, d *DB) (release func()) {
 		})
 	}()
 	<-stalled
-	return func() {
+	release = sync.OnceFunc(func() {
 		close(freed)
 		if err := <-done; err != nil {
 			t.Errorf("stalling request: %v", err)
 		}
-	}
+	})
+	t.Cleanup(release) // a test that fails while stalled still closes the DB
+	return release
 }
 
 // TestNonBlockingSheds: with the writer stalled, the NonBlocking observer
@@ -60,44 +64,48 @@ func TestNonBlockingSheds(t *testing.T) {
 
 // TestNodeAnswersWhileStoreStalled: a node whose observer is a stalled
 // database, through NonBlocking, goes on answering every query; each
-// query's sighting is either kept or counted as shed.
+// query's sighting is either kept or counted as shed. In a synctest
+// bubble, a ping times out only if the node stops answering: the clock
+// moves only when every goroutine waits.
 func TestNodeAnswersWhileStoreStalled(t *testing.T) {
-	const queue, batch, pings = 64, 100, 1000
-	d, _ := openT(t, Options{QueueSize: queue, BatchSize: batch, FlushInterval: time.Hour})
-	sim, err := simnet.New(simnet.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sim.Close() })
-	nc, _ := sim.NewConn4()
-	node, err := lightdht.New(lightdht.LocalTestNet(lightdht.Config{Conn4: nc, NoMaintenance: true, Observer: d.NonBlocking()}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	go node.Serve(context.Background())
-	t.Cleanup(func() { node.Close() })
-	cc, _ := sim.NewConn4()
-	client, err := krpc.New(krpc.Config{Conn: cc, Timeout: 10 * time.Second, Retries: krpc.NoRetries})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go client.Serve(context.Background())
-	t.Cleanup(func() { client.Close() })
-
-	release := stall(t, d)
-	id := krpc.RandomID()
-	for i := range pings {
-		if _, err := client.Query(context.Background(), nc.AddrPort(), &krpc.Msg{Q: krpc.MethodPing, A: krpc.Args{ID: id}}); err != nil {
-			t.Fatalf("ping %d with the store stalled: %v", i, err)
+	synctest.Test(t, func(t *testing.T) {
+		const queue, batch, pings = 64, 100, 1000
+		d, _ := openT(t, Options{QueueSize: queue, BatchSize: batch, FlushInterval: time.Hour})
+		sim, err := simnet.New(simnet.Config{})
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	st := d.Stats()
-	if st.Shed+st.Enqueued != pings || st.Shed < pings-queue-batch-1 {
-		t.Errorf("%d shed and %d enqueued of %d sightings; want them to add up, and at most %d kept", st.Shed, st.Enqueued, pings, queue+batch+1)
-	}
-	release()
-	flush(t, d)
-	if got := count(t, d.SQL(), "SELECT queries_received FROM nodes"); got != int64(st.Enqueued) {
-		t.Errorf("the querier's row counts %d queries, want the %d sightings kept", got, st.Enqueued)
-	}
+		t.Cleanup(func() { sim.Close() })
+		nc, _ := sim.NewConn4()
+		node, err := lightdht.New(lightdht.LocalTestNet(lightdht.Config{Conn4: nc, NoMaintenance: true, Observer: d.NonBlocking()}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		go node.Serve(context.Background())
+		t.Cleanup(func() { node.Close() })
+		cc, _ := sim.NewConn4()
+		client, err := krpc.New(krpc.Config{Conn: cc, Timeout: 10 * time.Second, Retries: krpc.NoRetries})
+		if err != nil {
+			t.Fatal(err)
+		}
+		go client.Serve(context.Background())
+		t.Cleanup(func() { client.Close() })
+
+		release := stall(t, d)
+		id := krpc.RandomID()
+		for i := range pings {
+			if _, err := client.Query(context.Background(), nc.AddrPort(), &krpc.Msg{Q: krpc.MethodPing, A: krpc.Args{ID: id}}); err != nil {
+				t.Fatalf("ping %d with the store stalled: %v", i, err)
+			}
+		}
+		st := d.Stats()
+		if st.Shed+st.Enqueued != pings || st.Shed < pings-queue-batch-1 {
+			t.Errorf("%d shed and %d enqueued of %d sightings; want them to add up, and at most %d kept", st.Shed, st.Enqueued, pings, queue+batch+1)
+		}
+		release()
+		flush(t, d)
+		if got := count(t, d.SQL(), "SELECT queries_received FROM nodes"); got != int64(st.Enqueued) {
+			t.Errorf("the querier's row counts %d queries, want the %d sightings kept", got, st.Enqueued)
+		}
+	})
 }

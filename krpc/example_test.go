@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"time"
 
 	"github.com/lightdht/lightdht/krpc"
 )
@@ -25,8 +26,11 @@ func Example() {
 	go server.Serve(context.Background())
 	defer server.Close()
 
+	// Timeout is the wait for each attempt; a slower reply counts as lost
+	// and the query is resent. A minute keeps a busy machine from turning
+	// the answer below into a second attempt.
 	cconn, _ := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	client, _ := krpc.New(krpc.Config{Conn: cconn})
+	client, _ := krpc.New(krpc.Config{Conn: cconn, Timeout: time.Minute})
 	go client.Serve(context.Background())
 	defer client.Close()
 

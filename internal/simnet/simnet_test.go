@@ -65,8 +65,14 @@ func send(t testing.TB, c *Conn, dst netip.AddrPort, payload []byte) {
 	}
 }
 
+// hangGuard bounds the waits of the tests that run in real time (outside
+// a synctest bubble) on goroutines and timers: it only stops a hung run,
+// and a loaded machine stays well within it.
+const hangGuard = time.Minute
+
 // recv reads one packet from c, failing the test if none comes within a
-// second of real time (or, in a synctest bubble, of fake time).
+// second. Tests that use it run in a synctest bubble, where that second
+// passes only while every goroutine waits.
 func recv(t testing.TB, c *Conn) ([]byte, netip.AddrPort) {
 	t.Helper()
 	if err := c.SetReadDeadline(time.Now().Add(time.Second)); err != nil {
@@ -137,41 +143,43 @@ func TestRoundTrip(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			n := newNet(t, Config{})
-			a, b := tt.open(t, n)
+			synctest.Test(t, func(t *testing.T) {
+				n := newNet(t, Config{})
+				a, b := tt.open(t, n)
 
-			b.SetReadDeadline(time.Now().Add(5 * time.Second)) // a failure must not hang
+				b.SetReadDeadline(time.Now().Add(5 * time.Second)) // a failure must not hang
 
-			// a -> b through the net.PacketConn methods.
-			if _, err := a.WriteTo([]byte("ping"), b.LocalAddr()); err != nil {
-				t.Fatalf("WriteTo: %v", err)
-			}
-			buf := make([]byte, 100)
-			k, from, err := b.ReadFrom(buf)
-			if err != nil {
-				t.Fatalf("ReadFrom: %v", err)
-			}
-			ua, ok := from.(*net.UDPAddr)
-			if !ok {
-				t.Fatalf("ReadFrom returned address of type %T, want *net.UDPAddr", from)
-			}
-			if got := string(buf[:k]); got != "ping" {
-				t.Errorf("payload = %q, want %q", got, "ping")
-			}
-			if ua.AddrPort() != a.AddrPort() {
-				t.Errorf("sender = %v, want %v", ua, a.AddrPort())
-			}
-			if la, ok := a.LocalAddr().(*net.UDPAddr); !ok || la.AddrPort() != a.AddrPort() {
-				t.Errorf("LocalAddr() = %#v, want *net.UDPAddr %v", a.LocalAddr(), a.AddrPort())
-			}
+				// a -> b through the net.PacketConn methods.
+				if _, err := a.WriteTo([]byte("ping"), b.LocalAddr()); err != nil {
+					t.Fatalf("WriteTo: %v", err)
+				}
+				buf := make([]byte, 100)
+				k, from, err := b.ReadFrom(buf)
+				if err != nil {
+					t.Fatalf("ReadFrom: %v", err)
+				}
+				ua, ok := from.(*net.UDPAddr)
+				if !ok {
+					t.Fatalf("ReadFrom returned address of type %T, want *net.UDPAddr", from)
+				}
+				if got := string(buf[:k]); got != "ping" {
+					t.Errorf("payload = %q, want %q", got, "ping")
+				}
+				if ua.AddrPort() != a.AddrPort() {
+					t.Errorf("sender = %v, want %v", ua, a.AddrPort())
+				}
+				if la, ok := a.LocalAddr().(*net.UDPAddr); !ok || la.AddrPort() != a.AddrPort() {
+					t.Errorf("LocalAddr() = %#v, want *net.UDPAddr %v", a.LocalAddr(), a.AddrPort())
+				}
 
-			// b -> a through the netip methods, replying to what was read.
-			send(t, b, ua.AddrPort(), []byte("pong"))
-			got, src := recv(t, a)
-			if string(got) != "pong" || src != b.AddrPort() {
-				t.Errorf("got %q from %v, want %q from %v", got, src, "pong", b.AddrPort())
-			}
-			checkStats(t, n, Stats{Sent: 2, Delivered: 2})
+				// b -> a through the netip methods, replying to what was read.
+				send(t, b, ua.AddrPort(), []byte("pong"))
+				got, src := recv(t, a)
+				if string(got) != "pong" || src != b.AddrPort() {
+					t.Errorf("got %q from %v, want %q from %v", got, src, "pong", b.AddrPort())
+				}
+				checkStats(t, n, Stats{Sent: 2, Delivered: 2})
+			})
 		})
 	}
 }
@@ -183,9 +191,6 @@ func (a stringAddr) Network() string { return "udp" }
 func (a stringAddr) String() string  { return string(a) }
 
 func TestWriteToAddressForms(t *testing.T) {
-	n := newNet(t, Config{})
-	a := newConn(t, n, false)
-	b := listen(t, n, "127.0.0.200:7000")
 	tests := []struct {
 		name string
 		addr net.Addr
@@ -197,15 +202,22 @@ func TestWriteToAddressForms(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := a.WriteTo([]byte(tt.name), tt.addr); err != nil {
-				t.Fatalf("WriteTo(%v): %v", tt.addr, err)
-			}
-			if got, _ := recv(t, b); string(got) != tt.name {
-				t.Errorf("got %q, want %q", got, tt.name)
-			}
+			synctest.Test(t, func(t *testing.T) {
+				n := newNet(t, Config{})
+				a := newConn(t, n, false)
+				b := listen(t, n, "127.0.0.200:7000")
+				if _, err := a.WriteTo([]byte(tt.name), tt.addr); err != nil {
+					t.Fatalf("WriteTo(%v): %v", tt.addr, err)
+				}
+				if got, _ := recv(t, b); string(got) != tt.name {
+					t.Errorf("got %q, want %q", got, tt.name)
+				}
+			})
 		})
 	}
 
+	n := newNet(t, Config{})
+	a := newConn(t, n, false)
 	bad := []net.Addr{nil, (*net.UDPAddr)(nil), stringAddr("not an address"), &net.UDPAddr{Port: 1}}
 	for _, addr := range bad {
 		if _, err := a.WriteTo([]byte("x"), addr); err == nil {
@@ -218,19 +230,21 @@ func TestWriteToAddressForms(t *testing.T) {
 }
 
 func TestMappedAddressesAreUnmapped(t *testing.T) {
-	n := newNet(t, Config{})
-	a := newConn(t, n, false)
-	b, err := n.Listen(netip.MustParseAddrPort("[::ffff:10.1.2.3]:5000"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := netip.MustParseAddrPort("10.1.2.3:5000"); b.AddrPort() != want {
-		t.Errorf("Listen on mapped address: AddrPort() = %v, want %v", b.AddrPort(), want)
-	}
-	send(t, a, netip.MustParseAddrPort("[::ffff:10.1.2.3]:5000"), []byte("hi"))
-	if got, from := recv(t, b); string(got) != "hi" || from != a.AddrPort() {
-		t.Errorf("got %q from %v, want %q from %v", got, from, "hi", a.AddrPort())
-	}
+	synctest.Test(t, func(t *testing.T) {
+		n := newNet(t, Config{})
+		a := newConn(t, n, false)
+		b, err := n.Listen(netip.MustParseAddrPort("[::ffff:10.1.2.3]:5000"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := netip.MustParseAddrPort("10.1.2.3:5000"); b.AddrPort() != want {
+			t.Errorf("Listen on mapped address: AddrPort() = %v, want %v", b.AddrPort(), want)
+		}
+		send(t, a, netip.MustParseAddrPort("[::ffff:10.1.2.3]:5000"), []byte("hi"))
+		if got, from := recv(t, b); string(got) != "hi" || from != a.AddrPort() {
+			t.Errorf("got %q from %v, want %q from %v", got, from, "hi", a.AddrPort())
+		}
+	})
 }
 
 func TestDistinctAddresses(t *testing.T) {
@@ -344,24 +358,26 @@ func TestListen(t *testing.T) {
 }
 
 func TestTruncation(t *testing.T) {
-	n := newNet(t, Config{})
-	a, b := newConn(t, n, false), newConn(t, n, false)
-	payload := []byte("0123456789")
-	b.SetReadDeadline(time.Now().Add(5 * time.Second)) // a failure must not hang
-	for _, size := range []int{0, 1, 4, 10, 20} {
-		send(t, a, b.AddrPort(), payload)
-		buf := make([]byte, size)
-		k, _, err := b.ReadFrom(buf)
-		want := min(size, len(payload))
-		if err != nil || k != want || !bytes.Equal(buf[:k], payload[:want]) {
-			t.Errorf("ReadFrom(%d-byte buffer) = %d %q, %v; want %d %q", size, k, buf[:k], err, want, payload[:want])
+	synctest.Test(t, func(t *testing.T) {
+		n := newNet(t, Config{})
+		a, b := newConn(t, n, false), newConn(t, n, false)
+		payload := []byte("0123456789")
+		b.SetReadDeadline(time.Now().Add(5 * time.Second)) // a failure must not hang
+		for _, size := range []int{0, 1, 4, 10, 20} {
+			send(t, a, b.AddrPort(), payload)
+			buf := make([]byte, size)
+			k, _, err := b.ReadFrom(buf)
+			want := min(size, len(payload))
+			if err != nil || k != want || !bytes.Equal(buf[:k], payload[:want]) {
+				t.Errorf("ReadFrom(%d-byte buffer) = %d %q, %v; want %d %q", size, k, buf[:k], err, want, payload[:want])
+			}
 		}
-	}
-	// An empty datagram is a datagram.
-	send(t, a, b.AddrPort(), nil)
-	if got, _ := recv(t, b); len(got) != 0 {
-		t.Errorf("empty packet read as %q", got)
-	}
+		// An empty datagram is a datagram.
+		send(t, a, b.AddrPort(), nil)
+		if got, _ := recv(t, b); len(got) != 0 {
+			t.Errorf("empty packet read as %q", got)
+		}
+	})
 }
 
 func TestWriteCopiesPayload(t *testing.T) {
@@ -419,84 +435,90 @@ func TestDrops(t *testing.T) {
 }
 
 func TestQueueOverflowKeepsOldest(t *testing.T) {
-	n := newNet(t, Config{QueueLen: 3})
-	a, b := newConn(t, n, false), newConn(t, n, false)
-	for i := range 5 {
-		send(t, a, b.AddrPort(), []byte{byte(i)})
-	}
-	for i := range 3 {
-		if got, _ := recv(t, b); len(got) != 1 || got[0] != byte(i) {
-			t.Errorf("packet %d = %v, want [%d]", i, got, i)
+	synctest.Test(t, func(t *testing.T) {
+		n := newNet(t, Config{QueueLen: 3})
+		a, b := newConn(t, n, false), newConn(t, n, false)
+		for i := range 5 {
+			send(t, a, b.AddrPort(), []byte{byte(i)})
 		}
-	}
-	// Reading made room again.
-	send(t, a, b.AddrPort(), []byte{9})
-	if got, _ := recv(t, b); len(got) != 1 || got[0] != 9 {
-		t.Errorf("after draining got %v, want [9]", got)
-	}
-	checkStats(t, n, Stats{Sent: 6, Delivered: 4, DroppedQueueFull: 2})
+		for i := range 3 {
+			if got, _ := recv(t, b); len(got) != 1 || got[0] != byte(i) {
+				t.Errorf("packet %d = %v, want [%d]", i, got, i)
+			}
+		}
+		// Reading made room again.
+		send(t, a, b.AddrPort(), []byte{9})
+		if got, _ := recv(t, b); len(got) != 1 || got[0] != 9 {
+			t.Errorf("after draining got %v, want [9]", got)
+		}
+		checkStats(t, n, Stats{Sent: 6, Delivered: 4, DroppedQueueFull: 2})
+	})
 }
 
 func TestLinkFilterArguments(t *testing.T) {
-	n := newNet(t, Config{})
-	a, b, c := newConn(t, n, false), newConn(t, n, false), newConn(t, n, false)
-	// Partition: c may not talk to a, in either direction.
-	n.SetLinkFilter(func(from, to netip.AddrPort) bool {
-		return !(from == c.AddrPort() && to == a.AddrPort() || from == a.AddrPort() && to == c.AddrPort())
+	synctest.Test(t, func(t *testing.T) {
+		n := newNet(t, Config{})
+		a, b, c := newConn(t, n, false), newConn(t, n, false), newConn(t, n, false)
+		// Partition: c may not talk to a, in either direction.
+		n.SetLinkFilter(func(from, to netip.AddrPort) bool {
+			return !(from == c.AddrPort() && to == a.AddrPort() || from == a.AddrPort() && to == c.AddrPort())
+		})
+		send(t, a, b.AddrPort(), []byte("ok"))
+		send(t, a, c.AddrPort(), []byte("blocked"))
+		send(t, c, a.AddrPort(), []byte("blocked"))
+		send(t, c, b.AddrPort(), []byte("ok"))
+		checkStats(t, n, Stats{Sent: 4, Delivered: 2, DroppedFiltered: 2})
+		n.SetLinkFilter(nil)
+		send(t, a, c.AddrPort(), []byte("healed"))
+		if got, _ := recv(t, c); string(got) != "healed" {
+			t.Errorf("after removing filter got %q", got)
+		}
 	})
-	send(t, a, b.AddrPort(), []byte("ok"))
-	send(t, a, c.AddrPort(), []byte("blocked"))
-	send(t, c, a.AddrPort(), []byte("blocked"))
-	send(t, c, b.AddrPort(), []byte("ok"))
-	checkStats(t, n, Stats{Sent: 4, Delivered: 2, DroppedFiltered: 2})
-	n.SetLinkFilter(nil)
-	send(t, a, c.AddrPort(), []byte("healed"))
-	if got, _ := recv(t, c); string(got) != "healed" {
-		t.Errorf("after removing filter got %q", got)
-	}
 }
 
 func TestLossRate(t *testing.T) {
-	const packets, loss = 10_000, 0.05
-	run := func(seed int64) (Stats, []byte) {
-		n := newNet(t, Config{Seed: seed, Loss: loss, QueueLen: packets})
-		a, b := newConn(t, n, false), newConn(t, n, false)
-		for i := range packets {
-			send(t, a, b.AddrPort(), []byte{byte(i), byte(i >> 8)})
-		}
-		// Record which packets got through.
-		var got []byte
-		buf := make([]byte, 2)
-		b.SetReadDeadline(time.Now().Add(5 * time.Second)) // a failure must not hang
-		for range n.Stats().Delivered {
-			k, _, err := b.ReadFromUDPAddrPort(buf)
-			if err != nil || k != 2 {
-				t.Fatalf("read: %d, %v", k, err)
+	synctest.Test(t, func(t *testing.T) {
+		const packets, loss = 10_000, 0.05
+		run := func(seed int64) (Stats, []byte) {
+			n := newNet(t, Config{Seed: seed, Loss: loss, QueueLen: packets})
+			a, b := newConn(t, n, false), newConn(t, n, false)
+			for i := range packets {
+				send(t, a, b.AddrPort(), []byte{byte(i), byte(i >> 8)})
 			}
-			got = append(got, buf...)
+			// Record which packets got through.
+			var got []byte
+			buf := make([]byte, 2)
+			b.SetReadDeadline(time.Now().Add(5 * time.Second)) // a failure must not hang
+			for range n.Stats().Delivered {
+				k, _, err := b.ReadFromUDPAddrPort(buf)
+				if err != nil || k != 2 {
+					t.Fatalf("read: %d, %v", k, err)
+				}
+				got = append(got, buf...)
+			}
+			return n.Stats(), got
 		}
-		return n.Stats(), got
-	}
-	for _, seed := range []int64{0, 1, 42} {
-		st, got := run(seed)
-		rate := float64(st.DroppedLoss) / packets
-		if rate < 0.03 || rate > 0.07 {
-			t.Errorf("seed %d: loss rate %.4f, want within [0.03, 0.07]", seed, rate)
+		for _, seed := range []int64{0, 1, 42} {
+			st, got := run(seed)
+			rate := float64(st.DroppedLoss) / packets
+			if rate < 0.03 || rate > 0.07 {
+				t.Errorf("seed %d: loss rate %.4f, want within [0.03, 0.07]", seed, rate)
+			}
+			if st.Delivered+st.DroppedLoss != packets {
+				t.Errorf("seed %d: %+v does not add up to %d", seed, st, packets)
+			}
+			st2, got2 := run(seed)
+			if st2 != st || !bytes.Equal(got, got2) {
+				t.Errorf("seed %d: two runs differ: %+v vs %+v", seed, st, st2)
+			}
 		}
-		if st.Delivered+st.DroppedLoss != packets {
-			t.Errorf("seed %d: %+v does not add up to %d", seed, st, packets)
+		// Seed 0 means seed 1.
+		st0, got0 := run(0)
+		st1, got1 := run(1)
+		if st0 != st1 || !bytes.Equal(got0, got1) {
+			t.Errorf("seed 0 and seed 1 differ")
 		}
-		st2, got2 := run(seed)
-		if st2 != st || !bytes.Equal(got, got2) {
-			t.Errorf("seed %d: two runs differ: %+v vs %+v", seed, st, st2)
-		}
-	}
-	// Seed 0 means seed 1.
-	st0, got0 := run(0)
-	st1, got1 := run(1)
-	if st0 != st1 || !bytes.Equal(got0, got1) {
-		t.Errorf("seed 0 and seed 1 differ")
-	}
+	})
 }
 
 func TestLatencyIsExact(t *testing.T) {
@@ -588,8 +610,9 @@ func TestReadDeadline(t *testing.T) {
 		t.Fatalf("read with passed deadline and queued packet: err = %v, want timeout", err)
 	}
 	c.SetDeadline(time.Time{})
-	if got, _ := recv(t, c); string(got) != "queued" {
-		t.Errorf("got %q, want %q", got, "queued")
+	buf := make([]byte, 10)
+	if k, _, err := c.ReadFrom(buf); err != nil || string(buf[:k]) != "queued" {
+		t.Errorf("read after clearing the deadline: %q, %v; want %q", buf[:k], err, "queued")
 	}
 }
 
@@ -682,7 +705,7 @@ func TestClose(t *testing.T) {
 			if !errors.Is(err, net.ErrClosed) {
 				t.Errorf("blocked read after Close: %v, want net.ErrClosed", err)
 			}
-		case <-time.After(5 * time.Second):
+		case <-time.After(hangGuard):
 			t.Fatal("Close did not unblock a reader")
 		}
 	}
@@ -784,7 +807,7 @@ func TestConcurrentWritersAndReaders(t *testing.T) {
 	var mu sync.Mutex
 	var read uint64
 	var rg sync.WaitGroup
-	dst.SetReadDeadline(time.Now().Add(10 * time.Second))
+	dst.SetReadDeadline(time.Now().Add(hangGuard))
 	for range readers {
 		rg.Go(func() {
 			buf := make([]byte, 8)
@@ -829,7 +852,7 @@ func TestConcurrentBlockedReaders(t *testing.T) {
 		select {
 		case v := <-got:
 			seen[v] = true
-		case <-time.After(5 * time.Second):
+		case <-time.After(hangGuard):
 			t.Fatalf("only %d of %d blocked readers got a packet", len(seen), readers)
 		}
 	}
@@ -870,7 +893,7 @@ func TestNoGoroutineLeak(t *testing.T) {
 	n.Close()
 	wg.Wait()
 
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(hangGuard) // delivery callbacks still exiting
 	for runtime.NumGoroutine() > base {
 		if time.Now().After(deadline) {
 			buf := make([]byte, 1<<16)
@@ -882,20 +905,22 @@ func TestNoGoroutineLeak(t *testing.T) {
 }
 
 func TestManyConns(t *testing.T) {
-	const count = 10_000
-	n := newNet(t, Config{})
-	conns := make([]*Conn, count)
-	for i := range conns {
-		conns[i] = newConn(t, n, i%2 == 1)
-	}
-	// A few spot checks that routing works among them.
-	for _, i := range []int{0, 1, count / 2, count - 1} {
-		j := (i + count/3) % count
-		send(t, conns[i], conns[j].AddrPort(), []byte(fmt.Sprint(i)))
-		if got, from := recv(t, conns[j]); string(got) != fmt.Sprint(i) || from != conns[i].AddrPort() {
-			t.Errorf("conn %d -> %d: got %q from %v", i, j, got, from)
+	synctest.Test(t, func(t *testing.T) {
+		const count = 10_000
+		n := newNet(t, Config{})
+		conns := make([]*Conn, count)
+		for i := range conns {
+			conns[i] = newConn(t, n, i%2 == 1)
 		}
-	}
+		// A few spot checks that routing works among them.
+		for _, i := range []int{0, 1, count / 2, count - 1} {
+			j := (i + count/3) % count
+			send(t, conns[i], conns[j].AddrPort(), []byte(fmt.Sprint(i)))
+			if got, from := recv(t, conns[j]); string(got) != fmt.Sprint(i) || from != conns[i].AddrPort() {
+				t.Errorf("conn %d -> %d: got %q from %v", i, j, got, from)
+			}
+		}
+	})
 }
 
 func BenchmarkSendReceive(b *testing.B) {
@@ -1084,7 +1109,7 @@ func TestSetConditionsWhilePacketsFlow(t *testing.T) {
 		}
 	})
 	wg.Wait()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(hangGuard) // packets still in flight
 	for {
 		st := n.Stats()
 		if st.Delivered+st.DroppedLoss == writers*packets {
@@ -1101,42 +1126,44 @@ func TestSetConditionsWhilePacketsFlow(t *testing.T) {
 }
 
 func TestHandler(t *testing.T) {
-	n := newNet(t, Config{})
-	a := newConn(t, n, false)
-	owned := listen(t, n, "192.0.2.1:1")
-	var calls []string
-	n.SetHandler(func(to, from netip.AddrPort, pkt []byte) ([]byte, bool) {
-		calls = append(calls, fmt.Sprintf("%v<-%v:%s", to, from, pkt))
-		if string(pkt) == "silent" {
-			return nil, false
+	synctest.Test(t, func(t *testing.T) {
+		n := newNet(t, Config{})
+		a := newConn(t, n, false)
+		owned := listen(t, n, "192.0.2.1:1")
+		var calls []string
+		n.SetHandler(func(to, from netip.AddrPort, pkt []byte) ([]byte, bool) {
+			calls = append(calls, fmt.Sprintf("%v<-%v:%s", to, from, pkt))
+			if string(pkt) == "silent" {
+				return nil, false
+			}
+			return append([]byte("re:"), pkt...), true
+		})
+		ghost := netip.MustParseAddrPort("198.51.100.7:6881")
+		send(t, a, ghost, []byte("hello"))
+		got, from := recv(t, a)
+		if string(got) != "re:hello" || from != ghost {
+			t.Errorf("reply = %q from %v; want %q from %v", got, from, "re:hello", ghost)
 		}
-		return append([]byte("re:"), pkt...), true
-	})
-	ghost := netip.MustParseAddrPort("198.51.100.7:6881")
-	send(t, a, ghost, []byte("hello"))
-	got, from := recv(t, a)
-	if string(got) != "re:hello" || from != ghost {
-		t.Errorf("reply = %q from %v; want %q from %v", got, from, "re:hello", ghost)
-	}
-	send(t, a, ghost, []byte("silent"))
-	// A conn takes precedence over the handler.
-	send(t, a, owned.AddrPort(), []byte("to conn"))
-	if got, _ := recv(t, owned); string(got) != "to conn" {
-		t.Errorf("conn got %q", got)
-	}
-	want := []string{
-		fmt.Sprintf("%v<-%v:hello", ghost, a.AddrPort()),
-		fmt.Sprintf("%v<-%v:silent", ghost, a.AddrPort()),
-	}
-	if fmt.Sprint(calls) != fmt.Sprint(want) {
-		t.Errorf("handler calls = %q; want %q", calls, want)
-	}
-	checkStats(t, n, Stats{Sent: 4, Delivered: 2, Handled: 2})
+		send(t, a, ghost, []byte("silent"))
+		// A conn takes precedence over the handler.
+		send(t, a, owned.AddrPort(), []byte("to conn"))
+		if got, _ := recv(t, owned); string(got) != "to conn" {
+			t.Errorf("conn got %q", got)
+		}
+		want := []string{
+			fmt.Sprintf("%v<-%v:hello", ghost, a.AddrPort()),
+			fmt.Sprintf("%v<-%v:silent", ghost, a.AddrPort()),
+		}
+		if fmt.Sprint(calls) != fmt.Sprint(want) {
+			t.Errorf("handler calls = %q; want %q", calls, want)
+		}
+		checkStats(t, n, Stats{Sent: 4, Delivered: 2, Handled: 2})
 
-	// Removing the handler restores DroppedNoRoute.
-	n.SetHandler(nil)
-	send(t, owned, ghost, []byte("z"))
-	checkStats(t, n, Stats{Sent: 5, Delivered: 2, Handled: 2, DroppedNoRoute: 1})
+		// Removing the handler restores DroppedNoRoute.
+		n.SetHandler(nil)
+		send(t, owned, ghost, []byte("z"))
+		checkStats(t, n, Stats{Sent: 5, Delivered: 2, Handled: 2, DroppedNoRoute: 1})
+	})
 }
 
 func TestHandlerRepliesSeeConditions(t *testing.T) {
