@@ -333,7 +333,7 @@ func (n *Node) observe(s Sighting) {
 		return
 	}
 	s.Time = n.cfg.Now()
-	s.SecureID = serve.SecureID(s.Node)
+	s.SecureID = bep42.Acceptable(s.Node.ID, s.Node.Addr.Addr())
 	n.cfg.Observer.Observe(s)
 }
 
@@ -342,7 +342,7 @@ func (n *Node) admit(ni krpc.NodeInfo, ro bool) bool {
 	if ro || ni.ID.IsZero() || ni.ID == n.id || !ni.Addr.IsValid() || ni.Addr.Port() == 0 {
 		return false
 	}
-	if n.cfg.EnforceSecureID && !serve.SecureID(ni) {
+	if n.cfg.EnforceSecureID && !bep42.Acceptable(ni.ID, ni.Addr.Addr()) {
 		n.stats.insecureIDs.Add(1)
 		return false
 	}

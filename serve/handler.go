@@ -374,13 +374,6 @@ func (h *Handler) observe(s *observe.Sighting) {
 		return
 	}
 	s.Time = h.cfg.Now()
-	s.SecureID = SecureID(s.Node)
+	s.SecureID = bep42.Acceptable(s.Node.ID, s.Node.Addr.Addr())
 	h.cfg.Observer.Observe(*s)
-}
-
-// SecureID reports whether a node's ID satisfies BEP 42 for its address;
-// exempt (local, private) addresses always do.
-func SecureID(ni krpc.NodeInfo) bool {
-	a := ni.Addr.Addr()
-	return bep42.Exempt(a) || bep42.Valid(ni.ID, a)
 }
