@@ -67,6 +67,17 @@ type Options struct {
 	// row per (reporter, reported) pair, the largest table by far in a
 	// crawl. The crawler turns it on.
 	Reports bool
+	// Neighbours records, in the neighbours table, which node listed
+	// which in each run (StartRun to EndRun): one row per (run, node,
+	// neighbour), by integer reference. Off by default: it is as large
+	// as reports, once per run. The reports table (Reports) keeps one
+	// row per pair over all runs.
+	Neighbours bool
+	// SessionFailures is the number of timed-out visits in a row that
+	// close a node's session (see SCHEMA.md). Zero: 1, so that a session
+	// is an interval in which the node answered every visit; more
+	// tolerates lost packets at the cost of bridging short outages.
+	SessionFailures int
 	// BusyTimeout is how long SQLite waits on locks held by other
 	// connections. Zero: DefaultBusyTimeout.
 	BusyTimeout time.Duration
@@ -91,6 +102,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.BusyTimeout <= 0 {
 		o.BusyTimeout = DefaultBusyTimeout
+	}
+	if o.SessionFailures <= 0 {
+		o.SessionFailures = 1
 	}
 	if o.CacheKiB <= 0 {
 		o.CacheKiB = 65536
@@ -303,9 +317,10 @@ func (d *DB) put(ctx context.Context, it item, shed bool) error {
 	}
 }
 
-// request runs fn on the writer's connection after it has committed every
-// item enqueued before, and returns its error. A nil fn only commits.
-func (d *DB) request(ctx context.Context, fn func(*sql.Conn) error) error {
+// request runs fn on the writer's committer goroutine, which owns the
+// connection and the current run, after it has committed every item
+// enqueued before, and returns its error. A nil fn only commits.
+func (d *DB) request(ctx context.Context, fn func(*writer) error) error {
 	r := &request{fn: fn, done: make(chan error, 1)}
 	if err := d.enqueue(ctx, item{req: r}); err != nil {
 		return err

@@ -2,10 +2,11 @@ package db
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/lightdht/lightdht/observe"
 )
 
 // RunInfo describes a crawl run for StartRun.
@@ -19,6 +20,14 @@ type RunInfo struct {
 	ProgramVersion string
 	// Bootstrap lists the bootstrap addresses, stored as a JSON array.
 	Bootstrap []string
+	// Kind is the kind of run: "crawl" (a crawl from the bootstrap
+	// addresses; the runs the crawl views compare) or "revisit" (visits
+	// to nodes already in the database). Empty: "crawl".
+	Kind string
+	// Vantage is where the run looks from: the local address of the
+	// crawler's socket. Host is the machine's host name. Either may be
+	// empty (NULL).
+	Vantage, Host string
 }
 
 // RunCounts are the final figures of a crawl run, for EndRun.
@@ -35,10 +44,19 @@ type RunCounts struct {
 }
 
 // StartRun commits everything queued so far, then inserts a crawl_runs row
-// and returns its id.
+// and returns its id. Visits (RecordVisit) and, with Options.Neighbours,
+// neighbours queued from then until EndRun belong to the run. A DB
+// records one run at a time: a StartRun while a run is open makes the new
+// run the one visits go to, and leaves the other's end unrecorded.
 func (d *DB) StartRun(info RunInfo) (int64, error) {
 	if info.Started.IsZero() {
 		info.Started = time.Now()
+	}
+	if info.Kind == "" {
+		info.Kind = "crawl"
+	}
+	if info.Kind != "crawl" && info.Kind != "revisit" {
+		return 0, &Error{Op: "run", Path: d.path, Err: fmt.Errorf("run kind %q: want crawl or revisit", info.Kind)}
 	}
 	var cfg any // NULL unless info.Config is set
 	if info.Config != nil {
@@ -57,15 +75,20 @@ func (d *DB) StartRun(info RunInfo) (int64, error) {
 		return 0, &Error{Op: "run", Path: d.path, Err: err}
 	}
 	var id int64
-	err = d.request(context.Background(), func(conn *sql.Conn) error {
-		res, err := conn.ExecContext(context.Background(),
-			"INSERT INTO crawl_runs (started, config, program_version, bootstrap) VALUES (?, ?, ?, ?)",
-			info.Started.UnixMilli(), cfg, info.ProgramVersion, string(bb))
+	err = d.request(context.Background(), func(w *writer) error {
+		res, err := w.conn.ExecContext(context.Background(),
+			`INSERT INTO crawl_runs (started, config, program_version, bootstrap, kind, vantage, host, neighbours)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+			info.Started.UnixMilli(), cfg, info.ProgramVersion, string(bb), info.Kind,
+			nullString(info.Vantage), nullString(info.Host), d.opts.Neighbours)
 		if err != nil {
 			return err
 		}
-		id, err = res.LastInsertId()
-		return err
+		if id, err = res.LastInsertId(); err != nil {
+			return err
+		}
+		w.hist.run, w.hist.counts = id, [5]int64{}
+		return nil
 	})
 	if err != nil {
 		return 0, &Error{Op: "run", Path: d.path, Err: err}
@@ -74,7 +97,8 @@ func (d *DB) StartRun(info RunInfo) (int64, error) {
 }
 
 // EndRun commits everything queued so far, then records the end time and
-// final counts of run id. An unknown id is an error.
+// final counts of run id, with its visits' totals by outcome if it is the
+// open run, and closes it. An unknown id is an error.
 func (d *DB) EndRun(id int64, c RunCounts) error {
 	if c.Ended.IsZero() {
 		c.Ended = time.Now()
@@ -83,11 +107,22 @@ func (d *DB) EndRun(id int64, c RunCounts) error {
 	if c.SizeEstimate != 0 {
 		size = c.SizeEstimate
 	}
-	err := d.request(context.Background(), func(conn *sql.Conn) error {
-		res, err := conn.ExecContext(context.Background(), `UPDATE crawl_runs SET ended = ?, nodes_found = ?,
-			nodes_replied = ?, infohashes = ?, queries_sent = ?, sightings_shed = ?, size_estimate = ?
+	err := d.request(context.Background(), func(w *writer) error {
+		// The visits' totals, when id is the run the visits went to.
+		var totals [5]any
+		if w.hist.run == id {
+			for o, n := range w.hist.counts {
+				totals[o] = n
+			}
+			w.hist.run = 0
+		}
+		res, err := w.conn.ExecContext(context.Background(), `UPDATE crawl_runs SET ended = ?, nodes_found = ?,
+			nodes_replied = ?, infohashes = ?, queries_sent = ?, sightings_shed = ?, size_estimate = ?,
+			visits_replied = ?, visits_error = ?, visits_timeout = ?, visits_not_queried = ?
 			WHERE id = ?`,
-			c.Ended.UnixMilli(), c.NodesFound, c.NodesReplied, c.Infohashes, c.QueriesSent, c.SightingsShed, size, id)
+			c.Ended.UnixMilli(), c.NodesFound, c.NodesReplied, c.Infohashes, c.QueriesSent, c.SightingsShed, size,
+			totals[observe.OutcomeReplied], totals[observe.OutcomeError], totals[observe.OutcomeTimeout],
+			totals[observe.OutcomeNotQueried], id)
 		if err != nil {
 			return err
 		}
@@ -101,4 +136,12 @@ func (d *DB) EndRun(id int64, c RunCounts) error {
 		return &Error{Op: "run", Path: d.path, Err: err}
 	}
 	return nil
+}
+
+// nullString returns s, or nil (NULL) for "".
+func nullString(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
 }

@@ -2,7 +2,6 @@ package db
 
 import (
 	"context"
-	"database/sql"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -21,7 +20,7 @@ func stall(t *testing.T, d *DB) (release func()) {
 	stalled, freed := make(chan struct{}), make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
-		done <- d.request(context.Background(), func(*sql.Conn) error {
+		done <- d.request(context.Background(), func(*writer) error {
 			close(stalled)
 			<-freed
 			return nil

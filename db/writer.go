@@ -24,6 +24,7 @@ type item struct {
 	kind   itemKind
 	s      observe.Sighting // kindSighting; kindPeer uses Infohash, Peer, Time and Method (the source)
 	sample *sampleItem      // kindSample
+	visit  *observe.Visit   // kindVisit
 	req    *request
 }
 
@@ -33,12 +34,13 @@ const (
 	kindSighting itemKind = iota
 	kindPeer
 	kindSample
+	kindVisit
 )
 
 // request asks the writer to commit its batch, then run fn (if any) and
 // send the result on done.
 type request struct {
-	fn   func(*sql.Conn) error
+	fn   func(*writer) error
 	done chan error
 }
 
@@ -176,7 +178,8 @@ type peerAgg struct {
 // statement arguments built from them. The writer has two: while the
 // committer goroutine writes one, the collector goroutine fills the other.
 type batch struct {
-	reports bool // Options.Reports
+	reports    bool // Options.Reports
+	neighbours bool // Options.Neighbours
 
 	n       int // data items in the batch
 	nodeIdx map[nodeKey]int
@@ -191,9 +194,17 @@ type batch struct {
 	peers   []peerAgg
 	samples []*sampleItem
 
+	// Visits, in time order once prepared; visitSeen counts each node's
+	// visits so far, which numbers its group (see history.go).
+	visits        []observe.Visit
+	visitSeen     map[nodeKey]int
+	visitGroups   int
+	visitOutcomes [5]int64 // visits by observe.Outcome
+
 	// Built by prepare: one argument list per table, and the text of
 	// every ID, IP and version in it, in one string.
 	nodeArgs, repArgs, ihArgs, peerArgs, sampleArgs, itemArgs []any
+	visitArgs, nbrArgs                                        []any
 	text                                                      texts
 	times                                                     timeBoxes
 
@@ -202,8 +213,10 @@ type batch struct {
 
 func newBatch(opts *Options) *batch {
 	return &batch{
-		reports: opts.Reports,
-		nodeIdx: make(map[nodeKey]int),
+		reports:    opts.Reports,
+		neighbours: opts.Neighbours,
+		visitSeen:  make(map[nodeKey]int),
+		nodeIdx:    make(map[nodeKey]int),
 		repIdx:  make(map[reportKey]int),
 		ihIdx:   make(map[krpc.ID]int),
 		itemIdx: make(map[krpc.ID]int),
@@ -220,6 +233,7 @@ type writer struct {
 	opts Options
 
 	nodesU, reportsU, ihU, peersU, samplesU, itemsU *upsert
+	hist                                            history
 
 	flushErr error // failed commits since the last Flush request (committer)
 }
@@ -301,6 +315,9 @@ func newWriter(conn *sql.Conn, opts Options) (*writer, error) {
 		last_putter_ip = CASE WHEN excluded.last_put IS NOT NULL AND (last_put IS NULL OR excluded.last_put >= last_put) THEN excluded.last_putter_ip ELSE last_putter_ip END,
 		last_putter_port = CASE WHEN excluded.last_put IS NOT NULL AND (last_put IS NULL OR excluded.last_put >= last_put) THEN excluded.last_putter_port ELSE last_putter_port END,
 		last_put = max(coalesce(last_put, excluded.last_put), coalesce(excluded.last_put, last_put))`)
+	if err == nil {
+		err = w.hist.prepare(conn)
+	}
 	if err != nil {
 		w.closeStmts()
 		return nil, err
@@ -380,7 +397,7 @@ func (w *writer) commitLoop(todo <-chan *batch, free chan<- *batch) {
 				r.done <- w.flushErr
 				w.flushErr = nil
 			} else {
-				r.done <- r.fn(w.conn)
+				r.done <- r.fn(w)
 			}
 		}
 		free <- b
@@ -402,6 +419,8 @@ func (b *batch) add(it *item) {
 		for _, ih := range it.sample.samples {
 			b.ih(ih, it.sample.t).sample++
 		}
+	case kindVisit:
+		b.addVisit(it.visit)
 	}
 }
 
@@ -433,7 +452,7 @@ func (b *batch) addSighting(s *observe.Sighting) {
 	case observe.SourceQuery:
 		a.queriesRecv++
 	case observe.SourceReported:
-		if b.reports && s.Reporter.Addr.IsValid() {
+		if (b.reports || b.neighbours) && s.Reporter.Addr.IsValid() {
 			rk := reportKey{nodeKey{s.Reporter.ID, norm(s.Reporter.Addr)}, k}
 			j, ok := b.repIdx[rk]
 			if !ok {
@@ -539,7 +558,11 @@ func (b *batch) reset() {
 	b.peers = b.peers[:0]
 	clear(b.samples)
 	b.samples = b.samples[:0]
-	for _, a := range []*[]any{&b.nodeArgs, &b.repArgs, &b.ihArgs, &b.peerArgs, &b.sampleArgs, &b.itemArgs} {
+	b.visits = b.visits[:0]
+	clear(b.visitSeen)
+	b.visitGroups = 0
+	b.visitOutcomes = [5]int64{}
+	for _, a := range []*[]any{&b.nodeArgs, &b.repArgs, &b.ihArgs, &b.peerArgs, &b.sampleArgs, &b.itemArgs, &b.visitArgs, &b.nbrArgs} {
 		clear(*a)
 		*a = (*a)[:0]
 	}
@@ -670,6 +693,7 @@ func (b *batch) prepare() {
 			t.ip(it.putter.addr.Addr())
 		}
 	}
+	b.prepareVisitTexts()
 	t.seal()
 	// Pass 2: the arguments.
 	ports, tb := portValues(), &b.times
@@ -706,6 +730,14 @@ func (b *batch) prepare() {
 			tb.box(r.first), tb.box(r.last), r.count)
 	}
 	b.repArgs = args
+	if b.neighbours {
+		// The first six of each report row: reporter and reported.
+		nbr := b.nbrArgs
+		for i := 0; i < len(args); i += 9 {
+			nbr = append(nbr, args[i:i+6]...)
+		}
+		b.nbrArgs = nbr
+	}
 	args = b.ihArgs
 	for i := range b.ihs {
 		h := &b.ihs[i]
@@ -741,6 +773,7 @@ func (b *batch) prepare() {
 		}
 	}
 	b.itemArgs = args
+	b.prepareVisitArgs()
 }
 
 // commit writes the batch in one immediate transaction. A failed batch is
@@ -767,6 +800,11 @@ func (w *writer) commit(b *batch) {
 	}
 	d.batches.Add(1)
 	d.written.Add(n)
+	if w.hist.run != 0 {
+		for o, c := range b.visitOutcomes {
+			w.hist.counts[o] += c
+		}
+	}
 }
 
 func (w *writer) write(b *batch) (err error) {
@@ -779,17 +817,27 @@ func (w *writer) write(b *batch) (err error) {
 			w.conn.ExecContext(ctx, "ROLLBACK")
 		}
 	}()
+	nbrs := b.nbrArgs
+	if w.hist.run == 0 {
+		nbrs = nil // neighbours belong to a run
+	}
 	err = w.conn.Raw(func(any) error {
+		reports := b.repArgs
+		if !b.reports {
+			reports = nil // collected for neighbours only
+		}
 		for _, x := range []struct {
 			u    *upsert
 			args []any
 		}{
 			{w.nodesU, b.nodeArgs},
-			{w.reportsU, b.repArgs},
+			{w.reportsU, reports},
 			{w.ihU, b.ihArgs},
 			{w.peersU, b.peerArgs},
 			{w.samplesU, b.sampleArgs},
 			{w.itemsU, b.itemArgs},
+			{w.hist.visitsU, b.visitArgs},
+			{w.hist.neighboursU, nbrs},
 		} {
 			if err := x.u.exec(x.args); err != nil {
 				return err
@@ -800,19 +848,36 @@ func (w *writer) write(b *batch) (err error) {
 	if err != nil {
 		return err
 	}
+	if len(b.visits) > 0 {
+		if err := w.hist.writeVisits(b, w.opts.SessionFailures); err != nil {
+			return err
+		}
+		if w.hist.run != 0 {
+			if _, err := w.conn.ExecContext(ctx, "UPDATE crawl_runs SET visits = 1 WHERE id = ? AND visits = 0", w.hist.run); err != nil {
+				return err
+			}
+		}
+	}
+	if len(nbrs) > 0 {
+		if err := w.hist.writeNeighbours(); err != nil {
+			return err
+		}
+	}
 	_, err = w.conn.ExecContext(ctx, "COMMIT")
 	return err
 }
 
 func (w *writer) closeStmts() {
 	w.conn.Raw(func(any) error {
-		for _, u := range []*upsert{w.nodesU, w.reportsU, w.ihU, w.peersU, w.samplesU, w.itemsU} {
+		for _, u := range []*upsert{w.nodesU, w.reportsU, w.ihU, w.peersU, w.samplesU, w.itemsU,
+			w.hist.visitsU, w.hist.neighboursU} {
 			if u != nil {
 				u.close()
 			}
 		}
 		return nil
 	})
+	w.hist.close()
 }
 
 // printableVersion renders a "v" client version for the version column:

@@ -1,0 +1,266 @@
+package db
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/lightdht/lightdht/bep42"
+	"github.com/lightdht/lightdht/observe"
+)
+
+// The crawl history: visits, sessions and neighbours (migration 4).
+//
+// Visits reach the writer like sightings, through the queue. The
+// committer writes them after the batch's nodes, set-based: the batch's
+// visits go into a temporary staging table, and a fixed sequence of
+// statements resolves their nodes, detects changed IDs and addresses,
+// appends them to visits and moves the sessions on. SQLite does the
+// per-row work in C, which is what keeps a visit's cost near a
+// sighting's.
+
+// RecordVisit records what one crawl or revisit learnt of one node. It
+// implements observe.VisitRecorder. The visit belongs to the run opened
+// by StartRun (crawl_runs.id) if one is open, else to none (crawl
+// NULL). A zero v.Time is time.Now(); a visit with a zero node ID is
+// ignored. Queueing is as for Observe.
+func (d *DB) RecordVisit(v observe.Visit) {
+	if v.Node.ID.IsZero() {
+		return
+	}
+	if v.Time.IsZero() {
+		v.Time = time.Now()
+	}
+	d.enqueue(context.Background(), item{kind: kindVisit, visit: &v})
+}
+
+// visitCols are the staging table's columns that prepare fills, in order.
+var visitCols = []string{
+	"seq", "grp", "id", "ip", "port", "time", "outcome", "error_code", "skipped", "queries",
+	"rtt_us", "version", "read_only", "bep51", "num", "interval_s", "secure",
+}
+
+const createStaging = `
+CREATE TEMP TABLE IF NOT EXISTS stage_visits (
+    seq INTEGER, grp INTEGER, id TEXT, ip TEXT, port INTEGER, time INTEGER,
+    outcome INTEGER, error_code INTEGER, skipped INTEGER, queries INTEGER,
+    rtt_us INTEGER, version TEXT, read_only INTEGER, bep51 INTEGER,
+    num INTEGER, interval_s INTEGER, secure INTEGER,
+    node INTEGER, vref INTEGER, prev_addr INTEGER, prev_id INTEGER
+);
+CREATE TEMP TABLE IF NOT EXISTS stage_neighbours (
+    rid TEXT, rip TEXT, rport INTEGER, nid TEXT, nip TEXT, nport INTEGER
+);`
+
+// The statements that take the staged visits in. ?1 is the group (the
+// visits of one batch are split into groups in which each node appears
+// once, taken in time order), ?2 the run, ?3 the failed visits that
+// close a session.
+const (
+	stageNodes = `UPDATE stage_visits SET node = (SELECT ref FROM nodes n
+		WHERE n.id = stage_visits.id AND n.ip = stage_visits.ip AND n.port = stage_visits.port)
+		WHERE node IS NULL`
+	// A visit's node normally has its row from the sightings of the
+	// same crawl; one whose sightings were shed gets a bare row.
+	stageMissing = `INSERT INTO nodes (id, ip, port, first_seen, last_seen, times_seen, first_source, bep42_valid)
+		SELECT id, ip, port, min(time), max(time), 0,
+			CASE WHEN max(outcome IN (1, 2)) THEN 'reply' WHEN max(outcome = 3) THEN 'timeout' ELSE 'reported' END,
+			max(secure)
+		FROM stage_visits WHERE node IS NULL GROUP BY id, ip, port
+		ON CONFLICT DO NOTHING`
+	stageVersions = `INSERT INTO versions (version)
+		SELECT DISTINCT version FROM stage_visits WHERE version IS NOT NULL
+		ON CONFLICT DO NOTHING`
+	stageVersionRefs = `UPDATE stage_visits SET vref = (SELECT ref FROM versions v WHERE v.version = stage_visits.version)
+		WHERE version IS NOT NULL`
+	stagePrevAddr = `UPDATE stage_visits SET prev_addr = a.node FROM address_nodes a
+		WHERE stage_visits.grp = ?1 AND stage_visits.outcome IN (1, 2)
+		AND a.ip = stage_visits.ip AND a.port = stage_visits.port AND a.node != stage_visits.node`
+	stagePrevID = `UPDATE stage_visits SET prev_id = i.node FROM id_nodes i
+		WHERE stage_visits.grp = ?1 AND stage_visits.outcome IN (1, 2)
+		AND i.id = stage_visits.id AND i.node != stage_visits.node`
+	closeIDChanged = `UPDATE sessions SET state = 'closed', closed = s.time, close_reason = 'id_changed'
+		FROM stage_visits s WHERE s.grp = ?1 AND sessions.node = s.prev_addr AND sessions.state = 'open'`
+	closeAddrChanged = `UPDATE sessions SET state = 'closed', closed = s.time, close_reason = 'addr_changed'
+		FROM stage_visits s WHERE s.grp = ?1 AND sessions.node = s.prev_id AND sessions.state = 'open'`
+	stageAddresses = `INSERT INTO address_nodes (ip, port, node, time)
+		SELECT ip, port, node, time FROM stage_visits WHERE grp = ?1 AND outcome IN (1, 2) ORDER BY seq
+		ON CONFLICT (ip, port) DO UPDATE SET node = excluded.node, time = excluded.time WHERE excluded.time >= time`
+	stageIDs = `INSERT INTO id_nodes (id, node, time)
+		SELECT id, node, time FROM stage_visits WHERE grp = ?1 AND outcome IN (1, 2) ORDER BY seq
+		ON CONFLICT (id) DO UPDATE SET node = excluded.node, time = excluded.time WHERE excluded.time >= time`
+	insertVisits = `INSERT INTO visits (crawl, node, time, outcome, error_code, skipped, queries, rtt_us,
+			version, read_only, bep51, num, interval_s, id_changed, addr_changed)
+		SELECT ?2, node, time, outcome, error_code, skipped, queries, rtt_us,
+			vref, read_only, bep51, num, interval_s, prev_addr IS NOT NULL, prev_id IS NOT NULL
+		FROM stage_visits WHERE grp = ?1 ORDER BY seq`
+	sessionsAnswered = `UPDATE sessions SET last_answered = max(last_answered, s.time), visits = visits + 1,
+			failed_streak = 0, failed_since = NULL
+		FROM stage_visits s WHERE s.grp = ?1 AND s.outcome IN (1, 2) AND sessions.node = s.node AND sessions.state = 'open'`
+	sessionsOpened = `INSERT INTO sessions (node, started, last_answered, visits, failed, failed_streak, state)
+		SELECT node, time, time, 1, 0, 0, 'open' FROM stage_visits s
+		WHERE s.grp = ?1 AND s.outcome IN (1, 2)
+		AND NOT EXISTS (SELECT 1 FROM sessions o WHERE o.node = s.node AND o.state = 'open')`
+	sessionsFailed = `UPDATE sessions SET visits = visits + 1, failed = failed + 1, failed_streak = failed_streak + 1,
+			failed_since = coalesce(failed_since, s.time),
+			state = CASE WHEN failed_streak + 1 >= ?3 THEN 'closed' ELSE state END,
+			closed = CASE WHEN failed_streak + 1 >= ?3 THEN s.time ELSE closed END,
+			close_reason = CASE WHEN failed_streak + 1 >= ?3 THEN 'timeout' ELSE close_reason END
+		FROM stage_visits s WHERE s.grp = ?1 AND s.outcome = 3 AND sessions.node = s.node AND sessions.state = 'open'`
+	clearVisits = `DELETE FROM stage_visits`
+
+	insertNeighbours = `INSERT INTO neighbours (crawl, node, neighbour)
+		SELECT ?1, r.ref, n.ref FROM stage_neighbours s
+		JOIN nodes r ON r.id = s.rid AND r.ip = s.rip AND r.port = s.rport
+		JOIN nodes n ON n.id = s.nid AND n.ip = s.nip AND n.port = s.nport
+		WHERE true ON CONFLICT DO NOTHING`
+	clearNeighbours = `DELETE FROM stage_neighbours`
+)
+
+// history is the committer's part of the crawl history: the statements,
+// and the run that visits and neighbours belong to. The committer
+// goroutine owns it.
+type history struct {
+	visitsU, neighboursU *upsert // staging inserts
+	stmts                map[string]*sql.Stmt
+
+	run    int64    // the open run (StartRun), 0 for none
+	counts [5]int64 // the open run's committed visits, by observe.Outcome
+}
+
+func (h *history) prepare(conn *sql.Conn) error {
+	ctx := context.Background()
+	if _, err := conn.ExecContext(ctx, createStaging); err != nil {
+		return err
+	}
+	var err error
+	if h.visitsU, err = newUpsert(conn, "stage_visits", visitCols, "", ""); err != nil {
+		return err
+	}
+	if h.neighboursU, err = newUpsert(conn, "stage_neighbours",
+		[]string{"rid", "rip", "rport", "nid", "nip", "nport"}, "", ""); err != nil {
+		return err
+	}
+	h.stmts = make(map[string]*sql.Stmt)
+	for _, q := range []string{stageNodes, stageMissing, stageVersions, stageVersionRefs, stagePrevAddr, stagePrevID,
+		closeIDChanged, closeAddrChanged, stageAddresses, stageIDs, insertVisits, sessionsAnswered,
+		sessionsOpened, sessionsFailed, clearVisits, insertNeighbours, clearNeighbours} {
+		st, err := conn.PrepareContext(ctx, q)
+		if err != nil {
+			return fmt.Errorf("%w in %s", err, q)
+		}
+		h.stmts[q] = st
+	}
+	return nil
+}
+
+func (h *history) close() {
+	for _, st := range h.stmts {
+		st.Close()
+	}
+}
+
+// exec runs one of the prepared statements.
+func (h *history) exec(q string, args ...any) error {
+	_, err := h.stmts[q].ExecContext(context.Background(), args...)
+	return err
+}
+
+// writeVisits takes the staged visits in (the rows are already in
+// stage_visits): see the statements above for each step.
+func (h *history) writeVisits(b *batch, sessionFailures int) error {
+	var crawl any // NULL outside a run
+	if h.run != 0 {
+		crawl = h.run
+	}
+	for _, q := range []string{stageNodes, stageMissing, stageNodes, stageVersions, stageVersionRefs} {
+		if err := h.exec(q); err != nil {
+			return err
+		}
+	}
+	for g := 0; g < b.visitGroups; g++ {
+		args := []any{g, crawl, sessionFailures}
+		for _, st := range []struct {
+			q     string
+			nargs int // the highest parameter number the statement uses
+		}{
+			{stagePrevAddr, 1}, {stagePrevID, 1}, {closeIDChanged, 1}, {closeAddrChanged, 1},
+			{stageAddresses, 1}, {stageIDs, 1}, {insertVisits, 2}, {sessionsAnswered, 1},
+			{sessionsOpened, 1}, {sessionsFailed, 3},
+		} {
+			if err := h.exec(st.q, args[:st.nargs]...); err != nil {
+				return err
+			}
+		}
+	}
+	return h.exec(clearVisits)
+}
+
+// writeNeighbours turns the staged (reporter, reported) pairs into
+// neighbours rows of the open run.
+func (h *history) writeNeighbours() error {
+	if err := h.exec(insertNeighbours, h.run); err != nil {
+		return err
+	}
+	return h.exec(clearNeighbours)
+}
+
+// addVisit queues v for the batch.
+func (b *batch) addVisit(v *observe.Visit) {
+	b.visits = append(b.visits, *v)
+}
+
+// prepareVisits orders the batch's visits by time, splits them into
+// groups in which each node appears once, and appends their texts and
+// staging arguments.
+func (b *batch) prepareVisitTexts() {
+	slices.SortStableFunc(b.visits, func(x, y observe.Visit) int { return x.Time.Compare(y.Time) })
+	t := &b.text
+	for i := range b.visits {
+		v := &b.visits[i]
+		t.id(v.Node.ID)
+		t.ip(norm(v.Node.Addr).Addr())
+		if v.Version != "" {
+			t.version(v.Version)
+		}
+	}
+}
+
+func (b *batch) prepareVisitArgs() {
+	clear(b.visitSeen)
+	b.visitGroups = 0
+	ports, tb := portValues(), &b.times
+	args := b.visitArgs
+	for i := range b.visits {
+		v := &b.visits[i]
+		k := nodeKey{v.Node.ID, norm(v.Node.Addr)}
+		g := b.visitSeen[k]
+		b.visitSeen[k] = g + 1
+		b.visitGroups = max(b.visitGroups, g+1)
+		b.visitOutcomes[min(int(v.Outcome), len(b.visitOutcomes)-1)]++
+		args = append(args, int64(i), int64(g), b.text.take(), b.text.take(), ports[k.addr.Port()],
+			tb.box(v.Time.UnixMilli()), int64(v.Outcome))
+		args = append(args, nullInt(int64(v.ErrorCode), v.Outcome == observe.OutcomeError),
+			nullInt(int64(v.Skipped), v.Outcome == observe.OutcomeNotQueried), int64(v.Queries),
+			nullInt(v.RTT.Microseconds(), v.RTT > 0))
+		if v.Version != "" {
+			args = append(args, b.text.take())
+		} else {
+			args = append(args, nil)
+		}
+		args = append(args, v.ReadOnly, int64(v.BEP51),
+			nullInt(int64(v.Num), v.BEP51 == observe.BEP51Yes), nullInt(int64(v.Interval), v.BEP51 == observe.BEP51Yes),
+			bep42.Acceptable(v.Node.ID, k.addr.Addr()))
+	}
+	b.visitArgs = args
+}
+
+// nullInt returns x, or nil (NULL) when ok is false.
+func nullInt(x int64, ok bool) any {
+	if !ok {
+		return nil
+	}
+	return x
+}
