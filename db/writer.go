@@ -217,10 +217,10 @@ func newBatch(opts *Options) *batch {
 		neighbours: opts.Neighbours,
 		visitSeen:  make(map[nodeKey]int),
 		nodeIdx:    make(map[nodeKey]int),
-		repIdx:  make(map[reportKey]int),
-		ihIdx:   make(map[krpc.ID]int),
-		itemIdx: make(map[krpc.ID]int),
-		peerIdx: make(map[peerKey]int),
+		repIdx:     make(map[reportKey]int),
+		ihIdx:      make(map[krpc.ID]int),
+		itemIdx:    make(map[krpc.ID]int),
+		peerIdx:    make(map[peerKey]int),
 	}
 }
 
