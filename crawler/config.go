@@ -105,6 +105,24 @@ type Config struct {
 	// crawl. Zero: DefaultRevisit (30 minutes).
 	Revisit time.Duration
 
+	// Nodes, if set, makes the run a revisit run: instead of crawling
+	// from Bootstrap (which it then does not need), it visits these
+	// nodes again and again, each after a quarter of the time it has
+	// been up or down, within [RevisitMin, RevisitMax], and drops a node
+	// that has been down for RevisitGiveUp. It discovers no new node. A
+	// visit is a ping, or with Infohashes a sample_infohashes to a node
+	// with Known.BEP51 whose interval is over. Not with Continuous, Zone
+	// or Peers.
+	Nodes []Known
+	// RevisitMin and RevisitMax bound the wait between two visits of a
+	// node in a revisit run. Zero: DefaultRevisitMin (1 minute) and
+	// DefaultRevisitMax (30 minutes).
+	RevisitMin, RevisitMax time.Duration
+	// RevisitGiveUp is how long a node may stay down in a revisit run
+	// before it is no longer visited. Zero: DefaultRevisitGiveUp (24
+	// hours); negative: never given up.
+	RevisitGiveUp time.Duration
+
 	// Zone, when Bits > 0, restricts the crawl to one ID prefix and
 	// estimates the size of the whole network from its density. Zero: the
 	// whole ID space.
@@ -145,8 +163,14 @@ type Config struct {
 	// among them is an error that matches ErrNeedsTestNet.
 	TestNet bool
 
-	// Recorder receives sightings and samples. Nil: none.
+	// Recorder receives sightings and samples, and visits if it
+	// implements observe.VisitRecorder (*db.DB does): one per node whose
+	// ID the crawl learnt, saying whether it answered (see
+	// observe.Visit). Nil: none.
 	Recorder Recorder
+	// NoVisits keeps visits from a Recorder that takes them. False: a
+	// crawl reports its visits, which is what a crawl history is made of.
+	NoVisits bool
 	// Progress, if set, is called every ProgressEvery and once at the
 	// end, on the crawl's goroutine: it must return quickly. Nil: no
 	// reports.
@@ -225,6 +249,15 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Revisit == 0 {
 		c.Revisit = DefaultRevisit
 	}
+	if c.RevisitMin == 0 {
+		c.RevisitMin = DefaultRevisitMin
+	}
+	if c.RevisitMax == 0 {
+		c.RevisitMax = max(DefaultRevisitMax, c.RevisitMin)
+	}
+	if c.RevisitGiveUp == 0 {
+		c.RevisitGiveUp = DefaultRevisitGiveUp
+	}
 	if c.ProgressEvery == 0 {
 		c.ProgressEvery = DefaultProgressEvery
 	}
@@ -243,8 +276,32 @@ func (c Config) validate() error {
 	if c.Conn == nil {
 		return &ConfigError{Field: "Conn", Reason: "Conn is required"}
 	}
-	if len(c.Bootstrap) == 0 {
+	if len(c.Bootstrap) == 0 && len(c.Nodes) == 0 {
 		return &ConfigError{Field: "Bootstrap", Reason: "no bootstrap address"}
+	}
+	if len(c.Nodes) > 0 {
+		switch {
+		case c.Continuous:
+			return &ConfigError{Field: "Continuous", Reason: "a revisit run (Nodes) cannot be continuous: it revisits until stopped"}
+		case c.Zone.Bits > 0:
+			return &ConfigError{Field: "Zone", Reason: "a revisit run (Nodes) has no zone"}
+		case c.Peers:
+			return &ConfigError{Field: "Peers", Reason: "a revisit run (Nodes) has no peers phase"}
+		case c.RevisitMax > 0 && c.RevisitMin > c.RevisitMax:
+			return &ConfigError{Field: "RevisitMin", Reason: "RevisitMin above RevisitMax"}
+		}
+		for _, k := range c.Nodes {
+			if k.Node.ID.IsZero() {
+				return &ConfigError{Field: "Nodes", Reason: fmt.Sprintf("node %v to revisit has no ID", k.Node.Addr)}
+			}
+			if !k.Node.Addr.IsValid() || k.Node.Addr.Port() == 0 {
+				return &ConfigError{Field: "Nodes", Reason: fmt.Sprintf("node to revisit has an invalid address %v", k.Node.Addr)}
+			}
+			if !c.TestNet && bogon(k.Node.Addr.Addr()) {
+				return &ConfigError{Field: "Nodes", Reason: fmt.Sprintf("node to revisit %v is not at a public address", k.Node.Addr),
+					Err: ErrNeedsTestNet}
+			}
+		}
 	}
 	for _, f := range []struct {
 		name     string
@@ -256,6 +313,8 @@ func (c Config) validate() error {
 		{"Timeout", c.Timeout < 0},
 		{"Idle", c.Idle < 0},
 		{"Revisit", c.Revisit < 0},
+		{"RevisitMin", c.RevisitMin < 0},
+		{"RevisitMax", c.RevisitMax < 0},
 		{"ProgressEvery", c.ProgressEvery < 0},
 	} {
 		if f.negative {

@@ -8,6 +8,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/lightdht/lightdht/krpc"
+	"github.com/lightdht/lightdht/observe"
 )
 
 // Progress is a snapshot of a running crawl.
@@ -36,6 +37,9 @@ type Result struct {
 	Packets      uint64        // packets sent, resends and replies included
 	Samples      int           // BEP 51 replies with samples
 	Infohashes   int           // distinct infohashes sampled
+	Visits       int           // revisit runs (Config.Nodes): visits made, answered or not
+	FailedVisits int           // revisit runs: visits that timed out
+	GivenUp      int           // revisit runs: nodes dropped after Config.RevisitGiveUp down
 	PeerQueries  int           // get_peers sent for harvested infohashes (Config.Peers)
 	Peers        int           // peers received for them (distinct per infohash)
 	Incoming     int           // queries received (Config.Respond)
@@ -87,6 +91,15 @@ type Crawler struct {
 	q        queue // the enumeration's nodes waiting for a query
 	pace     pacer // rate and per-IP limits, for both phases
 	inflight int   // queries awaiting a reply, both phases
+
+	// Visits (visits.go): the Recorder's RecordVisit, nil if it has
+	// none or Config.NoVisits; the "v" strings seen, interned.
+	visits     observe.VisitRecorder
+	versions   []string
+	versionIdx map[string]uint16
+
+	// Revisit runs (revisit.go): per node, beside nodes; nil in a crawl.
+	revisit []revisitState
 
 	// Progress and the result.
 	res        Result
@@ -148,20 +161,28 @@ func New(cfg Config) (*Crawler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("crawler: %w", err)
 	}
+	visits, _ := cfg.Recorder.(observe.VisitRecorder)
+	if cfg.NoVisits {
+		visits = nil
+	}
 	return &Crawler{
-		cfg:     cfg,
-		tr:      tr,
-		resp:    resp,
-		log:     cfg.Logger.With().Str("component", "crawler").Logger(),
-		results: make(chan result, cfg.MaxInFlight),
-		index:   make(map[addrKey]int32),
-		pace:    newPacer(cfg),
-		ihs:     make(map[krpc.ID]struct{}),
+		visits:     visits,
+		versionIdx: make(map[string]uint16),
+		cfg:        cfg,
+		tr:         tr,
+		resp:       resp,
+		log:        cfg.Logger.With().Str("component", "crawler").Logger(),
+		results:    make(chan result, cfg.MaxInFlight),
+		index:      make(map[addrKey]int32),
+		pace:       newPacer(cfg),
+		ihs:        make(map[krpc.ID]struct{}),
 	}, nil
 }
 
 // Run crawls until the crawl is done (nothing left to query, or no new
-// node for Config.Idle) or ctx ends, and returns what it found. The socket
+// node for Config.Idle) or ctx ends, and returns what it found. With
+// Config.Nodes it revisits them instead, until ctx ends or every node has
+// been given up (see Known). The socket
 // is closed when Run returns. A crawl ended by ctx returns its result with
 // ctx's error.
 func (c *Crawler) Run(ctx context.Context) (Result, error) {
@@ -175,14 +196,21 @@ func (c *Crawler) Run(ctx context.Context) (Result, error) {
 		<-served
 	}()
 
-	for _, a := range c.cfg.Bootstrap {
-		c.discover(krpc.NodeInfo{Addr: a}, true)
-	}
 	tick := time.NewTicker(c.cfg.ProgressEvery)
 	defer tick.Stop()
-	enum := c.enumeration()
-	enum.tick = tick.C
-	runErr := c.loop(ctx, enum)
+	var runErr error
+	if len(c.cfg.Nodes) > 0 {
+		ph := c.revisitPhase()
+		ph.tick = tick.C
+		runErr = c.loop(ctx, ph)
+	} else {
+		for _, a := range c.cfg.Bootstrap {
+			c.discover(krpc.NodeInfo{Addr: a}, true)
+		}
+		enum := c.enumeration()
+		enum.tick = tick.C
+		runErr = c.loop(ctx, enum)
+	}
 	if runErr == nil && c.cfg.Infohashes && c.cfg.Peers {
 		if peers := c.peersPhase(); peers != nil {
 			runErr = c.loop(ctx, peers)
@@ -195,6 +223,7 @@ func (c *Crawler) Run(ctx context.Context) (Result, error) {
 		c.handle(<-c.results)
 	}
 	c.finalize()
+	c.emitVisits()
 	if c.cfg.Progress != nil {
 		c.lastReport = progressMark{at: c.start} // the last report covers the whole crawl
 		c.report(c.cfg.Now())

@@ -4,6 +4,7 @@ import (
 	"slices"
 
 	"github.com/lightdht/lightdht/krpc"
+	"github.com/lightdht/lightdht/observe"
 )
 
 // Node states in the crawl.
@@ -23,25 +24,28 @@ const (
 	bep51No
 )
 
-// node is what the crawl keeps per address: 64 bytes. The nodes live in
+// node is what the crawl keeps per address: 96 bytes. The nodes live in
 // Crawler.nodes, found through Crawler.index, and are owned by the event
 // loop; the queues, the gap targets and the results refer to them by
 // index.
 type node struct {
-	id      krpc.ID // zero until learnt (a bootstrap address)
-	key     addrKey
-	state   uint8 // stNew, …
-	bep51   uint8 // bep51Unknown, …
-	queries uint8 // queries sent to it in this pass (a revisit starts a new pass)
-	queried bool  // queried at least once in the crawl
-	nearest bool  // the next query asks for its nearest neighbours
-	replied bool  // answered at least once in the crawl
-	listed  bool  // has sent us a list of nodes
-	local   bool  // first heard of in a reply listing someone's nearest neighbours
-	nbrs    bool  // has listed its nearest neighbours to us
-	retry   bool  // the next query to it resends one that timed out
-	inZone  bool  // its ID lies in Config.Zone
-	next    int64 // Unix nanoseconds before which it is not asked again (BEP 51 interval, revisits)
+	id            krpc.ID // zero until learnt (a bootstrap address)
+	key           addrKey
+	state         uint8        // stNew, …
+	bep51         uint8        // bep51Unknown, …
+	queries       uint8        // queries sent to it in this pass (a revisit starts a new pass)
+	queried       bool         // queried at least once in the crawl
+	nearest       bool         // the next query asks for its nearest neighbours
+	replied       bool         // answered at least once in the crawl
+	listed        bool         // has sent us a list of nodes
+	local         bool         // first heard of in a reply listing someone's nearest neighbours
+	nbrs          bool         // has listed its nearest neighbours to us
+	retry         bool         // the next query to it resends one that timed out
+	inZone        bool         // its ID lies in Config.Zone
+	skip          observe.Skip // why it is stSkipped
+	next          int64        // Unix nanoseconds before which it is not asked again (BEP 51 interval, revisits)
+	num, interval uint32       // the last BEP 51 reply's num and interval
+	round         round        // what it did in its current round, for its visit (visits.go)
 }
 
 // discover records a node seen at ni.Addr (ID possibly unknown) and queues
@@ -59,7 +63,7 @@ func (c *Crawler) discover(ni krpc.NodeInfo, bootstrap bool) int32 {
 		return -1
 	}
 	idx := int32(len(c.nodes))
-	c.nodes = append(c.nodes, node{id: ni.ID, key: k})
+	c.nodes = append(c.nodes, node{id: ni.ID, key: k, round: round{at: c.cfg.Now().UnixNano()}})
 	c.index[k] = idx
 	c.res.Discovered++
 	c.lastNew = c.cfg.Now()
@@ -70,10 +74,10 @@ func (c *Crawler) discover(ni krpc.NodeInfo, bootstrap bool) int32 {
 	}
 	switch {
 	case !c.cfg.TestNet && bogon(ni.Addr.Addr()):
-		n.state = stSkipped
+		n.state, n.skip = stSkipped, observe.SkipBogon
 		c.res.Bogons++
 	case !bootstrap && !c.towardZone(ni.ID):
-		n.state = stSkipped
+		n.state, n.skip = stSkipped, observe.SkipOutOfZone
 		c.res.OutOfZone++
 	default:
 		n.state = stQueued

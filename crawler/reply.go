@@ -13,6 +13,10 @@ import (
 // handle processes one query's outcome on the event loop: a get_peers of
 // the peers phase, no reply, or a node's reply (a KRPC error included).
 func (c *Crawler) handle(r result) {
+	if c.revisit != nil {
+		c.handleRevisit(r)
+		return
+	}
 	if r.method == krpc.MethodGetPeers {
 		c.handlePeers(r)
 		return
@@ -49,6 +53,7 @@ func (c *Crawler) handle(r result) {
 		c.sampled(n, me, m, now)
 	}
 	if c.cfg.Continuous {
+		c.emitVisit(n) // the round is over; the next starts at the revisit
 		at := now.Add(c.cfg.Revisit).UnixNano()
 		if n.next > at {
 			at = n.next // never sample before the node's BEP 51 interval
@@ -71,6 +76,7 @@ func (c *Crawler) noReply(r result, now time.Time) {
 	if r.resend {
 		c.resendsDone++
 	}
+	n.timedOut(now)
 	ni := krpc.NodeInfo{ID: n.id, Addr: n.key.addrPort()}
 	c.record(observe.Sighting{Node: ni, Time: now, Source: observe.SourceTimeout, Method: r.method})
 	if c.resp != nil && !n.id.IsZero() {
@@ -84,6 +90,9 @@ func (c *Crawler) noReply(r result, now time.Time) {
 	}
 	if n.state == stInFlight {
 		n.state = stFailed
+		if c.cfg.Continuous {
+			c.emitVisit(n) // the round is over: the node is not asked again
+		}
 	}
 	delete(c.gapTarget, r.idx)
 }
@@ -109,6 +118,7 @@ func (c *Crawler) answered(r result, now time.Time) krpc.NodeInfo {
 	}
 	n.replied = true
 	n.state = stReplied
+	c.heardFrom(n, m, r.resp.RTT, now)
 	me := krpc.NodeInfo{ID: n.id, Addr: n.key.addrPort()}
 	c.record(observe.Sighting{Node: me, Time: now, Source: observe.SourceReply, Method: r.method,
 		Version: string(m.V), RTT: r.resp.RTT, ReadOnly: m.RO, SecureID: secure(me)})
@@ -143,6 +153,7 @@ func (c *Crawler) listed(r result, me krpc.NodeInfo, now time.Time) {
 // and the sample, which goes to the Recorder.
 func (c *Crawler) sampled(n *node, me krpc.NodeInfo, m *krpc.Msg, now time.Time) {
 	n.bep51 = bep51Yes
+	n.num, n.interval = uint32(max(m.R.Num, 0)), uint32(max(m.R.Interval, 0))
 	n.next = now.Add(time.Duration(m.R.Interval) * time.Second).UnixNano()
 	c.res.Samples++
 	for _, ih := range m.R.Samples {

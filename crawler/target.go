@@ -78,6 +78,7 @@ func (c *Crawler) send(idx int32) {
 	n.state = stInFlight
 	n.queries++
 	n.queried = true
+	n.sentQuery()
 	c.inflight++
 	c.res.Queries++
 	target, gap := c.gapTarget[idx]

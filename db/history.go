@@ -4,10 +4,12 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"net/netip"
 	"slices"
 	"time"
 
 	"github.com/lightdht/lightdht/bep42"
+	"github.com/lightdht/lightdht/krpc"
 	"github.com/lightdht/lightdht/observe"
 )
 
@@ -55,9 +57,9 @@ CREATE TEMP TABLE IF NOT EXISTS stage_neighbours (
 );`
 
 // The statements that take the staged visits in. ?1 is the group (the
-// visits of one batch are split into groups in which each node appears
-// once, taken in time order), ?2 the run, ?3 the failed visits that
-// close a session.
+// visits of one batch are split into groups in which no two share an ID
+// or an address, taken in time order), ?2 the run, ?3 the failed visits
+// that close a session.
 const (
 	stageNodes = `UPDATE stage_visits SET node = (SELECT ref FROM nodes n
 		WHERE n.id = stage_visits.id AND n.ip = stage_visits.ip AND n.port = stage_visits.port)
@@ -212,9 +214,9 @@ func (b *batch) addVisit(v *observe.Visit) {
 	b.visits = append(b.visits, *v)
 }
 
-// prepareVisits orders the batch's visits by time, splits them into
-// groups in which each node appears once, and appends their texts and
-// staging arguments.
+// prepareVisitTexts orders the batch's visits by time and appends their
+// texts; prepareVisitArgs then splits them into groups (see there) and
+// builds their staging rows.
 func (b *batch) prepareVisitTexts() {
 	slices.SortStableFunc(b.visits, func(x, y observe.Visit) int { return x.Time.Compare(y.Time) })
 	t := &b.text
@@ -229,15 +231,19 @@ func (b *batch) prepareVisitTexts() {
 }
 
 func (b *batch) prepareVisitArgs() {
-	clear(b.visitSeen)
+	clear(b.visitSeenID)
+	clear(b.visitSeenAddr)
 	b.visitGroups = 0
 	ports, tb := portValues(), &b.times
 	args := b.visitArgs
 	for i := range b.visits {
 		v := &b.visits[i]
+		// A visit goes to the group after every earlier visit in the
+		// batch that shares its ID or its address, so that those are
+		// written, and looked at, before it.
 		k := nodeKey{v.Node.ID, norm(v.Node.Addr)}
-		g := b.visitSeen[k]
-		b.visitSeen[k] = g + 1
+		g := max(b.visitSeenID[k.id], b.visitSeenAddr[k.addr])
+		b.visitSeenID[k.id], b.visitSeenAddr[k.addr] = g+1, g+1
 		b.visitGroups = max(b.visitGroups, g+1)
 		b.visitOutcomes[min(int(v.Outcome), len(b.visitOutcomes)-1)]++
 		args = append(args, int64(i), int64(g), b.text.take(), b.text.take(), ports[k.addr.Port()],
@@ -263,4 +269,67 @@ func nullInt(x int64, ok bool) any {
 		return nil
 	}
 	return x
+}
+
+// NodeState is what the history tells of a node, for a revisit run.
+type NodeState struct {
+	Node krpc.NodeInfo
+	// Up reports whether the node's latest session is open.
+	Up bool
+	// Since is when the node entered that state: the start of its open
+	// session, or the first failed visit of the one that closed.
+	Since time.Time
+	// BEP51 reports that the node has answered sample_infohashes.
+	BEP51 bool
+}
+
+// NodesToRevisit returns the nodes worth revisiting, from what has been
+// committed (call Flush first for the latest): those whose latest
+// session is open, those whose latest session closed by timing out at
+// or after downSince, and, for files with history from before visits
+// were recorded, the nodes that replied at or after downSince and have
+// no session. Sessions closed because the node's ID or address changed
+// are left out: that node is the new one now.
+func (d *DB) NodesToRevisit(ctx context.Context, downSince time.Time) ([]NodeState, error) {
+	rows, err := d.r.QueryContext(ctx, `
+		SELECT n.id, n.ip, n.port, s.state = 'open',
+			CASE WHEN s.state = 'open' THEN s.started ELSE coalesce(s.failed_since, s.closed) END,
+			EXISTS (SELECT 1 FROM samples sa WHERE sa.node_id = n.id AND sa.ip = n.ip AND sa.port = n.port)
+		FROM sessions s JOIN nodes n ON n.ref = s.node
+		WHERE s.id = (SELECT max(l.id) FROM sessions l WHERE l.node = s.node)
+		  AND (s.state = 'open' OR (s.close_reason = 'timeout' AND s.closed >= ?1))
+		UNION ALL
+		SELECT n.id, n.ip, n.port, 1, n.last_reply,
+			EXISTS (SELECT 1 FROM samples sa WHERE sa.node_id = n.id AND sa.ip = n.ip AND sa.port = n.port)
+		FROM nodes n
+		WHERE n.last_reply >= ?1 AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.node = n.ref)`,
+		downSince.UnixMilli())
+	if err != nil {
+		return nil, &Error{Op: "query", Path: d.path, Err: err}
+	}
+	defer rows.Close()
+	var out []NodeState
+	for rows.Next() {
+		var (
+			idHex, ip string
+			port      int
+			since     int64
+			ns        NodeState
+		)
+		if err := rows.Scan(&idHex, &ip, &port, &ns.Up, &since, &ns.BEP51); err != nil {
+			return nil, &Error{Op: "query", Path: d.path, Err: err}
+		}
+		id, err1 := krpc.ParseID(idHex)
+		addr, err2 := netip.ParseAddr(ip)
+		if err1 != nil || err2 != nil || port <= 0 || port > 65535 {
+			continue // not a row this package wrote
+		}
+		ns.Node = krpc.NodeInfo{ID: id, Addr: netip.AddrPortFrom(addr, uint16(port))}
+		ns.Since = time.UnixMilli(since)
+		out = append(out, ns)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, &Error{Op: "query", Path: d.path, Err: err}
+	}
+	return out, nil
 }

@@ -366,3 +366,37 @@ func TestUpgradeFromV3(t *testing.T) {
 		t.Errorf("visits of the old node = %d, want 1", n)
 	}
 }
+
+// TestNodesToRevisit: open sessions come back up since their start;
+// nodes whose session timed out recently come back down since the
+// failure; older failures, replaced nodes and silent nodes do not.
+func TestNodesToRevisit(t *testing.T) {
+	d, _ := openT(t, Options{})
+	up, down, old := ni(1, "1.0.0.1:6881"), ni(2, "1.0.0.2:6881"), ni(3, "1.0.0.3:6881")
+	moved, movedTo := ni(4, "1.0.0.4:6881"), ni(4, "1.0.0.4:7000")
+	silent := ni(5, "1.0.0.5:6881")
+	for _, v := range []observe.Visit{
+		replied(up, at(1000)), replied(up, at(5000)),
+		replied(down, at(1000)), timedOut(down, at(6000)),
+		replied(old, at(0)), timedOut(old, at(100)),
+		replied(moved, at(1000)), replied(movedTo, at(2000)),
+		timedOut(silent, at(3000)),
+	} {
+		d.RecordVisit(v)
+	}
+	d.RecordSample(up, at(5000), 10, 60, nil)
+	flush(t, d)
+	got, err := d.NodesToRevisit(context.Background(), at(1000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, s := range got {
+		lines = append(lines, fmt.Sprintf("%v %v %d %v", s.Node.Addr, s.Up, s.Since.Sub(t0).Milliseconds(), s.BEP51))
+	}
+	slices.Sort(lines)
+	want := []string{"1.0.0.1:6881 true 1000 true", "1.0.0.2:6881 false 6000 false", "1.0.0.4:7000 true 2000 false"}
+	if !slices.Equal(lines, want) {
+		t.Errorf("NodesToRevisit = %v, want %v", lines, want)
+	}
+}

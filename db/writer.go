@@ -194,10 +194,11 @@ type batch struct {
 	peers   []peerAgg
 	samples []*sampleItem
 
-	// Visits, in time order once prepared; visitSeen counts each node's
-	// visits so far, which numbers its group (see history.go).
+	// Visits, in time order once prepared; visitSeenID and
+	// visitSeenAddr number their groups (see prepareVisitArgs).
 	visits        []observe.Visit
-	visitSeen     map[nodeKey]int
+	visitSeenID   map[krpc.ID]int
+	visitSeenAddr map[netip.AddrPort]int
 	visitGroups   int
 	visitOutcomes [5]int64 // visits by observe.Outcome
 
@@ -213,14 +214,15 @@ type batch struct {
 
 func newBatch(opts *Options) *batch {
 	return &batch{
-		reports:    opts.Reports,
-		neighbours: opts.Neighbours,
-		visitSeen:  make(map[nodeKey]int),
-		nodeIdx:    make(map[nodeKey]int),
-		repIdx:     make(map[reportKey]int),
-		ihIdx:      make(map[krpc.ID]int),
-		itemIdx:    make(map[krpc.ID]int),
-		peerIdx:    make(map[peerKey]int),
+		reports:       opts.Reports,
+		neighbours:    opts.Neighbours,
+		visitSeenID:   make(map[krpc.ID]int),
+		visitSeenAddr: make(map[netip.AddrPort]int),
+		nodeIdx:       make(map[nodeKey]int),
+		repIdx:        make(map[reportKey]int),
+		ihIdx:         make(map[krpc.ID]int),
+		itemIdx:       make(map[krpc.ID]int),
+		peerIdx:       make(map[peerKey]int),
 	}
 }
 
@@ -559,7 +561,8 @@ func (b *batch) reset() {
 	clear(b.samples)
 	b.samples = b.samples[:0]
 	b.visits = b.visits[:0]
-	clear(b.visitSeen)
+	clear(b.visitSeenID)
+	clear(b.visitSeenAddr)
 	b.visitGroups = 0
 	b.visitOutcomes = [5]int64{}
 	for _, a := range []*[]any{&b.nodeArgs, &b.repArgs, &b.ihArgs, &b.peerArgs, &b.sampleArgs, &b.itemArgs, &b.visitArgs, &b.nbrArgs} {

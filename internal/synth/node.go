@@ -3,6 +3,7 @@ package synth
 import (
 	"encoding/binary"
 	"errors"
+	"maps"
 	"net/netip"
 	"slices"
 	"sort"
@@ -24,7 +25,7 @@ func (n *Network) lookup(ap netip.AddrPort) (int, bool) {
 		return 0, false
 	}
 	i := int(uint32(n.byIP[j]))
-	if n.port[i] != ap.Port() {
+	if n.portOf(i) != ap.Port() {
 		return 0, false
 	}
 	return i, true
@@ -63,6 +64,62 @@ func (n *Network) SetOnline(i int, online bool) {
 	} else {
 		w.Or(m)
 	}
+}
+
+// SetID makes node i answer with id from now on, as a node that changed
+// its ID at the same address; other nodes' tables still list its old ID
+// (they have not heard of the change). It panics if i is out of range.
+func (n *Network) SetID(i int, id krpc.ID) {
+	_ = n.ids[i]
+	n.override(func(o *overrides) { o.id[int32(i)] = id })
+}
+
+// SetPort moves node i to another UDP port of its IP from now on: it
+// answers there and no longer at the old one, and the tables list it at
+// the new address. It panics if i is out of range.
+func (n *Network) SetPort(i int, port uint16) {
+	_ = n.ids[i]
+	n.override(func(o *overrides) { o.port[int32(i)] = port })
+}
+
+// overrides are the IDs and ports changed by SetID and SetPort. They
+// are copied on write and read through one atomic load, so that a
+// network without any costs its handler nothing.
+type overrides struct {
+	id   map[int32]krpc.ID
+	port map[int32]uint16
+}
+
+func (n *Network) override(f func(*overrides)) {
+	n.overrideMu.Lock()
+	defer n.overrideMu.Unlock()
+	o := &overrides{id: make(map[int32]krpc.ID), port: make(map[int32]uint16)}
+	if old := n.over.Load(); old != nil {
+		maps.Copy(o.id, old.id)
+		maps.Copy(o.port, old.port)
+	}
+	f(o)
+	n.over.Store(o)
+}
+
+// idOf returns the ID entry i answers with.
+func (n *Network) idOf(i int) krpc.ID {
+	if o := n.over.Load(); o != nil {
+		if id, ok := o.id[int32(i)]; ok {
+			return id
+		}
+	}
+	return n.ids[i]
+}
+
+// portOf returns entry i's port.
+func (n *Network) portOf(i int) uint16 {
+	if o := n.over.Load(); o != nil {
+		if p, ok := o.port[int32(i)]; ok {
+			return p
+		}
+	}
+	return n.port[i]
 }
 
 // handle is the simnet handler: it answers a packet sent to a synthetic
@@ -106,7 +163,7 @@ func (n *Network) handle(to, from netip.AddrPort, pkt []byte) ([]byte, bool) {
 		return n.errorReply(i, m, from, krpc.CodeProtocol, "missing id")
 	}
 	r := krpc.Msg{T: m.T, Y: krpc.KindReply, V: n.version(i), IP: from}
-	r.R.ID = n.ids[i]
+	r.R.ID = n.idOf(i)
 	switch m.Q {
 	case krpc.MethodPing:
 	case krpc.MethodFindNode:

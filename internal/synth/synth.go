@@ -160,10 +160,12 @@ type Network struct {
 	ver   []uint8
 	byIP  []uint64 // ip<<32 | index, sorted
 
-	offline []atomic.Uint32 // bitset set by SetOnline(i, false)
-	queries []atomic.Uint32 // queries received per entry
-	lastQ   []atomic.Int64  // time of the last query (ns since start), with MinQueryGap
-	boot    []int32         // bootstrap entries
+	offline    []atomic.Uint32           // bitset set by SetOnline(i, false)
+	over       atomic.Pointer[overrides] // SetID and SetPort; nil until one is called
+	overrideMu sync.Mutex                // serialises writers of over
+	queries    []atomic.Uint32           // queries received per entry
+	lastQ      []atomic.Int64            // time of the last query (ns since start), with MinQueryGap
+	boot       []int32                   // bootstrap entries
 
 	msgPool sync.Pool
 

@@ -119,7 +119,7 @@ func (n *Network) info(i int) krpc.NodeInfo {
 
 // addr returns entry i's address.
 func (n *Network) addr(i int) netip.AddrPort {
-	return netip.AddrPortFrom(addr4(n.ip[i]), n.port[i])
+	return netip.AddrPortFrom(addr4(n.ip[i]), n.portOf(i))
 }
 
 // closest returns up to K entries of x's table closest to target, closest

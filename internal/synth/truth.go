@@ -10,9 +10,12 @@ import (
 
 // NodeTruth is the ground truth about one entry of the network.
 type NodeTruth struct {
-	ID      krpc.ID
-	Addr    netip.AddrPort
-	Version string // the "v" it sends; "" for none and for bogons
+	ID   krpc.ID // the ID it answers with (SetID changes it)
+	Addr netip.AddrPort
+	// ListedID is the ID other nodes' tables list it under: ID, unless
+	// SetID changed it.
+	ListedID krpc.ID
+	Version  string // the "v" it sends; "" for none and for bogons
 
 	// Bogon marks an entry with a private, loopback or reserved address
 	// that only appears in tables; it is neither Silent nor Answering.
@@ -70,7 +73,8 @@ func (n *Network) Truth() Truth {
 		f := n.flags[i]
 		answering := f&(flagSilent|flagBogon) == 0
 		nt := NodeTruth{
-			ID:        n.ids[i],
+			ID:        n.idOf(i),
+			ListedID:  n.ids[i],
 			Addr:      n.addr(i),
 			Version:   string(n.vers[n.ver[i]]),
 			Bogon:     f&flagBogon != 0,
