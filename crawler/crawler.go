@@ -231,6 +231,10 @@ func (c *Crawler) Run(ctx context.Context) (Result, error) {
 	return c.res, runErr
 }
 
+// Close releases a Crawler that will not be run: it closes the socket.
+// Run closes it itself; Close after Run does nothing.
+func (c *Crawler) Close() error { return c.tr.Close() }
+
 // phase is one stage of a crawl as the event loop runs it: the
 // enumeration of the nodes, then, with Config.Peers, the peers phase.
 type phase struct {

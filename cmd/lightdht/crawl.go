@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/lightdht/lightdht/crawler"
 	"github.com/lightdht/lightdht/db"
 	"github.com/lightdht/lightdht/krpc"
+	"github.com/lightdht/lightdht/observe"
 )
 
 // parseZone parses --zone PREFIX/BITS: PREFIX is up to 40 hex digits
@@ -48,6 +50,7 @@ func (r *recorder) Observe(s lightdht.Sighting) { r.d.Observe(s) }
 func (r *recorder) RecordSample(n krpc.NodeInfo, t time.Time, num, interval int, samples []krpc.ID) {
 	r.d.RecordSample(n, t, num, interval, samples)
 }
+func (r *recorder) RecordVisit(v observe.Visit) { r.d.RecordVisit(v) }
 func (r *recorder) RecordPeer(ih krpc.ID, peer netip.AddrPort, source string, t time.Time) {
 	r.d.RecordPeer(ih, peer, source, t)
 }
@@ -87,6 +90,9 @@ type crawlConfig struct {
 	PeersLimit    int     `json:"peers_limit,omitempty"`
 	Respond       bool    `json:"respond,omitempty"`
 	TestNet       bool    `json:"testnet"`
+	Visits        bool    `json:"visits"`
+	Neighbours    bool    `json:"neighbours,omitempty"`
+	Every         string  `json:"every,omitempty"`
 }
 
 func crawlCmd(c *cli) func(context.Context, []string) error {
@@ -96,7 +102,7 @@ func crawlCmd(c *cli) func(context.Context, []string) error {
 	listen := c.fs.String("listen", "", "local UDP address (default: 127.0.0.1:0 for a loopback bootstrap, 0.0.0.0:0 otherwise)")
 	rate := c.fs.Float64("rate", crawler.DefaultRate, "queries per second, at most")
 	perIP := c.fs.Duration("per-ip-interval", crawler.DefaultPerIPInterval, "least time between two queries to one IP")
-	duration := c.fs.Duration("duration", 0, "stop after this long (0: when the crawl is done; --continuous: never)")
+	duration := c.fs.Duration("duration", 0, "stop each crawl after this long (0: when the crawl is done; --continuous: never)")
 	idle := c.fs.Duration("idle", crawler.DefaultIdle, "end a crawl once no new node has been found for this long")
 	zone := c.fs.String("zone", "", "crawl only the IDs starting with PREFIX/BITS (hex prefix, 1-32 bits), e.g. ab/8, and estimate the DHT's size")
 	continuous := c.fs.Bool("continuous", false, "keep crawling, revisiting nodes, until interrupted or --duration")
@@ -106,12 +112,22 @@ func crawlCmd(c *cli) func(context.Context, []string) error {
 	respond := c.fs.Bool("respond", false, "answer queries instead of being read-only, and record the infohashes of incoming get_peers and announce_peer")
 	testnet := c.fs.Bool("testnet", false, "allow loopback and private addresses: crawl a local test network")
 	progress := c.fs.Duration("progress", 10*time.Second, "interval of the status lines when stderr is not a terminal (0: none)")
+	visits := c.fs.Bool("visits", true, "record a visit per node per crawl (the crawl history); --visits=false keeps only the per-node totals")
+	neighbours := c.fs.Bool("neighbours", false, "record who listed whom in each crawl (the neighbours table; large)")
+	every := c.fs.Duration("every", 0, "repeat the full crawl, one run each, starting every INTERVAL (0: crawl once)")
+	count := c.fs.Int("count", 0, "with --every: stop after this many crawls (0: until interrupted)")
 	return func(ctx context.Context, args []string) error {
 		switch {
 		case *peers && !*infohashes:
 			return usagef("--peers needs --infohashes (it asks for the peers of harvested infohashes)")
 		case *peersLimit < 0:
 			return usagef("--peers-limit must not be negative")
+		case *every < 0 || *count < 0:
+			return usagef("--every and --count must not be negative")
+		case *every > 0 && *continuous:
+			return usagef("--every repeats crawls that end; a --continuous crawl never does")
+		case *count > 0 && *every == 0:
+			return usagef("--count needs --every")
 		}
 		if err := nargs(args, 0, 0, "no arguments"); err != nil {
 			return err
@@ -127,16 +143,12 @@ func crawlCmd(c *cli) func(context.Context, []string) error {
 		if err != nil {
 			return err
 		}
-		conn, err := listenUDP(*listen, "listen", boot, has6(boot) && !has4(boot))
-		if err != nil {
-			return err
-		}
 		rec := &recorder{}
 		term := isTerminal(c.stderr)
 		var lastPrint time.Time
-		cfg := crawler.Config{Conn: conn, Bootstrap: boot, Rate: *rate, PerIPInterval: *perIP, Idle: *idle,
+		cfg := crawler.Config{Bootstrap: boot, Rate: *rate, PerIPInterval: *perIP, Idle: *idle,
 			Continuous: *continuous, Zone: z, Infohashes: *infohashes, Peers: *peers, PeersLimit: *peersLimit,
-			Respond: *respond, TestNet: *testnet, Recorder: rec, Logger: c.log,
+			Respond: *respond, TestNet: *testnet, Recorder: rec, NoVisits: !*visits, Logger: c.log,
 			ProgressEvery: time.Second}
 		if *progress > 0 && *progress < time.Second {
 			cfg.ProgressEvery = *progress
@@ -152,69 +164,118 @@ func crawlCmd(c *cli) func(context.Context, []string) error {
 				fmt.Fprintln(c.stderr, line)
 			}
 		}
-		cr, err := crawler.New(cfg)
-		if err != nil {
-			conn.Close()
-			var ce *crawler.ConfigError
-			switch {
-			case errors.Is(err, crawler.ErrNeedsTestNet) && errors.As(err, &ce):
-				return usagef("%s (a local test network needs --testnet)", ce.Reason)
-			case errors.As(err, &ce):
-				return usagef("%s", ce.Reason)
+		// The first crawler is made before the database is opened, so
+		// that a bad configuration creates no file.
+		newCrawler := func() (*crawler.Crawler, string, error) {
+			conn, err := listenUDP(*listen, "listen", boot, has6(boot) && !has4(boot))
+			if err != nil {
+				return nil, "", err
 			}
-			return usagef("%s", err)
+			cc := cfg
+			cc.Conn = conn
+			cr, err := crawler.New(cc)
+			if err != nil {
+				conn.Close()
+				var ce *crawler.ConfigError
+				switch {
+				case errors.Is(err, crawler.ErrNeedsTestNet) && errors.As(err, &ce):
+					return nil, "", usagef("%s (a local test network needs --testnet)", ce.Reason)
+				case errors.As(err, &ce):
+					return nil, "", usagef("%s", ce.Reason)
+				}
+				return nil, "", usagef("%s", err)
+			}
+			return cr, conn.LocalAddr().String(), nil
 		}
-		d, err := db.Open(*dbPath, db.Options{Reports: true})
+		cr, vantage, err := newCrawler()
 		if err != nil {
-			conn.Close()
 			return err
 		}
+		d, err := db.Open(*dbPath, db.Options{Reports: true, Neighbours: *neighbours})
+		if err != nil {
+			cr.Close()
+			return err
+		}
+		defer d.Close()
 		rec.d = d
 		ccfg := crawlConfig{Rate: *rate, PerIPInterval: perIP.String(), Zone: *zone, Continuous: *continuous,
-			Infohashes: *infohashes, Peers: *peers, PeersLimit: *peersLimit, Respond: *respond, TestNet: *testnet}
+			Infohashes: *infohashes, Peers: *peers, PeersLimit: *peersLimit, Respond: *respond, TestNet: *testnet,
+			Visits: *visits, Neighbours: *neighbours}
 		if *duration > 0 {
 			ccfg.Duration = duration.String()
 		}
-		runID, err := d.StartRun(db.RunInfo{Config: ccfg, ProgramVersion: "lightdht " + programVersion, Bootstrap: netipStrings(boot)})
-		if err != nil {
-			conn.Close()
-			d.Close()
-			return err
+		if *every > 0 {
+			ccfg.Every = every.String()
 		}
-		cctx := ctx
-		if *duration > 0 {
-			var cancel context.CancelFunc
-			cctx, cancel = context.WithTimeout(ctx, *duration)
-			defer cancel()
+		host, _ := os.Hostname()
+		for i := 1; ; i++ {
+			started := time.Now()
+			sum, err := c.crawlOnce(ctx, cr, d, db.RunInfo{Started: started, Config: ccfg, ProgramVersion: "lightdht " + programVersion,
+				Bootstrap: netipStrings(boot), Vantage: vantage, Host: host}, *duration, term)
+			if err != nil {
+				return err
+			}
+			if err := c.output(sum, func(w io.Writer) { printSummary(w, sum) }); err != nil {
+				return err
+			}
+			if sum.Interrupted {
+				return errInterrupted
+			}
+			if *every == 0 || (*count > 0 && i == *count) {
+				break
+			}
+			wait := time.Until(started.Add(*every))
+			if wait <= 0 {
+				c.log.Warn().Dur("took", time.Since(started)).Dur("every", *every).Msg("crawl took longer than --every: the next starts now")
+			}
+			select {
+			case <-time.After(max(wait, 0)):
+			case <-ctx.Done():
+				return errInterrupted
+			}
+			if cr, vantage, err = newCrawler(); err != nil {
+				return err
+			}
 		}
-		res, runErr := cr.Run(cctx)
-		if term {
-			fmt.Fprintln(c.stderr)
-		}
-		interrupted := ctx.Err() != nil
-		if runErr != nil && (interrupted || errors.Is(runErr, context.DeadlineExceeded)) {
-			runErr = nil
-		}
-		shed := d.Stats().Shed
-		endErr := d.EndRun(runID, db.RunCounts{NodesFound: int64(res.Discovered), NodesReplied: int64(res.Replied),
-			Infohashes: int64(res.Infohashes), QueriesSent: int64(res.Queries), SightingsShed: int64(shed), SizeEstimate: res.SizeEstimate})
-		closeErr := d.Close()
-		if err := errors.Join(runErr, endErr, closeErr); err != nil {
-			return err
-		}
-		sum := crawlSummary{Run: runID, DB: *dbPath, Nodes: res.Discovered, Replied: res.Replied, Queried: res.Queried,
-			Timeouts: res.Timeouts, Waiting: res.Waiting, Bogons: res.Bogons, Infohashes: res.Infohashes, Samples: res.Samples, Peers: res.Peers,
-			Incoming: res.Incoming, Passive: res.Passive,
-			SizeEstimate: res.SizeEstimate, Queries: res.Queries, Packets: res.Packets, DurationMs: ms(res.Duration),
-			Interrupted: interrupted, Shed: shed}
-		if err := c.output(sum, func(w io.Writer) { printSummary(w, sum) }); err != nil {
-			return err
-		}
-		if interrupted {
-			return errInterrupted
-		}
-		return nil
+		return d.Close()
 	}
+}
+
+// crawlOnce runs one crawl as one run of d and returns its summary. A
+// crawl that ctx interrupted is ended and summarised too, with
+// Interrupted set.
+func (c *cli) crawlOnce(ctx context.Context, cr *crawler.Crawler, d *db.DB, info db.RunInfo, duration time.Duration, term bool) (crawlSummary, error) {
+	runID, err := d.StartRun(info)
+	if err != nil {
+		cr.Close()
+		return crawlSummary{}, err
+	}
+	cctx := ctx
+	if duration > 0 {
+		var cancel context.CancelFunc
+		cctx, cancel = context.WithTimeout(ctx, duration)
+		defer cancel()
+	}
+	shedBefore := d.Stats().Shed
+	res, runErr := cr.Run(cctx)
+	if term {
+		fmt.Fprintln(c.stderr)
+	}
+	interrupted := ctx.Err() != nil
+	if runErr != nil && (interrupted || errors.Is(runErr, context.DeadlineExceeded)) {
+		runErr = nil
+	}
+	shed := d.Stats().Shed - shedBefore
+	endErr := d.EndRun(runID, db.RunCounts{NodesFound: int64(res.Discovered), NodesReplied: int64(res.Replied),
+		Infohashes: int64(res.Infohashes), QueriesSent: int64(res.Queries), SightingsShed: int64(shed), SizeEstimate: res.SizeEstimate})
+	if err := errors.Join(runErr, endErr); err != nil {
+		return crawlSummary{}, err
+	}
+	return crawlSummary{Run: runID, DB: d.Path(), Nodes: res.Discovered, Replied: res.Replied, Queried: res.Queried,
+		Timeouts: res.Timeouts, Waiting: res.Waiting, Bogons: res.Bogons, Infohashes: res.Infohashes, Samples: res.Samples, Peers: res.Peers,
+		Incoming: res.Incoming, Passive: res.Passive,
+		SizeEstimate: res.SizeEstimate, Queries: res.Queries, Packets: res.Packets, DurationMs: ms(res.Duration),
+		Interrupted: interrupted, Shed: shed}, nil
 }
 
 func printSummary(w io.Writer, s crawlSummary) {

@@ -8,6 +8,7 @@
 //
 //	node       run a DHT node until interrupted, recording every node it sees (--db)
 //	crawl      crawl the DHT into the database (--db), then print a summary
+//	revisit    visit the database's known nodes again and again, to measure sessions
 //	ping       ADDR: send one ping
 //	find-node  ADDR [TARGET]: send one find_node
 //	get-peers  ADDR INFOHASH: send one get_peers
@@ -46,7 +47,20 @@
 // those nodes drop the one-node-per-IP limit of k-buckets, since a test
 // network often runs many nodes per IP.
 //
-// crawl records a crawl_runs row (StartRun / EndRun) around the crawl.
+// crawl records a crawl_runs row (StartRun / EndRun) around the crawl,
+// and a visit per node (--visits=false: none; --neighbours adds who
+// listed whom). --every INTERVAL repeats the crawl, one run each, a crawl
+// starting every INTERVAL (at once if the last one took longer), until
+// interrupted or --count crawls; each prints its summary (--json: one
+// line each).
+//
+// revisit reads the nodes worth revisiting from --db (open sessions, and
+// sessions that timed out within --since) and visits each again and
+// again, after a quarter of the time it has been up or down, within
+// [--min, --max], until interrupted or --duration; it records one
+// crawl_runs row of kind revisit. It needs no --bootstrap: it queries
+// only nodes already in the file, and without --testnet refuses loopback
+// and private ones.
 // On a terminal it keeps a status line up to date on stderr; otherwise it
 // prints a status line every --progress. Without --testnet, loopback and
 // private bootstrap addresses are refused. SIGINT or SIGTERM cancels the

@@ -58,6 +58,7 @@ func init() {
 	commands = []command{
 		{"node", "", "run a DHT node until interrupted, recording every node it sees", nodeCmd},
 		{"crawl", "", "crawl the DHT into the database", crawlCmd},
+		{"revisit", "", "visit the database's known nodes again and again, to measure their sessions", revisitCmd},
 		{"ping", "ADDR", "send one ping", pingCmd},
 		{"find-node", "ADDR [TARGET]", "send one find_node (TARGET: random if omitted)", findNodeCmd},
 		{"get-peers", "ADDR INFOHASH", "send one get_peers", getPeersCmd},
