@@ -122,6 +122,10 @@ type Config struct {
 	// before it is no longer visited. Zero: DefaultRevisitGiveUp (24
 	// hours); negative: never given up.
 	RevisitGiveUp time.Duration
+	// RevisitRounds, if positive, ends a revisit run once every node has
+	// been visited this many times (or given up): 1 is a single pass
+	// over the known nodes. Zero: no limit.
+	RevisitRounds int
 
 	// Zone, when Bits > 0, restricts the crawl to one ID prefix and
 	// estimates the size of the whole network from its density. Zero: the
@@ -315,6 +319,7 @@ func (c Config) validate() error {
 		{"Revisit", c.Revisit < 0},
 		{"RevisitMin", c.RevisitMin < 0},
 		{"RevisitMax", c.RevisitMax < 0},
+		{"RevisitRounds", c.RevisitRounds < 0},
 		{"ProgressEvery", c.ProgressEvery < 0},
 	} {
 		if f.negative {

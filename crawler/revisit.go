@@ -48,8 +48,9 @@ type Known struct {
 // revisitState is a node's state in a revisit run, beside Crawler.nodes
 // and owned by the event loop.
 type revisitState struct {
-	up    bool
-	since int64 // Unix ns
+	up     bool
+	since  int64 // Unix ns
+	visits int   // visits made
 }
 
 // revisitPhase sets up the nodes of Config.Nodes and returns the phase
@@ -158,8 +159,12 @@ func (c *Crawler) handleRevisit(r result) {
 		}
 	}
 	c.res.Visits++
+	st.visits++
 	c.emitVisit(n)
 	n.queries = 0
+	if c.cfg.RevisitRounds > 0 && st.visits >= c.cfg.RevisitRounds {
+		return // visited as often as asked
+	}
 	in := time.Duration(now.UnixNano()-st.since) / revisitSpacing
 	if !st.up && c.cfg.RevisitGiveUp > 0 && time.Duration(now.UnixNano()-st.since) >= c.cfg.RevisitGiveUp {
 		c.res.GivenUp++

@@ -186,6 +186,14 @@ type testnetOut struct {
 // process is interrupted (and killed if it lingers) when the test ends.
 func startTestnet(t *testing.T, n int, first string) testnetOut {
 	t.Helper()
+	out, _ := startStoppableTestnet(t, n, first)
+	return out
+}
+
+// startStoppableTestnet is startTestnet that also returns a function
+// that stops the network (as at the end of the test) and waits for it.
+func startStoppableTestnet(t *testing.T, n int, first string) (testnetOut, func()) {
+	t.Helper()
 	cmd := exec.Command(bin, "testnet", "--nodes", strconv.Itoa(n), "--ips", first, "--base-port", "0", "--json")
 	cmd.Env = cleanEnv()
 	var se bytes.Buffer
@@ -207,7 +215,7 @@ func startTestnet(t *testing.T, n int, first string) testnetOut {
 		cmd.Wait()
 		close(exited)
 	}()
-	t.Cleanup(func() {
+	stop := sync.OnceFunc(func() {
 		cmd.Process.Signal(os.Interrupt)
 		select {
 		case <-exited:
@@ -221,6 +229,7 @@ func startTestnet(t *testing.T, n int, first string) testnetOut {
 		}
 		noCrash(t, []string{"testnet"}, se.String())
 	})
+	t.Cleanup(stop)
 	select {
 	case line := <-lines:
 		if line == "" {
@@ -230,11 +239,11 @@ func startTestnet(t *testing.T, n int, first string) testnetOut {
 		if len(out.Nodes) != n || out.Bootstrap != out.Nodes[0].Addr {
 			t.Fatalf("testnet output %s", line)
 		}
-		return out
+		return out, stop
 	case <-time.After(hangGuard):
 		t.Fatalf("testnet not ready after %v; stderr:\n%s", hangGuard, se.String())
 	}
-	return testnetOut{}
+	return testnetOut{}, stop
 }
 
 func openDB(t *testing.T, path string) *sql.DB {

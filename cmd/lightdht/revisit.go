@@ -36,6 +36,8 @@ type revisitConfig struct {
 	GiveUp        string  `json:"give_up"`
 	Since         string  `json:"since"`
 	Duration      string  `json:"duration,omitempty"`
+	Rounds        int     `json:"rounds,omitempty"`
+	Timeout       string  `json:"timeout"`
 	Infohashes    bool    `json:"infohashes"`
 	TestNet       bool    `json:"testnet"`
 }
@@ -50,15 +52,17 @@ func revisitCmd(c *cli) func(context.Context, []string) error {
 	maxWait := c.fs.Duration("max", crawler.DefaultRevisitMax, "most time between two visits of a node")
 	giveUp := c.fs.Duration("give-up", crawler.DefaultRevisitGiveUp, "stop visiting a node once it has been down this long (negative: never)")
 	since := c.fs.Duration("since", 24*time.Hour, "also revisit nodes whose session ended by a timeout within this long")
-	duration := c.fs.Duration("duration", 0, "stop after this long (0: until interrupted or every node is given up)")
+	duration := c.fs.Duration("duration", 0, "stop after this long (0: until interrupted, every node given up, or --rounds done)")
+	rounds := c.fs.Int("rounds", 0, "stop once every node has been visited this many times (0: no limit; 1: one pass)")
+	timeout := c.fs.Duration("timeout", crawler.DefaultTimeout, "wait for each attempt of a query")
 	infohashes := c.fs.Bool("infohashes", false, "ask BEP 51 nodes for a sample instead of a ping when their interval is over")
 	testnet := c.fs.Bool("testnet", false, "allow loopback and private addresses: revisit a local test network")
 	return func(ctx context.Context, args []string) error {
 		if err := nargs(args, 0, 0, "no arguments"); err != nil {
 			return err
 		}
-		if *rate <= 0 || *perIP < 0 || *minWait <= 0 || *maxWait < *minWait || *since < 0 || *duration < 0 {
-			return usagef("--rate and --min must be positive, --max at least --min, and --per-ip-interval, --since and --duration not negative")
+		if *rate <= 0 || *perIP < 0 || *minWait <= 0 || *maxWait < *minWait || *since < 0 || *duration < 0 || *rounds < 0 || *timeout <= 0 {
+			return usagef("--rate, --min and --timeout must be positive, --max at least --min, and --per-ip-interval, --since, --duration and --rounds not negative")
 		}
 		if _, err := os.Stat(*dbPath); err != nil {
 			return fmt.Errorf("revisit: no database at %s: crawl into it first (%w)", *dbPath, err)
@@ -88,7 +92,8 @@ func revisitCmd(c *cli) func(context.Context, []string) error {
 			return err
 		}
 		cr, err := crawler.New(crawler.Config{Conn: conn, Nodes: known, Rate: *rate, PerIPInterval: *perIP,
-			RevisitMin: *minWait, RevisitMax: *maxWait, RevisitGiveUp: *giveUp, Infohashes: *infohashes,
+			RevisitMin: *minWait, RevisitMax: *maxWait, RevisitGiveUp: *giveUp, RevisitRounds: *rounds,
+			Timeout: *timeout, Infohashes: *infohashes,
 			TestNet: *testnet, Recorder: &recorder{d: d}, Logger: c.log})
 		if err != nil {
 			conn.Close()
@@ -103,7 +108,8 @@ func revisitCmd(c *cli) func(context.Context, []string) error {
 		}
 		host, _ := os.Hostname()
 		cfg := revisitConfig{Rate: *rate, PerIPInterval: perIP.String(), Min: minWait.String(), Max: maxWait.String(),
-			GiveUp: giveUp.String(), Since: since.String(), Infohashes: *infohashes, TestNet: *testnet}
+			GiveUp: giveUp.String(), Since: since.String(), Rounds: *rounds, Timeout: timeout.String(),
+			Infohashes: *infohashes, TestNet: *testnet}
 		if *duration > 0 {
 			cfg.Duration = duration.String()
 		}
