@@ -45,22 +45,23 @@ func readmeQueries(t *testing.T) []string {
 	}
 }
 
-// TestREADMEQueries crawls a small network into a database, the way a
-// researcher would, and runs every query of the README on it: each must
-// run and return rows.
+// TestREADMEQueries crawls a small network into a database twice, the
+// way a researcher would, with five nodes stopped between the crawls,
+// and runs every query of the README on it: each must run and return
+// rows.
 func TestREADMEQueries(t *testing.T) {
 	queries := readmeQueries(t)
-	if len(queries) != 5 {
-		t.Fatalf("README has %d research queries, want 5", len(queries))
+	if len(queries) != 12 {
+		t.Fatalf("README has %d research queries, want 12", len(queries))
 	}
 	path := filepath.Join(t.TempDir(), "lightdht.db")
-	store, err := db.Open(path, db.Options{Reports: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-
 	synctest.Test(t, func(t *testing.T) {
+		// Opened in the bubble: its writer answers the runs' requests.
+		store, err := db.Open(path, db.Options{Reports: true, Neighbours: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer store.Close()
 		sim := newSim(t, simnet.Config{Seed: 4, Latency: 5 * time.Millisecond})
 		addrs := loopbackAddrs(60)
 		// Three node IDs behind one IP, for the Sybil query.
@@ -71,23 +72,44 @@ func TestREADMEQueries(t *testing.T) {
 		for i := range 20 {
 			dn.nodes[i].Announce(context.Background(), krpc.RandomID(), 6000+i)
 		}
-		conn, _ := sim.NewConn4()
-		c, err := crawler.New(crawler.Config{Conn: conn, Bootstrap: dn.addrs[:1], TestNet: true, Rate: 1000,
-			Timeout: time.Second, Infohashes: true, Recorder: store})
-		if err != nil {
-			t.Fatal(err)
+		crawl := func() {
+			conn, _ := sim.NewConn4()
+			c, err := crawler.New(crawler.Config{Conn: conn, Bootstrap: dn.addrs[:1], TestNet: true, Rate: 1000,
+				Timeout: time.Second, Infohashes: true, Recorder: store})
+			if err != nil {
+				t.Fatal(err)
+			}
+			run, err := store.StartRun(db.RunInfo{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := c.Run(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := store.EndRun(run, db.RunCounts{NodesFound: int64(res.Discovered), NodesReplied: int64(res.Replied)}); err != nil {
+				t.Fatal(err)
+			}
 		}
-		if _, err := c.Run(context.Background()); err != nil {
+		crawl()
+		for _, n := range dn.nodes[50:55] {
+			n.Close()
+		}
+		time.Sleep(time.Hour)
+		crawl()
+		if err := store.Close(); err != nil {
 			t.Fatal(err)
 		}
 	})
-	if err := store.Flush(context.Background()); err != nil {
+	q, err := db.OpenReadOnly(path)
+	if err != nil {
 		t.Fatal(err)
 	}
-	for i, q := range queries {
-		rows, err := store.SQL().Query(q)
+	defer q.Close()
+	for i, query := range queries {
+		rows, err := q.Query(query)
 		if err != nil {
-			t.Fatalf("query %d does not run: %v\n%s", i+1, err, q)
+			t.Fatalf("query %d does not run: %v\n%s", i+1, err, query)
 		}
 		cols, _ := rows.Columns()
 		n := 0
@@ -99,15 +121,19 @@ func TestREADMEQueries(t *testing.T) {
 		}
 		rows.Close()
 		if n == 0 {
-			t.Errorf("query %d returned no rows on a test crawl\n%s", i+1, q)
+			t.Errorf("query %d returned no rows on two test crawls\n%s", i+1, query)
 		}
 		t.Logf("query %d: %d rows, columns %v", i+1, n, cols)
 	}
 	var nodes, replied int
-	if err := store.SQL().QueryRow("SELECT count(*), sum(replies > 0) FROM nodes").Scan(&nodes, &replied); err != nil {
+	if err := q.QueryRow("SELECT count(*), sum(replies > 0) FROM nodes").Scan(&nodes, &replied); err != nil {
 		t.Fatal(err)
 	}
 	if nodes != 63 || replied != 63 {
 		t.Errorf("database holds %d nodes, %d replied; want all 63 of the network", nodes, replied)
+	}
+	var left int
+	if err := q.QueryRow("SELECT left FROM crawl_churn WHERE crawl = 2").Scan(&left); err != nil || left != 5 {
+		t.Errorf("crawl 2: %d nodes left (%v), want the 5 stopped", left, err)
 	}
 }
