@@ -2,9 +2,11 @@ package db
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -19,13 +21,22 @@ import (
 // repeat of a uniformly chosen known node (few repeats fall in the same
 // batch, so little is folded in memory). Sources: 70% reported, 20%
 // replies with a version and an RTT, 5% queries, 5% timeouts.
+//
+// With visits=on, each node also gets one visit when it is first seen, as
+// a crawl would report it (200,000 visits: 70% replied with a version and
+// an RTT, 20% timed out, 10% not queried), all in one run. It reports
+// the sightings per second (visits come on top), the bytes per visit of
+// the visits table alone, and the bytes per visit of the whole file over
+// the same ingest without visits (visits, sessions and the change-
+// detection tables together).
 func BenchmarkIngest(b *testing.B) {
 	for _, bs := range []int{DefaultBatchSize, 131072} {
-		b.Run(fmt.Sprintf("batch=%d", bs), func(b *testing.B) { benchIngest(b, bs) })
+		b.Run(fmt.Sprintf("batch=%d", bs), func(b *testing.B) { benchIngest(b, bs, false) })
 	}
+	b.Run(fmt.Sprintf("batch=%d/visits=on", DefaultBatchSize), func(b *testing.B) { benchIngest(b, DefaultBatchSize, true) })
 }
 
-func benchIngest(b *testing.B, batch int) {
+func benchIngest(b *testing.B, batch int, visits bool) {
 	const sightings, nodes = 1_000_000, 200_000
 	rng := rand.New(rand.NewPCG(1, 2))
 	infos := make([]krpc.NodeInfo, nodes)
@@ -60,16 +71,22 @@ func benchIngest(b *testing.B, batch int) {
 			srcs[i] = observe.SourceTimeout
 		}
 	}
-	b.ReportAllocs()
-	var elapsed time.Duration
-	for b.Loop() {
-		b.StopTimer()
-		d, err := Open(filepath.Join(b.TempDir(), "bench.db"), Options{BatchSize: batch})
+	// ingest writes the sightings (and the visits, with withVisits) into
+	// a new file, and returns its path and the time to Flush.
+	ingest := func(withVisits bool) (string, time.Duration) {
+		path := filepath.Join(b.TempDir(), "bench.db")
+		d, err := Open(path, Options{BatchSize: batch})
 		if err != nil {
 			b.Fatal(err)
 		}
+		var run int64
+		if withVisits {
+			if run, err = d.StartRun(RunInfo{}); err != nil {
+				b.Fatal(err)
+			}
+		}
 		base := time.Now()
-		b.StartTimer()
+		seen := 0
 		start := time.Now()
 		for i, n := range seq {
 			src := srcs[i%len(srcs)]
@@ -86,20 +103,82 @@ func benchIngest(b *testing.B, batch int) {
 				s.Reporter = infos[(int(n)+1)%nodes]
 			}
 			d.Observe(s)
+			if withVisits && int(n) == seen {
+				seen++
+				v := observe.Visit{Node: infos[n], Time: s.Time, Outcome: observe.OutcomeReplied, Queries: 1,
+					RTT: time.Duration(10+i%200) * time.Millisecond, Version: "UT\x01\x02"}
+				switch i % 10 {
+				case 7, 8:
+					v = observe.Visit{Node: infos[n], Time: s.Time, Outcome: observe.OutcomeTimeout, Queries: 2}
+				case 9:
+					v = observe.Visit{Node: infos[n], Time: s.Time, Outcome: observe.OutcomeNotQueried, Skipped: observe.SkipUnreached}
+				}
+				d.RecordVisit(v)
+			}
 		}
 		if err := d.Flush(context.Background()); err != nil {
 			b.Fatal(err)
 		}
-		elapsed += time.Since(start)
-		b.StopTimer()
-		if st := d.Stats(); st.Written != sightings || st.Shed != 0 {
+		took := time.Since(start)
+		want := uint64(sightings)
+		if withVisits {
+			want += nodes
+			if err := d.EndRun(run, RunCounts{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if st := d.Stats(); st.Written != want || st.Shed != 0 {
 			b.Fatalf("stats %+v", st)
 		}
 		if err := d.Close(); err != nil {
 			b.Fatal(err)
 		}
-		b.StartTimer()
+		return path, took
+	}
+	b.ReportAllocs()
+	var elapsed time.Duration
+	var path string
+	for b.Loop() {
+		var took time.Duration
+		path, took = ingest(visits)
+		elapsed += took
 	}
 	b.ReportMetric(float64(b.N)*sightings/elapsed.Seconds(), "sightings/s")
 	b.ReportMetric(float64(batch), "batch")
+	if !visits {
+		return
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)*nodes/elapsed.Seconds(), "visits/s")
+	// The visits table alone: copied into a file of its own.
+	q, err := sql.Open("sqlite3", dsn(path, ""))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer q.Close()
+	var n int64
+	if err := q.QueryRow("SELECT count(*) FROM visits").Scan(&n); err != nil || n != nodes {
+		b.Fatalf("%d visits (%v), want %d", n, err, nodes)
+	}
+	only := filepath.Join(b.TempDir(), "visits.db")
+	for _, stmt := range []string{"ATTACH '" + only + "' AS only", "PRAGMA only.page_size = 16384",
+		"CREATE TABLE only.visits AS SELECT * FROM visits", "DETACH only"} {
+		if _, err := q.Exec(stmt); err != nil {
+			b.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	b.ReportMetric(float64(fileSize(b, only)-16384)/nodes, "visit-table-B/visit")
+	// The whole file, against the same ingest without visits.
+	withSize := fileSize(b, path)
+	without, _ := ingest(false)
+	b.ReportMetric(float64(withSize-fileSize(b, without))/nodes, "file-B/visit")
+}
+
+func fileSize(b *testing.B, path string) int64 {
+	b.Helper()
+	st, err := os.Stat(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return st.Size()
 }

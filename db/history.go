@@ -80,9 +80,15 @@ const (
 	stagePrevAddr = `UPDATE stage_visits SET prev_addr = a.node FROM address_nodes a
 		WHERE stage_visits.grp = ?1 AND stage_visits.outcome IN (1, 2)
 		AND a.ip = stage_visits.ip AND a.port = stage_visits.port AND a.node != stage_visits.node`
-	stagePrevID = `UPDATE stage_visits SET prev_id = i.node FROM id_nodes i
-		WHERE stage_visits.grp = ?1 AND stage_visits.outcome IN (1, 2)
-		AND i.id = stage_visits.id AND i.node != stage_visits.node`
+	// The ID answered more recently at another address than at this
+	// one (or never here): a node's latest answered visit is the
+	// last_answered of its latest session.
+	stagePrevID = `UPDATE stage_visits SET prev_id = (
+			SELECT x.ref FROM nodes x JOIN sessions xs ON xs.node = x.ref
+			WHERE x.id = stage_visits.id AND x.ref != stage_visits.node
+			AND xs.last_answered > coalesce((SELECT max(ms.last_answered) FROM sessions ms WHERE ms.node = stage_visits.node), 0)
+			ORDER BY xs.last_answered DESC LIMIT 1)
+		WHERE grp = ?1 AND outcome IN (1, 2)`
 	closeIDChanged = `UPDATE sessions SET state = 'closed', closed = s.time, close_reason = 'id_changed'
 		FROM stage_visits s WHERE s.grp = ?1 AND sessions.node = s.prev_addr AND sessions.state = 'open'`
 	closeAddrChanged = `UPDATE sessions SET state = 'closed', closed = s.time, close_reason = 'addr_changed'
@@ -90,9 +96,6 @@ const (
 	stageAddresses = `INSERT INTO address_nodes (ip, port, node, time)
 		SELECT ip, port, node, time FROM stage_visits WHERE grp = ?1 AND outcome IN (1, 2) ORDER BY seq
 		ON CONFLICT (ip, port) DO UPDATE SET node = excluded.node, time = excluded.time WHERE excluded.time >= time`
-	stageIDs = `INSERT INTO id_nodes (id, node, time)
-		SELECT id, node, time FROM stage_visits WHERE grp = ?1 AND outcome IN (1, 2) ORDER BY seq
-		ON CONFLICT (id) DO UPDATE SET node = excluded.node, time = excluded.time WHERE excluded.time >= time`
 	insertVisits = `INSERT INTO visits (crawl, node, time, outcome, error_code, skipped, queries, rtt_us,
 			version, read_only, bep51, num, interval_s, id_changed, addr_changed)
 		SELECT ?2, node, time, outcome, error_code, skipped, queries, rtt_us,
@@ -147,7 +150,7 @@ func (h *history) prepare(conn *sql.Conn) error {
 	}
 	h.stmts = make(map[string]*sql.Stmt)
 	for _, q := range []string{stageNodes, stageMissing, stageVersions, stageVersionRefs, stagePrevAddr, stagePrevID,
-		closeIDChanged, closeAddrChanged, stageAddresses, stageIDs, insertVisits, sessionsAnswered,
+		closeIDChanged, closeAddrChanged, stageAddresses, insertVisits, sessionsAnswered,
 		sessionsOpened, sessionsFailed, clearVisits, insertNeighbours, clearNeighbours} {
 		st, err := conn.PrepareContext(ctx, q)
 		if err != nil {
@@ -189,7 +192,7 @@ func (h *history) writeVisits(b *batch, sessionFailures int) error {
 			nargs int // the highest parameter number the statement uses
 		}{
 			{stagePrevAddr, 1}, {stagePrevID, 1}, {closeIDChanged, 1}, {closeAddrChanged, 1},
-			{stageAddresses, 1}, {stageIDs, 1}, {insertVisits, 2}, {sessionsAnswered, 1},
+			{stageAddresses, 1}, {insertVisits, 2}, {sessionsAnswered, 1},
 			{sessionsOpened, 1}, {sessionsFailed, 3},
 		} {
 			if err := h.exec(st.q, args[:st.nargs]...); err != nil {

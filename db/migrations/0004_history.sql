@@ -159,20 +159,15 @@ CREATE TABLE sessions (
 CREATE INDEX sessions_node ON sessions (node);
 CREATE UNIQUE INDEX sessions_open ON sessions (node) WHERE state = 'open';
 
--- The node that last answered at each address, and the address at which
--- each ID last answered: how a visit knows that a node's ID or address
--- changed.
+-- The node that last answered at each address: how a visit knows that
+-- the ID at an address changed. (That an ID moved to another address is
+-- found from the nodes with its ID and their latest sessions.)
 CREATE TABLE address_nodes (
     ip   TEXT    NOT NULL,
     port INTEGER NOT NULL,
     node INTEGER NOT NULL,
     time INTEGER NOT NULL,
     PRIMARY KEY (ip, port)
-) WITHOUT ROWID;
-CREATE TABLE id_nodes (
-    id   TEXT    NOT NULL PRIMARY KEY,
-    node INTEGER NOT NULL,
-    time INTEGER NOT NULL
 ) WITHOUT ROWID;
 
 -- Views of the history.
