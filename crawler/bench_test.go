@@ -2,11 +2,14 @@ package crawler_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"runtime"
 	"testing"
 	"time"
 
 	"github.com/lightdht/lightdht/crawler"
+	"github.com/lightdht/lightdht/db"
 	"github.com/lightdht/lightdht/internal/synth"
 )
 
@@ -64,6 +67,75 @@ func BenchmarkCrawl1M(b *testing.B) {
 		b.Logf("found %d of %d answering nodes; %d discovered; %d packets; %d timeouts (%d silent nodes), %d resends; %d queries still queued at the end; %d replies dropped on a full receive queue; crawl %v",
 			found, answering, res.Discovered, res.Packets, res.Timeouts, len(truth.Nodes)-answering, res.Resends, res.Waiting, net.Sim().Stats().DroppedQueueFull, wall)
 		runtime.KeepAlive(rec)
+		net.Close()
+	}
+}
+
+// BenchmarkCrawl1MHistory is BenchmarkCrawl1M into a SQLite database
+// with the crawl history on (visits, one run; reports as the command line
+// records them): it reports the file's size, bytes per node, the
+// sightings and visits written, what the database shed (nothing: a
+// crawl's recorder waits for room) and wall time, to compare with
+// BenchmarkCrawl1M's. Run it with
+//
+//	go test -run '^$' -bench Crawl1MHistory -benchtime 1x -timeout 60m ./crawler/
+func BenchmarkCrawl1MHistory(b *testing.B) {
+	if testing.Short() {
+		b.Skip("1,000,000-node network")
+	}
+	for b.Loop() {
+		net, err := synth.New(synth.Config{N: 1_000_000, Seed: 21, SilentShare: 0.1, PublicIPs: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		conn, err := net.Sim().NewConn4()
+		if err != nil {
+			b.Fatal(err)
+		}
+		path := filepath.Join(b.TempDir(), "crawl.db")
+		d, err := db.Open(path, db.Options{Reports: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		c, err := crawler.New(crawler.Config{Conn: conn, Bootstrap: net.Bootstrap(), Recorder: d,
+			Rate: 1e7, MaxInFlight: 1024, Timeout: time.Second, Idle: time.Minute})
+		if err != nil {
+			b.Fatal(err)
+		}
+		run, err := d.StartRun(db.RunInfo{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		start := time.Now()
+		res, err := c.Run(context.Background())
+		if err != nil {
+			b.Fatal(err)
+		}
+		crawled := time.Since(start)
+		if err := d.EndRun(run, db.RunCounts{NodesFound: int64(res.Discovered), NodesReplied: int64(res.Replied)}); err != nil {
+			b.Fatal(err)
+		}
+		wall := time.Since(start)
+		var visits, sessions int64
+		if err := d.SQL().QueryRow("SELECT count(*), (SELECT count(*) FROM sessions) FROM visits").Scan(&visits, &sessions); err != nil {
+			b.Fatal(err)
+		}
+		st := d.Stats()
+		if err := d.Close(); err != nil {
+			b.Fatal(err)
+		}
+		fi, err := os.Stat(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(wall.Seconds(), "wall-s")
+		b.ReportMetric(crawled.Seconds(), "crawl-s")
+		b.ReportMetric(float64(fi.Size())/1e6, "file-MB")
+		b.ReportMetric(float64(fi.Size())/float64(res.Discovered), "file-B/node")
+		b.ReportMetric(float64(st.Shed), "shed")
+		b.ReportMetric(float64(visits), "visits")
+		b.Logf("%d nodes discovered, %d replied; %d items written (%d sightings and samples, %d visits), %d shed, %d sessions; crawl %v, until EndRun %v; file %d bytes",
+			res.Discovered, res.Replied, st.Written, int64(st.Written)-visits, visits, st.Shed, sessions, crawled, wall, fi.Size())
 		net.Close()
 	}
 }

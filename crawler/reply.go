@@ -69,9 +69,29 @@ func (c *Crawler) handle(r result) {
 // means the transport closed, as the crawl ends.
 func (c *Crawler) noReply(r result, now time.Time) {
 	n := &c.nodes[r.idx]
+	if !c.timeout(r, now) {
+		return
+	}
+	if n.state == stInFlight {
+		n.state = stFailed
+		if c.cfg.Continuous {
+			c.emitVisit(n) // the round is over: the node is not asked again
+		}
+	}
+	delete(c.gapTarget, r.idx)
+}
+
+// timeout takes in a query of the enumeration or a revisit that got no
+// reply, and reports whether the node's query is still unresolved: it
+// returns false when the transport closed (the crawl is ending: the node
+// has failed) and when a resend is queued, as far as Config.Retries and
+// resendPays allow; otherwise the timeout is recorded and the caller
+// decides what the node's failure means.
+func (c *Crawler) timeout(r result, now time.Time) bool {
+	n := &c.nodes[r.idx]
 	if !errors.Is(r.err, krpc.ErrTimeout) {
 		n.state = stFailed // closed or cancelled: the crawl is ending
-		return
+		return false
 	}
 	if r.resend {
 		c.resendsDone++
@@ -86,15 +106,9 @@ func (c *Crawler) noReply(r result, now time.Time) {
 		n.state = stQueued
 		n.retry = true
 		c.q.push(r.idx)
-		return
+		return false
 	}
-	if n.state == stInFlight {
-		n.state = stFailed
-		if c.cfg.Continuous {
-			c.emitVisit(n) // the round is over: the node is not asked again
-		}
-	}
-	delete(c.gapTarget, r.idx)
+	return true
 }
 
 // answered marks the node of a reply (or KRPC error) as replied, learns

@@ -2,7 +2,6 @@ package crawler
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"github.com/lightdht/lightdht/krpc"
@@ -89,13 +88,7 @@ func (c *Crawler) revisitPhase() *phase {
 // sendRevisit sends node idx its revisit query: a ping, or a
 // sample_infohashes where it is due.
 func (c *Crawler) sendRevisit(idx int32) {
-	n := &c.nodes[idx]
-	n.state = stInFlight
-	n.queries++
-	n.queried = true
-	n.sentQuery()
-	c.inflight++
-	c.res.Queries++
+	n := c.sending(idx)
 	q := &krpc.Msg{Q: krpc.MethodPing, A: krpc.Args{ID: c.cfg.ID}}
 	if c.cfg.Infohashes && n.bep51 == bep51Yes && c.cfg.Now().UnixNano() >= n.next {
 		q.Q = krpc.MethodSampleInfohashes
@@ -118,21 +111,8 @@ func (c *Crawler) handleRevisit(r result) {
 	n := &c.nodes[r.idx]
 	st := &c.revisit[r.idx]
 	if r.resp.Msg == nil {
-		if !errors.Is(r.err, krpc.ErrTimeout) {
-			n.state = stFailed // the transport closed: the run is ending
-			return
-		}
-		if r.resend {
-			c.resendsDone++
-		}
-		n.timedOut(now)
-		c.record(observe.Sighting{Node: krpc.NodeInfo{ID: n.id, Addr: n.key.addrPort()}, Time: now,
-			Source: observe.SourceTimeout, Method: r.method})
-		if int(n.queries) <= c.cfg.Retries && c.resendPays() {
-			n.state = stQueued
-			n.retry = true
-			c.q.push(r.idx)
-			return
+		if !c.timeout(r, now) {
+			return // resent, or the run is ending
 		}
 		n.state = stFailed
 		c.res.FailedVisits++

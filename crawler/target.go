@@ -74,13 +74,7 @@ func (c *Crawler) tableDepth() int {
 // target of a gap probe (fillGaps) or the one target chooses. The reply
 // comes back to the event loop as a result.
 func (c *Crawler) send(idx int32) {
-	n := &c.nodes[idx]
-	n.state = stInFlight
-	n.queries++
-	n.queried = true
-	n.sentQuery()
-	c.inflight++
-	c.res.Queries++
+	n := c.sending(idx)
 	target, gap := c.gapTarget[idx]
 	nearest := false
 	if !gap {
@@ -97,6 +91,19 @@ func (c *Crawler) send(idx int32) {
 	c.tr.QueryAsync(context.Background(), n.key.addrPort(), q, func(r krpc.Response, err error) {
 		c.results <- result{idx: idx, method: method, nearest: nearest, resend: resend, resp: r, err: err}
 	})
+}
+
+// sending counts a query about to go to node idx, of any phase but the
+// peers phase, and returns the node.
+func (c *Crawler) sending(idx int32) *node {
+	n := &c.nodes[idx]
+	n.state = stInFlight
+	n.queries++
+	n.queried = true
+	n.sentQuery()
+	c.inflight++
+	c.res.Queries++
+	return n
 }
 
 // towardZone reports whether a node is worth querying in a zone crawl: it

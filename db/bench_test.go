@@ -182,3 +182,68 @@ func fileSize(b *testing.B, path string) int64 {
 	}
 	return st.Size()
 }
+
+// BenchmarkHistoryViews times the crawl-history views on a file of three
+// crawls of 200,000 nodes each (one visit per node per crawl, 80% of the
+// nodes answering in each, drawn anew each crawl): crawl_churn over all
+// crawls, session_lengths summed, and the classes of the latest crawl.
+func BenchmarkHistoryViews(b *testing.B) {
+	const nodes, crawls = 200_000, 3
+	path := filepath.Join(b.TempDir(), "views.db")
+	d, err := Open(path, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	infos := make([]krpc.NodeInfo, nodes)
+	for i := range infos {
+		var id krpc.ID
+		for j := range id {
+			id[j] = byte(rng.Uint32())
+		}
+		ip := netip.AddrFrom4([4]byte{byte(1 + rng.IntN(220)), byte(rng.Uint32()), byte(rng.Uint32()), byte(rng.Uint32())})
+		infos[i] = krpc.NodeInfo{ID: id, Addr: netip.AddrPortFrom(ip, uint16(1024+rng.IntN(60000)))}
+	}
+	base := time.Now().Add(-time.Duration(crawls) * time.Hour)
+	for c := range crawls {
+		run, err := d.StartRun(RunInfo{Started: base.Add(time.Duration(c) * time.Hour)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for i, n := range infos {
+			v := observe.Visit{Node: n, Time: base.Add(time.Duration(c)*time.Hour + time.Duration(i)*time.Microsecond),
+				Outcome: observe.OutcomeReplied, Queries: 1, RTT: time.Millisecond, Version: "UT\x01\x02"}
+			if rng.IntN(5) == 0 {
+				v.Outcome = observe.OutcomeTimeout
+			}
+			d.RecordVisit(v)
+		}
+		if err := d.EndRun(run, RunCounts{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	defer d.Close()
+	q := d.SQL()
+	for _, v := range []struct{ name, query string }{
+		{"crawl_churn", "SELECT count(*), sum(answering + left) FROM crawl_churn"},
+		{"session_lengths", "SELECT count(*), sum(seconds) FROM session_lengths"},
+		{"classes_latest", "SELECT count(*) FROM crawl_node_classes WHERE crawl = (SELECT max(crawl) FROM crawl_sequence)"},
+		{"crawl_clients", "SELECT count(*), sum(nodes) FROM crawl_clients"},
+	} {
+		b.Run(v.name, func(b *testing.B) {
+			for b.Loop() {
+				rows, err := q.Query(v.query)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for rows.Next() {
+				}
+				if err := rows.Err(); err != nil {
+					b.Fatal(err)
+				}
+				rows.Close()
+			}
+			b.ReportMetric(float64(nodes*crawls), "visits")
+		})
+	}
+}

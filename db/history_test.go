@@ -300,33 +300,15 @@ func TestNeighbours(t *testing.T) {
 // each node gets a ref, and the old run says it has no visits.
 func TestUpgradeFromV3(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "v3.db")
-	raw, err := sql.Open("sqlite3", dsn(path, "_journal_mode=WAL&_txlock=immediate"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	conn, err := raw.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := migrate(ctx, conn, 3); err != nil {
-		t.Fatal(err)
-	}
-	for i, q := range []string{
+	writeOldSchema(t, path, 3,
 		`INSERT INTO nodes (id, ip, port, first_seen, last_seen, times_seen, first_source, replies, bep42_valid, version)
-			VALUES ('` + id(2).String() + `', '1.2.3.5', 6881, 20, 30, 3, 'reply', 1, 1, 'LT0102')`,
+			VALUES ('`+id(2).String()+`', '1.2.3.5', 6881, 20, 30, 3, 'reply', 1, 1, 'LT0102')`,
 		`INSERT INTO nodes (id, ip, port, first_seen, last_seen, times_seen, first_source, replies, bep42_valid)
-			VALUES ('` + id(1).String() + `', '1.2.3.4', 6881, 10, 40, 5, 'reported', 0, 0)`,
+			VALUES ('`+id(1).String()+`', '1.2.3.4', 6881, 10, 40, 5, 'reported', 0, 0)`,
 		`INSERT INTO crawl_runs (started, ended, nodes_found, nodes_replied) VALUES (5, 50, 2, 1)`,
 		`INSERT INTO reports (reporter_id, reporter_ip, reporter_port, reported_id, reported_ip, reported_port, first_seen, last_seen, count)
-			VALUES ('` + id(2).String() + `', '1.2.3.5', 6881, '` + id(1).String() + `', '1.2.3.4', 6881, 20, 20, 1)`,
-	} {
-		if _, err := conn.ExecContext(ctx, q); err != nil {
-			t.Fatalf("statement %d: %v", i, err)
-		}
-	}
-	conn.Close()
-	raw.Close()
+			VALUES ('`+id(2).String()+`', '1.2.3.5', 6881, '`+id(1).String()+`', '1.2.3.4', 6881, 20, 20, 1)`,
+	)
 
 	d, err := Open(path, Options{})
 	if err != nil {
@@ -398,5 +380,30 @@ func TestNodesToRevisit(t *testing.T) {
 	want := []string{"1.0.0.1:6881 true 1000 true", "1.0.0.2:6881 false 6000 false", "1.0.0.4:7000 true 2000 false"}
 	if !slices.Equal(lines, want) {
 		t.Errorf("NodesToRevisit = %v, want %v", lines, want)
+	}
+}
+
+// writeOldSchema creates a file at path with the migrations up to
+// version only, as an older lightdht wrote it, and runs stmts on it.
+func writeOldSchema(t *testing.T, path string, version int, stmts ...string) {
+	t.Helper()
+	raw, err := sql.Open("sqlite3", dsn(path, "_journal_mode=WAL&_txlock=immediate"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	ctx := context.Background()
+	conn, err := raw.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := migrate(ctx, conn, version); err != nil {
+		t.Fatal(err)
+	}
+	for i, q := range stmts {
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			t.Fatalf("statement %d: %v", i, err)
+		}
 	}
 }
