@@ -88,6 +88,16 @@
 // (after a "node ID ADDR" line per node) or, with --json,
 // {"bootstrap": ADDR, "nodes": [{"id": ..., "addr": ...}, ...]}.
 //
+// testnet --selftest builds the network, then checks it and exits: each
+// node starts with 3 random contacts and bootstraps (twice, so that early
+// nodes learn of later ones); then every node is looked up by a random
+// other node (a success when the lookup's closest node is the one looked
+// up), and each node puts an immutable item that a random other node
+// gets. It prints the success counts and timings of each phase and exits
+// 1 with one line naming the failures if any operation failed.
+// --unreachable N closes N random nodes after the join, to see the check
+// fail; --seed repeats a run's random choices.
+//
 // The shell reads its commands through a line editor with history when
 // stdin and stdout are a terminal, and line by line otherwise; it has
 // put, get and delete of names as well, and quotes ("hello world"). Its
