@@ -67,7 +67,60 @@ const maxRefreshDepth = 24
 // nodes in the rest of the ID space. Every lookup of a bootstrap also asks
 // the bootstrap addresses. Serve bootstraps by itself; Bootstrap is for
 // callers that want to wait until the node has joined.
+//
+// A call while a bootstrap is in progress (Serve's or another caller's)
+// waits for that one instead of starting a second: two at once would ask
+// every node the same questions twice, and nodes that rate-limit (a few
+// queries a second) would drop the duplicates and perhaps the querier. A
+// caller whose ctx ends first returns at once; if the bootstrap it waited
+// for ends because its own starter's ctx did, the call runs its own.
 func (n *Node) Bootstrap(ctx context.Context) (int, error) {
+	for {
+		n.mu.Lock()
+		fl := n.boot
+		if fl == nil {
+			fl = &bootFlight{done: make(chan struct{})}
+			n.boot = fl
+			n.mu.Unlock()
+			fl.size, fl.err = n.bootstrapAll(ctx)
+			n.mu.Lock()
+			n.boot = nil
+			n.mu.Unlock()
+			close(fl.done)
+			return fl.size, fl.err
+		}
+		n.mu.Unlock()
+		select {
+		case <-fl.done:
+		case <-ctx.Done():
+			return n.tableSize(), ctx.Err()
+		}
+		if fl.err == nil || ctx.Err() != nil || !(errors.Is(fl.err, context.Canceled) || errors.Is(fl.err, context.DeadlineExceeded)) {
+			return fl.size, fl.err
+		}
+		// The starter gave up; this caller has not: bootstrap again.
+	}
+}
+
+// bootFlight is one bootstrap in progress: the callers that join it wait
+// for done, then read its outcome.
+type bootFlight struct {
+	done chan struct{}
+	size int
+	err  error
+}
+
+// tableSize is the number of nodes in both families' routing tables.
+func (n *Node) tableSize() int {
+	size := 0
+	for _, f := range n.families() {
+		size += f.table.Len()
+	}
+	return size
+}
+
+// bootstrapAll bootstraps every family at once; see Bootstrap.
+func (n *Node) bootstrapAll(ctx context.Context) (int, error) {
 	var (
 		wg    sync.WaitGroup
 		mu    sync.Mutex

@@ -40,6 +40,7 @@ type Node struct {
 	serving  bool
 	closed   bool
 	cancel   context.CancelFunc
+	boot     *bootFlight // the bootstrap in progress, which Bootstrap joins
 	wg       sync.WaitGroup
 	stopOnce sync.Once
 

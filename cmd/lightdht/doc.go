@@ -16,19 +16,39 @@
 //	lookup     TARGET: iterative lookup of the nodes closest to TARGET
 //	peers      INFOHASH: iterative get_peers lookup
 //	announce   INFOHASH --port P: announce a peer
+//	put        NAME VALUE [--key FILE]: set a name (a BEP 44 mutable item, salt NAME)
 //	put        VALUE [--key FILE --salt S --seq N --cas N]: store a BEP 44 item
-//	get        TARGET | --pubkey HEX [--salt S]: fetch a BEP 44 item
+//	get        NAME [--pubkey HEX] | TARGET | --pubkey HEX [--salt S]: fetch a BEP 44 item
+//	delete     NAME [--key FILE]: replace a name with an empty value
 //	keygen     FILE: write a new ed25519 key for mutable items
 //	testnet    run a local test network of DHT nodes on loopback
 //	stats      summarise a database (opened read-only)
 //	shell      interactive prompt over a running node
 //	version    print the version
+//	config     [COMMAND]: print the effective settings and where each came from
 //	help       list the commands; "lightdht COMMAND -h" lists a command's flags
 //
 // Flags may come before, between or after the positional arguments. Every
 // flag can also be set in the environment as LIGHTDHT_ and its name in
 // upper case with dashes as underscores (LIGHTDHT_DB, LIGHTDHT_BOOTSTRAP,
-// LIGHTDHT_LOG_LEVEL); a flag on the command line wins.
+// LIGHTDHT_LOG_LEVEL), and in a TOML file given by --config (or
+// LIGHTDHT_CONFIG) with the flag's name as key: at the top level for
+// every command that has the flag, or in a [COMMAND] table for one
+// command, which wins over the top level. A string flag also takes an
+// array of strings (bootstrap = ["127.0.0.1:6881", "127.0.0.2:6881"]);
+// durations are strings ("30s"). Precedence: command line, environment,
+// file, default. A key no command has, a value of the wrong type and a
+// syntax error each stop the command with one line naming the file and
+// the line. "lightdht config COMMAND" prints the settings COMMAND would
+// run with, each commented with its source, as TOML.
+//
+// Names: put NAME VALUE stores VALUE as the BEP 44 mutable item with salt
+// NAME under the user's key pair (--key, default lightdht/key in the
+// user's configuration directory, created mode 0600 on the first put), at
+// one more than the stored sequence number; get NAME reads it back, get
+// NAME --pubkey HEX reads another key's; delete NAME stores an empty value
+// at a higher seq, since BEP 44 has no delete (items expire 2 hours after
+// the last put). A 40-hex-digit argument to get is an immutable TARGET.
 //
 // --bootstrap takes comma-separated host:port addresses and defaults to
 // the public routers router.bittorrent.com:6881, router.utorrent.com:6881,
@@ -82,7 +102,21 @@
 // (after a "node ID ADDR" line per node) or, with --json,
 // {"bootstrap": ADDR, "nodes": [{"id": ..., "addr": ...}, ...]}.
 //
-// The shell's prompt shows the routing table's size and an estimate of
+// testnet --selftest builds the network, then checks it and exits: each
+// node starts with 3 random contacts and bootstraps (twice, so that early
+// nodes learn of later ones); then every node is looked up by a random
+// other node (a success when the lookup's closest node is the one looked
+// up), and each node puts an immutable item that a random other node
+// gets. It prints the success counts and timings of each phase and exits
+// 1 with one line naming the failures if any operation failed.
+// --unreachable N closes N random nodes after the join, to see the check
+// fail; --seed repeats a run's random choices.
+//
+// The shell reads its commands through a line editor with history when
+// stdin and stdout are a terminal, and line by line otherwise; it has
+// put, get and delete of names as well, and quotes ("hello world"). Its
+// prompt also shows the memory the process has in use. The shell's
+// prompt shows the routing table's size and an estimate of
 // the network's size: the K (8) nodes closest to the node's own ID span a
 // fraction d/2^160 of the ID space, d being the XOR distance to the K-th,
 // so the network holds about K x 2^160 / d nodes. With fewer than K nodes

@@ -66,13 +66,15 @@ func init() {
 		{"lookup", "TARGET", "iterative find_node lookup of the nodes closest to TARGET", lookupCmd},
 		{"peers", "INFOHASH", "iterative get_peers lookup of the peers of INFOHASH", peersCmd},
 		{"announce", "INFOHASH", "announce a peer for INFOHASH (--port)", announceCmd},
-		{"put", "VALUE", "store VALUE in the DHT (BEP 44; mutable with --key)", putCmd},
-		{"get", "TARGET", "fetch a BEP 44 item (mutable: --pubkey instead of TARGET)", getCmd},
+		{"put", "NAME VALUE | VALUE", "set NAME to VALUE under your key (BEP 44 mutable item), or store an immutable VALUE", putCmd},
+		{"get", "NAME | TARGET", "read NAME (yours, or --pubkey HEX's), or the immutable item TARGET", getCmd},
+		{"delete", "NAME", "replace NAME with an empty value (BEP 44 has no delete; items expire)", deleteCmd},
 		{"keygen", "FILE", "write a new ed25519 key for mutable items", keygenCmd},
 		{"testnet", "", "run a local test network of DHT nodes on loopback", testnetCmd},
 		{"stats", "", "summarise a database", statsCmd},
 		{"shell", "", "interactive prompt over a running node", shellCmd},
 		{"version", "", "print the version", versionCmd},
+		{"config", "[COMMAND]", "print the effective settings of COMMAND and where each came from", nil},
 		{"help", "[COMMAND]", "list the commands, or describe one", nil},
 	}
 }
@@ -86,10 +88,14 @@ type cli struct {
 	stderr io.Writer
 	fs     *flag.FlagSet
 
-	logLevel string
-	logJSON  bool
-	json     bool
-	log      zerolog.Logger
+	logLevel   string
+	logJSON    bool
+	json       bool
+	configPath string
+	// sources says where each flag set got its value: "flag", "env
+	// LIGHTDHT_X" or "FILE:LINE"; absent means the default.
+	sources map[string]string
+	log     zerolog.Logger
 }
 
 func main() {
@@ -113,23 +119,15 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return exitOK
 	case "-version", "--version":
 		name = "version"
+	case "config":
+		return configCmd(args[1:], stdin, stdout, stderr)
 	}
-	var cmd *command
-	for i := range commands {
-		if commands[i].name == name && commands[i].setup != nil {
-			cmd = &commands[i]
-		}
-	}
+	cmd := findCommand(name)
 	if cmd == nil {
 		fmt.Fprintf(stderr, "lightdht: unknown command %q (see lightdht help)\n", name)
 		return exitUsage
 	}
-	c := &cli{name: name, stdin: stdin, stdout: stdout, stderr: stderr,
-		fs: flag.NewFlagSet("lightdht "+name, flag.ContinueOnError)}
-	c.fs.SetOutput(io.Discard)
-	c.fs.StringVar(&c.logLevel, "log-level", "warn", "log level: trace, debug, info, warn, error, disabled")
-	c.fs.BoolVar(&c.logJSON, "log-json", false, "log JSON lines instead of human-readable lines")
-	do := cmd.setup(c)
+	c, do := newCLI(cmd, stdin, stdout, stderr)
 
 	pos, err := c.parse(args[1:])
 	if errors.Is(err, flag.ErrHelp) {
@@ -163,22 +161,34 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return exitRuntime
 }
 
-// parse applies the LIGHTDHT_* environment variables, then the command
-// line, whose flags may come before, between or after the positional
-// arguments. It returns the positional arguments.
-func (c *cli) parse(args []string) ([]string, error) {
-	var envErr error
-	c.fs.VisitAll(func(f *flag.Flag) {
-		key := "LIGHTDHT_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v, ok := os.LookupEnv(key); ok && envErr == nil {
-			if err := c.fs.Set(f.Name, v); err != nil {
-				envErr = usagef("environment variable %s=%q: %v", key, v, err)
-			}
+// findCommand returns the command called name, or nil.
+func findCommand(name string) *command {
+	for i := range commands {
+		if commands[i].name == name && commands[i].setup != nil {
+			return &commands[i]
 		}
-	})
-	if envErr != nil {
-		return nil, envErr
 	}
+	return nil
+}
+
+// newCLI returns the state of a run of cmd, its flags defined (the
+// common ones and the command's), and the command's body.
+func newCLI(cmd *command, stdin io.Reader, stdout, stderr io.Writer) (*cli, func(context.Context, []string) error) {
+	c := &cli{name: cmd.name, stdin: stdin, stdout: stdout, stderr: stderr,
+		fs: flag.NewFlagSet("lightdht "+cmd.name, flag.ContinueOnError)}
+	c.fs.SetOutput(io.Discard)
+	c.fs.StringVar(&c.logLevel, "log-level", "warn", "log level: trace, debug, info, warn, error, disabled")
+	c.fs.BoolVar(&c.logJSON, "log-json", false, "log JSON lines instead of human-readable lines")
+	c.fs.StringVar(&c.configPath, "config", "", "TOML `file` of settings: flag names as keys, at the top level or in a [COMMAND] table")
+	return c, cmd.setup(c)
+}
+
+// parse reads the command line, whose flags may come before, between or
+// after the positional arguments, then gives the flags it did not set
+// the values of the LIGHTDHT_* environment variables, then those of the
+// --config file, in that order of precedence. It returns the positional
+// arguments.
+func (c *cli) parse(args []string) ([]string, error) {
 	var pos []string
 	for {
 		if err := c.fs.Parse(args); err != nil {
@@ -189,15 +199,18 @@ func (c *cli) parse(args []string) ([]string, error) {
 		}
 		args = c.fs.Args()
 		if len(args) == 0 {
-			return pos, nil
+			break
 		}
 		pos = append(pos, args[0])
 		args = args[1:]
 	}
+	c.sources = map[string]string{}
+	c.fs.Visit(func(f *flag.Flag) { c.sources[f.Name] = "flag" })
+	return pos, c.applyConfig()
 }
 
-// isSet reports whether the flag name was given on the command line or in
-// the environment.
+// isSet reports whether the flag name was given on the command line, in
+// the environment or in the config file.
 func (c *cli) isSet(name string) bool {
 	set := false
 	c.fs.Visit(func(f *flag.Flag) {
@@ -213,7 +226,7 @@ func (c *cli) usage(cmd *command, w io.Writer) {
 	if cmd.args != "" {
 		fmt.Fprintf(w, " %s", cmd.args)
 	}
-	fmt.Fprintf(w, " [flags]\n\n%s.\n\nflags (each also read from LIGHTDHT_<NAME>, e.g. --log-level from LIGHTDHT_LOG_LEVEL):\n", cmd.summary)
+	fmt.Fprintf(w, " [flags]\n\n%s.\n\nflags (each also read from LIGHTDHT_<NAME>, e.g. --log-level from LIGHTDHT_LOG_LEVEL, and from\nthe --config file's key <name>; a flag wins over the environment, which wins over the file):\n", cmd.summary)
 	c.fs.SetOutput(w)
 	c.fs.PrintDefaults()
 	c.fs.SetOutput(io.Discard)
@@ -275,6 +288,10 @@ func (o *optInt) String() string {
 	}
 	return strconv.FormatInt(o.v, 10)
 }
+
+// Get makes optInt a flag.Getter, so that a config file must give it an
+// integer.
+func (o *optInt) Get() any { return o.v }
 
 func (o *optInt) Set(s string) error {
 	v, err := strconv.ParseInt(s, 0, 64)

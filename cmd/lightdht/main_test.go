@@ -66,7 +66,7 @@ func cleanEnv(extra ...string) []string {
 }
 
 // needsBootstrap lists the commands that contact --bootstrap.
-var needsBootstrap = map[string]bool{"node": true, "crawl": true, "lookup": true, "peers": true, "announce": true, "shell": true}
+var needsBootstrap = map[string]bool{"node": true, "crawl": true, "lookup": true, "peers": true, "announce": true, "shell": true, "put": true, "get": true, "delete": true}
 
 // guard fails the test unless every address the command would contact is
 // on loopback: an explicit loopback --bootstrap (or LIGHTDHT_BOOTSTRAP)

@@ -23,6 +23,11 @@ type nodeFlags struct {
 	id        *string
 	table     *string
 	readOnly  *bool
+
+	// oneShot marks the temporary node of one operation: it bootstraps
+	// once, when the command asks, and runs no background maintenance
+	// (its own bootstrap would ask every node the same questions again).
+	oneShot bool
 }
 
 func (c *cli) addNodeFlags(listenDefault string, readOnly bool) *nodeFlags {
@@ -47,7 +52,7 @@ func (c *cli) startNode(ctx context.Context, nf *nodeFlags, openObs func() (ligh
 	if err != nil {
 		return nil, nil, err
 	}
-	cfg := lightdht.Config{Bootstrap: boot, ReadOnly: *nf.readOnly, Logger: c.log}
+	cfg := lightdht.Config{Bootstrap: boot, ReadOnly: *nf.readOnly, Logger: c.log, NoMaintenance: nf.oneShot}
 	if *nf.id != "" {
 		if cfg.ID, err = parseID("--id", *nf.id); err != nil {
 			return nil, nil, err
@@ -192,6 +197,7 @@ func (c *cli) tempNode(ctx context.Context, nf *nodeFlags) (*lightdht.Node, func
 func (c *cli) iterFlags() (*nodeFlags, *time.Duration) {
 	c.addJSON()
 	nf := c.addNodeFlags("", true)
+	nf.oneShot = true
 	timeout := c.fs.Duration("timeout", time.Minute, "give up after this long, bootstrap included")
 	return nf, timeout
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"sync"
@@ -59,6 +60,9 @@ func testnetCmd(c *cli) func(context.Context, []string) error {
 	ip := c.fs.String("ip", "", "run every node on this one loopback IP, on consecutive ports from --base-port (default: one IP per node from --ips)")
 	ips := c.fs.String("ips", testnetIPs, "first IP of the spread layout: node i listens on this address plus i")
 	base := c.fs.Int("base-port", 6881, "UDP port (spread layout) or first port (--ip); 0: any free port")
+	selftest := c.fs.Bool("selftest", false, "check the network and exit: each node joins through 3 random contacts, then random nodes look up every node, and store items that others read back; exit 1 if any fails")
+	unreachable := c.fs.Int("unreachable", 0, "with --selftest: close this many random nodes after the join (to see the check fail)")
+	seed := c.optIntFlag("seed", "with --selftest: seed of the random choices, to repeat a run (default: random)")
 	return func(ctx context.Context, args []string) error {
 		if err := nargs(args, 0, 0, "no arguments"); err != nil {
 			return err
@@ -74,6 +78,16 @@ func testnetCmd(c *cli) func(context.Context, []string) error {
 		addrs, err := testnetAddrs(*nodes, first, oneIP, *base)
 		if err != nil {
 			return err
+		}
+		if *selftest {
+			s := rand.Uint64()
+			if seed.set {
+				s = uint64(seed.v)
+			}
+			return runSelftest(ctx, c, selftestOpts{addrs: addrs, oneIP: oneIP, unreachable: *unreachable, seed: s})
+		}
+		if c.isSet("unreachable") || c.isSet("seed") {
+			return usagef("--unreachable and --seed need --selftest")
 		}
 		var all []*lightdht.Node
 		var wg sync.WaitGroup
