@@ -200,23 +200,33 @@ CREATE VIEW crawl_answering AS
 -- (answered in both), entered (answered in this one only), left
 -- (answered in the one before only), never_answered (visited in this
 -- crawl and never answered in any crawl). seen_once: the node answered
--- in this crawl and in no other.
+-- in this crawl and in no other. Computed in one pass over the crawls'
+-- visits, grouped by crawl and node, so its cost grows with the visits,
+-- not with their square.
 CREATE VIEW crawl_node_classes AS
-    SELECT q.crawl, a.node,
-           CASE WHEN EXISTS (SELECT 1 FROM crawl_answering p WHERE p.crawl = q.prev AND p.node = a.node)
-                THEN 'stayed' ELSE 'entered' END AS class,
-           NOT EXISTS (SELECT 1 FROM crawl_answering o JOIN crawl_sequence s ON s.crawl = o.crawl
-                       WHERE o.node = a.node AND o.crawl != q.crawl) AS seen_once
-    FROM crawl_sequence q JOIN crawl_answering a ON a.crawl = q.crawl
-    UNION ALL
-    SELECT q.crawl, p.node, 'left', 0
-    FROM crawl_sequence q JOIN crawl_answering p ON p.crawl = q.prev
-    WHERE NOT EXISTS (SELECT 1 FROM crawl_answering a WHERE a.crawl = q.crawl AND a.node = p.node)
-    UNION ALL
-    SELECT q.crawl, v.node, 'never_answered', 0
-    FROM crawl_sequence q JOIN (SELECT DISTINCT crawl, node FROM visits) v ON v.crawl = q.crawl
-    WHERE NOT EXISTS (SELECT 1 FROM crawl_answering a JOIN crawl_sequence s ON s.crawl = a.crawl
-                      WHERE a.node = v.node);
+    WITH seq AS MATERIALIZED (SELECT crawl, prev FROM crawl_sequence),
+         a AS MATERIALIZED (
+            SELECT crawl, node, max(outcome IN (1, 2)) AS ans
+            FROM visits WHERE crawl IN (SELECT crawl FROM seq)
+            GROUP BY crawl, node),
+         ever AS MATERIALIZED (
+            SELECT node, sum(ans) AS crawls FROM a GROUP BY node),
+         -- Each crawl's row of a node counts as "now" for its crawl and
+         -- as "before" for the crawl after it.
+         pair AS (
+            SELECT crawl, node, max(now) AS now, max(before) AS before FROM (
+                SELECT crawl, node, ans AS now, NULL AS before FROM a
+                UNION ALL
+                SELECT s.crawl, a.node, NULL, a.ans FROM a JOIN seq s ON s.prev = a.crawl)
+            GROUP BY crawl, node)
+    SELECT p.crawl, p.node,
+           CASE WHEN p.now = 1 AND p.before = 1 THEN 'stayed'
+                WHEN p.now = 1 THEN 'entered'
+                WHEN p.before = 1 THEN 'left'
+                ELSE 'never_answered' END AS class,
+           p.now = 1 AND e.crawls = 1 AS seen_once
+    FROM pair p JOIN ever e ON e.node = p.node
+    WHERE p.now = 1 OR p.before = 1 OR (p.now = 0 AND e.crawls = 0);
 
 -- Per crawl: how many nodes of each class.
 CREATE VIEW crawl_churn AS
