@@ -134,4 +134,11 @@ func TestCrawlHistory(t *testing.T) {
 	if k := scalar[string](t, d, "SELECT kind FROM crawl_runs WHERE id = 3"); k != "revisit" {
 		t.Errorf("run 3 is of kind %q", k)
 	}
+	// stats says the same.
+	st := decode[statsResult](t, ok(t, nil, "stats", "--db", path, "--json"))
+	if h := st.History; h == nil || h.Visits != scalar[int64](t, d, "SELECT count(*) FROM visits") || h.CrawlsVisited != 3 ||
+		h.SessionsOpen != int64(scalar[int](t, d, "SELECT count(*) FROM sessions WHERE state = 'open'")) ||
+		st.LastRun == nil || st.LastRun.Kind != "revisit" {
+		t.Errorf("stats history %+v, last run %+v", st.History, st.LastRun)
+	}
 }

@@ -23,6 +23,15 @@ type statsResult struct {
 	Versions   []versionStat `json:"versions"`
 	CrawlRuns  int64         `json:"crawl_runs"`
 	LastRun    *runStat      `json:"last_run,omitempty"`
+	History    *historyStat  `json:"history,omitempty"`
+}
+
+// historyStat summarises the crawl history (schema 4 and later).
+type historyStat struct {
+	Visits         int64 `json:"visits"`
+	CrawlsVisited  int64 `json:"crawls_with_visits"`
+	SessionsOpen   int64 `json:"sessions_open"`
+	SessionsClosed int64 `json:"sessions_closed"`
 }
 
 type versionStat struct {
@@ -33,6 +42,7 @@ type versionStat struct {
 
 type runStat struct {
 	ID           int64    `json:"id"`
+	Kind         string   `json:"kind,omitempty"`
 	Started      string   `json:"started"`
 	Ended        *string  `json:"ended"`
 	NodesFound   *int64   `json:"nodes_found"`
@@ -85,6 +95,19 @@ func readStats(ctx context.Context, path string) (statsResult, error) {
 	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
 		return out, wrap(err)
 	}
+	var version int
+	if err := s.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&version); err != nil {
+		return out, wrap(err)
+	}
+	if version >= 4 {
+		h := &historyStat{}
+		if err := s.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM visits), (SELECT count(*) FROM crawl_runs WHERE visits = 1),
+			(SELECT count(*) FROM sessions WHERE state = 'open'), (SELECT count(*) FROM sessions WHERE state = 'closed')`).
+			Scan(&h.Visits, &h.CrawlsVisited, &h.SessionsOpen, &h.SessionsClosed); err != nil {
+			return out, wrap(err)
+		}
+		out.History = h
+	}
 	if out.CrawlRuns > 0 {
 		var r runStat
 		var started int64
@@ -98,6 +121,11 @@ func readStats(ctx context.Context, path string) (statsResult, error) {
 		if ended.Valid {
 			e := msTime(ended.Int64)
 			r.Ended = &e
+		}
+		if version >= 4 {
+			if err := s.QueryRowContext(ctx, `SELECT kind FROM crawl_runs WHERE id = ?`, r.ID).Scan(&r.Kind); err != nil {
+				return out, wrap(err)
+			}
 		}
 		out.LastRun = &r
 	}
@@ -130,11 +158,19 @@ func printStats(w io.Writer, s statsResult) {
 		if r.Ended != nil {
 			ended = "ended " + *r.Ended
 		}
-		fmt.Fprintf(w, "last run:   #%d started %s, %s", r.ID, r.Started, ended)
+		kind := ""
+		if r.Kind != "" && r.Kind != "crawl" {
+			kind = " (" + r.Kind + ")"
+		}
+		fmt.Fprintf(w, "last run:   #%d%s started %s, %s", r.ID, kind, r.Started, ended)
 		if r.NodesFound != nil && r.NodesReplied != nil {
 			fmt.Fprintf(w, ", %d nodes found, %d replied", *r.NodesFound, *r.NodesReplied)
 		}
 		fmt.Fprintln(w)
+	}
+	if h := s.History; h != nil {
+		fmt.Fprintf(w, "history:    %d visits in %d runs; sessions %d open, %d closed\n",
+			h.Visits, h.CrawlsVisited, h.SessionsOpen, h.SessionsClosed)
 	}
 	if len(s.Versions) > 0 {
 		fmt.Fprintln(w, "top client versions (replied / nodes):")

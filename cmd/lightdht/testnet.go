@@ -122,21 +122,27 @@ func testnetCmd(c *cli) func(context.Context, []string) error {
 				boot = []netip.AddrPort{n.Addr()}
 			}
 		}
-		// Join in parallel, a few at a time: each bootstraps from the first.
+		// Join in parallel, a few at a time: each bootstraps from the
+		// first. A node's first bootstrap (Serve's, which Bootstrap
+		// joins) runs while later nodes are still starting, so a second
+		// round, once every node is up, lets early nodes learn of late
+		// ones, as table maintenance would in time.
 		sem := make(chan struct{}, 8)
-		var jwg sync.WaitGroup
-		for _, n := range all[1:] {
-			jwg.Add(1)
-			sem <- struct{}{}
-			go func() {
-				defer jwg.Done()
-				defer func() { <-sem }()
-				if _, err := n.Bootstrap(ctx); err != nil {
-					c.log.Warn().Err(err).Stringer("node", n.Addr()).Msg("bootstrap failed")
-				}
-			}()
+		for range 2 {
+			var jwg sync.WaitGroup
+			for _, n := range all[1:] {
+				jwg.Add(1)
+				sem <- struct{}{}
+				go func() {
+					defer jwg.Done()
+					defer func() { <-sem }()
+					if _, err := n.Bootstrap(ctx); err != nil {
+						c.log.Warn().Err(err).Stringer("node", n.Addr()).Msg("bootstrap failed")
+					}
+				}()
+			}
+			jwg.Wait()
 		}
-		jwg.Wait()
 		if ctx.Err() != nil {
 			return nil
 		}
