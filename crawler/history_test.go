@@ -546,3 +546,79 @@ func TestHistory_RevisitsMeasureSessions(t *testing.T) {
 		}
 	})
 }
+
+// TestHistory_ContinuousCrawlVisitsEachRound runs a continuous crawl of a
+// 500-node network for an hour with a revisit every 10 minutes; 20 nodes
+// go off at 0:25. Every answering node gets one visit per round; each of
+// the 20 one session that ends before 0:25 and is closed by its timed-out
+// round, and no visit after it; the others one open session.
+func TestHistory_ContinuousCrawlVisitsEachRound(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHistory(t, synth.Config{N: 500, Seed: 23, SilentShare: 0.1, PublicIPs: true, Latency: 10 * time.Millisecond})
+		truth := h.net.Truth()
+		boot := map[netip.AddrPort]bool{}
+		for _, a := range h.net.Bootstrap() {
+			boot[a] = true
+		}
+		var off []int
+		for i, n := range truth.Nodes {
+			if n.Answering && !boot[n.Addr] && len(off) < 20 && i%9 == 2 {
+				off = append(off, i)
+			}
+		}
+		offAt := time.Now().Add(25 * time.Minute)
+		go func() {
+			time.Sleep(time.Until(offAt))
+			for _, i := range off {
+				h.net.SetOnline(i, false)
+			}
+		}()
+		run := h.run(crawler.Config{Continuous: true, Revisit: 10 * time.Minute}, time.Hour)
+		if err := h.d.Flush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		isOff := map[int]bool{}
+		for _, i := range off {
+			isOff[i] = true
+		}
+		vs := h.visits(run)
+		checked, visits := 0, 0
+		for i, n := range truth.Nodes {
+			if !n.Answering || len(vs[n.Addr]) == 0 {
+				continue
+			}
+			v := vs[n.Addr]
+			checked++
+			visits += len(v)
+			ss := h.sessions(n.ID, n.Addr)
+			if isOff[i] {
+				last := v[len(v)-1]
+				if last.outcome != "timeout" || last.at.Before(offAt) {
+					t.Errorf("entry %d (off at 0:25): last visit %+v, want a timeout after 0:25", i, last)
+				}
+				if len(ss) != 1 || ss[0].state != "closed" || ss[0].reason != "timeout" || !ss[0].last.Before(offAt) ||
+					offAt.Sub(ss[0].last) > 10*time.Minute+time.Minute {
+					t.Errorf("entry %d (off at 0:25): sessions %+v, want one closed within a round before 0:25", i, ss)
+				}
+				continue
+			}
+			// Rounds at 0:00, 0:10, ... 0:50: six, give or take the
+			// round cut short by the end.
+			if len(v) < 5 || len(v) > 7 {
+				t.Errorf("entry %d: %d visits in an hour of 10-minute rounds", i, len(v))
+			}
+			for _, x := range v {
+				if x.outcome != "replied" {
+					t.Errorf("entry %d: visit %+v of an answering node", i, x)
+				}
+			}
+			if len(ss) != 1 || ss[0].state != "open" || ss[0].visits != len(v) {
+				t.Errorf("entry %d: sessions %+v, want one open with its %d visits", i, ss, len(v))
+			}
+		}
+		t.Logf("%d answering nodes visited, %d visits", checked, visits)
+		if checked < truth.Answering()-5 {
+			t.Errorf("%d of %d answering nodes visited", checked, truth.Answering())
+		}
+	})
+}
