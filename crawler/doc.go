@@ -35,6 +35,13 @@
 // every query, and one node ID for the whole crawl (no IDs spoofed next to
 // targets).
 //
+// A crawl also reports, to a Recorder that takes them
+// (observe.VisitRecorder), one Visit per node whose ID it learnt: whether
+// it was queried and how it answered, which the store keeps as the crawl
+// history. With Config.Nodes a run revisits known nodes instead of
+// crawling: each is pinged again and again, the wait growing with the
+// time it has been up or down, so that sessions are measured finely.
+//
 // With Config.Respond the crawler is not read-only: it answers ping,
 // find_node, get_peers and announce_peer like any node, from a routing
 // table of the nodes that answered it, records the infohash of every
@@ -47,6 +54,7 @@
 // targets (and the approach to a zone), coverage.go the gap probes and
 // the second pass, reply.go the handling of replies and timeouts with the
 // resend policy, peers.go the peers phase, nodes.go the per-node state,
-// addr.go the address policy and address keys, and respond.go the
-// answers of a crawler that responds.
+// visits.go the visits, revisit.go the revisit runs, addr.go the address
+// policy and address keys, and respond.go the answers of a crawler that
+// responds.
 package crawler
