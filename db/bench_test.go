@@ -36,8 +36,8 @@ func BenchmarkIngest(b *testing.B) {
 	for _, bs := range []int{DefaultBatchSize, 131072} {
 		b.Run(fmt.Sprintf("batch=%d", bs), func(b *testing.B) { benchIngest(b, bs, 0) })
 	}
-	b.Run(fmt.Sprintf("batch=%d/visits=on", DefaultBatchSize), func(b *testing.B) { benchIngest(b, DefaultBatchSize, 10) })
-	b.Run(fmt.Sprintf("batch=%d/visits=crawl-ratio", DefaultBatchSize), func(b *testing.B) { benchIngest(b, DefaultBatchSize, 4) })
+	b.Run(fmt.Sprintf("visits=on,batch=%d", DefaultBatchSize), func(b *testing.B) { benchIngest(b, DefaultBatchSize, 10) })
+	b.Run(fmt.Sprintf("visits=crawl-ratio,batch=%d", DefaultBatchSize), func(b *testing.B) { benchIngest(b, DefaultBatchSize, 4) })
 }
 
 // benchIngest ingests the sightings, and visits to visitTenths in 10 of
