@@ -25,6 +25,7 @@ type LookupStats struct {
 	Replies  int           // replies received
 	Timeouts int           // queries that got no reply
 	Errors   int           // KRPC error replies and other failures
+	Skipped  int           // nodes not queried: they timed out recently, for this lookup or another
 	Duration time.Duration // from start to completion
 }
 
@@ -53,7 +54,8 @@ type GetPeersResult struct {
 // families' lookups run at the same time.
 func (s LookupStats) add(o LookupStats) LookupStats {
 	return LookupStats{Queries: s.Queries + o.Queries, Replies: s.Replies + o.Replies,
-		Timeouts: s.Timeouts + o.Timeouts, Errors: s.Errors + o.Errors, Duration: max(s.Duration, o.Duration)}
+		Timeouts: s.Timeouts + o.Timeouts, Errors: s.Errors + o.Errors, Skipped: s.Skipped + o.Skipped,
+		Duration: max(s.Duration, o.Duration)}
 }
 
 // perFamily runs start once per configured family and calls done once,
@@ -98,10 +100,11 @@ const (
 
 // Candidate states.
 const (
-	candFresh uint8 = iota
+	candFresh   uint8 = iota
+	candWaiting       // another lookup is querying its address: wait for the outcome (see recall)
 	candAsked
 	candReplied
-	candFailed
+	candFailed // no answer, or skipped because its address timed out recently
 )
 
 type cand struct {
@@ -116,12 +119,16 @@ type cand struct {
 //
 // Ownership. The fields above mu are set before run and only read after.
 // Every other field, and every field of the candidates, is guarded by
-// mu, the lookup's one lock, which three kinds of goroutine take: the
-// caller's (run), the transport's (onResult, the callback of each query)
-// and the stall timers' (stalled). The rules:
+// mu, the lookup's one lock, which four kinds of goroutine take: the
+// caller's (run), the transport's (onResult, the callback of each query),
+// the stall timers' (stalled) and those of other lookups' queries, whose
+// end wakes the candidates waiting on their address (woken, retrySeed;
+// see recall). The rules:
 //
 //   - mu is never held while sending a query, updating the routing table,
-//     reporting a sighting or calling a callback.
+//     reporting a sighting or calling a callback. It may be held while
+//     asking the family's recall (recall.mu nests inside it), never while
+//     releasing it, which wakes other lookups.
 //   - The callbacks onPeers and finish are never called where their input
 //     arises: it is queued under mu (a batch of peers in outbox; the end
 //     in done and err) and then deliver runs the queue, on one goroutine
@@ -156,6 +163,7 @@ type lookup struct {
 	seen        map[netip.AddrPort]bool
 	active      int // queries in flight counted against alpha
 	outstanding int // every query in flight
+	seedWaits   int // bootstrap addresses waiting for another lookup's query to them (see retrySeed)
 
 	// The result.
 	stats   LookupStats
@@ -188,15 +196,27 @@ func (l *lookup) run(withSeeds bool) {
 	l.mu.Lock()
 	if withSeeds || len(l.cands) < l.n.cfg.K {
 		for _, a := range l.n.cfg.Bootstrap {
-			if l.n.familyFor(a.Addr()) == l.f && !l.seen[a] {
-				l.seen[a] = true
+			if l.n.familyFor(a.Addr()) != l.f || l.seen[a] {
+				continue
+			}
+			l.seen[a] = true
+			switch l.f.recall.ask(a, func() { l.retrySeed(a) }) {
+			case askNow:
 				seeds = append(seeds, a)
+			case askLater:
+				l.seedWaits++
+			case askNot:
+				l.stats.Skipped++
 			}
 		}
 	}
-	if len(l.cands) == 0 && len(seeds) == 0 {
+	if len(l.cands) == 0 && len(seeds) == 0 && l.seedWaits == 0 {
 		l.mu.Unlock()
-		l.end(fmt.Errorf("lightdht: lookup %v: empty routing table and no bootstrap address: %w", l.target, ErrNoNodes))
+		what := "empty routing table and no bootstrap address"
+		if l.stats.Skipped > 0 {
+			what = "empty routing table, and the bootstrap addresses timed out recently"
+		}
+		l.end(fmt.Errorf("lightdht: lookup %v: %s: %w", l.target, what, ErrNoNodes))
 		return
 	}
 	l.outstanding += len(seeds)
@@ -204,6 +224,33 @@ func (l *lookup) run(withSeeds bool) {
 	l.mu.Unlock()
 	for _, a := range seeds {
 		l.send(nil, a)
+	}
+	l.step()
+}
+
+// retrySeed asks the recall again about a bootstrap address another
+// lookup was querying, now that its query has ended, and queries it if
+// allowed.
+func (l *lookup) retrySeed(a netip.AddrPort) {
+	l.mu.Lock()
+	if l.done {
+		l.mu.Unlock()
+		return
+	}
+	switch l.f.recall.ask(a, func() { l.retrySeed(a) }) {
+	case askLater:
+		l.mu.Unlock()
+		return
+	case askNow:
+		l.seedWaits--
+		l.outstanding++
+		l.stats.Queries++
+		l.mu.Unlock()
+		l.send(nil, a)
+	case askNot:
+		l.seedWaits--
+		l.stats.Skipped++
+		l.mu.Unlock()
 	}
 	l.step()
 }
@@ -265,14 +312,17 @@ func (l *lookup) step() {
 		if replied >= k {
 			break
 		}
-		switch c.state {
-		case candReplied:
-			replied++
-		case candAsked:
-			pending = true
-		case candFresh:
-			pending = true
-			if l.active < alpha {
+		if c.state == candFresh && l.active < alpha {
+			// The family's recall decides first: an address that just
+			// timed out for some lookup is skipped, one that another
+			// lookup is asking may have to wait for its outcome.
+			switch l.f.recall.ask(c.ni.Addr, func() { l.woken(c) }) {
+			case askLater:
+				c.state = candWaiting
+			case askNot:
+				c.state = candFailed
+				l.stats.Skipped++
+			case askNow:
 				c.state = candAsked
 				c.stall = time.AfterFunc(l.n.cfg.StallAfter, func() { l.stalled(c) })
 				l.active++
@@ -281,8 +331,14 @@ func (l *lookup) step() {
 				send = append(send, c)
 			}
 		}
+		switch c.state {
+		case candReplied:
+			replied++
+		case candFresh, candWaiting, candAsked:
+			pending = true
+		}
 	}
-	finished := (replied >= k && !pending) || (!pending && l.outstanding == 0)
+	finished := (replied >= k && !pending) || (!pending && l.outstanding == 0 && l.seedWaits == 0)
 	l.mu.Unlock()
 	if finished {
 		l.end(nil)
@@ -306,6 +362,19 @@ func (l *lookup) send(c *cand, addr netip.AddrPort) {
 	l.f.tr.QueryAsync(l.ctx, addr, q, func(r krpc.Response, err error) { l.onResult(c, addr, q.Q, r, err) })
 }
 
+// woken makes a waiting candidate askable again, once the query another
+// lookup had in flight to its address has ended (see recall.ask).
+func (l *lookup) woken(c *cand) {
+	l.mu.Lock()
+	if l.done || c.state != candWaiting {
+		l.mu.Unlock()
+		return
+	}
+	c.state = candFresh
+	l.mu.Unlock()
+	l.step()
+}
+
 // stalled frees the alpha slot of a slow query.
 func (l *lookup) stalled(c *cand) {
 	l.mu.Lock()
@@ -325,6 +394,7 @@ func (l *lookup) onResult(c *cand, addr netip.AddrPort, method string, r krpc.Re
 		to = c.ni
 	}
 	l.n.handleResult(l.f, to, method, r, err)
+	l.f.recall.release(addr) // after handleResult, so that the lookups it wakes see the outcome
 	ok := err == nil && r.Msg != nil
 	var nodes []krpc.NodeInfo
 	if ok {

@@ -49,9 +49,10 @@ type Node struct {
 // family is one address family: its socket's transport and its routing
 // table (BEP 32 keeps them apart).
 type family struct {
-	v6    bool
-	tr    *krpc.Transport
-	table table.Table
+	v6     bool
+	tr     *krpc.Transport
+	table  table.Table
+	recall *recall // how the addresses we queried answered, shared by lookups
 
 	pingMu  sync.Mutex
 	pinging map[netip.AddrPort]struct{} // table pings in flight
@@ -148,17 +149,28 @@ func New(cfg Config) (*Node, error) {
 
 // heard puts a node that queried us in its family's routing table, unless
 // the query came from a source the per-IP limits count as heavy: a
-// flooding source must not be able to churn the table.
+// flooding source must not be able to churn the table. A querier that has
+// never answered us is pinged: until it answers it is only a candidate,
+// left out of the nodes our replies hand out (serve lists only nodes that
+// replied), since many clients query without ever answering.
 func (n *Node) heard(q *krpc.Msg, querier krpc.NodeInfo) {
-	if q.Admission != krpc.AdmittedHeavy {
-		n.update(n.familyFor(querier.Addr.Addr()), querier, table.Queried, q.RO)
+	if q.Admission == krpc.AdmittedHeavy {
+		return
+	}
+	f := n.familyFor(querier.Addr.Addr())
+	if !n.update(f, querier, table.Queried, q.RO) {
+		return
+	}
+	if e, ok := f.table.Get(querier.ID); ok && e.Addr == querier.Addr && e.LastReply.IsZero() &&
+		e.Failures < table.DefaultMaxFailures && !f.recall.quiet(querier.Addr) {
+		n.pingEntry(f, querier)
 	}
 }
 
 // newFamily makes a family's routing table; its transport comes once the
 // query handler, which needs both families' tables, exists.
 func (n *Node) newFamily(cfg Config, v6 bool) (*family, error) {
-	f := &family{v6: v6}
+	f := &family{v6: v6, recall: newRecall(cfg.Now, cfg.StallAfter)}
 	if cfg.SendRate > 0 {
 		r := tablePingShare * cfg.SendRate
 		f.pingLim = rate.NewLimiter(rate.Limit(r), maxTablePings)
@@ -350,15 +362,17 @@ func (n *Node) admit(ni krpc.NodeInfo, ro bool) bool {
 }
 
 // update records contact with a node in its family's table, and pings the
-// questionable nodes a full bucket asks about.
-func (n *Node) update(f *family, ni krpc.NodeInfo, ev table.Event, ro bool) {
+// questionable nodes a full bucket asks about. It reports whether the node
+// was admitted (see admit).
+func (n *Node) update(f *family, ni krpc.NodeInfo, ev table.Event, ro bool) bool {
 	if f == nil || !n.admit(ni, ro) {
-		return
+		return false
 	}
 	res := f.table.Update(ni, ev)
 	for _, e := range res.Ping {
 		n.pingEntry(f, e.NodeInfo)
 	}
+	return true
 }
 
 // pingEntry pings a questionable node on the table's behalf, unless it is
@@ -386,10 +400,11 @@ func (n *Node) pingEntry(f *family, ni krpc.NodeInfo) {
 }
 
 // handleResult does the bookkeeping common to every query we send:
-// table state and sightings of the queried node.
+// table state, the family's recall and sightings of the queried node.
 func (n *Node) handleResult(f *family, to krpc.NodeInfo, method string, r krpc.Response, err error) {
 	if r.Msg == nil {
 		if errors.Is(err, krpc.ErrTimeout) {
+			f.recall.timedOut(to.Addr)
 			if !to.ID.IsZero() {
 				f.table.Failed(to)
 			}
@@ -397,6 +412,7 @@ func (n *Node) handleResult(f *family, to krpc.NodeInfo, method string, r krpc.R
 		}
 		return
 	}
+	f.recall.replied(to.Addr) // a reply or a KRPC error: the address answers
 	from := krpc.NodeInfo{ID: r.SenderID(), Addr: r.From}
 	if r.Y == krpc.KindReply {
 		if n.limits.known != nil {

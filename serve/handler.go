@@ -25,7 +25,9 @@ type Config struct {
 	ID krpc.ID
 
 	// Table4 and Table6 are the routing tables whose closest nodes fill
-	// "nodes" (IPv4) and "nodes6" (IPv6, BEP 32). Nil: the handler has no
+	// "nodes" (IPv4) and "nodes6" (IPv6, BEP 32); only entries that have
+	// answered one of our queries and failed none since are listed
+	// (table.Table.AppendClosestReplied). Nil: the handler has no
 	// nodes of that family to hand out. The same table may be given for
 	// both: each list then gets the entries of its family among the K
 	// closest, so a table that mixes families hands out fewer than K of
@@ -354,10 +356,12 @@ func (h *Handler) closestNodes(reply *krpc.Msg, target krpc.ID, want krpc.Want, 
 }
 
 // appendClosest appends the nodes of the v6 family among tab's K closest
-// to target.
+// to target that have answered our queries (see
+// table.Table.AppendClosestReplied): a node that has only queried us is
+// not handed out before it answers one of ours.
 func (h *Handler) appendClosest(dst []krpc.NodeInfo, tab table.Table, target krpc.ID, v6 bool) []krpc.NodeInfo {
 	buf := h.scratch.Get().(*[]table.Entry)
-	es := tab.AppendClosest((*buf)[:0], target, h.cfg.K)
+	es := tab.AppendClosestReplied((*buf)[:0], target, h.cfg.K)
 	for _, e := range es {
 		if e.Is6() == v6 {
 			dst = append(dst, e.NodeInfo)

@@ -116,6 +116,17 @@ func checkClosest(t *testing.T, tb Table, es []Entry, target krpc.ID, n, maxFail
 	if !slices.Equal(got, want) {
 		t.Fatalf("Closest(%v, %d): got %d IDs, want %d\ngot  %v\nwant %v", target, n, len(got), len(want), got, want)
 	}
+	var replied []Entry
+	for _, e := range es {
+		if !e.LastReply.IsZero() && e.Failures == 0 {
+			replied = append(replied, e)
+		}
+	}
+	got = ids(tb.AppendClosestReplied(nil, target, n))
+	want = bruteClosest(replied, target, n, maxFail)
+	if !slices.Equal(got, want) {
+		t.Fatalf("AppendClosestReplied(%v, %d): got %d IDs, want %d\ngot  %v\nwant %v", target, n, len(got), len(want), got, want)
+	}
 }
 
 // checkInvariants verifies everything that must hold after any operation.

@@ -349,6 +349,18 @@ func (t *kbucketTable) Closest(target krpc.ID, n int) []Entry {
 // to the target and stops once it has n candidates from whole buckets, so
 // it looks at O(n + K·log) entries rather than all of them.
 func (t *kbucketTable) AppendClosest(dst []Entry, target krpc.ID, n int) []Entry {
+	return t.appendClosest(dst, target, n, false)
+}
+
+// AppendClosestReplied implements Table.
+func (t *kbucketTable) AppendClosestReplied(dst []Entry, target krpc.ID, n int) []Entry {
+	return t.appendClosest(dst, target, n, true)
+}
+
+// appendClosest is AppendClosest, of the entries that have replied and
+// failed nothing since only when replied is set. Buckets are taken whole, in order of distance, and
+// counted after the filter, so the n nearest that pass it are all seen.
+func (t *kbucketTable) appendClosest(dst []Entry, target krpc.ID, n int, replied bool) []Entry {
 	if n <= 0 {
 		return dst
 	}
@@ -357,8 +369,9 @@ func (t *kbucketTable) AppendClosest(dst []Entry, target krpc.ID, n int) []Entry
 	start := len(dst)
 	add := func(b *bucket) {
 		for i := range b.entries {
-			if !t.bad(&b.entries[i]) {
-				dst = append(dst, b.entries[i])
+			e := &b.entries[i]
+			if !t.bad(e) && (!replied || (!e.LastReply.IsZero() && e.Failures == 0)) {
+				dst = append(dst, *e)
 			}
 		}
 	}

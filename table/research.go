@@ -103,8 +103,9 @@ type index interface {
 	// being bad (live true).
 	liveChanged(recs []rec, i int, live bool)
 	// closest appends to out the indices of up to n records that are not
-	// bad (failures < maxFail), nearest to target first.
-	closest(recs []rec, target krpc.ID, n int, maxFail uint8, out []int) []int
+	// bad (failures < maxFail), or, if replied is set, that have replied
+	// and failed nothing since, nearest to target first.
+	closest(recs []rec, target krpc.ID, n int, maxFail uint8, replied bool, out []int) []int
 }
 
 // research is the unbounded table shared by Flat and Prefix: every node is
@@ -215,7 +216,7 @@ func (t *research) Closest(target krpc.ID, n int) []Entry {
 	}
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	return t.appendClosestLocked(make([]Entry, 0, min(n, len(t.recs))), target, n)
+	return t.appendClosestLocked(make([]Entry, 0, min(n, len(t.recs))), target, n, false)
 }
 
 // AppendClosest implements Table.
@@ -225,11 +226,23 @@ func (t *research) AppendClosest(dst []Entry, target krpc.ID, n int) []Entry {
 	}
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	return t.appendClosestLocked(dst, target, n)
+	return t.appendClosestLocked(dst, target, n, false)
 }
 
-func (t *research) appendClosestLocked(dst []Entry, target krpc.ID, n int) []Entry {
-	for _, i := range t.idx.closest(t.recs, target, n, t.maxFail, make([]int, 0, min(n, len(t.recs)))) {
+// AppendClosestReplied implements Table. The walk skips the records that
+// have not replied, so in a table filled mostly from reported nodes it
+// visits about n divided by the share that replied.
+func (t *research) AppendClosestReplied(dst []Entry, target krpc.ID, n int) []Entry {
+	if n <= 0 {
+		return dst
+	}
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.appendClosestLocked(dst, target, n, true)
+}
+
+func (t *research) appendClosestLocked(dst []Entry, target krpc.ID, n int, replied bool) []Entry {
+	for _, i := range t.idx.closest(t.recs, target, n, t.maxFail, replied, make([]int, 0, min(n, len(t.recs)))) {
 		dst = append(dst, t.recs[i].entry())
 	}
 	return dst

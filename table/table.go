@@ -386,6 +386,15 @@ type Table interface {
 	// AppendClosest appends what Closest returns to dst and returns the
 	// extended slice, so that a caller with a buffer allocates nothing.
 	AppendClosest(dst []Entry, target krpc.ID, n int) []Entry
+	// AppendClosestReplied is AppendClosest restricted to entries that
+	// have answered one of our queries at their stored address (LastReply
+	// set) and failed none since (Failures 0): the nodes a find_node or
+	// get_peers reply may list. BEP 5 hands out good nodes only; a node
+	// that has merely queried us may never answer anyone (a firewalled
+	// client, a node that only crawls), and one that just stopped
+	// answering would waste the queries of every lookup that learns of
+	// it.
+	AppendClosestReplied(dst []Entry, target krpc.ID, n int) []Entry
 	// Get returns the entry with this ID. Pending candidates of the k-bucket
 	// table are not entries.
 	Get(id krpc.ID) (Entry, bool)
