@@ -151,6 +151,11 @@ type Config struct {
 
 	// Observer receives every node the node sees. Nil: none.
 	Observer Observer
+	// AddrChanged is called when the votes of repliers decide a new
+	// external address (see Stats.ExternalAddr4), after the node has
+	// taken a new ID for it if it does. It runs on one of the node's
+	// goroutines and must not block. Nil: the change is only logged.
+	AddrChanged func(AddrChange)
 	// Logger receives log events, tagged component=node. Zero value: no
 	// logging.
 	Logger zerolog.Logger

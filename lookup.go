@@ -258,7 +258,7 @@ func (l *lookup) retrySeed(a netip.AddrPort) {
 // addCand inserts a candidate in distance order unless its address is
 // already known. l.mu must be held (or the lookup not yet shared).
 func (l *lookup) addCand(ni krpc.NodeInfo) {
-	if ni.ID.IsZero() || ni.ID == l.n.id || !ni.Addr.IsValid() || ni.Addr.Port() == 0 || l.seen[ni.Addr] {
+	if ni.ID.IsZero() || ni.ID == l.n.ID() || !ni.Addr.IsValid() || ni.Addr.Port() == 0 || l.seen[ni.Addr] {
 		return
 	}
 	if ni.Is6() != l.f.v6 {
@@ -351,12 +351,12 @@ func (l *lookup) step() {
 
 // send queries one candidate (or, with c nil, a bootstrap address).
 func (l *lookup) send(c *cand, addr netip.AddrPort) {
-	q := &krpc.Msg{Q: krpc.MethodFindNode, A: krpc.Args{ID: l.n.id, Target: l.target}}
+	q := &krpc.Msg{Q: krpc.MethodFindNode, A: krpc.Args{ID: l.n.ID(), Target: l.target}}
 	switch l.kind {
 	case getPeersLookup:
-		q = &krpc.Msg{Q: krpc.MethodGetPeers, A: krpc.Args{ID: l.n.id, InfoHash: l.target}}
+		q = &krpc.Msg{Q: krpc.MethodGetPeers, A: krpc.Args{ID: l.n.ID(), InfoHash: l.target}}
 	case getItemLookup:
-		q = &krpc.Msg{Q: krpc.MethodGet, A: krpc.Args{ID: l.n.id, Target: l.target}}
+		q = &krpc.Msg{Q: krpc.MethodGet, A: krpc.Args{ID: l.n.ID(), Target: l.target}}
 	}
 	l.n.stats.lookupQueries.Add(1)
 	l.f.tr.QueryAsync(l.ctx, addr, q, func(r krpc.Response, err error) { l.onResult(c, addr, q.Q, r, err) })
@@ -768,7 +768,7 @@ func (n *Node) PutAsync(ctx context.Context, item bep44.Item, cas *int64, done f
 			// anacrolix/dht refuses a put without one, and other nodes
 			// ignore seq when there is no key.
 			seq := item.Seq
-			q := &krpc.Msg{Q: krpc.MethodPut, A: krpc.Args{ID: n.id, Token: nt.Token, V: item.V, CAS: cas, Seq: &seq}}
+			q := &krpc.Msg{Q: krpc.MethodPut, A: krpc.Args{ID: n.ID(), Token: nt.Token, V: item.V, CAS: cas, Seq: &seq}}
 			if item.Mutable {
 				q.A.K, q.A.Salt, q.A.Sig = item.K, item.Salt, item.Sig
 			}

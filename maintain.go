@@ -98,20 +98,20 @@ func (n *Node) Bootstrap(ctx context.Context) (int, error) {
 }
 
 func (n *Node) bootstrapFamily(ctx context.Context, f *family) (int, error) {
-	res, err := n.lookupSync(ctx, f, n.id, true)
+	res, err := n.lookupSync(ctx, f, n.ID(), true)
 	if err != nil {
 		return f.table.Len(), err
 	}
 	depth := 0
 	if len(res.Nodes) > 0 {
-		depth = min(n.id.CommonPrefixLen(res.Nodes[0].ID), maxRefreshDepth)
+		depth = min(n.ID().CommonPrefixLen(res.Nodes[0].ID), maxRefreshDepth)
 	}
 	var wg sync.WaitGroup
 	for d := range depth {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			n.lookupSync(ctx, f, krpc.RandomIDAtDepth(n.id, d), true)
+			n.lookupSync(ctx, f, krpc.RandomIDAtDepth(n.ID(), d), true)
 		}()
 	}
 	wg.Wait()

@@ -26,7 +26,6 @@ import (
 // Close. Its methods are safe for concurrent use.
 type Node struct {
 	cfg    Config
-	id     krpc.ID
 	log    zerolog.Logger
 	v4, v6 *family // nil when that socket is not configured
 	tokens *tokens.Issuer
@@ -36,12 +35,20 @@ type Node struct {
 	// handler answers the queries of both families' sockets.
 	handler *serve.Handler
 
+	// id is the node ID. It changes only when the node learns an
+	// external address its ID is not valid for (see learned); idMu
+	// serialises such changes, readers load the pointer.
+	id   atomic.Pointer[krpc.ID]
+	idMu sync.Mutex
+
 	mu       sync.Mutex
 	serving  bool
 	closed   bool
+	ctx      context.Context // Serve's, for work started later (rejoins); set with serving
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	stopOnce sync.Once
+	rejoin   rejoiner
 
 	stats nodeCounters
 }
@@ -52,7 +59,8 @@ type family struct {
 	v6     bool
 	tr     *krpc.Transport
 	table  table.Table
-	recall *recall // how the addresses we queried answered, shared by lookups
+	recall *recall    // how the addresses we queried answered, shared by lookups
+	votes  *ballotBox // our external address, as the repliers see it (BEP 42)
 
 	pingMu  sync.Mutex
 	pinging map[netip.AddrPort]struct{} // table pings in flight
@@ -74,6 +82,8 @@ const maxTablePings = 16
 const tablePingShare = 0.05
 
 type nodeCounters struct {
+	addrChanges   atomic.Uint64
+	idChanges     atomic.Uint64
 	rateLimited   atomic.Uint64
 	insecureIDs   atomic.Uint64
 	lookups       atomic.Uint64
@@ -86,14 +96,16 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, id: cfg.ID, log: cfg.Logger.With().Str("component", "node").Logger()}
-	if n.id.IsZero() {
+	n := &Node{cfg: cfg, log: cfg.Logger.With().Str("component", "node").Logger()}
+	id := cfg.ID
+	if id.IsZero() {
 		if cfg.PublicIP.IsValid() {
-			n.id = bep42.Generate(cfg.PublicIP)
+			id = bep42.Generate(cfg.PublicIP)
 		} else {
-			n.id = krpc.RandomID()
+			id = krpc.RandomID()
 		}
 	}
+	n.id.Store(&id)
 	if n.tokens, err = tokens.New(tokens.Config{Now: cfg.Now}); err != nil {
 		return nil, fmt.Errorf("lightdht: %w", err)
 	}
@@ -126,7 +138,7 @@ func New(cfg Config) (*Node, error) {
 		table6 = n.v6.table
 	}
 	hcfg := serve.Config{
-		ID: n.id, Table4: table4, Table6: table6,
+		ID: n.ID(), Table4: table4, Table6: table6,
 		Tokens: n.tokens, Peers: n.peers, Items: n.items,
 		Samples: true, SampleInterval: cfg.SampleInterval,
 		K: cfg.K, MaxValues: cfg.MaxValues,
@@ -170,13 +182,13 @@ func (n *Node) heard(q *krpc.Msg, querier krpc.NodeInfo) {
 // newFamily makes a family's routing table; its transport comes once the
 // query handler, which needs both families' tables, exists.
 func (n *Node) newFamily(cfg Config, v6 bool) (*family, error) {
-	f := &family{v6: v6, recall: newRecall(cfg.Now, cfg.StallAfter)}
+	f := &family{v6: v6, recall: newRecall(cfg.Now, cfg.StallAfter), votes: newBallotBox()}
 	if cfg.SendRate > 0 {
 		r := tablePingShare * cfg.SendRate
 		f.pingLim = rate.NewLimiter(rate.Limit(r), maxTablePings)
 	}
 	var err error
-	f.table, err = table.New(cfg.Table, table.Config{Self: n.id, K: cfg.K, IPsPerBucket: cfg.IPsPerBucket, Now: cfg.Now})
+	f.table, err = table.New(cfg.Table, table.Config{Self: n.ID(), K: cfg.K, IPsPerBucket: cfg.IPsPerBucket, Now: cfg.Now})
 	if err != nil {
 		return nil, fmt.Errorf("lightdht: %w", err)
 	}
@@ -218,7 +230,7 @@ func (n *Node) newTransport(cfg Config, f *family) error {
 }
 
 // ID returns the node's ID.
-func (n *Node) ID() krpc.ID { return n.id }
+func (n *Node) ID() krpc.ID { return *n.id.Load() }
 
 // Addr returns the local address of the IPv4 socket, or of the IPv6 one if
 // there is no IPv4 socket.
@@ -276,6 +288,7 @@ func (n *Node) Serve(ctx context.Context) error {
 	}
 	n.serving = true
 	ctx, n.cancel = context.WithCancel(ctx)
+	n.ctx = ctx
 	if !n.cfg.NoMaintenance {
 		// Added under mu, which Close takes to set closed before it
 		// waits: an Add after the Wait began would race with it.
@@ -351,7 +364,7 @@ func (n *Node) observe(s Sighting) {
 
 // admit reports whether a node may enter a routing table.
 func (n *Node) admit(ni krpc.NodeInfo, ro bool) bool {
-	if ro || ni.ID.IsZero() || ni.ID == n.id || !ni.Addr.IsValid() || ni.Addr.Port() == 0 {
+	if ro || ni.ID.IsZero() || ni.ID == n.ID() || !ni.Addr.IsValid() || ni.Addr.Port() == 0 {
 		return false
 	}
 	if n.cfg.EnforceSecureID && !bep42.Acceptable(ni.ID, ni.Addr.Addr()) {
@@ -390,7 +403,7 @@ func (n *Node) pingEntry(f *family, ni krpc.NodeInfo) {
 	}
 	f.pinging[ni.Addr] = struct{}{}
 	f.pingMu.Unlock()
-	q := &krpc.Msg{Q: krpc.MethodPing, A: krpc.Args{ID: n.id}}
+	q := &krpc.Msg{Q: krpc.MethodPing, A: krpc.Args{ID: n.ID()}}
 	f.tr.QueryAsync(context.Background(), ni.Addr, q, func(r krpc.Response, err error) {
 		f.pingMu.Lock()
 		delete(f.pinging, ni.Addr)
@@ -424,6 +437,9 @@ func (n *Node) handleResult(f *family, to krpc.NodeInfo, method string, r krpc.R
 			f.table.Failed(to)
 		}
 		n.update(f, from, table.Replied, r.RO)
+		if r.IP.IsValid() {
+			n.vote(f, r.From.Addr(), r.IP.Addr())
+		}
 	}
 	if !from.ID.IsZero() {
 		n.observe(Sighting{Node: from, Source: SourceReply, Method: method, Version: string(r.V), RTT: r.RTT, ReadOnly: r.RO})
@@ -452,7 +468,7 @@ func (n *Node) PingAsync(ctx context.Context, addr netip.AddrPort, done func(krp
 		go done(krpc.NodeInfo{}, 0, fmt.Errorf("lightdht: ping %v: no socket for that address family", addr))
 		return
 	}
-	q := &krpc.Msg{Q: krpc.MethodPing, A: krpc.Args{ID: n.id}}
+	q := &krpc.Msg{Q: krpc.MethodPing, A: krpc.Args{ID: n.ID()}}
 	f.tr.QueryAsync(ctx, addr, q, func(r krpc.Response, err error) {
 		n.handleResult(f, krpc.NodeInfo{Addr: addr}, krpc.MethodPing, r, err)
 		if err != nil {
@@ -477,13 +493,24 @@ type Stats struct {
 	Infohashes, Peers   int // held in the peer store
 	Lookups             uint64
 	LookupQueries       uint64
+
+	// ExternalAddr4 and ExternalAddr6 are the node's addresses as other
+	// nodes see them, decided from the "ip" of their replies (BEP 42):
+	// zero until enough distinct networks agree (see ballotBox).
+	ExternalAddr4, ExternalAddr6 netip.Addr
+	// ExternalAddrChanges counts the decisions that changed an external
+	// address, the first one included.
+	ExternalAddrChanges uint64
+	// IDChanges counts the times the node took a new ID for a new
+	// external address and rejoined the network.
+	IDChanges uint64
 }
 
 // Stats returns a snapshot of the node's counters.
 func (n *Node) Stats() Stats {
 	hs := n.handler.Stats()
 	s := Stats{
-		ID:                  n.id,
+		ID:                  n.ID(),
 		QueriesByMethod:     hs.Queries,
 		RateLimited:         n.stats.rateLimited.Load(),
 		BadTokens:           hs.BadTokens,
@@ -491,12 +518,16 @@ func (n *Node) Stats() Stats {
 		AnnouncesStored:     hs.Announces,
 		Lookups:             n.stats.lookups.Load(),
 		LookupQueries:       n.stats.lookupQueries.Load(),
+		ExternalAddrChanges: n.stats.addrChanges.Load(),
+		IDChanges:           n.stats.idChanges.Load(),
 	}
 	if n.v4 != nil {
 		s.Nodes4, s.Transport4 = n.v4.table.Len(), n.v4.tr.Stats()
+		s.ExternalAddr4 = n.v4.votes.addr()
 	}
 	if n.v6 != nil {
 		s.Nodes6, s.Transport6 = n.v6.table.Len(), n.v6.tr.Stats()
+		s.ExternalAddr6 = n.v6.votes.addr()
 	}
 	s.Infohashes, s.Peers = n.peers.Len()
 	return s

@@ -428,6 +428,63 @@ func (t *kbucketTable) Each(f func(Entry) bool) {
 	}
 }
 
+// SetSelf implements Table.
+func (t *kbucketTable) SetSelf(self krpc.ID) {
+	if self.IsZero() {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if self == t.cfg.Self {
+		return
+	}
+	now := t.cfg.Now()
+	var es, ps []Entry
+	for _, b := range t.buckets {
+		es = append(es, b.entries...)
+		ps = append(ps, b.pending...)
+	}
+	// Good entries first, then the most recently seen, so that the best
+	// get the room when the new buckets cannot hold them all.
+	slices.SortStableFunc(es, func(a, b Entry) int {
+		if t.better(&a, &b, now) {
+			return -1
+		}
+		if t.better(&b, &a, now) {
+			return 1
+		}
+		return 0
+	})
+	t.cfg.Self = self
+	t.buckets = []*bucket{t.newBucket(now)}
+	t.n = 0
+	for _, e := range append(es, ps...) {
+		t.place(e, now)
+	}
+}
+
+// place stores e, history and all, where Update would put a new node with
+// its ID: in its bucket if there is room (splitting the last bucket as
+// needed), among the bucket's candidates otherwise.
+func (t *kbucketTable) place(e Entry, now time.Time) {
+	if e.ID == t.cfg.Self {
+		return
+	}
+	bi := t.index(e.ID)
+	for len(t.buckets[bi].entries) >= t.cfg.K && bi == len(t.buckets)-1 && len(t.buckets) < numBits {
+		t.split()
+		bi = t.index(e.ID)
+	}
+	b := t.buckets[bi]
+	if ok, _ := t.ipRoom(b, e.Addr, -1); ok && len(b.entries) < t.cfg.K && !t.bad(&e) {
+		t.put(b, -1, e, -1, now)
+		return
+	}
+	if !t.bad(&e) {
+		t.addPending(b, e, now)
+	}
+}
+
 // Refresh implements Table: one target per bucket unchanged for
 // RefreshAfter. A bucket changes when a node is added to it or replaced in
 // it, and when one of its nodes replies to us or queries us.

@@ -103,10 +103,28 @@ func runProperty(t *testing.T, kind Kind, cfg Config, seed uint64, ops int) {
 				t.Fatalf("op %d: %v still present after Remove", op, m.id)
 			}
 			desc = fmt.Sprintf("Remove(%v)", m.id)
-		case x < 95:
+		case x < 94:
 			d := time.Duration(r.IntN(20*60)) * time.Second
 			clock.Step(d)
 			desc = fmt.Sprintf("Step(%v)", d)
+		case x < 95:
+			// A new own ID: random, or one the table may hold.
+			self := randID(r)
+			if r.IntN(2) == 0 {
+				self = pick().id
+			}
+			before := tb.Len()
+			tb.SetSelf(self)
+			if !self.IsZero() {
+				cfg.Self = self
+			}
+			if _, ok := tb.Get(cfg.Self); ok {
+				t.Fatalf("op %d: SetSelf(%v) kept an entry with the new ID", op, self)
+			}
+			if _, isK := tb.(*kbucketTable); !isK && tb.Len() < before-1 {
+				t.Fatalf("op %d: SetSelf(%v) dropped %d research entries", op, self, before-tb.Len())
+			}
+			desc = fmt.Sprintf("SetSelf(%v)", self)
 		default:
 			targets := tb.Refresh()
 			checkRefreshTargets(t, tb, cfg, targets)

@@ -199,6 +199,12 @@ func (t *research) Remove(id krpc.ID) bool {
 	if i < 0 {
 		return false
 	}
+	t.removeLocked(i)
+	return true
+}
+
+// removeLocked deletes record i.
+func (t *research) removeLocked(i int) {
 	t.idx.remove(t.recs, i, t.live(&t.recs[i]))
 	last := len(t.recs) - 1
 	if i != last {
@@ -206,7 +212,31 @@ func (t *research) Remove(id krpc.ID) bool {
 		t.idx.moved(t.recs, last, i)
 	}
 	t.recs = t.recs[:last]
-	return true
+}
+
+// SetSelf implements Table: the records stay as they are (the index does
+// not depend on our ID); the virtual buckets are those of the new ID.
+func (t *research) SetSelf(self krpc.ID) {
+	if self.IsZero() {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if self == t.cfg.Self {
+		return
+	}
+	t.cfg.Self = self
+	if i := t.idx.find(t.recs, self); i >= 0 {
+		t.removeLocked(i)
+	}
+	now := nanos(t.cfg.Now())
+	for i := range t.changed {
+		t.changed[i] = now
+	}
+	t.maxCPL = 0
+	for i := range t.recs {
+		t.maxCPL = max(t.maxCPL, self.CommonPrefixLen(t.recs[i].id))
+	}
 }
 
 // Closest implements Table.

@@ -411,6 +411,14 @@ type Table interface {
 	// each target. Research tables use virtual buckets; see the package
 	// documentation.
 	Refresh() []krpc.ID
+	// SetSelf changes our own node ID, as a node does when it learns an
+	// external address its ID is not valid for (BEP 42). The entries keep
+	// their history; an entry with the new ID is dropped. The k-bucket
+	// table sorts its entries and candidates into the buckets of the new
+	// ID, good entries first, keeps as candidates those that no longer
+	// find room and drops bad ones. Every bucket counts as changed now.
+	// The zero ID is ignored.
+	SetSelf(self krpc.ID)
 }
 
 // New returns an empty table of the given kind.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/lightdht/lightdht"
@@ -23,6 +24,10 @@ type nodeFlags struct {
 	id        *string
 	table     *string
 	readOnly  *bool
+
+	// addrChanged, if set, receives the node's external address changes
+	// (lightdht.Config.AddrChanged).
+	addrChanged func(lightdht.AddrChange)
 }
 
 func (c *cli) addNodeFlags(listenDefault string, readOnly bool) *nodeFlags {
@@ -47,7 +52,7 @@ func (c *cli) startNode(ctx context.Context, nf *nodeFlags, openObs func() (ligh
 	if err != nil {
 		return nil, nil, err
 	}
-	cfg := lightdht.Config{Bootstrap: boot, ReadOnly: *nf.readOnly, Logger: c.log}
+	cfg := lightdht.Config{Bootstrap: boot, ReadOnly: *nf.readOnly, Logger: c.log, AddrChanged: nf.addrChanged}
 	if *nf.id != "" {
 		if cfg.ID, err = parseID("--id", *nf.id); err != nil {
 			return nil, nil, err
@@ -113,6 +118,12 @@ func nodeCmd(c *cli) func(context.Context, []string) error {
 			return err
 		}
 		var d *db.DB
+		var outMu sync.Mutex // the node reports address changes from its own goroutines
+		nf.addrChanged = func(ch lightdht.AddrChange) {
+			outMu.Lock()
+			defer outMu.Unlock()
+			reportAddrChange(c, ch)
+		}
 		n, wait, err := c.startNode(ctx, nf, func() (lightdht.Observer, error) {
 			var err error
 			if d, err = db.Open(*dbPath, db.Options{}); err != nil {
@@ -135,9 +146,12 @@ func nodeCmd(c *cli) func(context.Context, []string) error {
 			DB    string `json:"db"`
 		}
 		st := started{ID: n.ID().String(), Addr: n.Addr().String(), DB: *dbPath}
-		if err := c.output(st, func(w io.Writer) {
+		outMu.Lock()
+		err = c.output(st, func(w io.Writer) {
 			fmt.Fprintf(w, "node %s listening on %s, recording into %s\n", st.ID, st.Addr, st.DB)
-		}); err != nil {
+		})
+		outMu.Unlock()
+		if err != nil {
 			wait()
 			d.Close()
 			return err
@@ -167,6 +181,36 @@ func nodeCmd(c *cli) func(context.Context, []string) error {
 			}
 		})
 	}
+}
+
+// reportAddrChange prints a change of the node's external address, and
+// its new ID if it took one.
+func reportAddrChange(c *cli, ch lightdht.AddrChange) {
+	type addrChange struct {
+		External string `json:"external_addr"`
+		Was      string `json:"was,omitempty"`
+		Family   string `json:"family"`
+		ID       string `json:"id"`
+		NewID    bool   `json:"new_id"`
+	}
+	out := addrChange{External: ch.Is.String(), Family: "ipv4", ID: ch.ID.String(), NewID: ch.NewID}
+	if ch.V6 {
+		out.Family = "ipv6"
+	}
+	if ch.Was.IsValid() {
+		out.Was = ch.Was.String()
+	}
+	c.output(out, func(w io.Writer) {
+		was := "unknown"
+		if out.Was != "" {
+			was = out.Was
+		}
+		fmt.Fprintf(w, "external address %s (was %s)", out.External, was)
+		if out.NewID {
+			fmt.Fprintf(w, "; new BEP 42 node ID %s, rejoining", out.ID)
+		}
+		fmt.Fprintln(w)
+	})
 }
 
 // tempNode starts a read-only node for one operation and waits until it

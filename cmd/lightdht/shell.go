@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -179,6 +180,15 @@ func (sh *shell) stats(w io.Writer) {
 	fmt.Fprintf(w, "queries answered: %v; rate-limited %d\n", s.QueriesByMethod, s.RateLimited)
 	fmt.Fprintf(w, "lookups %d (%d queries); peers stored: %d infohashes, %d peers\n", s.Lookups, s.LookupQueries, s.Infohashes, s.Peers)
 	fmt.Fprintf(w, "packets sent %d, received %d\n", s.Transport4.PacketsSent+s.Transport6.PacketsSent, s.Transport4.PacketsReceived+s.Transport6.PacketsReceived)
+	fmt.Fprintf(w, "external address (from replies' votes): IPv4 %s, IPv6 %s; %d changes, %d new IDs\n",
+		addrOrUnknown(s.ExternalAddr4), addrOrUnknown(s.ExternalAddr6), s.ExternalAddrChanges, s.IDChanges)
+}
+
+func addrOrUnknown(a netip.Addr) string {
+	if !a.IsValid() {
+		return "unknown"
+	}
+	return a.String()
 }
 
 func want(args []string, lo, hi int, usage string) error {
