@@ -125,6 +125,17 @@ type Config struct {
 	// PublicIP is this node's address as others see it. When set and ID is
 	// zero, the ID is derived from it per BEP 42.
 	PublicIP netip.Addr
+
+	// Resume is what an earlier run of the node saved (Node.Snapshot).
+	// When ID is zero the node keeps the saved ID if it is valid (BEP 42)
+	// for PublicIP, or, without PublicIP, for the saved external address
+	// (any ID is valid when neither is known); otherwise it derives one
+	// for that address. Unlike a configured ID, a resumed one gives way to
+	// a BEP 42 ID when votes decide an address it is not valid for. The
+	// first bootstrap pings the saved nodes and asks the Bootstrap
+	// addresses only when fewer than K of a family's saved nodes answer.
+	// Nil: a fresh start.
+	Resume *Snapshot
 	// EnforceSecureID keeps nodes whose IDs violate BEP 42 out of the
 	// routing tables. Off by default: most of the DHT does not comply.
 	EnforceSecureID bool

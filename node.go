@@ -62,6 +62,8 @@ type family struct {
 	recall *recall    // how the addresses we queried answered, shared by lookups
 	votes  *ballotBox // our external address, as the repliers see it (BEP 42)
 
+	resumeOnce sync.Once // the saved nodes (Config.Resume) are pinged once
+
 	pingMu  sync.Mutex
 	pinging map[netip.AddrPort]struct{} // table pings in flight
 	pingLim *rate.Limiter               // table pings per second; nil: no cap
@@ -97,14 +99,7 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger.With().Str("component", "node").Logger()}
-	id := cfg.ID
-	if id.IsZero() {
-		if cfg.PublicIP.IsValid() {
-			id = bep42.Generate(cfg.PublicIP)
-		} else {
-			id = krpc.RandomID()
-		}
-	}
+	id := startID(cfg)
 	n.id.Store(&id)
 	if n.tokens, err = tokens.New(tokens.Config{Now: cfg.Now}); err != nil {
 		return nil, fmt.Errorf("lightdht: %w", err)
@@ -310,13 +305,23 @@ func (n *Node) Serve(ctx context.Context) error {
 	}
 	var first error
 	for range running {
-		if err := <-errs; err != nil && first == nil {
+		err := <-errs
+		if errors.Is(err, krpc.ErrClosed) && n.isClosed() {
+			err = nil // Close came before the transport's Serve: a clean stop all the same
+		}
+		if err != nil && first == nil {
 			first = err
 			n.cancel()
 		}
 	}
 	n.Close()
 	return first
+}
+
+func (n *Node) isClosed() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.closed
 }
 
 func (n *Node) families() []*family {

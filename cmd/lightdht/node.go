@@ -28,6 +28,9 @@ type nodeFlags struct {
 	// addrChanged, if set, receives the node's external address changes
 	// (lightdht.Config.AddrChanged).
 	addrChanged func(lightdht.AddrChange)
+	// resume, if set, is the state of an earlier run
+	// (lightdht.Config.Resume).
+	resume *lightdht.Snapshot
 }
 
 func (c *cli) addNodeFlags(listenDefault string, readOnly bool) *nodeFlags {
@@ -52,7 +55,7 @@ func (c *cli) startNode(ctx context.Context, nf *nodeFlags, openObs func() (ligh
 	if err != nil {
 		return nil, nil, err
 	}
-	cfg := lightdht.Config{Bootstrap: boot, ReadOnly: *nf.readOnly, Logger: c.log, AddrChanged: nf.addrChanged}
+	cfg := lightdht.Config{Bootstrap: boot, ReadOnly: *nf.readOnly, Logger: c.log, AddrChanged: nf.addrChanged, Resume: nf.resume}
 	if *nf.id != "" {
 		if cfg.ID, err = parseID("--id", *nf.id); err != nil {
 			return nil, nil, err
@@ -113,9 +116,20 @@ func nodeCmd(c *cli) func(context.Context, []string) error {
 	c.addJSON()
 	nf := c.addNodeFlags("0.0.0.0:6881", false)
 	dbPath := c.addDB()
+	statePath := c.fs.String("state", "", "file to keep the node ID and routing table in across runs (empty: none)")
+	stateEvery := c.fs.Duration("state-every", defaultStateEvery, "how often to save --state while running")
 	return func(ctx context.Context, args []string) error {
 		if err := nargs(args, 0, 0, "no arguments"); err != nil {
 			return err
+		}
+		if *stateEvery <= 0 {
+			return usagef("bad --state-every %v: want a positive duration", *stateEvery)
+		}
+		if *statePath != "" {
+			var err error
+			if nf.resume, err = c.loadState(*statePath); err != nil {
+				return err
+			}
 		}
 		var d *db.DB
 		var outMu sync.Mutex // the node reports address changes from its own goroutines
@@ -156,15 +170,23 @@ func nodeCmd(c *cli) func(context.Context, []string) error {
 			d.Close()
 			return err
 		}
-		<-ctx.Done()
+		if *statePath != "" {
+			c.saveStateUntil(ctx, n, *statePath, *stateEvery)
+		} else {
+			<-ctx.Done()
+		}
 		serveErr := wait()
+		var saveErr error
+		if *statePath != "" && serveErr == nil {
+			saveErr = writeState(*statePath, n.Snapshot(), time.Now()) // the clean stop's final state
+		}
 		s := n.Stats()
 		fctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		flushErr := d.Flush(fctx)
 		closeErr := d.Close()
 		ds := d.Stats()
-		if err := errors.Join(serveErr, flushErr, closeErr); err != nil {
+		if err := errors.Join(serveErr, flushErr, closeErr, saveErr); err != nil {
 			return err
 		}
 		type stopped struct {
@@ -180,6 +202,24 @@ func nodeCmd(c *cli) func(context.Context, []string) error {
 				fmt.Fprintf(w, "sightings shed: %d (the database did not keep up; the node kept answering)\n", out.Shed)
 			}
 		})
+	}
+}
+
+// saveStateUntil saves the node's state to path every interval until ctx
+// ends. A failed save is logged and retried at the next tick; the final
+// save on stop reports its own error.
+func (c *cli) saveStateUntil(ctx context.Context, n *lightdht.Node, path string, every time.Duration) {
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			if err := writeState(path, n.Snapshot(), time.Now()); err != nil {
+				c.log.Warn().Err(err).Msg("saving the state failed; will retry")
+			}
+		}
 	}
 }
 
