@@ -183,8 +183,11 @@ func checkKBucket(t *testing.T, x *kbucketTable, total int) {
 	}
 	sum := 0
 	for i, b := range x.buckets {
-		if len(b.entries) > x.cfg.K {
-			t.Fatalf("bucket %d holds %d > K=%d entries", i, len(b.entries), x.cfg.K)
+		if b.limit != x.bucketLimit(i) {
+			t.Fatalf("bucket %d has limit %d, want %d", i, b.limit, x.bucketLimit(i))
+		}
+		if len(b.entries) > b.limit {
+			t.Fatalf("bucket %d holds %d > %d entries", i, len(b.entries), b.limit)
 		}
 		if len(b.pending) > x.cfg.K {
 			t.Fatalf("bucket %d holds %d > K=%d pending candidates", i, len(b.pending), x.cfg.K)

@@ -517,3 +517,26 @@ func TestSetSelfKeepsHistory(t *testing.T) {
 		t.Errorf("after SetSelf %d good and %d questionable entries: good ones should win the room", good, questionable)
 	}
 }
+
+// TestExtendedBucketSizes: filled with many random nodes, an extended
+// table's four farthest buckets hold 128, 64, 32 and 16 nodes (K 8) and
+// the rest 8; a standard table holds 8 in each.
+func TestExtendedBucketSizes(t *testing.T) {
+	for _, ext := range []bool{false, true} {
+		r := rand.New(rand.NewPCG(3, 4))
+		self := randID(r)
+		tb := mustNew(t, KBucket, Config{Self: self, IPsPerBucket: -1, Extended: ext}).(*kbucketTable)
+		for i := range 20000 {
+			tb.Update(krpc.NodeInfo{ID: randID(r), Addr: addr4(i)}, Replied)
+		}
+		want := []int{8, 8, 8, 8, 8}
+		if ext {
+			want = []int{128, 64, 32, 16, 8}
+		}
+		for i, w := range want {
+			if got := len(tb.buckets[i].entries); got != w {
+				t.Errorf("extended %v: bucket %d holds %d nodes, want %d", ext, i, got, w)
+			}
+		}
+	}
+}

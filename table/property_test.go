@@ -20,6 +20,7 @@ func TestProperties(t *testing.T) {
 		{"defaults", Config{}},
 		{"K2-unlimitedIPs-1failure", Config{K: 2, IPsPerBucket: -1, MaxFailures: 1}},
 		{"K4-2IPs", Config{K: 4, IPsPerBucket: 2, QuestionableAfter: 5 * time.Minute, RefreshAfter: 10 * time.Minute}},
+		{"K2-extended-unlimitedIPs", Config{K: 2, Extended: true, IPsPerBucket: -1}},
 	}
 	ops, seeds := uint64(3000), uint64(3)
 	if testing.Short() {

@@ -206,6 +206,11 @@ type Config struct {
 	Self krpc.ID
 	// K is the bucket size (k-bucket only); 0 means DefaultK.
 	K int
+	// Extended makes a k-bucket table's four buckets farthest from Self
+	// hold 16, 8, 4 and 2 times K nodes (libtorrent's extended routing
+	// table): they cover most of the ID space, so more of their nodes
+	// give lookups a nearer first hop. Off: every bucket holds K.
+	Extended bool
 	// MaxFailures is the number of failed queries in a row that makes a node
 	// bad; 0 means DefaultMaxFailures. At most MaxFailuresLimit.
 	MaxFailures int
