@@ -183,7 +183,7 @@ func (n *Node) newFamily(cfg Config, v6 bool) (*family, error) {
 		f.pingLim = rate.NewLimiter(rate.Limit(r), maxTablePings)
 	}
 	var err error
-	f.table, err = table.New(cfg.Table, table.Config{Self: n.ID(), K: cfg.K, Extended: cfg.ExtendedTable, IPsPerBucket: cfg.IPsPerBucket, Now: cfg.Now})
+	f.table, err = table.New(cfg.Table, table.Config{Self: n.ID(), K: cfg.K, Extended: !cfg.PlainTable, IPsPerBucket: cfg.IPsPerBucket, Now: cfg.Now})
 	if err != nil {
 		return nil, fmt.Errorf("lightdht: %w", err)
 	}
