@@ -690,15 +690,16 @@ func (l *lookup) considerItem(r *krpc.Return) {
 
 // GetItemResult is the outcome of a BEP 44 get lookup.
 type GetItemResult struct {
-	Item  bep44.Item  // the item found: for a mutable one, the highest seq
+	Item  bep44.Item  // the item found: for a mutable one, the highest seq of either family
 	Found bool        // whether a valid item was found
-	Nodes []NodeToken // the K closest nodes that replied, with their tokens (for a put)
-	Stats LookupStats
+	Nodes []NodeToken // per family, the K closest nodes that replied, with their tokens (for a put)
+	Stats LookupStats // both families together
 }
 
 // GetAsync looks up the immutable item stored under target and calls done
-// once. Only a value whose SHA-1 is target is accepted. BEP 44 lookups run
-// on the primary address family (IPv4 when the node has it).
+// once. Only a value whose SHA-1 is target is accepted. Like get_peers,
+// BEP 44 lookups run on every address family the node has (BEP 32), at
+// the same time; an item found over either counts.
 func (n *Node) GetAsync(ctx context.Context, target krpc.ID, done func(GetItemResult, error)) {
 	n.getItemAsync(ctx, target, false, [32]byte{}, nil, done)
 }
@@ -710,23 +711,37 @@ func (n *Node) GetMutableAsync(ctx context.Context, k [32]byte, salt []byte, don
 }
 
 func (n *Node) getItemAsync(ctx context.Context, target krpc.ID, mutable bool, k [32]byte, salt []byte, done func(GetItemResult, error)) {
-	l := n.newLookup(ctx, n.primary(), getItemLookup, target)
-	l.mutable, l.itemK, l.salt = mutable, k, slices.Clone(salt)
-	l.finish = func(l *lookup, err error) {
-		var res GetItemResult
-		for _, c := range l.closest() {
-			res.Nodes = append(res.Nodes, NodeToken{NodeInfo: c.ni, Token: c.token})
+	var (
+		mu  sync.Mutex // guards res
+		res GetItemResult
+	)
+	n.perFamily(func(f *family, finished func(error)) {
+		l := n.newLookup(ctx, f, getItemLookup, target)
+		l.mutable, l.itemK, l.salt = mutable, k, slices.Clone(salt)
+		l.finish = func(l *lookup, err error) {
+			mu.Lock()
+			for _, c := range l.closest() {
+				res.Nodes = append(res.Nodes, NodeToken{NodeInfo: c.ni, Token: c.token})
+			}
+			// Both families' items passed considerItem: any one will do
+			// for an immutable target, the higher seq for a mutable one.
+			if it := l.item; it != nil && (!res.Found || (mutable && it.Seq > res.Item.Seq)) {
+				res.Item, res.Found = *it, true
+			}
+			res.Stats = res.Stats.add(l.stats)
+			mu.Unlock()
+			finished(err)
 		}
-		if l.item != nil {
-			res.Item, res.Found = *l.item, true
-		}
-		res.Stats = l.stats
-		if err == nil && !res.Found {
+		l.run(false)
+	}, func(err error) {
+		mu.Lock()
+		out := res
+		mu.Unlock()
+		if err == nil && !out.Found {
 			err = fmt.Errorf("lightdht: get %v: %w", target, bep44.ErrNotFound)
 		}
-		done(res, err)
-	}
-	l.run(false)
+		done(out, err)
+	})
 }
 
 // Get looks up the immutable item stored under target; see GetAsync.
