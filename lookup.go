@@ -763,8 +763,9 @@ type PutResult struct {
 }
 
 // PutAsync stores item in the DHT: it checks the item, looks up the K
-// closest nodes to its target with get (collecting tokens), then sends put
-// to each that gave a token, with cas when set. done is called once; the
+// closest nodes of each address family to its target with get
+// (collecting tokens), then sends put to each that gave a token, with cas
+// when set. done is called once; the
 // put succeeds when at least one node stored the item.
 func (n *Node) PutAsync(ctx context.Context, item bep44.Item, cas *int64, done func(PutResult, error)) {
 	target := item.Target()
