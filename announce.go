@@ -37,7 +37,7 @@ func (n *Node) AnnounceAsync(ctx context.Context, infohash krpc.ID, port int, do
 			return
 		}
 		n.storeAt(ctx, "announce", infohash, lr.Nodes, func(nt NodeToken) *krpc.Msg {
-			return &krpc.Msg{Q: krpc.MethodAnnouncePeer, A: krpc.Args{ID: n.id, InfoHash: infohash, Token: nt.Token, Port: port, ImpliedPort: port == 0}}
+			return &krpc.Msg{Q: krpc.MethodAnnouncePeer, A: krpc.Args{ID: n.ID(), InfoHash: infohash, Token: nt.Token, Port: port, ImpliedPort: port == 0}}
 		}, func(accepted []krpc.NodeInfo, refused map[krpc.NodeInfo]error, err error) {
 			res.AnnouncedTo, res.Refused = accepted, refused
 			done(res, err)

@@ -16,13 +16,27 @@ import (
 	"github.com/lightdht/lightdht/krpc"
 )
 
-// rig is one node under test and a bare transport that queries it.
+// rig is one node under test and a bare transport that queries it and
+// answers its pings with ID id.
 type rig struct {
 	sim    *simnet.Network
 	node   *lightdht.Node
 	addr   netip.AddrPort
 	client *krpc.Transport
 	caddr  netip.AddrPort
+	id     krpc.ID
+}
+
+// pingAnswerer answers pings with ID id and every other query not at all,
+// the least a node must do to be confirmed by the node it queries.
+func pingAnswerer(id krpc.ID) krpc.Handler {
+	return krpc.HandlerFunc(func(reply, q *krpc.Msg, _ netip.AddrPort) bool {
+		if q.Q != krpc.MethodPing {
+			return false
+		}
+		reply.R.ID = id
+		return true
+	})
 }
 
 func newRig(t *testing.T, tweak func(*lightdht.Config)) *rig {
@@ -42,7 +56,8 @@ func newRig(t *testing.T, tweak func(*lightdht.Config)) *rig {
 	}
 	go node.Serve(context.Background())
 	cc, _ := sim.NewConn4()
-	client, err := krpc.New(krpc.Config{Conn: cc, Retries: krpc.NoRetries, Timeout: 500 * time.Millisecond})
+	id := krpc.RandomID()
+	client, err := krpc.New(krpc.Config{Conn: cc, Retries: krpc.NoRetries, Timeout: 500 * time.Millisecond, Handler: pingAnswerer(id)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +67,7 @@ func newRig(t *testing.T, tweak func(*lightdht.Config)) *rig {
 		node.Close()
 		sim.Close()
 	})
-	return &rig{sim: sim, node: node, addr: nc.AddrPort(), client: client, caddr: cc.AddrPort()}
+	return &rig{sim: sim, node: node, addr: nc.AddrPort(), client: client, caddr: cc.AddrPort(), id: id}
 }
 
 func (r *rig) query(t *testing.T, q *krpc.Msg) (krpc.Response, error) {
@@ -71,7 +86,7 @@ func wantCode(t *testing.T, err error, code int) {
 func TestQueryHandling(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r := newRig(t, nil)
-		me := krpc.RandomID()
+		me := r.id
 		ih := krpc.RandomID()
 
 		// ping: our ID, and BEP 42's ip telling us our address.
@@ -82,9 +97,14 @@ func TestQueryHandling(t *testing.T) {
 		if resp.R.ID != r.node.ID() || resp.IP != r.caddr || string(resp.V) != string(lightdht.DefaultVersion) {
 			t.Errorf("ping reply id %v ip %v v %q", resp.R.ID, resp.IP, resp.V)
 		}
-		// The querier is now in the table.
+		// The querier is now in the table, and confirmed by the node's
+		// ping once that has been answered.
 		if _, ok := r.node.Table(false).Get(me); !ok {
 			t.Error("querying node not added to the routing table")
+		}
+		time.Sleep(time.Second) // fake time: the ping's round trip, whatever the machine's speed
+		if e, _ := r.node.Table(false).Get(me); e.LastReply.IsZero() {
+			t.Error("querying node not pinged")
 		}
 
 		// Missing arguments: 203.
@@ -176,13 +196,14 @@ func TestWantNodes6(t *testing.T) {
 		defer node.Close()
 		// An IPv6 querier enters the IPv6 table only.
 		q6, _ := sim.NewConn6()
-		cl6, _ := krpc.New(krpc.Config{Conn: q6})
+		id6 := krpc.RandomID()
+		cl6, _ := krpc.New(krpc.Config{Conn: q6, Handler: pingAnswerer(id6)})
 		go cl6.Serve(context.Background())
 		defer cl6.Close()
-		id6 := krpc.RandomID()
 		if _, err := cl6.Query(context.Background(), c6.AddrPort(), &krpc.Msg{Q: krpc.MethodPing, A: krpc.Args{ID: id6}}); err != nil {
 			t.Fatal(err)
 		}
+		time.Sleep(time.Second) // fake time: the node's ping confirms the querier
 		if node.Table(true).Len() != 1 || node.Table(false).Len() != 0 {
 			t.Fatalf("tables v4 %d v6 %d, want 0 and 1", node.Table(false).Len(), node.Table(true).Len())
 		}
@@ -245,12 +266,15 @@ func TestObserverSeesInfohashes(t *testing.T) {
 		var seen []lightdht.Sighting
 		r := newRig(t, func(c *lightdht.Config) {
 			c.Observer = lightdht.ObserverFunc(func(s lightdht.Sighting) {
+				if s.Source != lightdht.SourceQuery {
+					return // the reply to the node's ping of its new querier
+				}
 				mu.Lock()
 				seen = append(seen, s)
 				mu.Unlock()
 			})
 		})
-		me, ih := krpc.RandomID(), krpc.RandomID()
+		me, ih := r.id, krpc.RandomID()
 		resp, err := r.query(t, &krpc.Msg{Q: krpc.MethodGetPeers, A: krpc.Args{ID: me, InfoHash: ih}})
 		if err != nil {
 			t.Fatal(err)
@@ -291,7 +315,7 @@ func TestSampleInfohashes(t *testing.T) {
 			c.SampleInterval = 10 * time.Minute
 			c.PerIPRate = -1 // 60 queries from one address in one instant
 		})
-		me := krpc.RandomID()
+		me := r.id
 		held := map[krpc.ID]bool{}
 		for range 30 {
 			ih := krpc.RandomID()

@@ -25,6 +25,7 @@ type LookupStats struct {
 	Replies  int           // replies received
 	Timeouts int           // queries that got no reply
 	Errors   int           // KRPC error replies and other failures
+	Skipped  int           // nodes not queried: they timed out recently, for this lookup or another
 	Duration time.Duration // from start to completion
 }
 
@@ -53,7 +54,8 @@ type GetPeersResult struct {
 // families' lookups run at the same time.
 func (s LookupStats) add(o LookupStats) LookupStats {
 	return LookupStats{Queries: s.Queries + o.Queries, Replies: s.Replies + o.Replies,
-		Timeouts: s.Timeouts + o.Timeouts, Errors: s.Errors + o.Errors, Duration: max(s.Duration, o.Duration)}
+		Timeouts: s.Timeouts + o.Timeouts, Errors: s.Errors + o.Errors, Skipped: s.Skipped + o.Skipped,
+		Duration: max(s.Duration, o.Duration)}
 }
 
 // perFamily runs start once per configured family and calls done once,
@@ -98,10 +100,11 @@ const (
 
 // Candidate states.
 const (
-	candFresh uint8 = iota
+	candFresh   uint8 = iota
+	candWaiting       // another lookup is querying its address: wait for the outcome (see recall)
 	candAsked
 	candReplied
-	candFailed
+	candFailed // no answer, or skipped because its address timed out recently
 )
 
 type cand struct {
@@ -116,12 +119,16 @@ type cand struct {
 //
 // Ownership. The fields above mu are set before run and only read after.
 // Every other field, and every field of the candidates, is guarded by
-// mu, the lookup's one lock, which three kinds of goroutine take: the
-// caller's (run), the transport's (onResult, the callback of each query)
-// and the stall timers' (stalled). The rules:
+// mu, the lookup's one lock, which four kinds of goroutine take: the
+// caller's (run), the transport's (onResult, the callback of each query),
+// the stall timers' (stalled) and those of other lookups' queries, whose
+// end wakes the candidates waiting on their address (woken, retrySeed;
+// see recall). The rules:
 //
 //   - mu is never held while sending a query, updating the routing table,
-//     reporting a sighting or calling a callback.
+//     reporting a sighting or calling a callback. It may be held while
+//     asking the family's recall (recall.mu nests inside it), never while
+//     releasing it, which wakes other lookups.
 //   - The callbacks onPeers and finish are never called where their input
 //     arises: it is queued under mu (a batch of peers in outbox; the end
 //     in done and err) and then deliver runs the queue, on one goroutine
@@ -156,6 +163,7 @@ type lookup struct {
 	seen        map[netip.AddrPort]bool
 	active      int // queries in flight counted against alpha
 	outstanding int // every query in flight
+	seedWaits   int // bootstrap addresses waiting for another lookup's query to them (see retrySeed)
 
 	// The result.
 	stats   LookupStats
@@ -188,15 +196,27 @@ func (l *lookup) run(withSeeds bool) {
 	l.mu.Lock()
 	if withSeeds || len(l.cands) < l.n.cfg.K {
 		for _, a := range l.n.cfg.Bootstrap {
-			if l.n.familyFor(a.Addr()) == l.f && !l.seen[a] {
-				l.seen[a] = true
+			if l.n.familyFor(a.Addr()) != l.f || l.seen[a] {
+				continue
+			}
+			l.seen[a] = true
+			switch l.f.recall.ask(a, func() { l.retrySeed(a) }) {
+			case askNow:
 				seeds = append(seeds, a)
+			case askLater:
+				l.seedWaits++
+			case askNot:
+				l.stats.Skipped++
 			}
 		}
 	}
-	if len(l.cands) == 0 && len(seeds) == 0 {
+	if len(l.cands) == 0 && len(seeds) == 0 && l.seedWaits == 0 {
 		l.mu.Unlock()
-		l.end(fmt.Errorf("lightdht: lookup %v: empty routing table and no bootstrap address: %w", l.target, ErrNoNodes))
+		what := "empty routing table and no bootstrap address"
+		if l.stats.Skipped > 0 {
+			what = "empty routing table, and the bootstrap addresses timed out recently"
+		}
+		l.end(fmt.Errorf("lightdht: lookup %v: %s: %w", l.target, what, ErrNoNodes))
 		return
 	}
 	l.outstanding += len(seeds)
@@ -208,10 +228,37 @@ func (l *lookup) run(withSeeds bool) {
 	l.step()
 }
 
+// retrySeed asks the recall again about a bootstrap address another
+// lookup was querying, now that its query has ended, and queries it if
+// allowed.
+func (l *lookup) retrySeed(a netip.AddrPort) {
+	l.mu.Lock()
+	if l.done {
+		l.mu.Unlock()
+		return
+	}
+	switch l.f.recall.ask(a, func() { l.retrySeed(a) }) {
+	case askLater:
+		l.mu.Unlock()
+		return
+	case askNow:
+		l.seedWaits--
+		l.outstanding++
+		l.stats.Queries++
+		l.mu.Unlock()
+		l.send(nil, a)
+	case askNot:
+		l.seedWaits--
+		l.stats.Skipped++
+		l.mu.Unlock()
+	}
+	l.step()
+}
+
 // addCand inserts a candidate in distance order unless its address is
 // already known. l.mu must be held (or the lookup not yet shared).
 func (l *lookup) addCand(ni krpc.NodeInfo) {
-	if ni.ID.IsZero() || ni.ID == l.n.id || !ni.Addr.IsValid() || ni.Addr.Port() == 0 || l.seen[ni.Addr] {
+	if ni.ID.IsZero() || ni.ID == l.n.ID() || !ni.Addr.IsValid() || ni.Addr.Port() == 0 || l.seen[ni.Addr] {
 		return
 	}
 	if ni.Is6() != l.f.v6 {
@@ -265,14 +312,17 @@ func (l *lookup) step() {
 		if replied >= k {
 			break
 		}
-		switch c.state {
-		case candReplied:
-			replied++
-		case candAsked:
-			pending = true
-		case candFresh:
-			pending = true
-			if l.active < alpha {
+		if c.state == candFresh && l.active < alpha {
+			// The family's recall decides first: an address that just
+			// timed out for some lookup is skipped, one that another
+			// lookup is asking may have to wait for its outcome.
+			switch l.f.recall.ask(c.ni.Addr, func() { l.woken(c) }) {
+			case askLater:
+				c.state = candWaiting
+			case askNot:
+				c.state = candFailed
+				l.stats.Skipped++
+			case askNow:
 				c.state = candAsked
 				c.stall = time.AfterFunc(l.n.cfg.StallAfter, func() { l.stalled(c) })
 				l.active++
@@ -281,8 +331,14 @@ func (l *lookup) step() {
 				send = append(send, c)
 			}
 		}
+		switch c.state {
+		case candReplied:
+			replied++
+		case candFresh, candWaiting, candAsked:
+			pending = true
+		}
 	}
-	finished := (replied >= k && !pending) || (!pending && l.outstanding == 0)
+	finished := (replied >= k && !pending) || (!pending && l.outstanding == 0 && l.seedWaits == 0)
 	l.mu.Unlock()
 	if finished {
 		l.end(nil)
@@ -295,15 +351,28 @@ func (l *lookup) step() {
 
 // send queries one candidate (or, with c nil, a bootstrap address).
 func (l *lookup) send(c *cand, addr netip.AddrPort) {
-	q := &krpc.Msg{Q: krpc.MethodFindNode, A: krpc.Args{ID: l.n.id, Target: l.target}}
+	q := &krpc.Msg{Q: krpc.MethodFindNode, A: krpc.Args{ID: l.n.ID(), Target: l.target}}
 	switch l.kind {
 	case getPeersLookup:
-		q = &krpc.Msg{Q: krpc.MethodGetPeers, A: krpc.Args{ID: l.n.id, InfoHash: l.target}}
+		q = &krpc.Msg{Q: krpc.MethodGetPeers, A: krpc.Args{ID: l.n.ID(), InfoHash: l.target}}
 	case getItemLookup:
-		q = &krpc.Msg{Q: krpc.MethodGet, A: krpc.Args{ID: l.n.id, Target: l.target}}
+		q = &krpc.Msg{Q: krpc.MethodGet, A: krpc.Args{ID: l.n.ID(), Target: l.target}}
 	}
 	l.n.stats.lookupQueries.Add(1)
 	l.f.tr.QueryAsync(l.ctx, addr, q, func(r krpc.Response, err error) { l.onResult(c, addr, q.Q, r, err) })
+}
+
+// woken makes a waiting candidate askable again, once the query another
+// lookup had in flight to its address has ended (see recall.ask).
+func (l *lookup) woken(c *cand) {
+	l.mu.Lock()
+	if l.done || c.state != candWaiting {
+		l.mu.Unlock()
+		return
+	}
+	c.state = candFresh
+	l.mu.Unlock()
+	l.step()
 }
 
 // stalled frees the alpha slot of a slow query.
@@ -325,6 +394,7 @@ func (l *lookup) onResult(c *cand, addr netip.AddrPort, method string, r krpc.Re
 		to = c.ni
 	}
 	l.n.handleResult(l.f, to, method, r, err)
+	l.f.recall.release(addr) // after handleResult, so that the lookups it wakes see the outcome
 	ok := err == nil && r.Msg != nil
 	var nodes []krpc.NodeInfo
 	if ok {
@@ -620,15 +690,16 @@ func (l *lookup) considerItem(r *krpc.Return) {
 
 // GetItemResult is the outcome of a BEP 44 get lookup.
 type GetItemResult struct {
-	Item  bep44.Item  // the item found: for a mutable one, the highest seq
+	Item  bep44.Item  // the item found: for a mutable one, the highest seq of either family
 	Found bool        // whether a valid item was found
-	Nodes []NodeToken // the K closest nodes that replied, with their tokens (for a put)
-	Stats LookupStats
+	Nodes []NodeToken // per family, the K closest nodes that replied, with their tokens (for a put)
+	Stats LookupStats // both families together
 }
 
 // GetAsync looks up the immutable item stored under target and calls done
-// once. Only a value whose SHA-1 is target is accepted. BEP 44 lookups run
-// on the primary address family (IPv4 when the node has it).
+// once. Only a value whose SHA-1 is target is accepted. Like get_peers,
+// BEP 44 lookups run on every address family the node has (BEP 32), at
+// the same time; an item found over either counts.
 func (n *Node) GetAsync(ctx context.Context, target krpc.ID, done func(GetItemResult, error)) {
 	n.getItemAsync(ctx, target, false, [32]byte{}, nil, done)
 }
@@ -640,23 +711,37 @@ func (n *Node) GetMutableAsync(ctx context.Context, k [32]byte, salt []byte, don
 }
 
 func (n *Node) getItemAsync(ctx context.Context, target krpc.ID, mutable bool, k [32]byte, salt []byte, done func(GetItemResult, error)) {
-	l := n.newLookup(ctx, n.primary(), getItemLookup, target)
-	l.mutable, l.itemK, l.salt = mutable, k, slices.Clone(salt)
-	l.finish = func(l *lookup, err error) {
-		var res GetItemResult
-		for _, c := range l.closest() {
-			res.Nodes = append(res.Nodes, NodeToken{NodeInfo: c.ni, Token: c.token})
+	var (
+		mu  sync.Mutex // guards res
+		res GetItemResult
+	)
+	n.perFamily(func(f *family, finished func(error)) {
+		l := n.newLookup(ctx, f, getItemLookup, target)
+		l.mutable, l.itemK, l.salt = mutable, k, slices.Clone(salt)
+		l.finish = func(l *lookup, err error) {
+			mu.Lock()
+			for _, c := range l.closest() {
+				res.Nodes = append(res.Nodes, NodeToken{NodeInfo: c.ni, Token: c.token})
+			}
+			// Both families' items passed considerItem: any one will do
+			// for an immutable target, the higher seq for a mutable one.
+			if it := l.item; it != nil && (!res.Found || (mutable && it.Seq > res.Item.Seq)) {
+				res.Item, res.Found = *it, true
+			}
+			res.Stats = res.Stats.add(l.stats)
+			mu.Unlock()
+			finished(err)
 		}
-		if l.item != nil {
-			res.Item, res.Found = *l.item, true
-		}
-		res.Stats = l.stats
-		if err == nil && !res.Found {
+		l.run(false)
+	}, func(err error) {
+		mu.Lock()
+		out := res
+		mu.Unlock()
+		if err == nil && !out.Found {
 			err = fmt.Errorf("lightdht: get %v: %w", target, bep44.ErrNotFound)
 		}
-		done(res, err)
-	}
-	l.run(false)
+		done(out, err)
+	})
 }
 
 // Get looks up the immutable item stored under target; see GetAsync.
@@ -678,8 +763,9 @@ type PutResult struct {
 }
 
 // PutAsync stores item in the DHT: it checks the item, looks up the K
-// closest nodes to its target with get (collecting tokens), then sends put
-// to each that gave a token, with cas when set. done is called once; the
+// closest nodes of each address family to its target with get
+// (collecting tokens), then sends put to each that gave a token, with cas
+// when set. done is called once; the
 // put succeeds when at least one node stored the item.
 func (n *Node) PutAsync(ctx context.Context, item bep44.Item, cas *int64, done func(PutResult, error)) {
 	target := item.Target()
@@ -698,7 +784,7 @@ func (n *Node) PutAsync(ctx context.Context, item bep44.Item, cas *int64, done f
 			// anacrolix/dht refuses a put without one, and other nodes
 			// ignore seq when there is no key.
 			seq := item.Seq
-			q := &krpc.Msg{Q: krpc.MethodPut, A: krpc.Args{ID: n.id, Token: nt.Token, V: item.V, CAS: cas, Seq: &seq}}
+			q := &krpc.Msg{Q: krpc.MethodPut, A: krpc.Args{ID: n.ID(), Token: nt.Token, V: item.V, CAS: cas, Seq: &seq}}
 			if item.Mutable {
 				q.A.K, q.A.Salt, q.A.Sig = item.K, item.Salt, item.Sig
 			}

@@ -44,7 +44,7 @@ func (n *Node) maintain(ctx context.Context) {
 
 // bootstrap joins the network; see Bootstrap.
 func (n *Node) bootstrap(ctx context.Context) {
-	if len(n.cfg.Bootstrap) == 0 && n.primary().table.Len() == 0 {
+	if len(n.cfg.Bootstrap) == 0 && n.primary().table.Len() == 0 && n.cfg.Resume == nil {
 		return
 	}
 	size, err := n.Bootstrap(ctx)
@@ -65,7 +65,8 @@ const maxRefreshDepth = 24
 // nearest to it, then one random ID in each farther bucket (as deep as the
 // nearest node found shares bits with ours), so that the table also knows
 // nodes in the rest of the ID space. Every lookup of a bootstrap also asks
-// the bootstrap addresses. Serve bootstraps by itself; Bootstrap is for
+// the bootstrap addresses, unless K of the nodes saved by an earlier run
+// (Config.Resume) answered the pings the first bootstrap sends them. Serve bootstraps by itself; Bootstrap is for
 // callers that want to wait until the node has joined.
 //
 // A call while a bootstrap is in progress (Serve's or another caller's)
@@ -151,20 +152,24 @@ func (n *Node) bootstrapAll(ctx context.Context) (int, error) {
 }
 
 func (n *Node) bootstrapFamily(ctx context.Context, f *family) (int, error) {
-	res, err := n.lookupSync(ctx, f, n.id, true)
+	// Nodes saved by an earlier run come first: when K of them answer,
+	// the bootstrap list is left alone (lookups still fall back to it if
+	// the table runs short).
+	withSeeds := n.pingSaved(ctx, f) < n.cfg.K
+	res, err := n.lookupSync(ctx, f, n.ID(), withSeeds)
 	if err != nil {
 		return f.table.Len(), err
 	}
 	depth := 0
 	if len(res.Nodes) > 0 {
-		depth = min(n.id.CommonPrefixLen(res.Nodes[0].ID), maxRefreshDepth)
+		depth = min(n.ID().CommonPrefixLen(res.Nodes[0].ID), maxRefreshDepth)
 	}
 	var wg sync.WaitGroup
 	for d := range depth {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			n.lookupSync(ctx, f, krpc.RandomIDAtDepth(n.id, d), true)
+			n.lookupSync(ctx, f, krpc.RandomIDAtDepth(n.ID(), d), withSeeds)
 		}()
 	}
 	wg.Wait()

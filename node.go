@@ -26,7 +26,6 @@ import (
 // Close. Its methods are safe for concurrent use.
 type Node struct {
 	cfg    Config
-	id     krpc.ID
 	log    zerolog.Logger
 	v4, v6 *family // nil when that socket is not configured
 	tokens *tokens.Issuer
@@ -36,13 +35,21 @@ type Node struct {
 	// handler answers the queries of both families' sockets.
 	handler *serve.Handler
 
+	// id is the node ID. It changes only when the node learns an
+	// external address its ID is not valid for (see learned); idMu
+	// serialises such changes, readers load the pointer.
+	id   atomic.Pointer[krpc.ID]
+	idMu sync.Mutex
+
 	mu       sync.Mutex
 	serving  bool
 	closed   bool
+	ctx      context.Context // Serve's, for work started later (rejoins); set with serving
 	cancel   context.CancelFunc
 	boot     *bootFlight // the bootstrap in progress, which Bootstrap joins
 	wg       sync.WaitGroup
 	stopOnce sync.Once
+	rejoin   rejoiner
 
 	stats nodeCounters
 }
@@ -50,9 +57,13 @@ type Node struct {
 // family is one address family: its socket's transport and its routing
 // table (BEP 32 keeps them apart).
 type family struct {
-	v6    bool
-	tr    *krpc.Transport
-	table table.Table
+	v6     bool
+	tr     *krpc.Transport
+	table  table.Table
+	recall *recall    // how the addresses we queried answered, shared by lookups
+	votes  *ballotBox // our external address, as the repliers see it (BEP 42)
+
+	resumeOnce sync.Once // the saved nodes (Config.Resume) are pinged once
 
 	pingMu  sync.Mutex
 	pinging map[netip.AddrPort]struct{} // table pings in flight
@@ -74,6 +85,8 @@ const maxTablePings = 16
 const tablePingShare = 0.05
 
 type nodeCounters struct {
+	addrChanges   atomic.Uint64
+	idChanges     atomic.Uint64
 	rateLimited   atomic.Uint64
 	insecureIDs   atomic.Uint64
 	lookups       atomic.Uint64
@@ -86,14 +99,9 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, id: cfg.ID, log: cfg.Logger.With().Str("component", "node").Logger()}
-	if n.id.IsZero() {
-		if cfg.PublicIP.IsValid() {
-			n.id = bep42.Generate(cfg.PublicIP)
-		} else {
-			n.id = krpc.RandomID()
-		}
-	}
+	n := &Node{cfg: cfg, log: cfg.Logger.With().Str("component", "node").Logger()}
+	id := startID(cfg)
+	n.id.Store(&id)
 	if n.tokens, err = tokens.New(tokens.Config{Now: cfg.Now}); err != nil {
 		return nil, fmt.Errorf("lightdht: %w", err)
 	}
@@ -126,7 +134,7 @@ func New(cfg Config) (*Node, error) {
 		table6 = n.v6.table
 	}
 	hcfg := serve.Config{
-		ID: n.id, Table4: table4, Table6: table6,
+		ID: n.ID(), Table4: table4, Table6: table6,
 		Tokens: n.tokens, Peers: n.peers, Items: n.items,
 		Samples: true, SampleInterval: cfg.SampleInterval,
 		K: cfg.K, MaxValues: cfg.MaxValues,
@@ -149,23 +157,34 @@ func New(cfg Config) (*Node, error) {
 
 // heard puts a node that queried us in its family's routing table, unless
 // the query came from a source the per-IP limits count as heavy: a
-// flooding source must not be able to churn the table.
+// flooding source must not be able to churn the table. A querier that has
+// never answered us is pinged: until it answers it is only a candidate,
+// left out of the nodes our replies hand out (serve lists only nodes that
+// replied), since many clients query without ever answering.
 func (n *Node) heard(q *krpc.Msg, querier krpc.NodeInfo) {
-	if q.Admission != krpc.AdmittedHeavy {
-		n.update(n.familyFor(querier.Addr.Addr()), querier, table.Queried, q.RO)
+	if q.Admission == krpc.AdmittedHeavy {
+		return
+	}
+	f := n.familyFor(querier.Addr.Addr())
+	if !n.update(f, querier, table.Queried, q.RO) {
+		return
+	}
+	if e, ok := f.table.Get(querier.ID); ok && e.Addr == querier.Addr && e.LastReply.IsZero() &&
+		e.Failures < table.DefaultMaxFailures && !f.recall.quiet(querier.Addr) {
+		n.pingEntry(f, querier)
 	}
 }
 
 // newFamily makes a family's routing table; its transport comes once the
 // query handler, which needs both families' tables, exists.
 func (n *Node) newFamily(cfg Config, v6 bool) (*family, error) {
-	f := &family{v6: v6}
+	f := &family{v6: v6, recall: newRecall(cfg.Now, cfg.StallAfter), votes: newBallotBox()}
 	if cfg.SendRate > 0 {
 		r := tablePingShare * cfg.SendRate
 		f.pingLim = rate.NewLimiter(rate.Limit(r), maxTablePings)
 	}
 	var err error
-	f.table, err = table.New(cfg.Table, table.Config{Self: n.id, K: cfg.K, IPsPerBucket: cfg.IPsPerBucket, Now: cfg.Now})
+	f.table, err = table.New(cfg.Table, table.Config{Self: n.ID(), K: cfg.K, Extended: !cfg.PlainTable, IPsPerBucket: cfg.IPsPerBucket, Now: cfg.Now})
 	if err != nil {
 		return nil, fmt.Errorf("lightdht: %w", err)
 	}
@@ -207,7 +226,7 @@ func (n *Node) newTransport(cfg Config, f *family) error {
 }
 
 // ID returns the node's ID.
-func (n *Node) ID() krpc.ID { return n.id }
+func (n *Node) ID() krpc.ID { return *n.id.Load() }
 
 // Addr returns the local address of the IPv4 socket, or of the IPv6 one if
 // there is no IPv4 socket.
@@ -265,6 +284,7 @@ func (n *Node) Serve(ctx context.Context) error {
 	}
 	n.serving = true
 	ctx, n.cancel = context.WithCancel(ctx)
+	n.ctx = ctx
 	if !n.cfg.NoMaintenance {
 		// Added under mu, which Close takes to set closed before it
 		// waits: an Add after the Wait began would race with it.
@@ -286,13 +306,23 @@ func (n *Node) Serve(ctx context.Context) error {
 	}
 	var first error
 	for range running {
-		if err := <-errs; err != nil && first == nil {
+		err := <-errs
+		if errors.Is(err, krpc.ErrClosed) && n.isClosed() {
+			err = nil // Close came before the transport's Serve: a clean stop all the same
+		}
+		if err != nil && first == nil {
 			first = err
 			n.cancel()
 		}
 	}
 	n.Close()
 	return first
+}
+
+func (n *Node) isClosed() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.closed
 }
 
 func (n *Node) families() []*family {
@@ -340,7 +370,7 @@ func (n *Node) observe(s Sighting) {
 
 // admit reports whether a node may enter a routing table.
 func (n *Node) admit(ni krpc.NodeInfo, ro bool) bool {
-	if ro || ni.ID.IsZero() || ni.ID == n.id || !ni.Addr.IsValid() || ni.Addr.Port() == 0 {
+	if ro || ni.ID.IsZero() || ni.ID == n.ID() || !ni.Addr.IsValid() || ni.Addr.Port() == 0 {
 		return false
 	}
 	if n.cfg.EnforceSecureID && !bep42.Acceptable(ni.ID, ni.Addr.Addr()) {
@@ -351,15 +381,17 @@ func (n *Node) admit(ni krpc.NodeInfo, ro bool) bool {
 }
 
 // update records contact with a node in its family's table, and pings the
-// questionable nodes a full bucket asks about.
-func (n *Node) update(f *family, ni krpc.NodeInfo, ev table.Event, ro bool) {
+// questionable nodes a full bucket asks about. It reports whether the node
+// was admitted (see admit).
+func (n *Node) update(f *family, ni krpc.NodeInfo, ev table.Event, ro bool) bool {
 	if f == nil || !n.admit(ni, ro) {
-		return
+		return false
 	}
 	res := f.table.Update(ni, ev)
 	for _, e := range res.Ping {
 		n.pingEntry(f, e.NodeInfo)
 	}
+	return true
 }
 
 // pingEntry pings a questionable node on the table's behalf, unless it is
@@ -377,7 +409,7 @@ func (n *Node) pingEntry(f *family, ni krpc.NodeInfo) {
 	}
 	f.pinging[ni.Addr] = struct{}{}
 	f.pingMu.Unlock()
-	q := &krpc.Msg{Q: krpc.MethodPing, A: krpc.Args{ID: n.id}}
+	q := &krpc.Msg{Q: krpc.MethodPing, A: krpc.Args{ID: n.ID()}}
 	f.tr.QueryAsync(context.Background(), ni.Addr, q, func(r krpc.Response, err error) {
 		f.pingMu.Lock()
 		delete(f.pinging, ni.Addr)
@@ -387,10 +419,11 @@ func (n *Node) pingEntry(f *family, ni krpc.NodeInfo) {
 }
 
 // handleResult does the bookkeeping common to every query we send:
-// table state and sightings of the queried node.
+// table state, the family's recall and sightings of the queried node.
 func (n *Node) handleResult(f *family, to krpc.NodeInfo, method string, r krpc.Response, err error) {
 	if r.Msg == nil {
 		if errors.Is(err, krpc.ErrTimeout) {
+			f.recall.timedOut(to.Addr)
 			if !to.ID.IsZero() {
 				f.table.Failed(to)
 			}
@@ -398,6 +431,7 @@ func (n *Node) handleResult(f *family, to krpc.NodeInfo, method string, r krpc.R
 		}
 		return
 	}
+	f.recall.replied(to.Addr) // a reply or a KRPC error: the address answers
 	from := krpc.NodeInfo{ID: r.SenderID(), Addr: r.From}
 	if r.Y == krpc.KindReply {
 		if n.limits.known != nil {
@@ -409,6 +443,9 @@ func (n *Node) handleResult(f *family, to krpc.NodeInfo, method string, r krpc.R
 			f.table.Failed(to)
 		}
 		n.update(f, from, table.Replied, r.RO)
+		if r.IP.IsValid() {
+			n.vote(f, r.From.Addr(), r.IP.Addr())
+		}
 	}
 	if !from.ID.IsZero() {
 		n.observe(Sighting{Node: from, Source: SourceReply, Method: method, Version: string(r.V), RTT: r.RTT, ReadOnly: r.RO})
@@ -437,7 +474,7 @@ func (n *Node) PingAsync(ctx context.Context, addr netip.AddrPort, done func(krp
 		go done(krpc.NodeInfo{}, 0, fmt.Errorf("lightdht: ping %v: no socket for that address family", addr))
 		return
 	}
-	q := &krpc.Msg{Q: krpc.MethodPing, A: krpc.Args{ID: n.id}}
+	q := &krpc.Msg{Q: krpc.MethodPing, A: krpc.Args{ID: n.ID()}}
 	f.tr.QueryAsync(ctx, addr, q, func(r krpc.Response, err error) {
 		n.handleResult(f, krpc.NodeInfo{Addr: addr}, krpc.MethodPing, r, err)
 		if err != nil {
@@ -462,13 +499,24 @@ type Stats struct {
 	Infohashes, Peers   int // held in the peer store
 	Lookups             uint64
 	LookupQueries       uint64
+
+	// ExternalAddr4 and ExternalAddr6 are the node's addresses as other
+	// nodes see them, decided from the "ip" of their replies (BEP 42):
+	// zero until enough distinct networks agree (see ballotBox).
+	ExternalAddr4, ExternalAddr6 netip.Addr
+	// ExternalAddrChanges counts the decisions that changed an external
+	// address, the first one included.
+	ExternalAddrChanges uint64
+	// IDChanges counts the times the node took a new ID for a new
+	// external address and rejoined the network.
+	IDChanges uint64
 }
 
 // Stats returns a snapshot of the node's counters.
 func (n *Node) Stats() Stats {
 	hs := n.handler.Stats()
 	s := Stats{
-		ID:                  n.id,
+		ID:                  n.ID(),
 		QueriesByMethod:     hs.Queries,
 		RateLimited:         n.stats.rateLimited.Load(),
 		BadTokens:           hs.BadTokens,
@@ -476,12 +524,16 @@ func (n *Node) Stats() Stats {
 		AnnouncesStored:     hs.Announces,
 		Lookups:             n.stats.lookups.Load(),
 		LookupQueries:       n.stats.lookupQueries.Load(),
+		ExternalAddrChanges: n.stats.addrChanges.Load(),
+		IDChanges:           n.stats.idChanges.Load(),
 	}
 	if n.v4 != nil {
 		s.Nodes4, s.Transport4 = n.v4.table.Len(), n.v4.tr.Stats()
+		s.ExternalAddr4 = n.v4.votes.addr()
 	}
 	if n.v6 != nil {
 		s.Nodes6, s.Transport6 = n.v6.table.Len(), n.v6.tr.Stats()
+		s.ExternalAddr6 = n.v6.votes.addr()
 	}
 	s.Infohashes, s.Peers = n.peers.Len()
 	return s

@@ -212,7 +212,13 @@ func (fn *fedNode) mustReply(tb testing.TB, src netip.AddrPort, q *krpc.Msg) *kr
 	if err != nil {
 		tb.Fatal(err)
 	}
-	replies := fn.deliver(pkt, src)
+	var replies [][]byte // the node may also ping the new querier: not counted
+	for _, b := range fn.deliver(pkt, src) {
+		var m krpc.Msg
+		if krpc.Unmarshal(b, &m) != nil || m.Y != krpc.KindQuery {
+			replies = append(replies, b)
+		}
+	}
 	if len(replies) != 1 {
 		tb.Fatalf("%s from %v: %d replies, want 1", q.Q, src, len(replies))
 	}
@@ -413,10 +419,16 @@ func TestServePathSeeds(t *testing.T) {
 	for i, s := range servePathSeeds(fn) {
 		for _, v6 := range []bool{false, true} {
 			src := fn.source(v6)
-			replies := fn.deliver(bytes.Clone(s), src)
+			var replies int // the node may also ping the new querier: not counted
+			for _, b := range fn.deliver(bytes.Clone(s), src) {
+				var m krpc.Msg
+				if krpc.Unmarshal(b, &m) == nil && m.Y != krpc.KindQuery {
+					replies++
+				}
+			}
 			var q krpc.Msg
-			if err := krpc.Unmarshal(s, &q); err == nil && q.Y == krpc.KindQuery && len(replies) != 1 {
-				t.Errorf("seed %d (%s, v6 %v): %d replies, want 1", i, q.Q, v6, len(replies))
+			if err := krpc.Unmarshal(s, &q); err == nil && q.Y == krpc.KindQuery && replies != 1 {
+				t.Errorf("seed %d (%s, v6 %v): %d replies, want 1", i, q.Q, v6, replies)
 			}
 			checkServePath(t, fn, s, fn.source(v6))
 		}

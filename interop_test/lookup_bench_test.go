@@ -116,6 +116,16 @@ func sizes(s []int) string {
 // maintenance) that all bootstrap from the first, twice: the second round
 // lets early joiners learn of late ones.
 func buildLightdht(tb testing.TB, count int) *lookupNet {
+	return buildLightdhtWith(tb, count, false)
+}
+
+// buildLightdhtPlain is buildLightdht with BEP 5's table of K entries in
+// every bucket (Config.PlainTable) instead of the default extended one.
+func buildLightdhtPlain(tb testing.TB, count int) *lookupNet {
+	return buildLightdhtWith(tb, count, true)
+}
+
+func buildLightdhtWith(tb testing.TB, count int, plain bool) *lookupNet {
 	sn := newBenchSimnet(tb)
 	nodes := make([]*lightdht.Node, count)
 	ids := make([]krpc.ID, count)
@@ -129,7 +139,7 @@ func buildLightdht(tb testing.TB, count int) *lookupNet {
 			boot = []netip.AddrPort{nodes[0].Addr()}
 		}
 		nodes[i] = newNodeWith(tb, conn, func(c *lightdht.Config) {
-			c.Bootstrap, c.QueryTimeout = boot, time.Second
+			c.Bootstrap, c.QueryTimeout, c.PlainTable = boot, time.Second, plain
 		})
 		ids[i] = nodes[i].ID()
 	}
@@ -411,7 +421,8 @@ func measureLookups(b *testing.B, ln *lookupNet, method string, loss float64) {
 }
 
 // BenchmarkLookup5000 measures get_peers and find_node lookups on a
-// network of 5,000 lightdht nodes and on one of 5,000 anacrolix servers;
+// network of 5,000 lightdht nodes (with the default extended routing table
+// and with the plain one) and on one of 5,000 anacrolix servers;
 // see the comment at the top of the file and measureLookups for the
 // figures.
 func BenchmarkLookup5000(b *testing.B) {
@@ -423,6 +434,7 @@ func BenchmarkLookup5000(b *testing.B) {
 		build func(testing.TB, int) *lookupNet
 	}{
 		{"lightdht", buildLightdht},
+		{"lightdht-plain", buildLightdhtPlain},
 		{"anacrolix", buildAnacrolix},
 	}
 	for _, impl := range impls {

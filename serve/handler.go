@@ -21,11 +21,13 @@ import (
 // every other part is optional, and a method whose part is missing is
 // answered as unknown (error 204).
 type Config struct {
-	// ID is the node ID put in every reply.
+	// ID is the node ID put in every reply, until SetID changes it.
 	ID krpc.ID
 
 	// Table4 and Table6 are the routing tables whose closest nodes fill
-	// "nodes" (IPv4) and "nodes6" (IPv6, BEP 32). Nil: the handler has no
+	// "nodes" (IPv4) and "nodes6" (IPv6, BEP 32); only entries that have
+	// answered one of our queries and failed none since are listed
+	// (table.Table.AppendClosestReplied). Nil: the handler has no
 	// nodes of that family to hand out. The same table may be given for
 	// both: each list then gets the entries of its family among the K
 	// closest, so a table that mixes families hands out fewer than K of
@@ -106,10 +108,12 @@ func (c Config) withDefaults() (Config, error) {
 
 // Handler answers DHT queries; it implements krpc.Handler. It is safe for
 // concurrent use: a node with two sockets calls it from both read
-// goroutines. Its own mutable state is the sample cache (under sampleMu)
-// and the counters (atomics); the tables and stores guard themselves.
+// goroutines. Its own mutable state is the sample cache (under sampleMu),
+// the ID (an atomic, set by SetID) and the counters (atomics); the tables
+// and stores guard themselves.
 type Handler struct {
 	cfg Config
+	id  atomic.Pointer[krpc.ID] // the ID replies carry; cfg.ID at first
 
 	queries   krpc.MethodCounts
 	badTokens atomic.Uint64
@@ -135,12 +139,20 @@ func New(cfg Config) (*Handler, error) {
 		return nil, err
 	}
 	h := &Handler{cfg: cfg, recent: newRecentQueries()}
+	h.SetID(cfg.ID)
 	h.scratch.New = func() any {
 		buf := make([]table.Entry, 0, cfg.K)
 		return &buf
 	}
 	return h, nil
 }
+
+// SetID changes the ID every later reply carries, for a node that takes a
+// new ID (BEP 42) while it runs.
+func (h *Handler) SetID(id krpc.ID) { h.id.Store(&id) }
+
+// ID returns the ID replies carry.
+func (h *Handler) ID() krpc.ID { return *h.id.Load() }
 
 // Stats counts what a handler has seen.
 type Stats struct {
@@ -197,7 +209,7 @@ func (h *Handler) ServeKRPC(reply, q *krpc.Msg, src netip.AddrPort) bool {
 		return reply.Fail(krpc.ErrorMissingID)
 	}
 	reply.IP = src // BEP 42: tell the querier its address
-	reply.R.ID = h.cfg.ID
+	reply.R.ID = *h.id.Load()
 
 	switch q.Q {
 	case krpc.MethodPing:
@@ -354,10 +366,12 @@ func (h *Handler) closestNodes(reply *krpc.Msg, target krpc.ID, want krpc.Want, 
 }
 
 // appendClosest appends the nodes of the v6 family among tab's K closest
-// to target.
+// to target that have answered our queries (see
+// table.Table.AppendClosestReplied): a node that has only queried us is
+// not handed out before it answers one of ours.
 func (h *Handler) appendClosest(dst []krpc.NodeInfo, tab table.Table, target krpc.ID, v6 bool) []krpc.NodeInfo {
 	buf := h.scratch.Get().(*[]table.Entry)
-	es := tab.AppendClosest((*buf)[:0], target, h.cfg.K)
+	es := tab.AppendClosestReplied((*buf)[:0], target, h.cfg.K)
 	for _, e := range es {
 		if e.Is6() == v6 {
 			dst = append(dst, e.NodeInfo)

@@ -30,7 +30,9 @@
 //     MaxFailures (3) of our queries in a row is bad; a reply resets the
 //     count. Every other node is questionable, including nodes we only heard
 //     of from others. See Entry.State.
-//   - Buckets hold at most K (8) nodes. The table starts as one bucket
+//   - Buckets hold at most K (8) nodes; with Config.Extended, buckets 0 to
+//     3 hold 16, 8, 4 and 2 times K (a bucket split off a larger one keeps
+//     its best entries and the rest as candidates). The table starts as one bucket
 //     covering the whole ID space; only the bucket whose range holds our own
 //     ID splits, when it is full and a new node belongs in it. With L
 //     buckets, bucket i < L-1 holds the IDs sharing exactly i leading bits

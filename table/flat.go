@@ -50,13 +50,13 @@ func (a *dist) less(b *dist) bool {
 	return a.lo < b.lo
 }
 
-func (x *flatIndex) closest(recs []rec, target krpc.ID, n int, maxFail uint8, out []int) []int {
+func (x *flatIndex) closest(recs []rec, target krpc.ID, n int, maxFail uint8, replied bool, out []int) []int {
 	be := binary.BigEndian
 	t0, t1, t2 := be.Uint64(target[0:8]), be.Uint64(target[8:16]), be.Uint32(target[16:20])
 	h := make([]dist, 0, min(n, len(recs))) // max-heap: h[0] is the farthest kept
 	for i := range recs {
 		r := &recs[i]
-		if r.failures >= maxFail {
+		if r.failures >= maxFail || (replied && (r.reply == 0 || r.failures > 0)) {
 			continue
 		}
 		d := dist{hi: be.Uint64(r.id[0:8]) ^ t0}

@@ -116,6 +116,17 @@ func checkClosest(t *testing.T, tb Table, es []Entry, target krpc.ID, n, maxFail
 	if !slices.Equal(got, want) {
 		t.Fatalf("Closest(%v, %d): got %d IDs, want %d\ngot  %v\nwant %v", target, n, len(got), len(want), got, want)
 	}
+	var replied []Entry
+	for _, e := range es {
+		if !e.LastReply.IsZero() && e.Failures == 0 {
+			replied = append(replied, e)
+		}
+	}
+	got = ids(tb.AppendClosestReplied(nil, target, n))
+	want = bruteClosest(replied, target, n, maxFail)
+	if !slices.Equal(got, want) {
+		t.Fatalf("AppendClosestReplied(%v, %d): got %d IDs, want %d\ngot  %v\nwant %v", target, n, len(got), len(want), got, want)
+	}
 }
 
 // checkInvariants verifies everything that must hold after any operation.
@@ -172,8 +183,11 @@ func checkKBucket(t *testing.T, x *kbucketTable, total int) {
 	}
 	sum := 0
 	for i, b := range x.buckets {
-		if len(b.entries) > x.cfg.K {
-			t.Fatalf("bucket %d holds %d > K=%d entries", i, len(b.entries), x.cfg.K)
+		if b.limit != x.bucketLimit(i) {
+			t.Fatalf("bucket %d has limit %d, want %d", i, b.limit, x.bucketLimit(i))
+		}
+		if len(b.entries) > b.limit {
+			t.Fatalf("bucket %d holds %d > %d entries", i, len(b.entries), b.limit)
 		}
 		if len(b.pending) > x.cfg.K {
 			t.Fatalf("bucket %d holds %d > K=%d pending candidates", i, len(b.pending), x.cfg.K)

@@ -13,9 +13,10 @@ import (
 // share exactly i leading bits with Self; the last one holds those sharing
 // at least L-1 bits, Self's own range, and is the only one that splits.
 type bucket struct {
-	entries []Entry // at most K, in no particular order
+	entries []Entry // at most limit, in no particular order
 	pending []Entry // replacement candidates, at most K; never in entries
 	changed time.Time
+	limit   int // K, or more for the first buckets of an extended table (Config.Extended)
 }
 
 // kbucketTable is the BEP 5 routing table (Kind KBucket).
@@ -28,12 +29,27 @@ type kbucketTable struct {
 
 func newKBucket(cfg Config) *kbucketTable {
 	t := &kbucketTable{cfg: cfg}
-	t.buckets = []*bucket{t.newBucket(cfg.Now())}
+	t.buckets = []*bucket{t.newBucket(0, cfg.Now())}
 	return t
 }
 
-func (t *kbucketTable) newBucket(changed time.Time) *bucket {
-	return &bucket{entries: make([]Entry, 0, t.cfg.K), changed: changed}
+// extendedFactors are the sizes, in multiples of K, of the buckets 0 to 3
+// (farthest from Self first) of an extended table, as in libtorrent's
+// extended routing table.
+var extendedFactors = [...]int{16, 8, 4, 2}
+
+// bucketLimit returns the size of bucket i.
+func (t *kbucketTable) bucketLimit(i int) int {
+	if t.cfg.Extended && i < len(extendedFactors) {
+		return t.cfg.K * extendedFactors[i]
+	}
+	return t.cfg.K
+}
+
+// newBucket returns an empty bucket i.
+func (t *kbucketTable) newBucket(i int, changed time.Time) *bucket {
+	limit := t.bucketLimit(i)
+	return &bucket{entries: make([]Entry, 0, min(limit, t.cfg.K)), changed: changed, limit: limit}
 }
 
 // index returns the number of the bucket whose range holds id.
@@ -87,8 +103,8 @@ func (t *kbucketTable) Update(n krpc.NodeInfo, ev Event) UpdateResult {
 		return t.updateEntry(t.buckets[bi], i, n, ev, now)
 	}
 	before := len(t.buckets)
-	for len(t.buckets[bi].entries) >= t.cfg.K && bi == len(t.buckets)-1 && len(t.buckets) < numBits {
-		t.split()
+	for len(t.buckets[bi].entries) >= t.buckets[bi].limit && bi == len(t.buckets)-1 && len(t.buckets) < numBits {
+		t.split(now)
 		bi = t.index(n.ID)
 	}
 	res := t.insert(t.buckets[bi], n, ev, now)
@@ -118,7 +134,7 @@ func (t *kbucketTable) updateEntry(b *bucket, i int, n krpc.NodeInfo, ev Event, 
 	if ev != Reported {
 		b.changed = now
 	}
-	if len(b.pending) > 0 && len(b.entries) >= t.cfg.K && t.allGood(b, now) {
+	if len(b.pending) > 0 && len(b.entries) >= b.limit && t.allGood(b, now) {
 		b.pending = b.pending[:0] // every pinged node answered
 	}
 	return UpdateResult{Outcome: Updated}
@@ -158,7 +174,7 @@ func (t *kbucketTable) insert(b *bucket, n krpc.NodeInfo, ev Event, now time.Tim
 		t.put(b, badSameIP, e, pi, now)
 		return UpdateResult{Outcome: Added}
 	}
-	if len(b.entries) < t.cfg.K {
+	if len(b.entries) < b.limit {
 		t.put(b, -1, e, pi, now)
 		return UpdateResult{Outcome: Added}
 	}
@@ -253,7 +269,7 @@ func (t *kbucketTable) bestPending(b *bucket, skip int, now time.Time) int {
 
 // fill moves the best pending candidates of b into it while it has room.
 func (t *kbucketTable) fill(b *bucket, now time.Time) {
-	for len(b.entries) < t.cfg.K {
+	for len(b.entries) < b.limit {
 		j := t.bestPending(b, -1, now)
 		if j < 0 {
 			return
@@ -263,11 +279,13 @@ func (t *kbucketTable) fill(b *bucket, now time.Time) {
 }
 
 // split divides the last bucket: entries sharing at least len(buckets)
-// leading bits with Self move to a new last bucket.
-func (t *kbucketTable) split() {
+// leading bits with Self move to a new last bucket. In an extended table
+// the new bucket may be smaller than the old one: the entries over its
+// limit, the worst first, become its candidates.
+func (t *kbucketTable) split(now time.Time) {
 	depth := len(t.buckets)
 	old := t.buckets[depth-1]
-	nb := t.newBucket(old.changed)
+	nb := t.newBucket(depth, old.changed)
 	deeper := func(e *Entry) bool { return t.cfg.Self.CommonPrefixLen(e.ID) >= depth }
 	keep := old.entries[:0]
 	for _, e := range old.entries {
@@ -289,7 +307,37 @@ func (t *kbucketTable) split() {
 	}
 	clear(old.pending[len(keepP):cap(old.pending)])
 	old.pending = keepP
+	if len(nb.entries) > nb.limit {
+		slices.SortStableFunc(nb.entries, func(a, b Entry) int { return t.cmpBetter(&a, &b, now) })
+		for _, e := range nb.entries[nb.limit:] {
+			if !t.bad(&e) && find(nb.pending, e.ID) < 0 {
+				t.addPending(nb, e, now)
+			}
+		}
+		clear(nb.entries[nb.limit:])
+		nb.entries = nb.entries[:nb.limit]
+	}
 	t.buckets = append(t.buckets, nb)
+	t.recount()
+}
+
+// recount sets n from the buckets.
+func (t *kbucketTable) recount() {
+	t.n = 0
+	for _, b := range t.buckets {
+		t.n += len(b.entries)
+	}
+}
+
+// cmpBetter orders entries best first (see better).
+func (t *kbucketTable) cmpBetter(a, b *Entry, now time.Time) int {
+	switch {
+	case t.better(a, b, now):
+		return -1
+	case t.better(b, a, now):
+		return 1
+	}
+	return 0
 }
 
 // Failed implements Table.
@@ -349,6 +397,18 @@ func (t *kbucketTable) Closest(target krpc.ID, n int) []Entry {
 // to the target and stops once it has n candidates from whole buckets, so
 // it looks at O(n + K·log) entries rather than all of them.
 func (t *kbucketTable) AppendClosest(dst []Entry, target krpc.ID, n int) []Entry {
+	return t.appendClosest(dst, target, n, false)
+}
+
+// AppendClosestReplied implements Table.
+func (t *kbucketTable) AppendClosestReplied(dst []Entry, target krpc.ID, n int) []Entry {
+	return t.appendClosest(dst, target, n, true)
+}
+
+// appendClosest is AppendClosest, of the entries that have replied and
+// failed nothing since only when replied is set. Buckets are taken whole, in order of distance, and
+// counted after the filter, so the n nearest that pass it are all seen.
+func (t *kbucketTable) appendClosest(dst []Entry, target krpc.ID, n int, replied bool) []Entry {
 	if n <= 0 {
 		return dst
 	}
@@ -357,8 +417,9 @@ func (t *kbucketTable) AppendClosest(dst []Entry, target krpc.ID, n int) []Entry
 	start := len(dst)
 	add := func(b *bucket) {
 		for i := range b.entries {
-			if !t.bad(&b.entries[i]) {
-				dst = append(dst, b.entries[i])
+			e := &b.entries[i]
+			if !t.bad(e) && (!replied || (!e.LastReply.IsZero() && e.Failures == 0)) {
+				dst = append(dst, *e)
 			}
 		}
 	}
@@ -412,6 +473,55 @@ func (t *kbucketTable) Each(f func(Entry) bool) {
 				return
 			}
 		}
+	}
+}
+
+// SetSelf implements Table.
+func (t *kbucketTable) SetSelf(self krpc.ID) {
+	if self.IsZero() {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if self == t.cfg.Self {
+		return
+	}
+	now := t.cfg.Now()
+	var es, ps []Entry
+	for _, b := range t.buckets {
+		es = append(es, b.entries...)
+		ps = append(ps, b.pending...)
+	}
+	// Good entries first, then the most recently seen, so that the best
+	// get the room when the new buckets cannot hold them all.
+	slices.SortStableFunc(es, func(a, b Entry) int { return t.cmpBetter(&a, &b, now) })
+	t.cfg.Self = self
+	t.buckets = []*bucket{t.newBucket(0, now)}
+	t.n = 0
+	for _, e := range append(es, ps...) {
+		t.place(e, now)
+	}
+}
+
+// place stores e, history and all, where Update would put a new node with
+// its ID: in its bucket if there is room (splitting the last bucket as
+// needed), among the bucket's candidates otherwise.
+func (t *kbucketTable) place(e Entry, now time.Time) {
+	if e.ID == t.cfg.Self {
+		return
+	}
+	bi := t.index(e.ID)
+	for len(t.buckets[bi].entries) >= t.buckets[bi].limit && bi == len(t.buckets)-1 && len(t.buckets) < numBits {
+		t.split(now)
+		bi = t.index(e.ID)
+	}
+	b := t.buckets[bi]
+	if ok, _ := t.ipRoom(b, e.Addr, -1); ok && len(b.entries) < b.limit && !t.bad(&e) {
+		t.put(b, -1, e, -1, now)
+		return
+	}
+	if !t.bad(&e) {
+		t.addPending(b, e, now)
 	}
 }
 

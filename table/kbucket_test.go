@@ -468,3 +468,75 @@ func TestKBucketClosestOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestSetSelfKeepsHistory: after a change of own ID the entries that stay
+// are the same entries, history and all, good ones are kept before
+// questionable ones, and the new ID is not stored.
+func TestSetSelfKeepsHistory(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	clock := newClock()
+	self := randID(r)
+	tb := mustNew(t, KBucket, Config{Self: self, IPsPerBucket: -1, Now: clock.Now})
+	var ids []krpc.ID
+	for i := range 400 {
+		id := idAt(r, self, r.IntN(6))
+		ids = append(ids, id)
+		ev := Replied
+		if i%2 == 1 {
+			ev = Queried // questionable: never replied
+		}
+		tb.Update(krpc.NodeInfo{ID: id, Addr: addr4(i)}, ev)
+		clock.Step(time.Second)
+	}
+	before := map[krpc.ID]Entry{}
+	for _, e := range entries(tb) {
+		before[e.ID] = e
+	}
+	newSelf := ids[0]
+	tb.SetSelf(newSelf)
+	after := entries(tb)
+	if len(after) == 0 {
+		t.Fatal("SetSelf emptied the table")
+	}
+	good, questionable := 0, 0
+	for _, e := range after {
+		old, ok := before[e.ID]
+		switch {
+		case e.ID == newSelf:
+			t.Fatalf("the new own ID %v is stored", newSelf)
+		case ok && old != e:
+			t.Fatalf("entry %v changed: %+v, was %+v", e.ID, e, old)
+		}
+		if e.LastReply.IsZero() {
+			questionable++
+		} else {
+			good++
+		}
+	}
+	if good < questionable {
+		t.Errorf("after SetSelf %d good and %d questionable entries: good ones should win the room", good, questionable)
+	}
+}
+
+// TestExtendedBucketSizes: filled with many random nodes, an extended
+// table's four farthest buckets hold 128, 64, 32 and 16 nodes (K 8) and
+// the rest 8; a standard table holds 8 in each.
+func TestExtendedBucketSizes(t *testing.T) {
+	for _, ext := range []bool{false, true} {
+		r := rand.New(rand.NewPCG(3, 4))
+		self := randID(r)
+		tb := mustNew(t, KBucket, Config{Self: self, IPsPerBucket: -1, Extended: ext}).(*kbucketTable)
+		for i := range 20000 {
+			tb.Update(krpc.NodeInfo{ID: randID(r), Addr: addr4(i)}, Replied)
+		}
+		want := []int{8, 8, 8, 8, 8}
+		if ext {
+			want = []int{128, 64, 32, 16, 8}
+		}
+		for i, w := range want {
+			if got := len(tb.buckets[i].entries); got != w {
+				t.Errorf("extended %v: bucket %d holds %d nodes, want %d", ext, i, got, w)
+			}
+		}
+	}
+}

@@ -161,7 +161,7 @@ func (x *trie) liveChanged(recs []rec, i int, live bool) {
 	}
 }
 
-func (x *trie) closest(recs []rec, target krpc.ID, n int, _ uint8, out []int) []int {
+func (x *trie) closest(recs []rec, target krpc.ID, n int, _ uint8, replied bool, out []int) []int {
 	if x.size == 0 || x.liveBelow(recs, x.root) == 0 {
 		return out
 	}
@@ -185,7 +185,7 @@ func (x *trie) closest(recs []rec, target krpc.ID, n int, _ uint8, out []int) []
 				break
 			}
 		}
-		if r < 0 && recs[^r].failures < x.maxFail {
+		if r < 0 && recs[^r].failures < x.maxFail && (!replied || (recs[^r].reply != 0 && recs[^r].failures == 0)) {
 			out = append(out, int(^r))
 		}
 	}

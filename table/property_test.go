@@ -20,6 +20,7 @@ func TestProperties(t *testing.T) {
 		{"defaults", Config{}},
 		{"K2-unlimitedIPs-1failure", Config{K: 2, IPsPerBucket: -1, MaxFailures: 1}},
 		{"K4-2IPs", Config{K: 4, IPsPerBucket: 2, QuestionableAfter: 5 * time.Minute, RefreshAfter: 10 * time.Minute}},
+		{"K2-extended-unlimitedIPs", Config{K: 2, Extended: true, IPsPerBucket: -1}},
 	}
 	ops, seeds := uint64(3000), uint64(3)
 	if testing.Short() {
@@ -103,10 +104,28 @@ func runProperty(t *testing.T, kind Kind, cfg Config, seed uint64, ops int) {
 				t.Fatalf("op %d: %v still present after Remove", op, m.id)
 			}
 			desc = fmt.Sprintf("Remove(%v)", m.id)
-		case x < 95:
+		case x < 94:
 			d := time.Duration(r.IntN(20*60)) * time.Second
 			clock.Step(d)
 			desc = fmt.Sprintf("Step(%v)", d)
+		case x < 95:
+			// A new own ID: random, or one the table may hold.
+			self := randID(r)
+			if r.IntN(2) == 0 {
+				self = pick().id
+			}
+			before := tb.Len()
+			tb.SetSelf(self)
+			if !self.IsZero() {
+				cfg.Self = self
+			}
+			if _, ok := tb.Get(cfg.Self); ok {
+				t.Fatalf("op %d: SetSelf(%v) kept an entry with the new ID", op, self)
+			}
+			if _, isK := tb.(*kbucketTable); !isK && tb.Len() < before-1 {
+				t.Fatalf("op %d: SetSelf(%v) dropped %d research entries", op, self, before-tb.Len())
+			}
+			desc = fmt.Sprintf("SetSelf(%v)", self)
 		default:
 			targets := tb.Refresh()
 			checkRefreshTargets(t, tb, cfg, targets)

@@ -103,8 +103,9 @@ type index interface {
 	// being bad (live true).
 	liveChanged(recs []rec, i int, live bool)
 	// closest appends to out the indices of up to n records that are not
-	// bad (failures < maxFail), nearest to target first.
-	closest(recs []rec, target krpc.ID, n int, maxFail uint8, out []int) []int
+	// bad (failures < maxFail), or, if replied is set, that have replied
+	// and failed nothing since, nearest to target first.
+	closest(recs []rec, target krpc.ID, n int, maxFail uint8, replied bool, out []int) []int
 }
 
 // research is the unbounded table shared by Flat and Prefix: every node is
@@ -198,6 +199,12 @@ func (t *research) Remove(id krpc.ID) bool {
 	if i < 0 {
 		return false
 	}
+	t.removeLocked(i)
+	return true
+}
+
+// removeLocked deletes record i.
+func (t *research) removeLocked(i int) {
 	t.idx.remove(t.recs, i, t.live(&t.recs[i]))
 	last := len(t.recs) - 1
 	if i != last {
@@ -205,7 +212,31 @@ func (t *research) Remove(id krpc.ID) bool {
 		t.idx.moved(t.recs, last, i)
 	}
 	t.recs = t.recs[:last]
-	return true
+}
+
+// SetSelf implements Table: the records stay as they are (the index does
+// not depend on our ID); the virtual buckets are those of the new ID.
+func (t *research) SetSelf(self krpc.ID) {
+	if self.IsZero() {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if self == t.cfg.Self {
+		return
+	}
+	t.cfg.Self = self
+	if i := t.idx.find(t.recs, self); i >= 0 {
+		t.removeLocked(i)
+	}
+	now := nanos(t.cfg.Now())
+	for i := range t.changed {
+		t.changed[i] = now
+	}
+	t.maxCPL = 0
+	for i := range t.recs {
+		t.maxCPL = max(t.maxCPL, self.CommonPrefixLen(t.recs[i].id))
+	}
 }
 
 // Closest implements Table.
@@ -215,7 +246,7 @@ func (t *research) Closest(target krpc.ID, n int) []Entry {
 	}
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	return t.appendClosestLocked(make([]Entry, 0, min(n, len(t.recs))), target, n)
+	return t.appendClosestLocked(make([]Entry, 0, min(n, len(t.recs))), target, n, false)
 }
 
 // AppendClosest implements Table.
@@ -225,11 +256,23 @@ func (t *research) AppendClosest(dst []Entry, target krpc.ID, n int) []Entry {
 	}
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	return t.appendClosestLocked(dst, target, n)
+	return t.appendClosestLocked(dst, target, n, false)
 }
 
-func (t *research) appendClosestLocked(dst []Entry, target krpc.ID, n int) []Entry {
-	for _, i := range t.idx.closest(t.recs, target, n, t.maxFail, make([]int, 0, min(n, len(t.recs)))) {
+// AppendClosestReplied implements Table. The walk skips the records that
+// have not replied, so in a table filled mostly from reported nodes it
+// visits about n divided by the share that replied.
+func (t *research) AppendClosestReplied(dst []Entry, target krpc.ID, n int) []Entry {
+	if n <= 0 {
+		return dst
+	}
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.appendClosestLocked(dst, target, n, true)
+}
+
+func (t *research) appendClosestLocked(dst []Entry, target krpc.ID, n int, replied bool) []Entry {
+	for _, i := range t.idx.closest(t.recs, target, n, t.maxFail, replied, make([]int, 0, min(n, len(t.recs)))) {
 		dst = append(dst, t.recs[i].entry())
 	}
 	return dst

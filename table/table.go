@@ -206,6 +206,11 @@ type Config struct {
 	Self krpc.ID
 	// K is the bucket size (k-bucket only); 0 means DefaultK.
 	K int
+	// Extended makes a k-bucket table's four buckets farthest from Self
+	// hold 16, 8, 4 and 2 times K nodes (libtorrent's extended routing
+	// table): they cover most of the ID space, so more of their nodes
+	// give lookups a nearer first hop. Off: every bucket holds K.
+	Extended bool
 	// MaxFailures is the number of failed queries in a row that makes a node
 	// bad; 0 means DefaultMaxFailures. At most MaxFailuresLimit.
 	MaxFailures int
@@ -386,6 +391,15 @@ type Table interface {
 	// AppendClosest appends what Closest returns to dst and returns the
 	// extended slice, so that a caller with a buffer allocates nothing.
 	AppendClosest(dst []Entry, target krpc.ID, n int) []Entry
+	// AppendClosestReplied is AppendClosest restricted to entries that
+	// have answered one of our queries at their stored address (LastReply
+	// set) and failed none since (Failures 0): the nodes a find_node or
+	// get_peers reply may list. BEP 5 hands out good nodes only; a node
+	// that has merely queried us may never answer anyone (a firewalled
+	// client, a node that only crawls), and one that just stopped
+	// answering would waste the queries of every lookup that learns of
+	// it.
+	AppendClosestReplied(dst []Entry, target krpc.ID, n int) []Entry
 	// Get returns the entry with this ID. Pending candidates of the k-bucket
 	// table are not entries.
 	Get(id krpc.ID) (Entry, bool)
@@ -402,6 +416,14 @@ type Table interface {
 	// each target. Research tables use virtual buckets; see the package
 	// documentation.
 	Refresh() []krpc.ID
+	// SetSelf changes our own node ID, as a node does when it learns an
+	// external address its ID is not valid for (BEP 42). The entries keep
+	// their history; an entry with the new ID is dropped. The k-bucket
+	// table sorts its entries and candidates into the buckets of the new
+	// ID, good entries first, keeps as candidates those that no longer
+	// find room and drops bad ones. Every bucket counts as changed now.
+	// The zero ID is ignored.
+	SetSelf(self krpc.ID)
 }
 
 // New returns an empty table of the given kind.

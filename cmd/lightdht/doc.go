@@ -92,6 +92,17 @@
 // node, testnet and shell run until SIGINT or SIGTERM (shell also until
 // quit or the end of its input) and then exit 0 after a clean shutdown.
 //
+// node prints a line each time the votes of its repliers (BEP 42 "ip")
+// decide a new external address, and says when it takes a BEP 42 ID for
+// it and rejoins. With --state FILE it keeps its ID and its routing
+// table's good nodes in FILE, a versioned JSON file saved every
+// --state-every (5 minutes) and on a clean stop (to a temporary file,
+// then renamed over FILE). At start it takes the saved ID back (unless
+// --id is given, or the ID is not valid for the saved external address)
+// and pings the saved nodes before it asks --bootstrap. A damaged FILE is
+// renamed FILE.damaged-TIME with a warning and the node starts afresh; a
+// file of another version or program is an error and stays as it is.
+//
 // testnet runs --nodes nodes on loopback: by default node i listens on
 // 127.10.0.1 plus i (--ips sets the first address), all on --base-port;
 // with --ip, every node shares that one IP on consecutive ports from

@@ -501,6 +501,7 @@ func TestShell(t *testing.T) {
 		"find_node reply from " + n1.Addr,
 		"node " + n1.ID + " " + n1.Addr + " (160 common bits)",
 		"routing table: ",
+		"external address (from replies' votes): IPv4 unknown", // one /24 is one voter
 		"announce INFOHASH PORT",
 		`error: unknown command "bogus"`,
 		`error: bad infohash "xyz"`,

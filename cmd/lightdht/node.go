@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/lightdht/lightdht"
@@ -28,6 +29,12 @@ type nodeFlags struct {
 	// once, when the command asks, and runs no background maintenance
 	// (its own bootstrap would ask every node the same questions again).
 	oneShot bool
+	// addrChanged, if set, receives the node's external address changes
+	// (lightdht.Config.AddrChanged).
+	addrChanged func(lightdht.AddrChange)
+	// resume, if set, is the state of an earlier run
+	// (lightdht.Config.Resume).
+	resume *lightdht.Snapshot
 }
 
 func (c *cli) addNodeFlags(listenDefault string, readOnly bool) *nodeFlags {
@@ -52,7 +59,8 @@ func (c *cli) startNode(ctx context.Context, nf *nodeFlags, openObs func() (ligh
 	if err != nil {
 		return nil, nil, err
 	}
-	cfg := lightdht.Config{Bootstrap: boot, ReadOnly: *nf.readOnly, Logger: c.log, NoMaintenance: nf.oneShot}
+	cfg := lightdht.Config{Bootstrap: boot, ReadOnly: *nf.readOnly, Logger: c.log, NoMaintenance: nf.oneShot,
+		AddrChanged: nf.addrChanged, Resume: nf.resume}
 	if *nf.id != "" {
 		if cfg.ID, err = parseID("--id", *nf.id); err != nil {
 			return nil, nil, err
@@ -113,11 +121,28 @@ func nodeCmd(c *cli) func(context.Context, []string) error {
 	c.addJSON()
 	nf := c.addNodeFlags("0.0.0.0:6881", false)
 	dbPath := c.addDB()
+	statePath := c.fs.String("state", "", "file to keep the node ID and routing table in across runs (empty: none)")
+	stateEvery := c.fs.Duration("state-every", defaultStateEvery, "how often to save --state while running")
 	return func(ctx context.Context, args []string) error {
 		if err := nargs(args, 0, 0, "no arguments"); err != nil {
 			return err
 		}
+		if *stateEvery <= 0 {
+			return usagef("bad --state-every %v: want a positive duration", *stateEvery)
+		}
+		if *statePath != "" {
+			var err error
+			if nf.resume, err = c.loadState(*statePath); err != nil {
+				return err
+			}
+		}
 		var d *db.DB
+		var outMu sync.Mutex // the node reports address changes from its own goroutines
+		nf.addrChanged = func(ch lightdht.AddrChange) {
+			outMu.Lock()
+			defer outMu.Unlock()
+			reportAddrChange(c, ch)
+		}
 		n, wait, err := c.startNode(ctx, nf, func() (lightdht.Observer, error) {
 			var err error
 			if d, err = db.Open(*dbPath, db.Options{}); err != nil {
@@ -140,22 +165,33 @@ func nodeCmd(c *cli) func(context.Context, []string) error {
 			DB    string `json:"db"`
 		}
 		st := started{ID: n.ID().String(), Addr: n.Addr().String(), DB: *dbPath}
-		if err := c.output(st, func(w io.Writer) {
+		outMu.Lock()
+		err = c.output(st, func(w io.Writer) {
 			fmt.Fprintf(w, "node %s listening on %s, recording into %s\n", st.ID, st.Addr, st.DB)
-		}); err != nil {
+		})
+		outMu.Unlock()
+		if err != nil {
 			wait()
 			d.Close()
 			return err
 		}
-		<-ctx.Done()
+		if *statePath != "" {
+			c.saveStateUntil(ctx, n, *statePath, *stateEvery)
+		} else {
+			<-ctx.Done()
+		}
 		serveErr := wait()
+		var saveErr error
+		if *statePath != "" && serveErr == nil {
+			saveErr = writeState(*statePath, n.Snapshot(), time.Now()) // the clean stop's final state
+		}
 		s := n.Stats()
 		fctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		flushErr := d.Flush(fctx)
 		closeErr := d.Close()
 		ds := d.Stats()
-		if err := errors.Join(serveErr, flushErr, closeErr); err != nil {
+		if err := errors.Join(serveErr, flushErr, closeErr, saveErr); err != nil {
 			return err
 		}
 		type stopped struct {
@@ -172,6 +208,54 @@ func nodeCmd(c *cli) func(context.Context, []string) error {
 			}
 		})
 	}
+}
+
+// saveStateUntil saves the node's state to path every interval until ctx
+// ends. A failed save is logged and retried at the next tick; the final
+// save on stop reports its own error.
+func (c *cli) saveStateUntil(ctx context.Context, n *lightdht.Node, path string, every time.Duration) {
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			if err := writeState(path, n.Snapshot(), time.Now()); err != nil {
+				c.log.Warn().Err(err).Msg("saving the state failed; will retry")
+			}
+		}
+	}
+}
+
+// reportAddrChange prints a change of the node's external address, and
+// its new ID if it took one.
+func reportAddrChange(c *cli, ch lightdht.AddrChange) {
+	type addrChange struct {
+		External string `json:"external_addr"`
+		Was      string `json:"was,omitempty"`
+		Family   string `json:"family"`
+		ID       string `json:"id"`
+		NewID    bool   `json:"new_id"`
+	}
+	out := addrChange{External: ch.Is.String(), Family: "ipv4", ID: ch.ID.String(), NewID: ch.NewID}
+	if ch.V6 {
+		out.Family = "ipv6"
+	}
+	if ch.Was.IsValid() {
+		out.Was = ch.Was.String()
+	}
+	c.output(out, func(w io.Writer) {
+		was := "unknown"
+		if out.Was != "" {
+			was = out.Was
+		}
+		fmt.Fprintf(w, "external address %s (was %s)", out.External, was)
+		if out.NewID {
+			fmt.Fprintf(w, "; new BEP 42 node ID %s, rejoining", out.ID)
+		}
+		fmt.Fprintln(w)
+	})
 }
 
 // tempNode starts a read-only node for one operation and waits until it

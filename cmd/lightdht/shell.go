@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime/metrics"
@@ -371,7 +372,17 @@ func (sh *shell) statsCmd(_ context.Context, w io.Writer, _ []string) error {
 	fmt.Fprintf(w, "queries answered: %v; rate-limited %d\n", s.QueriesByMethod, s.RateLimited)
 	fmt.Fprintf(w, "lookups %d (%d queries); peers stored: %d infohashes, %d peers\n", s.Lookups, s.LookupQueries, s.Infohashes, s.Peers)
 	fmt.Fprintf(w, "packets sent %d, received %d; memory in use %s\n", s.Transport4.PacketsSent+s.Transport6.PacketsSent, s.Transport4.PacketsReceived+s.Transport6.PacketsReceived, formatBytes(memInUse()))
+	fmt.Fprintf(w, "external address (from replies' votes): IPv4 %s, IPv6 %s; %d changes, %d new IDs\n",
+		addrOrUnknown(s.ExternalAddr4), addrOrUnknown(s.ExternalAddr6), s.ExternalAddrChanges, s.IDChanges)
 	return nil
+}
+
+// addrOrUnknown prints a learnt address, or "unknown" before one is.
+func addrOrUnknown(a netip.Addr) string {
+	if !a.IsValid() {
+		return "unknown"
+	}
+	return a.String()
 }
 
 func want(args []string, lo, hi int, usage string) error {

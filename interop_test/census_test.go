@@ -1,0 +1,119 @@
+package interop
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lightdht/lightdht"
+	"github.com/lightdht/lightdht/crawler"
+	"github.com/lightdht/lightdht/krpc"
+	"github.com/lightdht/lightdht/observe"
+	"github.com/lightdht/lightdht/table"
+)
+
+// versionCensus records the client version of every node that replied.
+type versionCensus struct {
+	mu  sync.Mutex
+	ver map[netip.AddrPort]string
+}
+
+func (c *versionCensus) Observe(s observe.Sighting) {
+	if s.Source == observe.SourceReply {
+		c.mu.Lock()
+		c.ver[s.Node.Addr] = s.Version
+		c.mu.Unlock()
+	}
+}
+
+func (*versionCensus) RecordSample(krpc.NodeInfo, time.Time, int, int, []krpc.ID) {}
+
+// TestMixedClientsCensus: a crawl of a loopback network of lightdht nodes,
+// a libtorrent node and aria2 finds and counts all three clients.
+func TestMixedClientsCensus(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts libtorrent and aria2 processes")
+	}
+	obs := &querySightings{}
+	var nodes []*lightdht.Node
+	for i := range 8 {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 37, 1, byte(i+1))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var boot []netip.AddrPort
+		if i > 0 {
+			boot = []netip.AddrPort{nodes[0].Addr()}
+		}
+		nodes = append(nodes, newNodeWith(t, c, func(cfg *lightdht.Config) {
+			cfg.Bootstrap, cfg.Observer, cfg.QueryTimeout = boot, obs, 5*time.Second
+		}))
+	}
+	ctx := context.Background()
+	for range 2 {
+		for _, n := range nodes[1:] {
+			n.Bootstrap(ctx)
+		}
+	}
+	lt := startLibtorrent(t, "127.37.0.1")
+	lt.do(t, map[string]any{"op": "add_node", "addr": nodes[0].Addr().String()}, nil)
+	aria, _ := startAria2(t, "127.37.0.2", nodes[0].Addr(), krpc.RandomID())
+	// Both have queried the network, and the lightdht nodes have
+	// confirmed them with a ping: they are listed in replies now.
+	for _, client := range []netip.AddrPort{lt.addr, aria} {
+		eventually(t, "no query from "+client.String(), func() bool {
+			return obs.find(func(s lightdht.Sighting) bool { return s.Node.Addr == client })
+		})
+	}
+	eventually(t, "the lightdht nodes did not confirm both clients", func() bool {
+		var seen [2]bool
+		for _, n := range nodes {
+			n.Table(false).Each(func(e table.Entry) bool {
+				for i, a := range []netip.AddrPort{lt.addr, aria} {
+					seen[i] = seen[i] || (e.Addr == a && !e.LastReply.IsZero())
+				}
+				return true
+			})
+		}
+		return seen[0] && seen[1]
+	})
+
+	census := &versionCensus{ver: map[netip.AddrPort]string{}}
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 37, 2, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cr, err := crawler.New(crawler.Config{Conn: c, Bootstrap: []netip.AddrPort{nodes[0].Addr()}, TestNet: true,
+		Recorder: census, Idle: 3 * time.Second, PerIPInterval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, hangGuard)
+	defer cancel()
+	res, err := cr.Run(cctx)
+	if err != nil {
+		t.Fatalf("crawl: %v", err)
+	}
+	census.mu.Lock()
+	defer census.mu.Unlock()
+	counts := map[string]int{}
+	for _, v := range census.ver {
+		if len(v) >= 2 {
+			counts[v[:2]]++
+		}
+	}
+	t.Logf("crawl: %d replied; clients by version: %v", res.Replied, counts)
+	if counts["LD"] != len(nodes) || counts["LT"] != 1 || counts["A2"] != 1 {
+		t.Errorf("census %v, want %d LD, 1 LT and 1 A2", counts, len(nodes))
+	}
+	if v := census.ver[lt.addr]; !strings.HasPrefix(v, "LT") {
+		t.Errorf("libtorrent at %v replied with version %q", lt.addr, v)
+	}
+	if v := census.ver[aria]; !strings.HasPrefix(v, "A2") {
+		t.Errorf("aria2 at %v replied with version %q", aria, v)
+	}
+}
