@@ -162,6 +162,14 @@ func New(cfg Config) (*Node, error) {
 // left out of the nodes our replies hand out (serve lists only nodes that
 // replied), since many clients query without ever answering.
 func (n *Node) heard(q *krpc.Msg, querier krpc.NodeInfo) {
+	// A querier that presents a valid token has shown that it receives
+	// at its address (the token came in our reply to it), as a node
+	// that answers us has: its queries come first from now on, as
+	// known.
+	if n.limits.known != nil && len(q.A.Token) > 0 && (q.Q == krpc.MethodAnnouncePeer || q.Q == krpc.MethodPut) &&
+		n.tokens.Valid(q.A.Token, querier.Addr.Addr()) {
+		n.limits.known.add(querier.Addr, n.cfg.Now())
+	}
 	if q.Admission == krpc.AdmittedHeavy {
 		return
 	}

@@ -104,7 +104,7 @@ const heavyShare = 0.5
 type admitter struct {
 	ips   *ipLimiter    // nil: no per-IP limit
 	heavy *rate.Limiter // nil: no shared cap (no send rate)
-	known *knownAddrs   // addresses that have answered the node; nil without a send cap, where it would change nothing
+	known *knownAddrs   // addresses that have answered the node or shown a valid token; nil without a send cap, where it would change nothing
 	now   func() time.Time
 	drops func() // counts a refused query
 }
