@@ -23,6 +23,7 @@
 //	keygen     FILE: write a new ed25519 key for mutable items
 //	testnet    run a local test network of DHT nodes on loopback
 //	stats      summarise a database (opened read-only)
+//	report     write a self-contained HTML report of plots and tables (--out report.html)
 //	shell      interactive prompt over a running node
 //	version    print the version
 //	config     [COMMAND]: print the effective settings and where each came from

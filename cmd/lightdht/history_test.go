@@ -3,7 +3,9 @@ package main
 import (
 	"database/sql"
 	"net/netip"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -133,6 +135,18 @@ func TestCrawlHistory(t *testing.T) {
 	}
 	if k := scalar[string](t, d, "SELECT kind FROM crawl_runs WHERE id = 3"); k != "revisit" {
 		t.Errorf("run 3 is of kind %q", k)
+	}
+	// The report of the history: one page with the crawl's figures.
+	out := filepath.Join(t.TempDir(), "report.html")
+	if got := ok(t, nil, "report", "--db", path, "--out", out); !strings.Contains(got, "report written to "+out) {
+		t.Errorf("report said %q", got)
+	}
+	page, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(page), "<h2>Crawl 2</h2>") || strings.Count(string(page), "<svg") < 5 {
+		t.Errorf("the report of the test crawls lacks crawl 2 or its plots (%d bytes)", len(page))
 	}
 	// stats says the same.
 	st := decode[statsResult](t, ok(t, nil, "stats", "--db", path, "--json"))

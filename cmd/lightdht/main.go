@@ -72,6 +72,7 @@ func init() {
 		{"keygen", "FILE", "write a new ed25519 key for mutable items", keygenCmd},
 		{"testnet", "", "run a local test network of DHT nodes on loopback", testnetCmd},
 		{"stats", "", "summarise a database", statsCmd},
+		{"report", "", "write an HTML report of plots and tables from a database (--out)", reportCmd},
 		{"shell", "", "interactive prompt over a running node", shellCmd},
 		{"version", "", "print the version", versionCmd},
 		{"config", "[COMMAND]", "print the effective settings of COMMAND and where each came from", nil},

@@ -65,7 +65,7 @@ func revisitCmd(c *cli) func(context.Context, []string) error {
 			return usagef("--rate, --min and --timeout must be positive, --max at least --min, and --per-ip-interval, --since, --duration and --rounds not negative")
 		}
 		if _, err := os.Stat(*dbPath); err != nil {
-			return fmt.Errorf("revisit: no database at %s: crawl into it first (%w)", *dbPath, err)
+			return fmt.Errorf("no database at %s: crawl into it first (%w)", *dbPath, err)
 		}
 		d, err := db.Open(*dbPath, db.Options{})
 		if err != nil {
@@ -77,7 +77,7 @@ func revisitCmd(c *cli) func(context.Context, []string) error {
 			return err
 		}
 		if len(states) == 0 {
-			return fmt.Errorf("revisit: %s holds no node to revisit (no open session, none closed within --since %s)", *dbPath, *since)
+			return fmt.Errorf("%s holds no node to revisit (no open session, none closed within --since %s)", *dbPath, *since)
 		}
 		known := make([]crawler.Known, len(states))
 		dests := make([]netip.AddrPort, 0, 16)

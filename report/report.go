@@ -1,0 +1,734 @@
+package report
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"html/template"
+	"io"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"gonum.org/v1/gonum/stat/distuv"
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/plotutil"
+	"gonum.org/v1/plot/vg"
+)
+
+// Options configures a report.
+type Options struct {
+	// Crawl is the crawl_runs.id of the crawl the first part is about.
+	// Zero: the latest crawl that recorded visits.
+	Crawl int64
+	// Source names the database in the page, such as its path.
+	Source string
+	// Now is the clock for the page's "made at" line. Nil: time.Now.
+	Now func() time.Time
+}
+
+// ErrNoCrawl is returned when the database holds no crawl with visits
+// (a file from before the crawl history, or with no crawl yet), or not
+// the one asked for.
+var ErrNoCrawl = errors.New("no crawl with visits")
+
+// Write reads the database through q (read-only is enough) and writes
+// the report as one HTML page to w.
+func Write(ctx context.Context, q *sql.DB, w io.Writer, opts Options) error {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	var version int
+	if err := q.QueryRowContext(ctx, "SELECT coalesce(max(version), 0) FROM schema_migrations").Scan(&version); err != nil {
+		return fmt.Errorf("report: read the schema version: %w (is it a lightdht database?)", err)
+	}
+	if version < 4 {
+		return fmt.Errorf("report: schema version %d has no crawl history (open the file once with a lightdht of schema 4 or later): %w", version, ErrNoCrawl)
+	}
+	r := &builder{ctx: ctx, q: q}
+	crawl := opts.Crawl
+	if crawl == 0 {
+		if err := q.QueryRowContext(ctx, "SELECT coalesce(max(id), 0) FROM crawl_runs WHERE kind = 'crawl' AND visits = 1").Scan(&crawl); err != nil {
+			return fmt.Errorf("report: %w", err)
+		}
+		if crawl == 0 {
+			return fmt.Errorf("report: %w in the database", ErrNoCrawl)
+		}
+	}
+	page := page{Title: fmt.Sprintf("lightdht crawl %d", crawl), Source: opts.Source,
+		Made: opts.Now().UTC().Format(time.RFC3339)}
+	one, err := r.crawlSection(crawl)
+	if err != nil {
+		return err
+	}
+	across, err := r.acrossSection()
+	if err != nil {
+		return err
+	}
+	page.Sections = []section{one, across}
+	var buf bytes.Buffer
+	if err := pageTemplate.Execute(&buf, page); err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	_, err = buf.WriteTo(w)
+	return err
+}
+
+// page, section, figure and table are what the template renders.
+type page struct {
+	Title, Source, Made string
+	Sections            []section
+}
+
+type section struct {
+	Title, Intro string
+	Figures      []figure
+}
+
+// figure is one plot, one table, or both side by side, with a title and
+// a one-line caption.
+type figure struct {
+	Title, Caption string
+	SVG            template.HTML // empty: no plot
+	Table          *table
+}
+
+type table struct {
+	Head []string
+	Rows [][]string
+}
+
+// builder runs the queries of one report.
+type builder struct {
+	ctx context.Context
+	q   *sql.DB
+}
+
+// rows runs query and calls scan for every row.
+func (b *builder) rows(query string, scan func(*sql.Rows) error, args ...any) error {
+	rs, err := b.q.QueryContext(b.ctx, query, args...)
+	if err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	defer rs.Close()
+	for rs.Next() {
+		if err := scan(rs); err != nil {
+			return fmt.Errorf("report: %w", err)
+		}
+	}
+	if err := rs.Err(); err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	return nil
+}
+
+// Plot sizes: wide for time series, square-ish for distributions.
+const (
+	wide   = 7.5 * vg.Inch
+	narrow = 5 * vg.Inch
+	height = 3.2 * vg.Inch
+)
+
+// svg renders p as inline SVG: the XML prolog is cut, so that the
+// element can sit in the page.
+func svg(p *plot.Plot, w vg.Length) (template.HTML, error) {
+	wt, err := p.WriterTo(w, height, "svg")
+	if err != nil {
+		return "", fmt.Errorf("report: %w", err)
+	}
+	var buf bytes.Buffer
+	if _, err := wt.WriteTo(&buf); err != nil {
+		return "", fmt.Errorf("report: %w", err)
+	}
+	s := buf.String()
+	if i := strings.Index(s, "<svg"); i >= 0 {
+		s = s[i:]
+	}
+	return template.HTML(s), nil // drawn by gonum/plot from our own numbers
+}
+
+// newPlot returns a plot with a title and axis labels.
+func newPlot(title, x, y string) *plot.Plot {
+	p := plot.New()
+	p.Title.Text = title
+	p.X.Label.Text = x
+	p.Y.Label.Text = y
+	p.Add(plotter.NewGrid())
+	return p
+}
+
+// bars returns a bar chart figure of values by name.
+func bars(title, caption, x, y string, names []string, values []float64) (figure, error) {
+	p := newPlot(title, x, y)
+	bc, err := plotter.NewBarChart(plotter.Values(values), vg.Points(14))
+	if err != nil {
+		return figure{}, fmt.Errorf("report: %s: %w", title, err)
+	}
+	bc.Color = plotutil.Color(0)
+	bc.LineStyle.Width = 0
+	p.Add(bc)
+	p.NominalX(names...)
+	p.X.Tick.Label.Rotation = math.Pi / 5
+	p.X.Tick.Label.XAlign, p.X.Tick.Label.YAlign = -1, -0.5
+	s, err := svg(p, narrow)
+	if err != nil {
+		return figure{}, err
+	}
+	return figure{Title: title, Caption: caption, SVG: s}, nil
+}
+
+func itoa(v int64) string { return fmt.Sprintf("%d", v) }
+
+func pct(a, b int64) string {
+	if b == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.1f%%", 100*float64(a)/float64(b))
+}
+
+// crawlSection is the part about one crawl.
+func (b *builder) crawlSection(crawl int64) (section, error) {
+	var (
+		started                               int64
+		ended                                 sql.NullInt64
+		kind                                  string
+		vantage, host                         sql.NullString
+		found, replied, queries, ihs          sql.NullInt64
+		size                                  sql.NullFloat64
+		vReplied, vError, vTimeout, vNotQuery sql.NullInt64
+		visits                                int
+	)
+	err := b.q.QueryRowContext(b.ctx, `SELECT started, ended, kind, vantage, host, nodes_found, nodes_replied, queries_sent,
+		infohashes, size_estimate, visits_replied, visits_error, visits_timeout, visits_not_queried, visits
+		FROM crawl_runs WHERE id = ?`, crawl).Scan(&started, &ended, &kind, &vantage, &host, &found, &replied, &queries,
+		&ihs, &size, &vReplied, &vError, &vTimeout, &vNotQuery, &visits)
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && visits == 0) {
+		return section{}, fmt.Errorf("report: crawl %d: %w", crawl, ErrNoCrawl)
+	}
+	if err != nil {
+		return section{}, fmt.Errorf("report: %w", err)
+	}
+	sec := section{Title: fmt.Sprintf("Crawl %d", crawl),
+		Intro: fmt.Sprintf("A %s run that started %s", kind, time.UnixMilli(started).UTC().Format(time.RFC3339))}
+	if ended.Valid {
+		sec.Intro += fmt.Sprintf(" and took %s", time.Duration(ended.Int64-started)*time.Millisecond)
+	} else {
+		sec.Intro += " and has no end recorded (still running, or stopped without EndRun)"
+	}
+	sec.Intro += "."
+	str := func(v sql.NullInt64) string {
+		if !v.Valid {
+			return "–"
+		}
+		return itoa(v.Int64)
+	}
+	summary := &table{Head: []string{"measure", "value"}, Rows: [][]string{
+		{"vantage", vantage.String + " on " + host.String},
+		{"nodes found", str(found)},
+		{"nodes that replied", str(replied)},
+		{"queries sent", str(queries)},
+		{"infohashes harvested", str(ihs)},
+	}}
+	if size.Valid {
+		summary.Rows = append(summary.Rows, []string{"size estimate (zone crawl)", fmt.Sprintf("%.0f nodes", size.Float64)})
+	} else {
+		summary.Rows = append(summary.Rows, []string{"size estimate", "none (not a zone crawl)"})
+	}
+	sec.Figures = append(sec.Figures, figure{Title: "Summary", Caption: "The crawl's record: where it ran from and its totals.", Table: summary})
+
+	for _, f := range []func(int64, int64) (figure, error){b.progress, b.outcomes, b.rtt, b.clients, b.bep42, b.sybils, b.uniformity} {
+		fig, err := f(crawl, started)
+		if err != nil {
+			return section{}, err
+		}
+		if fig.Title != "" {
+			sec.Figures = append(sec.Figures, fig)
+		}
+	}
+	return sec, nil
+}
+
+// progress plots nodes visited and answering against time into the crawl.
+func (b *builder) progress(crawl, started int64) (figure, error) {
+	var all, answered plotter.XYs
+	var n, a float64
+	err := b.rows(`SELECT time, outcome IN (1, 2) FROM visits WHERE crawl = ? ORDER BY time`, func(r *sql.Rows) error {
+		var t int64
+		var ok bool
+		if err := r.Scan(&t, &ok); err != nil {
+			return err
+		}
+		s := float64(t-started) / 1000
+		n++
+		all = append(all, plotter.XY{X: s, Y: n})
+		if ok {
+			a++
+			answered = append(answered, plotter.XY{X: s, Y: a})
+		}
+		return nil
+	}, crawl)
+	if err != nil || len(all) == 0 {
+		return figure{}, err
+	}
+	p := newPlot("Nodes over the crawl", "time since the crawl started (s)", "nodes (cumulative)")
+	la, err := plotter.NewLine(all)
+	if err != nil {
+		return figure{}, err
+	}
+	la.Color = plotutil.Color(1)
+	lb, err := plotter.NewLine(answered)
+	if err != nil {
+		return figure{}, err
+	}
+	lb.Color = plotutil.Color(0)
+	p.Add(la, lb)
+	p.Legend.Add("visited", la)
+	p.Legend.Add("answering", lb)
+	p.Legend.Top, p.Legend.Left = false, false
+	p.Legend.XOffs = -vg.Points(10)
+	p.Legend.YOffs = vg.Points(20)
+	s, err := svg(p, wide)
+	if err != nil {
+		return figure{}, err
+	}
+	return figure{Title: "Nodes over the crawl", SVG: s,
+		Caption: "Each node counted when its visit's outcome was known (its last answer or timeout); the gap between the lines is nodes that never answered."}, nil
+}
+
+// outcomes plots the visits by outcome, and the reasons nodes were not queried.
+func (b *builder) outcomes(crawl, _ int64) (figure, error) {
+	var names []string
+	var values []float64
+	var total int64
+	t := &table{Head: []string{"outcome", "visits", "share"}}
+	type row struct {
+		name string
+		n    int64
+	}
+	var rs []row
+	err := b.rows(`SELECT o.name || CASE WHEN s.name IS NULL THEN '' ELSE ' (' || s.name || ')' END, count(*)
+		FROM visits v JOIN visit_outcomes o ON o.outcome = v.outcome LEFT JOIN visit_skips s ON s.skipped = v.skipped
+		WHERE v.crawl = ? GROUP BY 1 ORDER BY count(*) DESC`, func(r *sql.Rows) error {
+		var x row
+		if err := r.Scan(&x.name, &x.n); err != nil {
+			return err
+		}
+		rs = append(rs, x)
+		total += x.n
+		return nil
+	}, crawl)
+	if err != nil {
+		return figure{}, err
+	}
+	for _, x := range rs {
+		names, values = append(names, x.name), append(values, float64(x.n))
+		t.Rows = append(t.Rows, []string{x.name, itoa(x.n), pct(x.n, total)})
+	}
+	fig, err := bars("Visits by outcome", "", "outcome", "visits", names, values)
+	if err != nil {
+		return figure{}, err
+	}
+	fig.Caption = "How each visited node's part in the crawl ended: a reply, a KRPC error (the node is up), no answer after resends, or not queried and why."
+	fig.Table = t
+	return fig, nil
+}
+
+// rtt plots the distribution of round-trip times of first answers.
+func (b *builder) rtt(crawl, _ int64) (figure, error) {
+	var ms []float64
+	err := b.rows(`SELECT rtt_us FROM visits WHERE crawl = ? AND rtt_us IS NOT NULL ORDER BY rtt_us`, func(r *sql.Rows) error {
+		var us int64
+		if err := r.Scan(&us); err != nil {
+			return err
+		}
+		ms = append(ms, float64(us)/1000)
+		return nil
+	}, crawl)
+	if err != nil || len(ms) == 0 {
+		return figure{}, err
+	}
+	q := func(p float64) float64 { return ms[min(len(ms)-1, int(p*float64(len(ms))))] }
+	// The histogram stops at the 99th percentile, so that a few slow
+	// answers do not squeeze the rest into one bar.
+	cut := ms[:sort99(ms)]
+	p := newPlot("Round-trip time of first answers", "round-trip time (ms)", "nodes")
+	h, err := plotter.NewHist(plotter.Values(cut), 40)
+	if err != nil {
+		return figure{}, err
+	}
+	h.FillColor = plotutil.Color(0)
+	p.Add(h)
+	s, err := svg(p, narrow)
+	if err != nil {
+		return figure{}, err
+	}
+	t := &table{Head: []string{"percentile", "ms"}, Rows: [][]string{
+		{"50th", fmt.Sprintf("%.1f", q(0.5))}, {"90th", fmt.Sprintf("%.1f", q(0.9))},
+		{"99th", fmt.Sprintf("%.1f", q(0.99))}, {"max", fmt.Sprintf("%.1f", ms[len(ms)-1])},
+	}}
+	return figure{Title: "Round-trip time of first answers", SVG: s, Table: t,
+		Caption: fmt.Sprintf("Time from a node's first query to its answer, %d answering nodes, up to the 99th percentile.", len(ms))}, nil
+}
+
+// sort99 returns the length of the sorted ms up to its 99th percentile.
+func sort99(ms []float64) int { return max(1, int(math.Ceil(0.99*float64(len(ms))))) }
+
+// clients plots the answering nodes by client version.
+func (b *builder) clients(crawl, _ int64) (figure, error) {
+	var names []string
+	var values []float64
+	t := &table{Head: []string{"client", "answering nodes"}}
+	err := b.rows(`SELECT version, nodes FROM crawl_clients WHERE crawl = ? ORDER BY nodes DESC, version LIMIT 15`, func(r *sql.Rows) error {
+		var v string
+		var n int64
+		if err := r.Scan(&v, &n); err != nil {
+			return err
+		}
+		names, values = append(names, v), append(values, float64(n))
+		t.Rows = append(t.Rows, []string{v, itoa(n)})
+		return nil
+	}, crawl)
+	if err != nil || len(names) == 0 {
+		return figure{}, err
+	}
+	fig, err := bars("Client versions", "", "client (\"v\")", "answering nodes", names, values)
+	if err != nil {
+		return figure{}, err
+	}
+	fig.Caption = "The 15 commonest client versions (the \"v\" key, two letters and a version) among nodes that answered."
+	fig.Table = t
+	return fig, nil
+}
+
+// bep42 plots the share of answering nodes with a BEP 42 secure ID, by client.
+func (b *builder) bep42(crawl, _ int64) (figure, error) {
+	var names []string
+	var values []float64
+	t := &table{Head: []string{"client", "answering nodes", "secure IDs"}}
+	err := b.rows(`SELECT coalesce(ver.version, '(none)'), count(*), sum(n.bep42_valid)
+		FROM visits v JOIN nodes n ON n.ref = v.node LEFT JOIN versions ver ON ver.ref = v.version
+		WHERE v.crawl = ? AND v.outcome IN (1, 2) GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 15`, func(r *sql.Rows) error {
+		var v string
+		var n, ok int64
+		if err := r.Scan(&v, &n, &ok); err != nil {
+			return err
+		}
+		names, values = append(names, v), append(values, 100*float64(ok)/float64(n))
+		t.Rows = append(t.Rows, []string{v, itoa(n), pct(ok, n)})
+		return nil
+	}, crawl)
+	if err != nil || len(names) == 0 {
+		return figure{}, err
+	}
+	fig, err := bars("BEP 42 compliance by client", "", "client (\"v\")", "nodes with a secure ID (%)", names, values)
+	if err != nil {
+		return figure{}, err
+	}
+	fig.Caption = "Share of answering nodes whose ID satisfies BEP 42 for their IP (addresses BEP 42 exempts count as secure)."
+	fig.Table = t
+	return fig, nil
+}
+
+// sybils tabulates the IPs with most IDs and the IDs on most IPs.
+func (b *builder) sybils(crawl, _ int64) (figure, error) {
+	t := &table{Head: []string{"kind", "address or ID", "count"}}
+	err := b.rows(`SELECT 'IDs on one IP', n.ip, count(DISTINCT n.id) FROM visits v JOIN nodes n ON n.ref = v.node
+		WHERE v.crawl = ? GROUP BY n.ip HAVING count(DISTINCT n.id) > 1 ORDER BY 3 DESC, 2 LIMIT 10`, func(r *sql.Rows) error {
+		var k, a string
+		var n int64
+		if err := r.Scan(&k, &a, &n); err != nil {
+			return err
+		}
+		t.Rows = append(t.Rows, []string{k, a, itoa(n)})
+		return nil
+	}, crawl)
+	if err != nil {
+		return figure{}, err
+	}
+	err = b.rows(`SELECT 'IPs for one ID', n.id, count(DISTINCT n.ip) FROM visits v JOIN nodes n ON n.ref = v.node
+		WHERE v.crawl = ? GROUP BY n.id HAVING count(DISTINCT n.ip) > 1 ORDER BY 3 DESC, 2 LIMIT 10`, func(r *sql.Rows) error {
+		var k, a string
+		var n int64
+		if err := r.Scan(&k, &a, &n); err != nil {
+			return err
+		}
+		t.Rows = append(t.Rows, []string{k, a, itoa(n)})
+		return nil
+	}, crawl)
+	if err != nil {
+		return figure{}, err
+	}
+	if len(t.Rows) == 0 {
+		t.Rows = [][]string{{"–", "no IP with several IDs, no ID on several IPs", "0"}}
+	}
+	return figure{Title: "Sybil suspects", Table: t,
+		Caption: "IPs that used the most node IDs (NATs, or Sybils) and IDs seen on the most IPs (moved nodes, or Sybils), among the nodes of this crawl."}, nil
+}
+
+// uniformity compares the answering nodes' first ID bytes with the
+// uniform distribution.
+func (b *builder) uniformity(crawl, _ int64) (figure, error) {
+	var counts [256]float64
+	var total float64
+	err := b.rows(`SELECT substr(n.id, 1, 2), count(*) FROM visits v JOIN nodes n ON n.ref = v.node
+		WHERE v.crawl = ? AND v.outcome IN (1, 2) GROUP BY 1`, func(r *sql.Rows) error {
+		var h string
+		var n float64
+		if err := r.Scan(&h, &n); err != nil {
+			return err
+		}
+		var x int
+		if _, err := fmt.Sscanf(h, "%02x", &x); err != nil {
+			return fmt.Errorf("ID prefix %q: %w", h, err)
+		}
+		counts[x], total = n, total+n
+		return nil
+	}, crawl)
+	if err != nil || total == 0 {
+		return figure{}, err
+	}
+	expected := total / 256
+	var chi2 float64
+	obs := make(plotter.XYs, 256)
+	for i, c := range counts {
+		chi2 += (c - expected) * (c - expected) / expected
+		obs[i] = plotter.XY{X: float64(i), Y: c}
+	}
+	pValue := distuv.ChiSquared{K: 255}.Survival(chi2)
+	p := newPlot("Nodes per ID prefix", "first byte of the node ID (0–255)", "answering nodes")
+	sc, err := plotter.NewScatter(obs)
+	if err != nil {
+		return figure{}, err
+	}
+	sc.GlyphStyle.Radius = vg.Points(1.5)
+	sc.GlyphStyle.Color = plotutil.Color(0)
+	exp, err := plotter.NewLine(plotter.XYs{{X: 0, Y: expected}, {X: 255, Y: expected}})
+	if err != nil {
+		return figure{}, err
+	}
+	exp.Color = plotutil.Color(1)
+	p.Add(sc, exp)
+	p.Legend.Add("observed", sc)
+	p.Legend.Add("uniform expectation", exp)
+	p.Legend.Top = true
+	s, err := svg(p, wide)
+	if err != nil {
+		return figure{}, err
+	}
+	t := &table{Head: []string{"statistic", "value"}, Rows: [][]string{
+		{"answering nodes", fmt.Sprintf("%.0f", total)},
+		{"expected per prefix", fmt.Sprintf("%.1f", expected)},
+		{"chi-square (255 degrees of freedom)", fmt.Sprintf("%.1f", chi2)},
+		{"p-value", fmt.Sprintf("%.3g", pValue)},
+	}}
+	return figure{Title: "Uniformity of the ID space", SVG: s, Table: t,
+		Caption: "Answering nodes per first ID byte against a uniform spread; a small p-value says the IDs are not uniform (crowded prefixes: Sybils, or ID generators)."}, nil
+}
+
+// acrossSection is the part over every crawl with visits.
+func (b *builder) acrossSection() (section, error) {
+	sec := section{Title: "Across crawls",
+		Intro: "Every crawl that recorded visits, and the sessions measured by crawls and revisits."}
+	type crawlRow struct {
+		id, started               int64
+		replied                   sql.NullInt64
+		answering, entered, left_ int64
+	}
+	var rows []crawlRow
+	err := b.rows(`SELECT c.crawl, c.started, r.nodes_replied, c.answering, c.entered, c.left
+		FROM crawl_churn c JOIN crawl_runs r ON r.id = c.crawl ORDER BY c.crawl`, func(r *sql.Rows) error {
+		var x crawlRow
+		if err := r.Scan(&x.id, &x.started, &x.replied, &x.answering, &x.entered, &x.left_); err != nil {
+			return err
+		}
+		rows = append(rows, x)
+		return nil
+	})
+	if err != nil {
+		return section{}, err
+	}
+	t := &table{Head: []string{"crawl", "started", "answering", "entered", "left"}}
+	var ans, ent, lft plotter.XYs
+	for _, x := range rows {
+		h := float64(x.started-rows[0].started) / 3600e3
+		ans = append(ans, plotter.XY{X: h, Y: float64(x.answering)})
+		ent = append(ent, plotter.XY{X: h, Y: float64(x.entered)})
+		lft = append(lft, plotter.XY{X: h, Y: float64(x.left_)})
+		t.Rows = append(t.Rows, []string{itoa(x.id), time.UnixMilli(x.started).UTC().Format(time.RFC3339),
+			itoa(x.answering), itoa(x.entered), itoa(x.left_)})
+	}
+	if len(rows) > 0 {
+		p := newPlot("Network size and churn", "hours since the first crawl", "nodes")
+		for i, l := range []struct {
+			name string
+			xy   plotter.XYs
+		}{{"answering", ans}, {"entered", ent}, {"left", lft}} {
+			line, points, err := plotter.NewLinePoints(l.xy)
+			if err != nil {
+				return section{}, err
+			}
+			line.Color, points.Color = plotutil.Color(i), plotutil.Color(i)
+			p.Add(line, points)
+			p.Legend.Add(l.name, line, points)
+		}
+		p.Legend.Top = true
+		s, err := svg(p, wide)
+		if err != nil {
+			return section{}, err
+		}
+		sec.Figures = append(sec.Figures, figure{Title: "Network size and churn", SVG: s, Table: t,
+			Caption: "Per crawl: nodes that answered, that answered and had not in the crawl before (entered), and that had and did not (left)."})
+	}
+
+	var hours []float64
+	open := 0
+	err = b.rows(`SELECT seconds, state = 'open' FROM session_lengths ORDER BY seconds`, func(r *sql.Rows) error {
+		var s float64
+		var o bool
+		if err := r.Scan(&s, &o); err != nil {
+			return err
+		}
+		hours = append(hours, s/3600)
+		if o {
+			open++
+		}
+		return nil
+	})
+	if err != nil {
+		return section{}, err
+	}
+	if len(hours) > 0 {
+		cdf := make(plotter.XYs, len(hours))
+		for i, h := range hours {
+			cdf[i] = plotter.XY{X: h, Y: float64(i+1) / float64(len(hours))}
+		}
+		p := newPlot("Session lengths", "session length (hours)", "share of sessions at most that long")
+		line, err := plotter.NewLine(cdf)
+		if err != nil {
+			return section{}, err
+		}
+		line.Color = plotutil.Color(0)
+		p.Add(line)
+		p.Y.Min, p.Y.Max = 0, 1
+		s, err := svg(p, narrow)
+		if err != nil {
+			return section{}, err
+		}
+		med := hours[len(hours)/2]
+		t := &table{Head: []string{"measure", "value"}, Rows: [][]string{
+			{"sessions", fmt.Sprint(len(hours))}, {"still open", fmt.Sprint(open)},
+			{"median length", fmt.Sprintf("%.2f h", med)}, {"longest", fmt.Sprintf("%.2f h", hours[len(hours)-1])},
+		}}
+		sec.Figures = append(sec.Figures, figure{Title: "Session lengths", SVG: s, Table: t,
+			Caption: "Distribution of session lengths, from the visit that opened a session to its last answered visit (a lower bound; open sessions are still growing)."})
+	}
+
+	mix, err := b.clientMix()
+	if err != nil {
+		return section{}, err
+	}
+	if mix.Title != "" {
+		sec.Figures = append(sec.Figures, mix)
+	}
+	return sec, nil
+}
+
+// clientMix plots the share of the five commonest clients in each crawl.
+func (b *builder) clientMix() (figure, error) {
+	type share struct {
+		crawl   int64
+		version string
+		nodes   float64
+	}
+	var all []share
+	totals := map[int64]float64{}
+	byVersion := map[string]float64{}
+	err := b.rows(`SELECT c.crawl, c.version, c.nodes FROM crawl_clients c JOIN crawl_sequence s ON s.crawl = c.crawl`, func(r *sql.Rows) error {
+		var x share
+		if err := r.Scan(&x.crawl, &x.version, &x.nodes); err != nil {
+			return err
+		}
+		all = append(all, x)
+		totals[x.crawl] += x.nodes
+		byVersion[x.version] += x.nodes
+		return nil
+	})
+	if err != nil || len(all) == 0 {
+		return figure{}, err
+	}
+	versions := make([]string, 0, len(byVersion))
+	for v := range byVersion {
+		versions = append(versions, v)
+	}
+	slices.SortFunc(versions, func(a, c string) int {
+		if byVersion[a] != byVersion[c] {
+			if byVersion[a] > byVersion[c] {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a, c)
+	})
+	versions = versions[:min(5, len(versions))]
+	crawls := make([]int64, 0, len(totals))
+	for c := range totals {
+		crawls = append(crawls, c)
+	}
+	slices.Sort(crawls)
+	p := newPlot("Client mix per crawl", "crawl", "share of answering nodes (%)")
+	for i, v := range versions {
+		var xy plotter.XYs
+		for _, c := range crawls {
+			var n float64
+			for _, x := range all {
+				if x.crawl == c && x.version == v {
+					n = x.nodes
+				}
+			}
+			xy = append(xy, plotter.XY{X: float64(c), Y: 100 * n / totals[c]})
+		}
+		line, points, err := plotter.NewLinePoints(xy)
+		if err != nil {
+			return figure{}, err
+		}
+		line.Color, points.Color = plotutil.Color(i), plotutil.Color(i)
+		p.Add(line, points)
+		p.Legend.Add(v, line, points)
+	}
+	p.Legend.Top = true
+	s, err := svg(p, wide)
+	if err != nil {
+		return figure{}, err
+	}
+	return figure{Title: "Client mix per crawl", SVG: s,
+		Caption: "Share of each crawl's answering nodes that sent each of the five commonest client versions."}, nil
+}
+
+var pageTemplate = template.Must(template.New("report").Parse(`<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>{{.Title}}</title>
+<style>
+body { font: 15px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1200px; padding: 0 1em; color: #222; }
+h1 { font-size: 1.6em; } h2 { margin-top: 2em; border-bottom: 1px solid #ccc; }
+figure { margin: 1.5em 0; display: flex; flex-wrap: wrap; gap: 1.5em; align-items: flex-start; }
+figure h3 { flex-basis: 100%; margin: 0; font-size: 1.1em; }
+figcaption { flex-basis: 100%; color: #555; font-size: 0.92em; }
+table { border-collapse: collapse; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.2em 0.6em; text-align: left; }
+td:last-child { text-align: right; }
+</style></head><body>
+<h1>{{.Title}}</h1>
+<p>Made {{.Made}} from {{.Source}} by lightdht report.</p>
+{{range .Sections}}<section><h2>{{.Title}}</h2><p>{{.Intro}}</p>
+{{range .Figures}}<figure><h3>{{.Title}}</h3>{{if .SVG}}<div class="plot">{{.SVG}}</div>{{end}}
+{{with .Table}}<table><thead><tr>{{range .Head}}<th>{{.}}</th>{{end}}</tr></thead><tbody>
+{{range .Rows}}<tr>{{range .}}<td>{{.}}</td>{{end}}</tr>
+{{end}}</tbody></table>{{end}}
+<figcaption>{{.Caption}}</figcaption></figure>
+{{end}}</section>
+{{end}}</body></html>
+`))

@@ -1,0 +1,213 @@
+package report_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lightdht/lightdht/db"
+	"github.com/lightdht/lightdht/krpc"
+	"github.com/lightdht/lightdht/observe"
+	"github.com/lightdht/lightdht/report"
+)
+
+// history writes three crawls an hour apart of 300 nodes (five clients,
+// RTTs of 5 to 305 ms, one IP with four IDs), with 30 nodes off in the
+// second crawl, and returns the file's path.
+func history(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "history.db")
+	d, err := db.Open(path, db.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	versions := []string{"LT\x02\x00", "UT\x03\x05", "TR\x04\x00", "LD\x00\x01", ""}
+	nodes := make([]krpc.NodeInfo, 300)
+	for i := range nodes {
+		ip := netip.AddrFrom4([4]byte{1, 2, byte(i / 250), byte(i%250 + 1)})
+		if i >= 296 {
+			ip = netip.AddrFrom4([4]byte{9, 9, 9, 9}) // four IDs on one IP
+		}
+		nodes[i] = krpc.NodeInfo{ID: krpc.RandomID(), Addr: netip.AddrPortFrom(ip, uint16(6881+i))}
+	}
+	base := time.UnixMilli(1_700_000_000_000)
+	for c := range 3 {
+		start := base.Add(time.Duration(c) * time.Hour)
+		run, err := d.StartRun(db.RunInfo{Started: start, Vantage: "127.0.0.1:6881", Host: "test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, n := range nodes {
+			at := start.Add(time.Duration(i) * 100 * time.Millisecond)
+			v := observe.Visit{Node: n, Time: at, Outcome: observe.OutcomeReplied, Queries: 1,
+				RTT: time.Duration(5+i) * time.Millisecond, Version: versions[i%len(versions)]}
+			src := observe.SourceReply
+			if c == 1 && i < 30 {
+				v = observe.Visit{Node: n, Time: at, Outcome: observe.OutcomeTimeout, Queries: 2}
+				src = observe.SourceTimeout
+			}
+			d.Observe(observe.Sighting{Node: n, Time: at, Source: src, Version: v.Version, RTT: v.RTT})
+			d.RecordVisit(v)
+		}
+		if err := d.EndRun(run, db.RunCounts{Ended: start.Add(time.Minute), NodesFound: 300, NodesReplied: 300}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// render writes the report of path and returns it.
+func render(t *testing.T, path string, opts report.Options) string {
+	t.Helper()
+	q, err := db.OpenReadOnly(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	var buf bytes.Buffer
+	opts.Source = path
+	if err := report.Write(context.Background(), q, &buf, opts); err != nil {
+		t.Fatal(err)
+	}
+	return buf.String()
+}
+
+// TestReportSelfContained: the report of a three-crawl history has every
+// figure, each with a title and a caption, its numbers agree with the
+// history, and it refers to nothing outside itself.
+func TestReportSelfContained(t *testing.T) {
+	page := render(t, history(t), report.Options{})
+	for _, title := range []string{"Summary", "Nodes over the crawl", "Visits by outcome", "Round-trip time of first answers",
+		"Client versions", "BEP 42 compliance by client", "Sybil suspects", "Uniformity of the ID space",
+		"Network size and churn", "Session lengths", "Client mix per crawl"} {
+		if !strings.Contains(page, "<h3>"+title+"</h3>") {
+			t.Errorf("no figure %q", title)
+		}
+	}
+	if got, want := strings.Count(page, "<figure>"), 11; got != want {
+		t.Errorf("%d figures, want %d", got, want)
+	}
+	if got, want := strings.Count(page, "<figcaption>"), strings.Count(page, "<figure>"); got != want {
+		t.Errorf("%d captions for %d figures", got, want)
+	}
+	// Nine plots: all figures but the summary and the Sybil table.
+	if got := strings.Count(page, "<svg"); got != 9 {
+		t.Errorf("%d inline SVG plots, want 9", got)
+	}
+	// Nothing is fetched: no scripts, links, sources or CSS URLs. (The
+	// SVG namespace URIs name, they do not fetch.)
+	for _, bad := range []string{"<script", "<link", "src=", "href=", "url(", "@import", "<iframe", "<img"} {
+		if strings.Contains(page, bad) {
+			t.Errorf("the report contains %q", bad)
+		}
+	}
+	// The latest crawl is the third, with 300 replies; the second had
+	// 30 timeouts, so the third has 30 entered and the second 30 left.
+	for _, want := range []string{"<h2>Crawl 3</h2>", "<td>replied</td><td>300</td>", "9.9.9.9</td><td>4</td>",
+		"<td>2</td><td>2023-11-14T23:13:20Z</td><td>270</td><td>0</td><td>30</td>",
+		"<td>3</td><td>2023-11-15T00:13:20Z</td><td>300</td><td>30</td><td>0</td>"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the report lacks %q", want)
+		}
+	}
+	// Axis labels carry units.
+	for _, label := range []string{"round-trip time (ms)", "time since the crawl started (s)", "session length (hours)"} {
+		if !strings.Contains(page, label) {
+			t.Errorf("no axis label %q", label)
+		}
+	}
+	// A report of the second crawl shows its timeouts.
+	if p2 := render(t, history(t), report.Options{Crawl: 2}); !strings.Contains(p2, "<td>timeout</td><td>30</td>") {
+		t.Error("the report of crawl 2 does not show its 30 timeouts")
+	}
+}
+
+// TestReportErrors: a crawl that does not exist, and a file without
+// crawls, give ErrNoCrawl.
+func TestReportErrors(t *testing.T) {
+	path := history(t)
+	q, err := db.OpenReadOnly(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	if err := report.Write(context.Background(), q, &bytes.Buffer{}, report.Options{Crawl: 99}); !errors.Is(err, report.ErrNoCrawl) {
+		t.Errorf("crawl 99: %v, want ErrNoCrawl", err)
+	}
+	empty := filepath.Join(t.TempDir(), "empty.db")
+	d, err := db.Open(empty, db.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	q2, err := db.OpenReadOnly(empty)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q2.Close()
+	if err := report.Write(context.Background(), q2, &bytes.Buffer{}, report.Options{}); !errors.Is(err, report.ErrNoCrawl) {
+		t.Errorf("empty file: %v, want ErrNoCrawl", err)
+	}
+}
+
+// TestReportInChromium opens the report in headless Chromium with every
+// network request refused: the page renders, with all its plots, from
+// the file alone.
+func TestReportInChromium(t *testing.T) {
+	chromium, err := exec.LookPath("chromium")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("chromium is not installed: .ci/run installs it (Debian package chromium)")
+		}
+		t.Skip("chromium is not installed; apt-get install chromium")
+	}
+	dir := t.TempDir()
+	file := filepath.Join(dir, "report.html")
+	if err := os.WriteFile(file, []byte(render(t, history(t), report.Options{})), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute) // a hang guard
+	defer cancel()
+	run := func(args ...string) []byte {
+		t.Helper()
+		base := []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+			"--user-data-dir=" + filepath.Join(dir, "profile"),
+			// Every host resolves to nothing and every proxied request
+			// goes to a closed port: a page that fetched anything would
+			// render without it.
+			"--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=127.0.0.1:9"}
+		cmd := exec.CommandContext(ctx, chromium, append(base, args...)...)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("chromium %v: %v\n%s", args, err, stderr.String())
+		}
+		return out
+	}
+	dom := string(run("--dump-dom", "file://"+file))
+	if got := strings.Count(dom, "<svg"); got != 9 {
+		t.Errorf("Chromium's DOM has %d SVG plots, want 9", got)
+	}
+	if n := len(regexp.MustCompile(`<figcaption>`).FindAllString(dom, -1)); n != 11 {
+		t.Errorf("Chromium's DOM has %d captions, want 11", n)
+	}
+	shot := filepath.Join(dir, "shot.png")
+	run("--screenshot="+shot, "--window-size=1280,4000", "file://"+file)
+	st, err := os.Stat(shot)
+	if err != nil || st.Size() < 50_000 {
+		t.Errorf("screenshot %v (%v): want a rendered page of plots", st, err)
+	}
+}
