@@ -21,8 +21,9 @@ import (
 const Namespace = "lightdht"
 
 // RTTBuckets are the upper bounds, in seconds, of the round-trip time
-// histogram: from 5 ms on loopback to the 8 s of a slow node's last try.
-var RTTBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8}
+// histogram: from half a millisecond on loopback to the 8 s of a slow
+// node's last try.
+var RTTBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8}
 
 // Set is the metrics of one process: the sources it reads at scrape time
 // and the histogram it fills from sightings. Its methods are safe for
