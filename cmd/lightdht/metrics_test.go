@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -246,4 +247,50 @@ func TestMetricsCrawl(t *testing.T) {
 	}
 	interrupt(t, cmd, w)
 	noCrash(t, args, w.text())
+	checkREADMEMetrics(t, netAfter, fams)
+}
+
+// checkREADMEMetrics checks that the README's metrics table lists every
+// lightdht_ metric of the scrapes, and nothing the scrapes lack.
+func checkREADMEMetrics(t *testing.T, scrapes ...map[string]*dto.MetricFamily) {
+	t.Helper()
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(b)
+	start := strings.Index(text, "\n## Metrics\n")
+	if start < 0 {
+		t.Fatal("README has no Metrics section")
+	}
+	section := text[start+1:]
+	section = section[:strings.Index(section, "\n## ")]
+	listed := map[string]bool{}
+	for _, line := range strings.Split(section, "\n") {
+		if !strings.HasPrefix(line, "| `") {
+			continue
+		}
+		first := strings.Split(line, "|")[1]
+		for _, name := range regexp.MustCompile("`([a-z0-9_]+)`").FindAllStringSubmatch(first, -1) {
+			listed["lightdht_"+name[1]] = true
+		}
+	}
+	scraped := map[string]bool{}
+	for _, fams := range scrapes {
+		for name := range fams {
+			if strings.HasPrefix(name, "lightdht_") {
+				scraped[name] = true
+			}
+		}
+	}
+	for name := range scraped {
+		if !listed[name] {
+			t.Errorf("%s is exported but not in the README's metrics table", name)
+		}
+	}
+	for name := range listed {
+		if !scraped[name] {
+			t.Errorf("the README lists %s, which no scrape has", name)
+		}
+	}
 }

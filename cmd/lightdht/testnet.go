@@ -80,6 +80,9 @@ func testnetCmd(c *cli) func(context.Context, []string) error {
 		if err != nil {
 			return err
 		}
+		if *selftest && *metricsAddr != "" {
+			return usagef("--metrics serves a running test network; --selftest exits once its check is done")
+		}
 		if *selftest {
 			s := rand.Uint64()
 			if seed.set {
