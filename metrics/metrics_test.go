@@ -116,7 +116,16 @@ func TestMetricsSources(t *testing.T) {
 	set.Observe(observe.Sighting{Source: observe.SourceTimeout, Method: "find_node"})
 	set.Observe(observe.Sighting{Source: observe.SourceReported, Method: "find_node"})
 
+	// The node's transport counts a reply once its write has returned,
+	// which can be after the reply has reached the test: scrape until
+	// every reply is counted, then check the exact values.
 	fams := scrape(t, srv.URL())
+	for hung := time.Now().Add(hangGuard); one(fams, "lightdht_replies_sent_total") < pings; fams = scrape(t, srv.URL()) {
+		if time.Now().After(hung) {
+			t.Fatalf("lightdht_replies_sent_total still %v after %v", one(fams, "lightdht_replies_sent_total"), hangGuard)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	for _, c := range []struct {
 		name  string
 		label []string

@@ -123,7 +123,19 @@ func TestMetricsNode(t *testing.T) {
 	for range pings {
 		ok(t, nil, "ping", started["addr"], "--json", "--timeout", queryWait.String())
 	}
+	// The node counts a reply once its write has returned, which can be
+	// after the ping has read it: scrape until every reply is counted,
+	// then check the exact values.
 	after := scrape(t, url)
+	replies := func() float64 {
+		return value(after, "lightdht_replies_sent_total") - value(before, "lightdht_replies_sent_total")
+	}
+	for hung := time.Now().Add(hangGuard); replies() < pings; after = scrape(t, url) {
+		if time.Now().After(hung) {
+			t.Fatalf("lightdht_replies_sent_total moved by %v after %d pings, still after %v", replies(), pings, hangGuard)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	for _, c := range []struct {
 		name   string
 		labels []string
