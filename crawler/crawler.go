@@ -235,6 +235,10 @@ func (c *Crawler) Run(ctx context.Context) (Result, error) {
 // Run closes it itself; Close after Run does nothing.
 func (c *Crawler) Close() error { return c.tr.Close() }
 
+// TransportStats returns a snapshot of the counters of the crawler's
+// transport. It is safe to call at any time, during Run or after Close.
+func (c *Crawler) TransportStats() krpc.Stats { return c.tr.Stats() }
+
 // phase is one stage of a crawl as the event loop runs it: the
 // enumeration of the nodes, then, with Config.Peers, the peers phase.
 type phase struct {

@@ -16,6 +16,7 @@ import (
 	"github.com/lightdht/lightdht/crawler"
 	"github.com/lightdht/lightdht/db"
 	"github.com/lightdht/lightdht/krpc"
+	"github.com/lightdht/lightdht/metrics"
 	"github.com/lightdht/lightdht/observe"
 )
 
@@ -44,9 +45,18 @@ func parseZone(s string) (crawler.Zone, error) {
 
 // recorder forwards to the database once it is open, so that the crawl's
 // configuration is checked before the file is created.
-type recorder struct{ d *db.DB }
+// It also counts each sighting in the metrics, when there are any.
+type recorder struct {
+	d *db.DB
+	m *metrics.Set // nil: no --metrics
+}
 
-func (r *recorder) Observe(s lightdht.Sighting) { r.d.Observe(s) }
+func (r *recorder) Observe(s lightdht.Sighting) {
+	if r.m != nil {
+		r.m.Observe(s)
+	}
+	r.d.Observe(s)
+}
 func (r *recorder) RecordSample(n krpc.NodeInfo, t time.Time, num, interval int, samples []krpc.ID) {
 	r.d.RecordSample(n, t, num, interval, samples)
 }
@@ -116,6 +126,7 @@ func crawlCmd(c *cli) func(context.Context, []string) error {
 	neighbours := c.fs.Bool("neighbours", false, "record who listed whom in each crawl (the neighbours table; large)")
 	every := c.fs.Duration("every", 0, "repeat the full crawl, one run each, starting every INTERVAL (0: crawl once)")
 	count := c.fs.Int("count", 0, "with --every: stop after this many crawls (0: until interrupted)")
+	metricsAddr := c.addMetrics()
 	return func(ctx context.Context, args []string) error {
 		switch {
 		case *peers && !*infohashes:
@@ -143,7 +154,13 @@ func crawlCmd(c *cli) func(context.Context, []string) error {
 		if err != nil {
 			return err
 		}
-		rec := &recorder{}
+		set, _, stopMetrics, err := c.startMetrics(*metricsAddr)
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
+		rec := &recorder{m: set}
+		var last lastProgress
 		term := isTerminal(c.stderr)
 		var lastPrint time.Time
 		cfg := crawler.Config{Bootstrap: boot, Rate: *rate, PerIPInterval: *perIP, Idle: *idle,
@@ -154,6 +171,7 @@ func crawlCmd(c *cli) func(context.Context, []string) error {
 			cfg.ProgressEvery = *progress
 		}
 		cfg.Progress = func(p crawler.Progress) {
+			last.set(p)
 			line := fmt.Sprintf("%s: %d nodes, %d replied, %d queued, %d in flight, %d queries, %.0f q/s",
 				p.Elapsed.Truncate(time.Second), p.Discovered, p.Replied, p.Queued, p.InFlight, p.Queries, p.QPS)
 			switch {
@@ -185,6 +203,9 @@ func crawlCmd(c *cli) func(context.Context, []string) error {
 				}
 				return nil, "", usagef("%s", err)
 			}
+			if set != nil {
+				set.AddTransport(cr.TransportStats)
+			}
 			return cr, conn.LocalAddr().String(), nil
 		}
 		cr, vantage, err := newCrawler()
@@ -198,6 +219,10 @@ func crawlCmd(c *cli) func(context.Context, []string) error {
 		}
 		defer d.Close()
 		rec.d = d
+		if set != nil {
+			set.SetDB(d)
+			set.SetCrawl(last.get)
+		}
 		ccfg := crawlConfig{Rate: *rate, PerIPInterval: perIP.String(), Zone: *zone, Continuous: *continuous,
 			Infohashes: *infohashes, Peers: *peers, PeersLimit: *peersLimit, Respond: *respond, TestNet: *testnet,
 			Visits: *visits, Neighbours: *neighbours}

@@ -68,6 +68,11 @@
 // those nodes drop the one-node-per-IP limit of k-buckets, since a test
 // network often runs many nodes per IP.
 //
+// node, crawl and testnet take --metrics ADDR: an HTTP listener with
+// Prometheus metrics on /metrics and net/http/pprof on /debug/pprof/ (off
+// by default; any address is allowed). The command prints "metrics
+// http://ADDR/metrics" on stderr; the README lists the metrics.
+//
 // crawl records a crawl_runs row (StartRun / EndRun) around the crawl,
 // and a visit per node (--visits=false: none; --neighbours adds who
 // listed whom). --every INTERVAL repeats the crawl, one run each, a crawl

@@ -179,6 +179,7 @@ type testnetOut struct {
 		ID   string `json:"id"`
 		Addr string `json:"addr"`
 	} `json:"nodes"`
+	Metrics string `json:"metrics"` // with --metrics
 }
 
 // startTestnet runs "lightdht testnet" with n nodes from the loopback IP
@@ -192,9 +193,10 @@ func startTestnet(t *testing.T, n int, first string) testnetOut {
 
 // startStoppableTestnet is startTestnet that also returns a function
 // that stops the network (as at the end of the test) and waits for it.
-func startStoppableTestnet(t *testing.T, n int, first string) (testnetOut, func()) {
+// The extra arguments are added to the command line.
+func startStoppableTestnet(t *testing.T, n int, first string, extra ...string) (testnetOut, func()) {
 	t.Helper()
-	cmd := exec.Command(bin, "testnet", "--nodes", strconv.Itoa(n), "--ips", first, "--base-port", "0", "--json")
+	cmd := exec.Command(bin, append([]string{"testnet", "--nodes", strconv.Itoa(n), "--ips", first, "--base-port", "0", "--json"}, extra...)...)
 	cmd.Env = cleanEnv()
 	var se bytes.Buffer
 	cmd.Stderr = &se

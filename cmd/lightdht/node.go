@@ -123,6 +123,7 @@ func nodeCmd(c *cli) func(context.Context, []string) error {
 	dbPath := c.addDB()
 	statePath := c.fs.String("state", "", "file to keep the node ID and routing table in across runs (empty: none)")
 	stateEvery := c.fs.Duration("state-every", defaultStateEvery, "how often to save --state while running")
+	metricsAddr := c.addMetrics()
 	return func(ctx context.Context, args []string) error {
 		if err := nargs(args, 0, 0, "no arguments"); err != nil {
 			return err
@@ -136,6 +137,11 @@ func nodeCmd(c *cli) func(context.Context, []string) error {
 				return err
 			}
 		}
+		set, metricsURL, stopMetrics, err := c.startMetrics(*metricsAddr)
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
 		var d *db.DB
 		var outMu sync.Mutex // the node reports address changes from its own goroutines
 		nf.addrChanged = func(ch lightdht.AddrChange) {
@@ -150,7 +156,11 @@ func nodeCmd(c *cli) func(context.Context, []string) error {
 			}
 			// On the node's packet path: a slow disk sheds sightings
 			// rather than stalling the node.
-			return d.NonBlocking(), nil
+			if set == nil {
+				return d.NonBlocking(), nil
+			}
+			set.SetDB(d)
+			return set.Tee(d.NonBlocking()), nil
 		})
 		if err != nil {
 			if d != nil {
@@ -158,13 +168,17 @@ func nodeCmd(c *cli) func(context.Context, []string) error {
 			}
 			return err
 		}
-		type started struct {
-			ID    string `json:"id"`
-			Addr  string `json:"addr"`
-			Addr6 string `json:"addr6,omitempty"`
-			DB    string `json:"db"`
+		if set != nil {
+			set.AddNode(n)
 		}
-		st := started{ID: n.ID().String(), Addr: n.Addr().String(), DB: *dbPath}
+		type started struct {
+			ID      string `json:"id"`
+			Addr    string `json:"addr"`
+			Addr6   string `json:"addr6,omitempty"`
+			DB      string `json:"db"`
+			Metrics string `json:"metrics,omitempty"`
+		}
+		st := started{ID: n.ID().String(), Addr: n.Addr().String(), DB: *dbPath, Metrics: metricsURL}
 		outMu.Lock()
 		err = c.output(st, func(w io.Writer) {
 			fmt.Fprintf(w, "node %s listening on %s, recording into %s\n", st.ID, st.Addr, st.DB)

@@ -63,6 +63,7 @@ func testnetCmd(c *cli) func(context.Context, []string) error {
 	selftest := c.fs.Bool("selftest", false, "check the network and exit: each node joins through 3 random contacts, then random nodes look up every node, and store items that others read back; exit 1 if any fails")
 	unreachable := c.fs.Int("unreachable", 0, "with --selftest: close this many random nodes after the join (to see the check fail)")
 	seed := c.optIntFlag("seed", "with --selftest: seed of the random choices, to repeat a run (default: random)")
+	metricsAddr := c.addMetrics()
 	return func(ctx context.Context, args []string) error {
 		if err := nargs(args, 0, 0, "no arguments"); err != nil {
 			return err
@@ -79,6 +80,9 @@ func testnetCmd(c *cli) func(context.Context, []string) error {
 		if err != nil {
 			return err
 		}
+		if *selftest && *metricsAddr != "" {
+			return usagef("--metrics serves a running test network; --selftest exits once its check is done")
+		}
 		if *selftest {
 			s := rand.Uint64()
 			if seed.set {
@@ -89,6 +93,11 @@ func testnetCmd(c *cli) func(context.Context, []string) error {
 		if c.isSet("unreachable") || c.isSet("seed") {
 			return usagef("--unreachable and --seed need --selftest")
 		}
+		set, metricsURL, stopMetrics, err := c.startMetrics(*metricsAddr)
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
 		var all []*lightdht.Node
 		var wg sync.WaitGroup
 		defer func() {
@@ -104,6 +113,9 @@ func testnetCmd(c *cli) func(context.Context, []string) error {
 				return err
 			}
 			cfg := lightdht.Config{Conn4: conn, Bootstrap: boot, Logger: c.log}
+			if set != nil {
+				cfg.Observer = set
+			}
 			if !oneIP {
 				// One IP per node, as on the public DHT: keep the
 				// k-bucket limit of one node per IP.
@@ -116,6 +128,9 @@ func testnetCmd(c *cli) func(context.Context, []string) error {
 				return err
 			}
 			all = append(all, n)
+			if set != nil {
+				set.AddNode(n)
+			}
 			wg.Add(1)
 			go func() { defer wg.Done(); n.Serve(ctx) }()
 			if i == 0 {
@@ -153,7 +168,8 @@ func testnetCmd(c *cli) func(context.Context, []string) error {
 		out := struct {
 			Bootstrap string    `json:"bootstrap"`
 			Nodes     []nodeOut `json:"nodes"`
-		}{Bootstrap: all[0].Addr().String()}
+			Metrics   string    `json:"metrics,omitempty"`
+		}{Bootstrap: all[0].Addr().String(), Metrics: metricsURL}
 		for _, n := range all {
 			out.Nodes = append(out.Nodes, nodeOut{n.ID().String(), n.Addr().String()})
 		}
