@@ -47,12 +47,12 @@ func readmeQueries(t *testing.T) []string {
 
 // TestREADMEQueries crawls a small network into a database twice, the
 // way a researcher would, with five nodes stopped between the crawls,
-// and runs every query of the README on it: each must run and return
-// rows.
+// records a country and network for every IP, and runs every query of
+// the README on it: each must run and return rows.
 func TestREADMEQueries(t *testing.T) {
 	queries := readmeQueries(t)
-	if len(queries) != 12 {
-		t.Fatalf("README has %d research queries, want 12", len(queries))
+	if len(queries) != 13 {
+		t.Fatalf("README has %d research queries, want 13", len(queries))
 	}
 	path := filepath.Join(t.TempDir(), "lightdht.db")
 	synctest.Test(t, func(t *testing.T) {
@@ -97,6 +97,13 @@ func TestREADMEQueries(t *testing.T) {
 		}
 		time.Sleep(time.Hour)
 		crawl()
+		// Countries and networks, as lightdht enrich would record them
+		// from .mmdb files (package enrich has the real reader's tests).
+		if _, err := store.Enrich(context.Background(), func(ip netip.Addr) (db.IPInfo, bool, error) {
+			return db.IPInfo{Country: "DE", ASN: 64500, Org: "Example"}, true, nil
+		}, false); err != nil {
+			t.Fatal(err)
+		}
 		if err := store.Close(); err != nil {
 			t.Fatal(err)
 		}

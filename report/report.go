@@ -240,7 +240,8 @@ func (b *builder) crawlSection(crawl int64) (section, error) {
 	}
 	sec.Figures = append(sec.Figures, figure{Title: "Summary", Caption: "The crawl's record: where it ran from and its totals.", Table: summary})
 
-	for _, f := range []func(int64, int64) (figure, error){b.progress, b.outcomes, b.rtt, b.clients, b.bep42, b.sybils, b.uniformity} {
+	for _, f := range []func(int64, int64) (figure, error){b.progress, b.outcomes, b.rtt, b.clients, b.bep42, b.sybils, b.uniformity,
+		b.countries, b.networks} {
 		fig, err := f(crawl, started)
 		if err != nil {
 			return section{}, err
@@ -527,6 +528,78 @@ func (b *builder) uniformity(crawl, _ int64) (figure, error) {
 	}}
 	return figure{Title: "Uniformity of the ID space", SVG: s, Table: t,
 		Caption: "Answering nodes per first ID byte against a uniform spread; a small p-value says the IDs are not uniform (crowded prefixes: Sybils, or ID generators)."}, nil
+}
+
+// hasIPInfo reports whether the file has been enriched (schema 5 and an
+// ip_info row).
+func (b *builder) hasIPInfo() (bool, error) {
+	var n int
+	err := b.q.QueryRowContext(b.ctx, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'ip_info'").Scan(&n)
+	if err != nil || n == 0 {
+		return false, err
+	}
+	err = b.q.QueryRowContext(b.ctx, "SELECT EXISTS (SELECT 1 FROM ip_info)").Scan(&n)
+	return n == 1, err
+}
+
+// countries plots the crawl's answering nodes by country, from ip_info.
+func (b *builder) countries(crawl, _ int64) (figure, error) {
+	return b.shares(crawl, "Countries", `SELECT coalesce(i.country, 'unknown'), count(*) FROM visits v
+		JOIN nodes n ON n.ref = v.node LEFT JOIN ip_info i ON i.ip = n.ip
+		WHERE v.crawl = ? AND v.outcome IN (1, 2) GROUP BY 1 ORDER BY 2 DESC, 1`, "country (ISO 3166)",
+		"The crawl's answering nodes by the country of their IP (lightdht enrich --geoip); the table lists the 15 largest.")
+}
+
+// networks plots the crawl's answering nodes by autonomous system.
+func (b *builder) networks(crawl, _ int64) (figure, error) {
+	return b.shares(crawl, "Networks", `SELECT coalesce('AS' || i.asn || ' ' || coalesce(i.org, ''), 'unknown'), count(*) FROM visits v
+		JOIN nodes n ON n.ref = v.node LEFT JOIN ip_info i ON i.ip = n.ip
+		WHERE v.crawl = ? AND v.outcome IN (1, 2) GROUP BY 1 ORDER BY 2 DESC, 1`, "network (AS number, organisation)",
+		"The crawl's answering nodes by the network (ASN) of their IP (lightdht enrich --asn): hosting networks stand out.")
+}
+
+// shares draws the 15 largest groups of query's (name, nodes) rows as a
+// share of all, when the file has been enriched.
+func (b *builder) shares(crawl int64, title, query, x, caption string) (figure, error) {
+	ok, err := b.hasIPInfo()
+	if err != nil || !ok {
+		return figure{}, err
+	}
+	type group struct {
+		name string
+		n    int64
+	}
+	var gs []group
+	var total int64
+	if err := b.rows(query, func(r *sql.Rows) error {
+		var g group
+		if err := r.Scan(&g.name, &g.n); err != nil {
+			return err
+		}
+		gs = append(gs, g)
+		total += g.n
+		return nil
+	}, crawl); err != nil || total == 0 {
+		return figure{}, err
+	}
+	gs = gs[:min(15, len(gs))]
+	t := &table{Head: []string{x, "answering nodes", "share"}}
+	var names []string
+	var values []float64
+	for _, g := range gs {
+		label := g.name
+		if len(label) > 24 {
+			label = label[:24] + "…"
+		}
+		names, values = append(names, label), append(values, 100*float64(g.n)/float64(total))
+		t.Rows = append(t.Rows, []string{g.name, itoa(g.n), pct(g.n, total)})
+	}
+	fig, err := bars(title+" by share of answering nodes", "", x, "share of answering nodes (%)", names, values)
+	if err != nil {
+		return figure{}, err
+	}
+	fig.Caption, fig.Table = caption, t
+	return fig, nil
 }
 
 // acrossSection is the part over every crawl with visits.

@@ -211,3 +211,40 @@ func TestReportInChromium(t *testing.T) {
 		t.Errorf("screenshot %v (%v): want a rendered page of plots", st, err)
 	}
 }
+
+// TestReportEnriched: once the file has countries and networks, the
+// report adds a figure of each, with the shares of the crawl's answering
+// nodes.
+func TestReportEnriched(t *testing.T) {
+	path := history(t)
+	d, err := db.Open(path, db.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 1.2.0.0/24 is "DE" in AS 64500, the rest "FR" with no network.
+	res, err := d.Enrich(context.Background(), func(ip netip.Addr) (db.IPInfo, bool, error) {
+		if b := ip.As4(); b[0] == 1 && b[2] == 0 {
+			return db.IPInfo{Country: "DE", ASN: 64500, Org: "Example"}, true, nil
+		}
+		return db.IPInfo{Country: "FR"}, true, nil
+	}, false)
+	if err != nil || res.Looked != 297 {
+		t.Fatalf("Enrich: %+v, %v; want the 297 IPs", res, err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	page := render(t, path, report.Options{})
+	// 250 of the 300 nodes are in 1.2.0.0/24, 46 in 1.2.1.0/24 and 4 on
+	// 9.9.9.9.
+	for _, want := range []string{"<h3>Countries by share of answering nodes</h3>", "<h3>Networks by share of answering nodes</h3>",
+		"<td>DE</td><td>250</td><td>83.3%</td>", "<td>FR</td><td>50</td><td>16.7%</td>",
+		"<td>AS64500 Example</td><td>250</td>", "<td>unknown</td><td>50</td>"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the enriched report lacks %q", want)
+		}
+	}
+	if got := strings.Count(page, "<svg"); got != 11 {
+		t.Errorf("%d plots in the enriched report, want 11", got)
+	}
+}

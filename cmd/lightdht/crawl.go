@@ -126,6 +126,7 @@ func crawlCmd(c *cli) func(context.Context, []string) error {
 	neighbours := c.fs.Bool("neighbours", false, "record who listed whom in each crawl (the neighbours table; large)")
 	every := c.fs.Duration("every", 0, "repeat the full crawl, one run each, starting every INTERVAL (0: crawl once)")
 	count := c.fs.Int("count", 0, "with --every: stop after this many crawls (0: until interrupted)")
+	ef := c.addEnrichFlags()
 	metricsAddr := c.addMetrics()
 	return func(ctx context.Context, args []string) error {
 		switch {
@@ -153,6 +154,13 @@ func crawlCmd(c *cli) func(context.Context, []string) error {
 		boot, err := c.resolveBootstrap(ctx, *bootstrap)
 		if err != nil {
 			return err
+		}
+		enricher, err := ef.open()
+		if err != nil {
+			return err
+		}
+		if enricher != nil {
+			defer enricher.Close()
 		}
 		set, _, stopMetrics, err := c.startMetrics(*metricsAddr)
 		if err != nil {
@@ -239,6 +247,13 @@ func crawlCmd(c *cli) func(context.Context, []string) error {
 				Bootstrap: netipStrings(boot), Vantage: vantage, Host: host}, *duration, term)
 			if err != nil {
 				return err
+			}
+			if enricher != nil {
+				// The new IPs get their country and network before the
+				// next crawl, and before the summary says it is done.
+				if _, err := enrichDB(context.WithoutCancel(ctx), d, enricher, false); err != nil {
+					return err
+				}
 			}
 			if err := c.output(sum, func(w io.Writer) { printSummary(w, sum) }); err != nil {
 				return err

@@ -24,6 +24,7 @@
 //	testnet    run a local test network of DHT nodes on loopback
 //	stats      summarise a database (opened read-only)
 //	report     write a self-contained HTML report of plots and tables (--out report.html)
+//	enrich     record each IP's country and network from .mmdb files (--geoip, --asn)
 //	shell      interactive prompt over a running node
 //	version    print the version
 //	config     [COMMAND]: print the effective settings and where each came from
@@ -79,6 +80,12 @@
 // starting every INTERVAL (at once if the last one took longer), until
 // interrupted or --count crawls; each prints its summary (--json: one
 // line each).
+//
+// crawl, node and enrich take --geoip FILE and --asn FILE, MaxMind-format
+// .mmdb databases the user supplies (GeoLite2 Country or City and ASN, or
+// DB-IP's Lite databases): each IP of the file gets its country, network
+// and organisation in ip_info (crawl: after each crawl; node: when it
+// stops; enrich: at once). Nothing is downloaded.
 //
 // revisit reads the nodes worth revisiting from --db (open sessions, and
 // sessions that timed out within --since) and visits each again and

@@ -73,6 +73,7 @@ func init() {
 		{"testnet", "", "run a local test network of DHT nodes on loopback", testnetCmd},
 		{"stats", "", "summarise a database", statsCmd},
 		{"report", "", "write an HTML report of plots and tables from a database (--out)", reportCmd},
+		{"enrich", "", "record each IP's country and network from .mmdb databases (--geoip, --asn)", enrichCmd},
 		{"shell", "", "interactive prompt over a running node", shellCmd},
 		{"version", "", "print the version", versionCmd},
 		{"config", "[COMMAND]", "print the effective settings of COMMAND and where each came from", nil},

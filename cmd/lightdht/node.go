@@ -124,9 +124,17 @@ func nodeCmd(c *cli) func(context.Context, []string) error {
 	statePath := c.fs.String("state", "", "file to keep the node ID and routing table in across runs (empty: none)")
 	stateEvery := c.fs.Duration("state-every", defaultStateEvery, "how often to save --state while running")
 	metricsAddr := c.addMetrics()
+	ef := c.addEnrichFlags()
 	return func(ctx context.Context, args []string) error {
 		if err := nargs(args, 0, 0, "no arguments"); err != nil {
 			return err
+		}
+		enricher, err := ef.open()
+		if err != nil {
+			return err
+		}
+		if enricher != nil {
+			defer enricher.Close()
 		}
 		if *stateEvery <= 0 {
 			return usagef("bad --state-every %v: want a positive duration", *stateEvery)
@@ -203,9 +211,13 @@ func nodeCmd(c *cli) func(context.Context, []string) error {
 		fctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		flushErr := d.Flush(fctx)
+		var enrichErr error
+		if enricher != nil && flushErr == nil {
+			_, enrichErr = enrichDB(fctx, d, enricher, false)
+		}
 		closeErr := d.Close()
 		ds := d.Stats()
-		if err := errors.Join(serveErr, flushErr, closeErr, saveErr); err != nil {
+		if err := errors.Join(serveErr, flushErr, enrichErr, closeErr, saveErr); err != nil {
 			return err
 		}
 		type stopped struct {
