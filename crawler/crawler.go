@@ -33,7 +33,7 @@ type Result struct {
 	Bogons       int           // addresses not queried: private, loopback, reserved, …
 	OutOfZone    int           // nodes outside Config.Zone, not queried
 	Queries      int           // queries sent, resends included
-	Resends      int           // queries resent after a timeout (see Config.Retries)
+	Resends      int           // queries resent after a timeout (see Config.Retries), a timed-out sample_infohashes as a find_node
 	Packets      uint64        // packets sent, resends and replies included
 	Samples      int           // BEP 51 replies with samples
 	Infohashes   int           // distinct infohashes sampled

@@ -30,6 +30,11 @@ func (c *Crawler) handle(r result) {
 	delete(c.gapTarget, r.idx)
 	me := c.answered(r, now)
 	m := r.resp.Msg
+	if n := &c.nodes[r.idx]; n.bep51 == bep51Unanswered && r.method != krpc.MethodSampleInfohashes {
+		// It ignored sample_infohashes but answers find_node: a client
+		// that drops unknown methods (aria2), or a sample lost on the way.
+		n.bep51 = bep51Silent
+	}
 	if m.Y == krpc.KindError {
 		// A node that does not know sample_infohashes: ask it for nodes
 		// the BEP 5 way.
@@ -87,6 +92,15 @@ func (c *Crawler) noReply(r result, now time.Time) {
 // has failed) and when a resend is queued, as far as Config.Retries and
 // resendPays allow; otherwise the timeout is recorded and the caller
 // decides what the node's failure means.
+//
+// A sample_infohashes of the enumeration to a node whose BEP 51 support
+// is unknown is not resent as such: its resend is a find_node (send),
+// which a node that drops unknown methods without error 204 answers,
+// and which a node that has gone costs no more than a resent sample
+// would. This follow-up is sent even with Config.Retries at none, since
+// it asks another question, but like any resend only while resendPays:
+// its answers count as answered resends, so that while such nodes are
+// found every sample that times out is followed up.
 func (c *Crawler) timeout(r result, now time.Time) bool {
 	n := &c.nodes[r.idx]
 	if !errors.Is(r.err, krpc.ErrTimeout) {
@@ -102,7 +116,11 @@ func (c *Crawler) timeout(r result, now time.Time) bool {
 	if c.resp != nil && !n.id.IsZero() {
 		c.resp.table.Failed(ni)
 	}
-	if n.state == stInFlight && int(n.queries) <= c.cfg.Retries && c.resendPays() {
+	followUp := c.revisit == nil && r.method == krpc.MethodSampleInfohashes && n.bep51 == bep51Unknown
+	if followUp {
+		n.bep51 = bep51Unanswered
+	}
+	if n.state == stInFlight && (followUp || int(n.queries) <= c.cfg.Retries) && c.resendPays() {
 		n.state = stQueued
 		n.retry = true
 		c.q.push(r.idx)
