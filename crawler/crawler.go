@@ -121,9 +121,11 @@ type Crawler struct {
 	// The peers phase (peers.go).
 	peerSeen map[peerSeenKey]struct{} // peers already counted
 
-	// Resends decided, answered, answered or timed out, and skipped
-	// (reply.go, resendPays).
-	resends, resendReplies, resendsDone, resendsSkipped int
+	// Resends sent, and the outcomes of resends and of second samples to
+	// nodes that ignored the first (reply.go: resendPays, resample).
+	resends   int
+	resent    payRule
+	resampled payRule
 }
 
 // New checks cfg and prepares a crawl. It starts nothing.

@@ -23,6 +23,7 @@ const (
 	bep51Yes              // answered sample_infohashes
 	bep51No               // answered it with error 204
 	bep51Unanswered       // sample_infohashes timed out: asked find_node next
+	bep51Resample         // then answered find_node: asked sample_infohashes again
 	bep51Silent           // ignored sample_infohashes but answered find_node
 )
 

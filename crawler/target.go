@@ -85,7 +85,7 @@ func (c *Crawler) send(idx int32) {
 	// the node's interval is over; otherwise ask for nodes the BEP 5 way.
 	// A node whose sample timed out is asked find_node next (timeout):
 	// a node that drops unknown methods answers that.
-	may := n.bep51 == bep51Unknown || n.bep51 == bep51Yes
+	may := n.bep51 == bep51Unknown || n.bep51 == bep51Yes || n.bep51 == bep51Resample
 	if c.cfg.Infohashes && may && !n.id.IsZero() && c.cfg.Now().UnixNano() >= n.next {
 		q.Q = krpc.MethodSampleInfohashes
 	}
