@@ -33,7 +33,7 @@ type Result struct {
 	Bogons       int           // addresses not queried: private, loopback, reserved, …
 	OutOfZone    int           // nodes outside Config.Zone, not queried
 	Queries      int           // queries sent, resends included
-	Resends      int           // queries resent after a timeout (see Config.Retries)
+	Resends      int           // queries resent after a timeout (see Config.Retries), a timed-out sample_infohashes as a find_node
 	Packets      uint64        // packets sent, resends and replies included
 	Samples      int           // BEP 51 replies with samples
 	Infohashes   int           // distinct infohashes sampled
@@ -121,9 +121,11 @@ type Crawler struct {
 	// The peers phase (peers.go).
 	peerSeen map[peerSeenKey]struct{} // peers already counted
 
-	// Resends decided, answered, answered or timed out, and skipped
-	// (reply.go, resendPays).
-	resends, resendReplies, resendsDone, resendsSkipped int
+	// Resends sent, and the outcomes of resends and of second samples to
+	// nodes that ignored the first (reply.go: resendPays, resample).
+	resends   int
+	resent    payRule
+	resampled payRule
 }
 
 // New checks cfg and prepares a crawl. It starts nothing.

@@ -21,6 +21,7 @@ import (
 type recorder struct {
 	mu          sync.Mutex
 	replied     map[krpc.ID]bool
+	timedOut    map[krpc.ID]bool // nodes with a timeout recorded
 	sources     map[observe.Source]int
 	samples     map[krpc.ID][]time.Time // node -> times it was sampled
 	harvest     map[krpc.ID]bool
@@ -31,7 +32,7 @@ type recorder struct {
 }
 
 func newRecorder() *recorder {
-	return &recorder{replied: map[krpc.ID]bool{}, sources: map[observe.Source]int{},
+	return &recorder{replied: map[krpc.ID]bool{}, timedOut: map[krpc.ID]bool{}, sources: map[observe.Source]int{},
 		samples: map[krpc.ID][]time.Time{}, sampleAddrs: map[krpc.ID][]netip.AddrPort{}, harvest: map[krpc.ID]bool{}}
 }
 
@@ -39,8 +40,11 @@ func (r *recorder) Observe(s observe.Sighting) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.sources[s.Source]++
-	if s.Source == observe.SourceReply {
+	switch s.Source {
+	case observe.SourceReply:
 		r.replied[s.Node.ID] = true
+	case observe.SourceTimeout:
+		r.timedOut[s.Node.ID] = true
 	}
 }
 

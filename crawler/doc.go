@@ -7,7 +7,10 @@
 // reachable node. With Config.Infohashes it asks with BEP 51
 // sample_infohashes instead, which returns nodes and a sample of the
 // infohashes the node stores in one reply, honouring each node's interval,
-// and falls back to find_node for nodes that do not support it.
+// and falls back to find_node for nodes that do not support it: those
+// that answer error 204, and those that drop the query without a word
+// (aria2), whose timed-out sample is followed by a find_node rather than
+// resent.
 //
 // A crawl aims at fewer than 2 queries per node that answers. The first
 // pass queries every node discovered once: a node first heard of in a list

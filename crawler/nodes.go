@@ -19,9 +19,12 @@ const (
 
 // BEP 51 support as learnt.
 const (
-	bep51Unknown uint8 = iota
-	bep51Yes
-	bep51No
+	bep51Unknown    uint8 = iota
+	bep51Yes              // answered sample_infohashes
+	bep51No               // answered it with error 204
+	bep51Unanswered       // sample_infohashes timed out: asked find_node next
+	bep51Resample         // then answered find_node: asked sample_infohashes again
+	bep51Silent           // ignored sample_infohashes but answered find_node
 )
 
 // node is what the crawl keeps per address: 96 bytes. The nodes live in

@@ -30,6 +30,16 @@ func (c *Crawler) handle(r result) {
 	delete(c.gapTarget, r.idx)
 	me := c.answered(r, now)
 	m := r.resp.Msg
+	resample := false
+	if n := &c.nodes[r.idx]; n.bep51 == bep51Unanswered && r.method != krpc.MethodSampleInfohashes {
+		// It ignored sample_infohashes but answers find_node: a client
+		// that drops unknown methods (aria2), or a sample lost on the way.
+		n.bep51 = bep51Silent
+		resample = !c.cfg.Continuous && c.resampled.pays()
+	} else if n.bep51 == bep51Resample && r.method == krpc.MethodSampleInfohashes {
+		c.resampled.done++
+		c.resampled.answered++ // the first sample was lost, not ignored
+	}
 	if m.Y == krpc.KindError {
 		// A node that does not know sample_infohashes: ask it for nodes
 		// the BEP 5 way.
@@ -43,6 +53,12 @@ func (c *Crawler) handle(r result) {
 	}
 	c.listed(r, me, now)
 	n := &c.nodes[r.idx] // listed may have grown c.nodes
+	if resample {
+		// Ask for the sample once more, in case the first was lost.
+		n.bep51 = bep51Resample
+		n.state = stQueued
+		c.q.push(r.idx)
+	}
 	if c.cfg.Infohashes && r.method == krpc.MethodFindNode && n.bep51 == bep51Unknown && !c.cfg.Continuous {
 		// A bootstrap node, asked find_node while its ID was unknown:
 		// now it can be asked for a sample.
@@ -87,6 +103,15 @@ func (c *Crawler) noReply(r result, now time.Time) {
 // has failed) and when a resend is queued, as far as Config.Retries and
 // resendPays allow; otherwise the timeout is recorded and the caller
 // decides what the node's failure means.
+//
+// A sample_infohashes of the enumeration to a node whose BEP 51 support
+// is unknown is not resent as such: its resend is a find_node (send),
+// which a node that drops unknown methods without error 204 answers,
+// and which a node that has gone costs no more than a resent sample
+// would. This follow-up is sent even with Config.Retries at none, since
+// it asks another question, but like any resend only while resendPays:
+// its answers count as answered resends, so that while such nodes are
+// found every sample that times out is followed up.
 func (c *Crawler) timeout(r result, now time.Time) bool {
 	n := &c.nodes[r.idx]
 	if !errors.Is(r.err, krpc.ErrTimeout) {
@@ -94,7 +119,7 @@ func (c *Crawler) timeout(r result, now time.Time) bool {
 		return false
 	}
 	if r.resend {
-		c.resendsDone++
+		c.resent.done++
 	}
 	n.timedOut(now)
 	ni := krpc.NodeInfo{ID: n.id, Addr: n.key.addrPort()}
@@ -102,7 +127,18 @@ func (c *Crawler) timeout(r result, now time.Time) bool {
 	if c.resp != nil && !n.id.IsZero() {
 		c.resp.table.Failed(ni)
 	}
-	if n.state == stInFlight && int(n.queries) <= c.cfg.Retries && c.resendPays() {
+	if c.revisit == nil && r.method == krpc.MethodSampleInfohashes && n.bep51 == bep51Resample {
+		// The second sample was ignored too (resample): the node drops
+		// the method. It has answered find_node; its query is resolved.
+		c.resampled.done++
+		n.bep51, n.state = bep51Silent, stReplied
+		return false
+	}
+	followUp := c.revisit == nil && r.method == krpc.MethodSampleInfohashes && n.bep51 == bep51Unknown
+	if followUp {
+		n.bep51 = bep51Unanswered
+	}
+	if n.state == stInFlight && (followUp || int(n.queries) <= c.cfg.Retries) && c.resendPays() {
 		n.state = stQueued
 		n.retry = true
 		c.q.push(r.idx)
@@ -124,8 +160,8 @@ func (c *Crawler) answered(r result, now time.Time) krpc.NodeInfo {
 		}
 	}
 	if r.resend {
-		c.resendReplies++
-		c.resendsDone++
+		c.resent.answered++
+		c.resent.done++
 	}
 	if !n.replied {
 		c.res.Replied++
@@ -195,16 +231,34 @@ const (
 // is noticed. In the first wave of timeouts, before any outcome is known,
 // every one is resent.
 func (c *Crawler) resendPays() bool {
-	if c.resendsDone < resendLearn || float64(c.resendReplies) >= resendWorth*float64(c.resendsDone) {
-		c.resends++
-		return true
-	}
-	c.resendsSkipped++
-	if c.resendsSkipped%resendProbe == 0 {
+	if c.resent.pays() {
 		c.resends++
 		return true
 	}
 	return false
+}
+
+// payRule keeps the outcomes of one kind of second query and decides, by
+// the rule of resendPays, whether the next is sent. The same rule decides
+// the resample of a full crawl: a node whose sample_infohashes timed out
+// but which answered the find_node that followed is asked for the sample
+// once more, in case the first was lost (on a lossy link a BEP 51 node
+// would otherwise go unharvested), while at least resendWorth of the
+// resamples whose outcome is known were answered; where they go
+// unanswered (the nodes drop the method), one in resendProbe is sent.
+type payRule struct {
+	done     int // outcomes known: answered or timed out
+	answered int
+	skipped  int // queries not sent
+}
+
+// pays reports whether the next query of the kind is sent.
+func (p *payRule) pays() bool {
+	if p.done < resendLearn || float64(p.answered) >= resendWorth*float64(p.done) {
+		return true
+	}
+	p.skipped++
+	return p.skipped%resendProbe == 0
 }
 
 // secure reports whether ni's ID is acceptable for its IP under BEP 42.

@@ -81,9 +81,12 @@ func (c *Crawler) send(idx int32) {
 		target, nearest = c.target(n)
 	}
 	q := &krpc.Msg{Q: krpc.MethodFindNode, A: krpc.Args{ID: c.cfg.ID, Target: target}}
-	// Sample only where BEP 51 may work and the node's interval is over;
-	// otherwise ask for nodes the BEP 5 way.
-	if c.cfg.Infohashes && n.bep51 != bep51No && !n.id.IsZero() && c.cfg.Now().UnixNano() >= n.next {
+	// Sample only where BEP 51 may work (not refused, not ignored) and
+	// the node's interval is over; otherwise ask for nodes the BEP 5 way.
+	// A node whose sample timed out is asked find_node next (timeout):
+	// a node that drops unknown methods answers that.
+	may := n.bep51 == bep51Unknown || n.bep51 == bep51Yes || n.bep51 == bep51Resample
+	if c.cfg.Infohashes && may && !n.id.IsZero() && c.cfg.Now().UnixNano() >= n.next {
 		q.Q = krpc.MethodSampleInfohashes
 	}
 	method, resend := q.Q, n.retry

@@ -118,6 +118,8 @@ func (c *Crawler) visit(n *node) observe.Visit {
 		v.BEP51, v.Num, v.Interval = observe.BEP51Yes, int(n.num), int(n.interval)
 	case bep51No:
 		v.BEP51 = observe.BEP51No
+	case bep51Silent, bep51Resample:
+		v.BEP51 = observe.BEP51Silent
 	}
 	return v
 }

@@ -35,8 +35,11 @@
 //   - sample_infohashes {target} (BEP 51), on BEP 51 nodes: {id, interval,
 //     num, samples, nodes}: samples is a random subset of at most
 //     SampleMax of its infohash set, num the set's size, interval
-//     Config.Interval. Other nodes answer error 204 "method unknown".
-//   - other methods: error 204; a query without id, or find_node and
+//     Config.Interval. Other nodes answer error 204 "method unknown",
+//     except those of [Config.DropUnknownShare], which drop it unanswered
+//     (as aria2 1.36 does).
+//   - other methods: error 204 (dropped by the nodes of
+//     Config.DropUnknownShare); a query without id, or find_node and
 //     sample_infohashes without target, or get_peers without info_hash:
 //     error 203; a query with a malformed field: error 203.
 //   - packets that are not KRPC, replies and errors: no reply.

@@ -122,6 +122,13 @@ func (n *Network) portOf(i int) uint16 {
 	return n.port[i]
 }
 
+// drop leaves unanswered a query that a node of Config.DropUnknownShare
+// does not know.
+func (n *Network) drop() ([]byte, bool) {
+	n.st.dropped.Add(1)
+	return nil, false
+}
+
 // handle is the simnet handler: it answers a packet sent to a synthetic
 // node.
 func (n *Network) handle(to, from netip.AddrPort, pkt []byte) ([]byte, bool) {
@@ -182,6 +189,9 @@ func (n *Network) handle(to, from netip.AddrPort, pkt []byte) ([]byte, bool) {
 			return n.errorReply(i, m, from, krpc.CodeProtocol, "bad token")
 		}
 	case krpc.MethodSampleInfohashes:
+		if n.flags[i]&flagDropUnknown != 0 {
+			return n.drop()
+		}
 		if n.flags[i]&flagBEP51 == 0 {
 			return n.errorReply(i, m, from, krpc.CodeMethodUnknown, "method unknown")
 		}
@@ -194,6 +204,9 @@ func (n *Network) handle(to, from netip.AddrPort, pkt []byte) ([]byte, bool) {
 		r.R.Samples = n.sample(i, seq)
 		r.R.Nodes = n.nodes(i, m.A.Target)
 	default:
+		if n.flags[i]&flagDropUnknown != 0 {
+			return n.drop()
+		}
 		return n.errorReply(i, m, from, krpc.CodeMethodUnknown, "method unknown")
 	}
 	b, err := r.AppendBinary(make([]byte, 0, 128+len(r.R.Nodes)*krpc.CompactNodeLen4+len(r.R.Samples)*krpc.IDLen))

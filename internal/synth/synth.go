@@ -62,8 +62,18 @@ type Config struct {
 	BEP42Share float64
 
 	// BEP51Share is the share of answering nodes, in [0, 1], that support
-	// sample_infohashes. The others answer it with error 204.
+	// sample_infohashes. The others answer it with error 204, unless
+	// they drop unknown methods (DropUnknownShare).
 	BEP51Share float64
+
+	// DropUnknownShare is the share of answering nodes, in [0, 1], that
+	// do not support BEP 51 and silently drop every query of a method
+	// they do not know, sample_infohashes included, instead of answering
+	// with error 204 as BEP 5 asks; they answer ping, find_node, get_peers
+	// and announce_peer. aria2 1.36 behaves so (seen against its DHT on
+	// loopback, project issue 17). BEP51Share + DropUnknownShare must not
+	// exceed 1.
+	DropUnknownShare float64
 
 	// InfohashesPerNode is the number of infohashes each BEP 51 node
 	// holds (its "num"): every BEP 51 node holds exactly this many. It is
@@ -135,6 +145,7 @@ const (
 	flagBEP51
 	flagBogon
 	flagBootstrap
+	flagDropUnknown
 )
 
 // Network is a synthetic DHT of Config.N nodes and Config.Bogons bogon
@@ -178,7 +189,7 @@ type Network struct {
 type counters struct {
 	packets, unparseable, noSuchNode, nonQuery atomic.Uint64
 	byMethod                                   krpc.MethodCounts
-	unanswered, replies, errors                atomic.Uint64
+	unanswered, replies, errors, dropped       atomic.Uint64
 	sampled, violations, rateViolations        atomic.Uint64
 }
 
@@ -240,10 +251,14 @@ func check(cfg *Config) error {
 		name string
 		v    float64
 	}{{"SilentShare", cfg.SilentShare}, {"BEP42Share", cfg.BEP42Share},
-		{"BEP51Share", cfg.BEP51Share}, {"ChurnShare", cfg.ChurnShare}} {
+		{"BEP51Share", cfg.BEP51Share}, {"ChurnShare", cfg.ChurnShare},
+		{"DropUnknownShare", cfg.DropUnknownShare}} {
 		if err := share(s.name, s.v); err != nil {
 			return err
 		}
+	}
+	if cfg.BEP51Share+cfg.DropUnknownShare > 1 {
+		return fmt.Errorf("synth: BEP51Share %v + DropUnknownShare %v > 1", cfg.BEP51Share, cfg.DropUnknownShare)
 	}
 	if cfg.K == 0 {
 		cfg.K = DefaultK
@@ -338,8 +353,10 @@ func (n *Network) build() {
 			h := hash(seed, tagRole, uint64(i), 0)
 			if unit(h) < cfg.SilentShare {
 				e.flags |= flagSilent
-			} else if unit(mix(h)) < cfg.BEP51Share {
+			} else if u := unit(mix(h)); u < cfg.BEP51Share {
 				e.flags |= flagBEP51
+			} else if u < cfg.BEP51Share+cfg.DropUnknownShare {
+				e.flags |= flagDropUnknown
 			}
 			if unit(mix(h+1)) < cfg.BEP42Share {
 				e.flags |= flagBEP42

@@ -113,6 +113,8 @@ func TestNewValidates(t *testing.T) {
 		{N: 1, K: -1},
 		{N: 1, SilentShare: 1.5},
 		{N: 1, BEP51Share: -0.1},
+		{N: 1, DropUnknownShare: 1.1},
+		{N: 1, BEP51Share: 0.6, DropUnknownShare: 0.5},
 		{N: 1, Bogons: -1},
 		{N: MaxNodes, Bogons: 1},
 		{N: 1, Versions: make([]string, 257)},
@@ -545,6 +547,58 @@ func TestMessages(t *testing.T) {
 		}
 		if st.Queries["ping"] != 2 || st.Queries["other"] != 2 || st.Queries["announce_peer"] != 2 ||
 			st.MaxPerNode != 11 || st.MaxPerNodeIndex != plain || net.QueriesTo(plain) != 11 {
+			t.Errorf("stats %+v", st)
+		}
+	})
+}
+
+// TestDropUnknown: nodes of DropUnknownShare answer the BEP 5 methods
+// but drop sample_infohashes and any other method they do not know
+// without an error, as aria2 1.36 does; the share leaves BEP51Share's
+// nodes as they were.
+func TestDropUnknown(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := Config{N: 2000, Seed: 4, SilentShare: 0.1, BEP51Share: 0.3, InfohashesPerNode: 5}
+		base := newNet(t, cfg).Truth()
+		cfg.DropUnknownShare = 0.2
+		net := newNet(t, cfg)
+		tr := net.Truth()
+		c := newClient(t, net)
+		answering, drops := 0, 0
+		first := -1
+		for i, e := range tr.Nodes {
+			if e.BEP51 != base.Nodes[i].BEP51 || e.Silent != base.Nodes[i].Silent {
+				t.Fatalf("node %d: BEP51 %v silent %v, %v %v without DropUnknownShare", i, e.BEP51, e.Silent, base.Nodes[i].BEP51, base.Nodes[i].Silent)
+			}
+			if e.DropsUnknown && (e.BEP51 || !e.Answering) {
+				t.Fatalf("node %d drops unknown methods but is BEP 51 %v, answering %v", i, e.BEP51, e.Answering)
+			}
+			if e.Answering {
+				answering++
+			}
+			if e.DropsUnknown {
+				drops++
+				if first < 0 {
+					first = i
+				}
+			}
+		}
+		if share := float64(drops) / float64(answering); share < 0.17 || share > 0.23 {
+			t.Errorf("%d of %d answering nodes drop unknown methods, want about 20%%", drops, answering)
+		}
+		to := tr.Nodes[first].Addr
+		if r := c.query(to, krpc.MethodPing, krpc.Args{}); r == nil || r.Y != krpc.KindReply {
+			t.Errorf("ping: %+v", r)
+		}
+		if r := c.query(to, krpc.MethodFindNode, krpc.Args{Target: krpc.ID{1}}); r == nil || len(r.R.Nodes) != DefaultK {
+			t.Errorf("find_node: %+v", r)
+		}
+		for _, q := range []string{krpc.MethodSampleInfohashes, "vote"} {
+			if r := c.query(to, q, krpc.Args{Target: krpc.ID{1}}); r != nil {
+				t.Errorf("%s answered: %+v", q, r)
+			}
+		}
+		if st := net.Stats(); st.Dropped != 2 || st.Replies != 2 || st.Errors != 0 {
 			t.Errorf("stats %+v", st)
 		}
 	})

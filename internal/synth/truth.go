@@ -36,6 +36,11 @@ type NodeTruth struct {
 	BEP42 bool // the ID is BEP 42 valid for the address (bep42.Valid)
 	BEP51 bool // answers sample_infohashes
 	Num   int  // size of its infohash set (0 unless BEP51)
+
+	// DropsUnknown marks an answering node that silently drops queries
+	// of methods it does not know, sample_infohashes included
+	// (Config.DropUnknownShare).
+	DropsUnknown bool
 }
 
 // Truth is the ground truth of a network.
@@ -83,6 +88,8 @@ func (n *Network) Truth() Truth {
 			Online:    answering && n.offline[i/32].Load()&(1<<(i%32)) == 0 && !n.churned(i, now),
 			BEP42:     f&flagBEP42 != 0,
 			BEP51:     f&flagBEP51 != 0,
+
+			DropsUnknown: f&flagDropUnknown != 0,
 		}
 		if nt.BEP51 {
 			nt.Num = n.cfg.InfohashesPerNode
@@ -132,6 +139,7 @@ type Stats struct {
 	Queries map[string]uint64
 
 	Unanswered uint64 // queries to silent, offline or bogon entries
+	Dropped    uint64 // queries of unknown methods dropped (Config.DropUnknownShare)
 	Replies    uint64 // replies ("y":"r") sent
 	Errors     uint64 // errors ("y":"e") sent
 
@@ -159,6 +167,7 @@ func (n *Network) Stats() Stats {
 		NonQuery:        n.st.nonQuery.Load(),
 		Queries:         n.st.byMethod.Snapshot(false),
 		Unanswered:      n.st.unanswered.Load(),
+		Dropped:         n.st.dropped.Load(),
 		Replies:         n.st.replies.Load(),
 		Errors:          n.st.errors.Load(),
 		Sampled:         n.st.sampled.Load(),
