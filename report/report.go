@@ -151,6 +151,23 @@ func svg(p *plot.Plot, w vg.Length) (template.HTML, error) {
 	return template.HTML(s), nil // drawn by gonum/plot from our own numbers
 }
 
+// maxPoints bounds the points of a line: more would not show at the
+// page's resolution, and would make the page large.
+const maxPoints = 1000
+
+// thin returns at most maxPoints of a line's points, evenly spaced in
+// order, the first and the last always among them.
+func thin(xy plotter.XYs) plotter.XYs {
+	if len(xy) <= maxPoints {
+		return xy
+	}
+	out := make(plotter.XYs, 0, maxPoints)
+	for i := range maxPoints - 1 {
+		out = append(out, xy[i*(len(xy)-1)/(maxPoints-1)])
+	}
+	return append(out, xy[len(xy)-1])
+}
+
 // newPlot returns a plot with a title and axis labels.
 func newPlot(title, x, y string) *plot.Plot {
 	p := plot.New()
@@ -275,6 +292,7 @@ func (b *builder) progress(crawl, started int64) (figure, error) {
 	if err != nil || len(all) == 0 {
 		return figure{}, err
 	}
+	all, answered = thin(all), thin(answered)
 	p := newPlot("Nodes over the crawl", "time since the crawl started (s)", "nodes (cumulative)")
 	la, err := plotter.NewLine(all)
 	if err != nil {
@@ -680,7 +698,7 @@ func (b *builder) acrossSection() (section, error) {
 			cdf[i] = plotter.XY{X: h, Y: float64(i+1) / float64(len(hours))}
 		}
 		p := newPlot("Session lengths", "session length (hours)", "share of sessions at most that long")
-		line, err := plotter.NewLine(cdf)
+		line, err := plotter.NewLine(thin(cdf))
 		if err != nil {
 			return section{}, err
 		}

@@ -1,15 +1,19 @@
 package report_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
+	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -162,9 +166,11 @@ func TestReportErrors(t *testing.T) {
 	}
 }
 
-// TestReportInChromium opens the report in headless Chromium with every
-// network request refused: the page renders, with all its plots, from
-// the file alone.
+// TestReportInChromium opens the report in headless Chromium with a
+// fresh profile, every host unresolvable and every request sent to a
+// proxy the test holds: the page renders, with drawn content in every
+// plot, with no request (the proxy sees no connection) and no console
+// message. It saves a screenshot.
 func TestReportInChromium(t *testing.T) {
 	chromium, err := exec.LookPath("chromium")
 	if err != nil {
@@ -180,14 +186,46 @@ func TestReportInChromium(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute) // a hang guard
 	defer cancel()
-	run := func(args ...string) []byte {
+	// The proxy every request goes through, which answers none: it
+	// notes the host each request is for. Chromium itself asks its
+	// update and account services (hosts under google.com and
+	// googleapis.com) whatever the flags; any other host is one the page
+	// asked for.
+	proxy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proxy.Close()
+	var (
+		mu    sync.Mutex
+		hosts []string
+	)
+	go func() {
+		for {
+			c, err := proxy.Accept()
+			if err != nil {
+				return
+			}
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			line, _ := bufio.NewReader(c).ReadString('\n')
+			c.Close()
+			mu.Lock()
+			hosts = append(hosts, requestHost(line))
+			mu.Unlock()
+		}
+	}()
+	run := func(args ...string) ([]byte, string) {
 		t.Helper()
 		base := []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-			"--user-data-dir=" + filepath.Join(dir, "profile"),
-			// Every host resolves to nothing and every proxied request
-			// goes to a closed port: a page that fetched anything would
-			// render without it.
-			"--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=127.0.0.1:9"}
+			"--no-default-browser-check", "--disable-background-networking", "--disable-component-update",
+			"--disable-sync", "--disable-extensions", "--disable-default-apps", "--no-pings",
+			"--disable-domain-reliability", "--user-data-dir=" + filepath.Join(dir, "profile"),
+			// Every request goes to the proxy the test holds, and no
+			// host but the proxy's resolves.
+			"--proxy-server=http://" + proxy.Addr().String(),
+			"--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+			// The page's console messages go to stderr, as CONSOLE lines.
+			"--enable-logging=stderr", "--v=0"}
 		cmd := exec.CommandContext(ctx, chromium, append(base, args...)...)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
@@ -195,21 +233,64 @@ func TestReportInChromium(t *testing.T) {
 		if err != nil {
 			t.Fatalf("chromium %v: %v\n%s", args, err, stderr.String())
 		}
-		return out
+		return out, stderr.String()
 	}
-	dom := string(run("--dump-dom", "file://"+file))
+	domOut, logs := run("--dump-dom", "file://"+file)
+	dom := string(domOut)
 	if got := strings.Count(dom, "<svg"); got != 9 {
 		t.Errorf("Chromium's DOM has %d SVG plots, want 9", got)
+	}
+	// Every plot has drawn content: paths beyond its frame.
+	for i, part := range strings.Split(dom, "<svg")[1:] {
+		end := strings.Index(part, "</svg>")
+		if end < 0 || strings.Count(part[:end], "<path") < 5 {
+			t.Errorf("plot %d has no drawn content", i+1)
+		}
+	}
+	for _, line := range strings.Split(logs, "\n") {
+		if strings.Contains(line, "CONSOLE") {
+			t.Errorf("console message: %s", line)
+		}
 	}
 	if n := len(regexp.MustCompile(`<figcaption>`).FindAllString(dom, -1)); n != 11 {
 		t.Errorf("Chromium's DOM has %d captions, want 11", n)
 	}
 	shot := filepath.Join(dir, "shot.png")
-	run("--screenshot="+shot, "--window-size=1280,4000", "file://"+file)
+	if _, logs := run("--screenshot="+shot, "--window-size=1280,4000", "file://"+file); strings.Contains(logs, "CONSOLE") {
+		t.Errorf("console messages while rendering the screenshot:\n%s", logs)
+	}
 	st, err := os.Stat(shot)
 	if err != nil || st.Size() < 50_000 {
 		t.Errorf("screenshot %v (%v): want a rendered page of plots", st, err)
 	}
+	mu.Lock()
+	defer mu.Unlock()
+	own := 0
+	for _, h := range hosts {
+		if strings.HasSuffix(h, ".google.com") || strings.HasSuffix(h, ".googleapis.com") {
+			own++
+			continue
+		}
+		t.Errorf("the page made a network request for %q", h)
+	}
+	t.Logf("%d requests of Chromium's own services, answered by nobody", own)
+}
+
+// requestHost returns the host of a proxy request line: "CONNECT
+// host:port HTTP/1.1" or "GET http://host/path HTTP/1.1".
+func requestHost(line string) string {
+	f := strings.Fields(line)
+	if len(f) < 2 {
+		return line
+	}
+	target := f[1]
+	if u, err := url.Parse(target); err == nil && u.Host != "" {
+		return u.Hostname()
+	}
+	if h, _, err := net.SplitHostPort(target); err == nil {
+		return h
+	}
+	return target
 }
 
 // TestReportEnriched: once the file has countries and networks, the
