@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"html/template"
 	"io"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -216,13 +218,14 @@ func (b *builder) crawlSection(crawl int64) (section, error) {
 		vantage, host                         sql.NullString
 		found, replied, queries, ihs          sql.NullInt64
 		size                                  sql.NullFloat64
+		config                                sql.NullString
 		vReplied, vError, vTimeout, vNotQuery sql.NullInt64
 		visits                                int
 	)
 	err := b.q.QueryRowContext(b.ctx, `SELECT started, ended, kind, vantage, host, nodes_found, nodes_replied, queries_sent,
-		infohashes, size_estimate, visits_replied, visits_error, visits_timeout, visits_not_queried, visits
+		infohashes, size_estimate, visits_replied, visits_error, visits_timeout, visits_not_queried, visits, config
 		FROM crawl_runs WHERE id = ?`, crawl).Scan(&started, &ended, &kind, &vantage, &host, &found, &replied, &queries,
-		&ihs, &size, &vReplied, &vError, &vTimeout, &vNotQuery, &visits)
+		&ihs, &size, &vReplied, &vError, &vTimeout, &vNotQuery, &visits, &config)
 	if errors.Is(err, sql.ErrNoRows) || (err == nil && visits == 0) {
 		return section{}, fmt.Errorf("report: crawl %d: %w", crawl, ErrNoCrawl)
 	}
@@ -252,12 +255,22 @@ func (b *builder) crawlSection(crawl int64) (section, error) {
 	}}
 	if size.Valid {
 		summary.Rows = append(summary.Rows, []string{"size estimate (zone crawl)", fmt.Sprintf("%.0f nodes", size.Float64)})
+		if bits := zoneBits(config.String); bits > 0 {
+			// The estimate is the count in the zone times 2^bits. With
+			// IDs uniform, the count is binomial, close to Poisson: a
+			// 95% interval of ±1.96√n on n. It leaves out nodes the
+			// crawl missed or that never answered.
+			n := size.Float64 / math.Ldexp(1, bits)
+			half := 1.96 * math.Sqrt(n) * math.Ldexp(1, bits)
+			summary.Rows = append(summary.Rows, []string{"95% interval (count in the zone alone)",
+				fmt.Sprintf("%.0f – %.0f (±%.1f%%)", size.Float64-half, size.Float64+half, 100*half/size.Float64)})
+		}
 	} else {
 		summary.Rows = append(summary.Rows, []string{"size estimate", "none (not a zone crawl)"})
 	}
 	sec.Figures = append(sec.Figures, figure{Title: "Summary", Caption: "The crawl's record: where it ran from and its totals.", Table: summary})
 
-	for _, f := range []func(int64, int64) (figure, error){b.progress, b.outcomes, b.rtt, b.clients, b.bep42, b.sybils, b.uniformity,
+	for _, f := range []func(int64, int64) (figure, error){b.progress, b.rate, b.outcomes, b.rtt, b.clients, b.bep42, b.sybils, b.uniformity,
 		b.countries, b.networks} {
 		fig, err := f(crawl, started)
 		if err != nil {
@@ -316,6 +329,53 @@ func (b *builder) progress(crawl, started int64) (figure, error) {
 	}
 	return figure{Title: "Nodes over the crawl", SVG: s,
 		Caption: "Each node counted when its visit's outcome was known (its last answer or timeout); the gap between the lines is nodes that never answered."}, nil
+}
+
+// rate plots the queries the crawl sent per second of its run. A visit
+// records how many queries went to its node and when its outcome was
+// known; each visit's queries are counted in that second.
+func (b *builder) rate(crawl, started int64) (figure, error) {
+	perSecond := map[int64]float64{}
+	var last int64
+	err := b.rows(`SELECT (time - ?) / 1000, sum(queries) FROM visits WHERE crawl = ? AND queries > 0 GROUP BY 1`, func(r *sql.Rows) error {
+		var sec int64
+		var q float64
+		if err := r.Scan(&sec, &q); err != nil {
+			return err
+		}
+		perSecond[sec] = q
+		last = max(last, sec)
+		return nil
+	}, started, crawl)
+	if err != nil || len(perSecond) == 0 {
+		return figure{}, err
+	}
+	xy := make(plotter.XYs, 0, last+1)
+	var total, peak float64
+	for sec := int64(0); sec <= last; sec++ {
+		q := perSecond[sec]
+		xy = append(xy, plotter.XY{X: float64(sec), Y: q})
+		total += q
+		peak = max(peak, q)
+	}
+	p := newPlot("Queries per second", "time since the crawl started (s)", "queries sent (per second)")
+	line, err := plotter.NewLine(thin(xy))
+	if err != nil {
+		return figure{}, err
+	}
+	line.Color = plotutil.Color(0)
+	p.Add(line)
+	s, err := svg(p, wide)
+	if err != nil {
+		return figure{}, err
+	}
+	t := &table{Head: []string{"measure", "queries"}, Rows: [][]string{
+		{"sent to visited nodes", fmt.Sprintf("%.0f", total)},
+		{"mean per second", fmt.Sprintf("%.1f", total/float64(last+1))},
+		{"busiest second", fmt.Sprintf("%.0f", peak)},
+	}}
+	return figure{Title: "Queries per second", SVG: s, Table: t,
+		Caption: "Queries sent, resends included, counted in the second each node's outcome was known (so a node's queries fall together)."}, nil
 }
 
 // outcomes plots the visits by outcome, and the reasons nodes were not queried.
@@ -391,6 +451,23 @@ func (b *builder) rtt(crawl, _ int64) (figure, error) {
 	}}
 	return figure{Title: "Round-trip time of first answers", SVG: s, Table: t,
 		Caption: fmt.Sprintf("Time from a node's first query to its answer, %d answering nodes, up to the 99th percentile.", len(ms))}, nil
+}
+
+// zoneBits returns the zone's bits from a crawl's configuration JSON
+// ("zone": "PREFIX/BITS", as lightdht crawl stores it), 0 if none.
+func zoneBits(config string) int {
+	var c struct {
+		Zone string `json:"zone"`
+	}
+	if json.Unmarshal([]byte(config), &c) != nil {
+		return 0
+	}
+	_, bits, ok := strings.Cut(c.Zone, "/")
+	n, err := strconv.Atoi(bits)
+	if !ok || err != nil || n < 1 || n > 32 {
+		return 0
+	}
+	return n
 }
 
 // sort99 returns the length of the sorted ms up to its 99th percentile.
@@ -627,13 +704,14 @@ func (b *builder) acrossSection() (section, error) {
 	type crawlRow struct {
 		id, started               int64
 		replied                   sql.NullInt64
+		size                      sql.NullFloat64
 		answering, entered, left_ int64
 	}
 	var rows []crawlRow
-	err := b.rows(`SELECT c.crawl, c.started, r.nodes_replied, c.answering, c.entered, c.left
+	err := b.rows(`SELECT c.crawl, c.started, r.nodes_replied, r.size_estimate, c.answering, c.entered, c.left
 		FROM crawl_churn c JOIN crawl_runs r ON r.id = c.crawl ORDER BY c.crawl`, func(r *sql.Rows) error {
 		var x crawlRow
-		if err := r.Scan(&x.id, &x.started, &x.replied, &x.answering, &x.entered, &x.left_); err != nil {
+		if err := r.Scan(&x.id, &x.started, &x.replied, &x.size, &x.answering, &x.entered, &x.left_); err != nil {
 			return err
 		}
 		rows = append(rows, x)
@@ -642,22 +720,34 @@ func (b *builder) acrossSection() (section, error) {
 	if err != nil {
 		return section{}, err
 	}
-	t := &table{Head: []string{"crawl", "started", "answering", "entered", "left"}}
-	var ans, ent, lft plotter.XYs
+	t := &table{Head: []string{"crawl", "started", "answering", "entered", "left", "size estimate"}}
+	var ans, ent, lft, est plotter.XYs
 	for _, x := range rows {
 		h := float64(x.started-rows[0].started) / 3600e3
 		ans = append(ans, plotter.XY{X: h, Y: float64(x.answering)})
 		ent = append(ent, plotter.XY{X: h, Y: float64(x.entered)})
 		lft = append(lft, plotter.XY{X: h, Y: float64(x.left_)})
+		size := "–"
+		if x.size.Valid {
+			est = append(est, plotter.XY{X: h, Y: x.size.Float64})
+			size = fmt.Sprintf("%.0f", x.size.Float64)
+		}
 		t.Rows = append(t.Rows, []string{itoa(x.id), time.UnixMilli(x.started).UTC().Format(time.RFC3339),
-			itoa(x.answering), itoa(x.entered), itoa(x.left_)})
+			itoa(x.answering), itoa(x.entered), itoa(x.left_), size})
 	}
 	if len(rows) > 0 {
 		p := newPlot("Network size and churn", "hours since the first crawl", "nodes")
-		for i, l := range []struct {
+		lines := []struct {
 			name string
 			xy   plotter.XYs
-		}{{"answering", ans}, {"entered", ent}, {"left", lft}} {
+		}{{"answering", ans}, {"entered", ent}, {"left", lft}}
+		if len(est) > 0 {
+			lines = append(lines, struct {
+				name string
+				xy   plotter.XYs
+			}{"size estimate (zone crawls)", est})
+		}
+		for i, l := range lines {
 			line, points, err := plotter.NewLinePoints(l.xy)
 			if err != nil {
 				return section{}, err
@@ -672,7 +762,7 @@ func (b *builder) acrossSection() (section, error) {
 			return section{}, err
 		}
 		sec.Figures = append(sec.Figures, figure{Title: "Network size and churn", SVG: s, Table: t,
-			Caption: "Per crawl: nodes that answered, that answered and had not in the crawl before (entered), and that had and did not (left)."})
+			Caption: "Per crawl: nodes that answered, that answered and had not in the crawl before (entered), that had and did not (left), and zone crawls' estimate of the whole network."})
 	}
 
 	var hours []float64

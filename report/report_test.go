@@ -93,22 +93,22 @@ func render(t *testing.T, path string, opts report.Options) string {
 // history, and it refers to nothing outside itself.
 func TestReportSelfContained(t *testing.T) {
 	page := render(t, history(t), report.Options{})
-	for _, title := range []string{"Summary", "Nodes over the crawl", "Visits by outcome", "Round-trip time of first answers",
+	for _, title := range []string{"Summary", "Nodes over the crawl", "Queries per second", "Visits by outcome", "Round-trip time of first answers",
 		"Client versions", "BEP 42 compliance by client", "Sybil suspects", "Uniformity of the ID space",
 		"Network size and churn", "Session lengths", "Client mix per crawl"} {
 		if !strings.Contains(page, "<h3>"+title+"</h3>") {
 			t.Errorf("no figure %q", title)
 		}
 	}
-	if got, want := strings.Count(page, "<figure>"), 11; got != want {
+	if got, want := strings.Count(page, "<figure>"), 12; got != want {
 		t.Errorf("%d figures, want %d", got, want)
 	}
 	if got, want := strings.Count(page, "<figcaption>"), strings.Count(page, "<figure>"); got != want {
 		t.Errorf("%d captions for %d figures", got, want)
 	}
-	// Nine plots: all figures but the summary and the Sybil table.
-	if got := strings.Count(page, "<svg"); got != 9 {
-		t.Errorf("%d inline SVG plots, want 9", got)
+	// Ten plots: all figures but the summary and the Sybil table.
+	if got := strings.Count(page, "<svg"); got != 10 {
+		t.Errorf("%d inline SVG plots, want 10", got)
 	}
 	// Nothing is fetched: no scripts, links, sources or CSS URLs. (The
 	// SVG namespace URIs name, they do not fetch.)
@@ -120,8 +120,10 @@ func TestReportSelfContained(t *testing.T) {
 	// The latest crawl is the third, with 300 replies; the second had
 	// 30 timeouts, so the third has 30 entered and the second 30 left.
 	for _, want := range []string{"<h2>Crawl 3</h2>", "<td>replied</td><td>300</td>", "9.9.9.9</td><td>4</td>",
-		"<td>2</td><td>2023-11-14T23:13:20Z</td><td>270</td><td>0</td><td>30</td>",
-		"<td>3</td><td>2023-11-15T00:13:20Z</td><td>300</td><td>30</td><td>0</td>"} {
+		"<td>2</td><td>2023-11-14T23:13:20Z</td><td>270</td><td>0</td><td>30</td><td>–</td>",
+		"<td>3</td><td>2023-11-15T00:13:20Z</td><td>300</td><td>30</td><td>0</td><td>–</td>",
+		// 300 queries, one per visit, over the 30 s of visits.
+		"<td>sent to visited nodes</td><td>300</td>"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the report lacks %q", want)
 		}
@@ -237,8 +239,8 @@ func TestReportInChromium(t *testing.T) {
 	}
 	domOut, logs := run("--dump-dom", "file://"+file)
 	dom := string(domOut)
-	if got := strings.Count(dom, "<svg"); got != 9 {
-		t.Errorf("Chromium's DOM has %d SVG plots, want 9", got)
+	if got := strings.Count(dom, "<svg"); got != 10 {
+		t.Errorf("Chromium's DOM has %d SVG plots, want 10", got)
 	}
 	// Every plot has drawn content: paths beyond its frame.
 	for i, part := range strings.Split(dom, "<svg")[1:] {
@@ -252,8 +254,8 @@ func TestReportInChromium(t *testing.T) {
 			t.Errorf("console message: %s", line)
 		}
 	}
-	if n := len(regexp.MustCompile(`<figcaption>`).FindAllString(dom, -1)); n != 11 {
-		t.Errorf("Chromium's DOM has %d captions, want 11", n)
+	if n := len(regexp.MustCompile(`<figcaption>`).FindAllString(dom, -1)); n != 12 {
+		t.Errorf("Chromium's DOM has %d captions, want 12", n)
 	}
 	shot := filepath.Join(dir, "shot.png")
 	if _, logs := run("--screenshot="+shot, "--window-size=1280,4000", "file://"+file); strings.Contains(logs, "CONSOLE") {
@@ -325,7 +327,34 @@ func TestReportEnriched(t *testing.T) {
 			t.Errorf("the enriched report lacks %q", want)
 		}
 	}
-	if got := strings.Count(page, "<svg"); got != 11 {
-		t.Errorf("%d plots in the enriched report, want 11", got)
+	if got := strings.Count(page, "<svg"); got != 12 {
+		t.Errorf("%d plots in the enriched report, want 12", got)
+	}
+}
+
+// TestReportZoneInterval: a zone crawl's estimate comes with the 95%
+// interval of the count in its zone: 100 nodes in an 8-bit zone estimate
+// 25,600, ±1.96 × √100 × 256.
+func TestReportZoneInterval(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "zone.db")
+	d, err := db.Open(path, db.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run, err := d.StartRun(db.RunInfo{Config: map[string]string{"zone": "ab/8"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.RecordVisit(observe.Visit{Node: krpc.NodeInfo{ID: krpc.RandomID(), Addr: netip.MustParseAddrPort("1.2.3.4:6881")},
+		Outcome: observe.OutcomeReplied, Queries: 1})
+	if err := d.EndRun(run, db.RunCounts{SizeEstimate: 25600}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	page := render(t, path, report.Options{})
+	if want := "<td>95% interval (count in the zone alone)</td><td>20582 – 30618 (±19.6%)</td>"; !strings.Contains(page, want) {
+		t.Errorf("the report of a zone crawl lacks %q", want)
 	}
 }
