@@ -353,7 +353,15 @@ func TestHarvestInfohashes(t *testing.T) {
 func TestContinuousRevisits(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		sim := newSim(t, simnet.Config{Seed: 2, Latency: 5 * time.Millisecond})
-		dn := newDHTNet(t, sim, loopbackAddrs(40), func(c *lightdht.Config) { c.SampleInterval = 3 * time.Minute })
+		// The plain table: with the extended one (the node's default)
+		// and no maintenance, the crawl of this 40-node network missed
+		// some nodes in 2 of 60 runs (replies list only nodes that have
+		// answered, and the far buckets hold the whole network). This
+		// test is about revisits, not coverage.
+		dn := newDHTNet(t, sim, loopbackAddrs(40), func(c *lightdht.Config) {
+			c.SampleInterval = 3 * time.Minute
+			c.PlainTable = true
+		})
 		conn, _ := sim.NewConn4()
 		rec := newRecorder()
 		c, err := crawler.New(crawler.Config{Conn: conn, Bootstrap: dn.addrs[:1], TestNet: true, Rate: 1000, Timeout: time.Second,
