@@ -202,14 +202,14 @@ func Open(path string, opts Options) (*DB, error) {
 		closeAll()
 		return nil, fail("migrate", err)
 	}
-	wr, err := newWriter(conn, opts)
+	be, err := newSQLiteBackend(conn, opts)
 	if err != nil {
 		closeAll()
 		return nil, fail("prepare", err)
 	}
 	r, err := OpenReadOnly(path)
 	if err != nil {
-		wr.closeStmts()
+		be.closeStmts()
 		closeAll()
 		return nil, err
 	}
@@ -221,7 +221,7 @@ func Open(path string, opts Options) (*DB, error) {
 		q:    make(chan item, opts.QueueSize),
 		done: make(chan struct{}),
 	}
-	wr.d = d
+	wr := &writer{d: d, opts: opts, be: be}
 	go wr.run()
 	return d, nil
 }

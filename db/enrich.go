@@ -62,30 +62,15 @@ func (d *DB) Enrich(ctx context.Context, lookup func(netip.Addr) (IPInfo, bool, 
 		now := time.Now().UnixMilli()
 		b := batch
 		batch = nil
-		return d.request(ctx, func(w *writer) error {
-			tx, err := w.conn.BeginTx(ctx, nil)
-			if err != nil {
-				return err
+		rows := make([]ipRow, len(b))
+		for i, r := range b {
+			var asn any
+			if r.in.ASN != 0 {
+				asn = int64(r.in.ASN)
 			}
-			defer tx.Rollback()
-			st, err := tx.PrepareContext(ctx, `INSERT INTO ip_info (ip, country, asn, org, looked_up) VALUES (?, ?, ?, ?, ?)
-				ON CONFLICT (ip) DO UPDATE SET country = excluded.country, asn = excluded.asn, org = excluded.org,
-				looked_up = excluded.looked_up`)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			for _, r := range b {
-				var asn any
-				if r.in.ASN != 0 {
-					asn = int64(r.in.ASN)
-				}
-				if _, err := st.ExecContext(ctx, r.ip, nullString(r.in.Country), asn, nullString(r.in.Org), now); err != nil {
-					return err
-				}
-			}
-			return tx.Commit()
-		})
+			rows[i] = ipRow{ip: r.ip, country: nullString(r.in.Country), asn: asn, org: nullString(r.in.Org)}
+		}
+		return d.request(ctx, func(w *writer) error { return w.be.putIPInfo(rows, now) })
 	}
 	for _, s := range ips {
 		ip, err := netip.ParseAddr(s)

@@ -59,7 +59,7 @@ CREATE TEMP TABLE IF NOT EXISTS stage_neighbours (
 // The statements that take the staged visits in. ?1 is the group (the
 // visits of one batch are split into groups in which no two share an ID
 // or an address, taken in time order), ?2 the run, ?3 the failed visits
-// that close a session.
+// that close a session, ?4 the vantage.
 const (
 	stageNodes = `UPDATE stage_visits SET node = (SELECT ref FROM nodes n
 		WHERE n.id = stage_visits.id AND n.ip = stage_visits.ip AND n.port = stage_visits.port)
@@ -97,9 +97,9 @@ const (
 		SELECT ip, port, node, time FROM stage_visits WHERE grp = ?1 AND outcome IN (1, 2) ORDER BY seq
 		ON CONFLICT (ip, port) DO UPDATE SET node = excluded.node, time = excluded.time WHERE excluded.time >= time`
 	insertVisits = `INSERT INTO visits (crawl, node, time, outcome, error_code, skipped, queries, rtt_us,
-			version, read_only, bep51, num, interval_s, id_changed, addr_changed)
+			version, read_only, bep51, num, interval_s, id_changed, addr_changed, vantage)
 		SELECT ?2, node, time, outcome, error_code, skipped, queries, rtt_us,
-			vref, read_only, bep51, num, interval_s, prev_addr IS NOT NULL, prev_id IS NOT NULL
+			vref, read_only, bep51, num, interval_s, prev_addr IS NOT NULL, prev_id IS NOT NULL, ?4
 		FROM stage_visits WHERE grp = ?1 ORDER BY seq`
 	sessionsAnswered = `UPDATE sessions SET last_answered = max(last_answered, s.time), visits = visits + 1,
 			failed_streak = 0, failed_since = NULL
@@ -124,15 +124,11 @@ const (
 	clearNeighbours = `DELETE FROM stage_neighbours`
 )
 
-// history is the committer's part of the crawl history: the statements,
-// and the run that visits and neighbours belong to. The committer
-// goroutine owns it.
+// history is the SQLite committer's part of the crawl history: its
+// statements. The committer goroutine owns it.
 type history struct {
 	visitsU, neighboursU *upsert // staging inserts
 	stmts                map[string]*sql.Stmt
-
-	run    int64    // the open run (StartRun), 0 for none
-	counts [5]int64 // the open run's committed visits, by observe.Outcome
 }
 
 func (h *history) prepare(conn *sql.Conn) error {
@@ -175,24 +171,21 @@ func (h *history) exec(q string, args ...any) error {
 
 // writeVisits takes the staged visits in (the rows are already in
 // stage_visits): see the statements above for each step.
-func (h *history) writeVisits(b *batch, sessionFailures int) error {
-	var crawl any // NULL outside a run
-	if h.run != 0 {
-		crawl = h.run
-	}
+func (h *history) writeVisits(b *batch, run *runState, sessionFailures int) error {
+	crawl, vantage := nullInt(run.id, run.id != 0), nullInt(run.vantage, run.vantage != 0) // NULL outside a run
 	for _, q := range []string{stageNodes, stageMissing, stageNodes, stageVersions, stageVersionRefs} {
 		if err := h.exec(q); err != nil {
 			return err
 		}
 	}
 	for g := 0; g < b.visitGroups; g++ {
-		args := []any{g, crawl, sessionFailures}
+		args := []any{g, crawl, sessionFailures, vantage}
 		for _, st := range []struct {
 			q     string
 			nargs int // the highest parameter number the statement uses
 		}{
 			{stagePrevAddr, 1}, {stagePrevID, 1}, {closeIDChanged, 1}, {closeAddrChanged, 1},
-			{stageAddresses, 1}, {insertVisits, 2}, {sessionsAnswered, 1},
+			{stageAddresses, 1}, {insertVisits, 4}, {sessionsAnswered, 1},
 			{sessionsOpened, 1}, {sessionsFailed, 3},
 		} {
 			if err := h.exec(st.q, args[:st.nargs]...); err != nil {
@@ -205,8 +198,8 @@ func (h *history) writeVisits(b *batch, sessionFailures int) error {
 
 // writeNeighbours turns the staged (reporter, reported) pairs into
 // neighbours rows of the open run.
-func (h *history) writeNeighbours() error {
-	if err := h.exec(insertNeighbours, h.run); err != nil {
+func (h *history) writeNeighbours(run int64) error {
+	if err := h.exec(insertNeighbours, run); err != nil {
 		return err
 	}
 	return h.exec(clearNeighbours)

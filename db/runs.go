@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
-
-	"github.com/lightdht/lightdht/observe"
 )
 
 // RunInfo describes a crawl run for StartRun.
@@ -41,6 +39,10 @@ type RunCounts struct {
 	SightingsShed int64 // sightings the database shed (Stats().Shed)
 	// SizeEstimate is the estimated number of DHT nodes; 0 stores NULL.
 	SizeEstimate float64
+	// CountVisits takes the run's totals by outcome from the visits
+	// table rather than from this DB's own tally: for a run that several
+	// DBs wrote (JoinRun).
+	CountVisits bool
 }
 
 // StartRun commits everything queued so far, then inserts a crawl_runs row
@@ -76,24 +78,54 @@ func (d *DB) StartRun(info RunInfo) (int64, error) {
 	}
 	var id int64
 	err = d.request(context.Background(), func(w *writer) error {
-		res, err := w.conn.ExecContext(context.Background(),
-			`INSERT INTO crawl_runs (started, config, program_version, bootstrap, kind, vantage, host, neighbours)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-			info.Started.UnixMilli(), cfg, info.ProgramVersion, string(bb), info.Kind,
-			nullString(info.Vantage), nullString(info.Host), d.opts.Neighbours)
+		var err error
+		id, err = w.be.insertRun(runRow{
+			started: info.Started.UnixMilli(), config: cfg, programVersion: info.ProgramVersion,
+			bootstrap: string(bb), kind: info.Kind, vantage: nullString(info.Vantage), host: nullString(info.Host),
+			neighbours: d.opts.Neighbours,
+		})
 		if err != nil {
 			return err
 		}
-		if id, err = res.LastInsertId(); err != nil {
-			return err
-		}
-		w.hist.run, w.hist.counts = id, [5]int64{}
-		return nil
+		return w.open(id, info.Host, info.Vantage)
 	})
 	if err != nil {
 		return 0, &Error{Op: "run", Path: d.path, Err: err}
 	}
 	return id, nil
+}
+
+// JoinRun makes run id, which another DB (another process, on another
+// machine) started on the same database, the run that visits and
+// neighbours queued from now on go to, and names this writer's vantage
+// in it (host and address, as in RunInfo). It is how several crawlers
+// record one shared crawl; see package shard. It ends no run: the run's
+// end is recorded once, by EndRun with RunCounts.CountVisits.
+func (d *DB) JoinRun(id int64, host, vantage string) error {
+	err := d.request(context.Background(), func(w *writer) error {
+		ok, err := w.be.runExists(id)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("no crawl run %d", id)
+		}
+		return w.open(id, host, vantage)
+	})
+	if err != nil {
+		return &Error{Op: "run", Path: d.path, Err: err}
+	}
+	return nil
+}
+
+// open makes run id the open run, with this writer's vantage in it.
+func (w *writer) open(id int64, host, vantage string) error {
+	ref, err := w.be.vantage(host, vantage)
+	if err != nil {
+		return err
+	}
+	w.cur = runState{id: id, vantage: ref}
+	return nil
 }
 
 // EndRun commits everything queued so far, then records the end time and
@@ -108,26 +140,32 @@ func (d *DB) EndRun(id int64, c RunCounts) error {
 		size = c.SizeEstimate
 	}
 	err := d.request(context.Background(), func(w *writer) error {
-		// The visits' totals, when id is the run the visits went to.
+		// The visits' totals: counted in the table for a run that
+		// several writers shared, else this writer's tally if id is the
+		// run its visits went to.
 		var totals [5]any
-		if w.hist.run == id {
-			for o, n := range w.hist.counts {
+		switch {
+		case c.CountVisits:
+			t, err := w.be.visitTotals(id)
+			if err != nil {
+				return err
+			}
+			for o, n := range t {
 				totals[o] = n
 			}
-			w.hist.run = 0
+		case w.cur.id == id:
+			for o, n := range w.cur.counts {
+				totals[o] = n
+			}
 		}
-		res, err := w.conn.ExecContext(context.Background(), `UPDATE crawl_runs SET ended = ?, nodes_found = ?,
-			nodes_replied = ?, infohashes = ?, queries_sent = ?, sightings_shed = ?, size_estimate = ?,
-			visits_replied = ?, visits_error = ?, visits_timeout = ?, visits_not_queried = ?
-			WHERE id = ?`,
-			c.Ended.UnixMilli(), c.NodesFound, c.NodesReplied, c.Infohashes, c.QueriesSent, c.SightingsShed, size,
-			totals[observe.OutcomeReplied], totals[observe.OutcomeError], totals[observe.OutcomeTimeout],
-			totals[observe.OutcomeNotQueried], id)
-		if err != nil {
-			return err
+		if w.cur.id == id {
+			w.cur = runState{}
 		}
-		n, err := res.RowsAffected()
-		if err == nil && n == 0 {
+		found, err := w.be.endRun(id, endRow{
+			ended: c.Ended.UnixMilli(), nodesFound: c.NodesFound, nodesReplied: c.NodesReplied,
+			infohashes: c.Infohashes, queries: c.QueriesSent, shed: c.SightingsShed, size: size, totals: totals,
+		})
+		if err == nil && !found {
 			err = fmt.Errorf("no crawl run %d", id)
 		}
 		return err

@@ -3,14 +3,10 @@ package db
 import (
 	"bytes"
 	"context"
-	"database/sql"
-	"database/sql/driver"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"net/netip"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -228,103 +224,27 @@ func newBatch(opts *Options) *batch {
 
 // writer is the state of the writer goroutines: the collector (run)
 // folds queued items into a batch; the committer (commitLoop) owns the
-// dedicated connection and its prepared statements and commits batches.
+// backend (the dedicated connection and its statements), commits
+// batches and runs requests.
 type writer struct {
 	d    *DB
-	conn *sql.Conn
 	opts Options
-
-	nodesU, reportsU, ihU, peersU, samplesU, itemsU *upsert
-	hist                                            history
+	be   backend
+	cur  runState // the open run (committer)
 
 	flushErr error // failed commits since the last Flush request (committer)
+}
+
+// runState is the run that visits and neighbours go to.
+type runState struct {
+	id      int64    // crawl_runs.id; 0 for none
+	vantage int64    // vantages.ref of this writer's vantage in it; 0 for none
+	counts  [5]int64 // the run's visits this writer committed, by observe.Outcome
 }
 
 // norm strips what the database does not key on: IPv4-mapping and zones.
 func norm(ap netip.AddrPort) netip.AddrPort {
 	return netip.AddrPortFrom(ap.Addr().Unmap().WithZone(""), ap.Port())
-}
-
-func newWriter(conn *sql.Conn, opts Options) (*writer, error) {
-	w := &writer{conn: conn, opts: opts}
-	var err error
-	prep := func(table string, cols []string, conflict, set string) *upsert {
-		if err != nil {
-			return nil
-		}
-		var u *upsert
-		u, err = newUpsert(conn, table, cols, conflict, set)
-		return u
-	}
-	w.nodesU = prep("nodes", []string{
-		"id", "ip", "port", "first_seen", "last_seen", "times_seen", "first_source",
-		"last_reply", "replies", "timeouts", "queries_sent", "queries_received",
-		"last_rtt_ms", "version", "version_seen", "bep42_valid", "read_only",
-	}, "id, ip, port", `
-		first_source = CASE WHEN excluded.first_seen < first_seen THEN excluded.first_source ELSE first_source END,
-		first_seen = min(first_seen, excluded.first_seen),
-		last_seen = max(last_seen, excluded.last_seen),
-		times_seen = times_seen + excluded.times_seen,
-		last_rtt_ms = CASE WHEN excluded.last_reply IS NOT NULL AND (last_reply IS NULL OR excluded.last_reply >= last_reply)
-			THEN excluded.last_rtt_ms ELSE last_rtt_ms END,
-		last_reply = max(coalesce(last_reply, excluded.last_reply), coalesce(excluded.last_reply, last_reply)),
-		replies = replies + excluded.replies,
-		timeouts = timeouts + excluded.timeouts,
-		queries_sent = queries_sent + excluded.queries_sent,
-		queries_received = queries_received + excluded.queries_received,
-		version = CASE WHEN excluded.version IS NOT NULL AND (version_seen IS NULL OR excluded.version_seen >= version_seen)
-			THEN excluded.version ELSE version END,
-		version_seen = CASE WHEN excluded.version IS NOT NULL AND (version_seen IS NULL OR excluded.version_seen >= version_seen)
-			THEN excluded.version_seen ELSE version_seen END,
-		bep42_valid = CASE WHEN excluded.last_seen >= last_seen THEN excluded.bep42_valid ELSE bep42_valid END,
-		read_only = max(read_only, excluded.read_only)`)
-	w.reportsU = prep("reports", []string{
-		"reporter_id", "reporter_ip", "reporter_port", "reported_id", "reported_ip", "reported_port",
-		"first_seen", "last_seen", "count",
-	}, "reporter_id, reporter_ip, reporter_port, reported_id, reported_ip, reported_port", `
-		first_seen = min(first_seen, excluded.first_seen),
-		last_seen = max(last_seen, excluded.last_seen),
-		count = count + excluded.count`)
-	w.ihU = prep("infohashes", []string{
-		"infohash", "first_seen", "last_seen", "via_sample", "via_get_peers", "via_announce",
-	}, "infohash", `
-		first_seen = min(first_seen, excluded.first_seen),
-		last_seen = max(last_seen, excluded.last_seen),
-		via_sample = via_sample + excluded.via_sample,
-		via_get_peers = via_get_peers + excluded.via_get_peers,
-		via_announce = via_announce + excluded.via_announce`)
-	w.peersU = prep("peers", []string{
-		"infohash", "ip", "port", "first_seen", "last_seen", "source", "count",
-	}, "infohash, ip, port", `
-		source = CASE WHEN excluded.first_seen < first_seen THEN excluded.source ELSE source END,
-		first_seen = min(first_seen, excluded.first_seen),
-		last_seen = max(last_seen, excluded.last_seen),
-		count = count + excluded.count`)
-	w.samplesU = prep("samples", []string{
-		"node_id", "ip", "port", "time", "num", "interval_s", "samples_count",
-	}, "", "")
-	w.itemsU = prep("items", []string{
-		"target", "mutable", "seq", "first_seen", "last_seen", "puts", "gets",
-		"last_put", "last_putter_id", "last_putter_ip", "last_putter_port",
-	}, "target", `
-		mutable = max(mutable, excluded.mutable),
-		seq = CASE WHEN excluded.seq IS NOT NULL AND (seq IS NULL OR excluded.seq > seq) THEN excluded.seq ELSE seq END,
-		first_seen = min(first_seen, excluded.first_seen),
-		last_seen = max(last_seen, excluded.last_seen),
-		puts = puts + excluded.puts,
-		gets = gets + excluded.gets,
-		last_putter_id = CASE WHEN excluded.last_put IS NOT NULL AND (last_put IS NULL OR excluded.last_put >= last_put) THEN excluded.last_putter_id ELSE last_putter_id END,
-		last_putter_ip = CASE WHEN excluded.last_put IS NOT NULL AND (last_put IS NULL OR excluded.last_put >= last_put) THEN excluded.last_putter_ip ELSE last_putter_ip END,
-		last_putter_port = CASE WHEN excluded.last_put IS NOT NULL AND (last_put IS NULL OR excluded.last_put >= last_put) THEN excluded.last_putter_port ELSE last_putter_port END,
-		last_put = max(coalesce(last_put, excluded.last_put), coalesce(excluded.last_put, last_put))`)
-	if err == nil {
-		err = w.hist.prepare(conn)
-	}
-	if err != nil {
-		w.closeStmts()
-		return nil, err
-	}
-	return w, nil
 }
 
 // run is the collector goroutine: it folds queued items into the current
@@ -404,8 +324,7 @@ func (w *writer) commitLoop(todo <-chan *batch, free chan<- *batch) {
 		}
 		free <- b
 	}
-	w.closeStmts()
-	w.conn.Close()
+	w.be.close()
 }
 
 // add folds one data item into the batch.
@@ -779,7 +698,7 @@ func (b *batch) prepare() {
 	b.prepareVisitArgs()
 }
 
-// commit writes the batch in one immediate transaction. A failed batch is
+// commit writes the batch in one transaction. A failed batch is
 // counted in Stats (Errors, Lost) and remembered for the next Flush.
 func (w *writer) commit(b *batch) {
 	if b.n == 0 {
@@ -790,7 +709,7 @@ func (w *writer) commit(b *batch) {
 		w.opts.flushHook()
 	}
 	start := time.Now()
-	err := w.write(b)
+	err := w.be.write(b, &w.cur)
 	d.lastFlush.Store(int64(time.Since(start)))
 	n := uint64(b.n)
 	if err != nil {
@@ -803,84 +722,11 @@ func (w *writer) commit(b *batch) {
 	}
 	d.batches.Add(1)
 	d.written.Add(n)
-	if w.hist.run != 0 {
+	if w.cur.id != 0 {
 		for o, c := range b.visitOutcomes {
-			w.hist.counts[o] += c
+			w.cur.counts[o] += c
 		}
 	}
-}
-
-func (w *writer) write(b *batch) (err error) {
-	ctx := context.Background() // no Done channel: the driver starts no watcher goroutine
-	if _, err := w.conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			w.conn.ExecContext(ctx, "ROLLBACK")
-		}
-	}()
-	nbrs := b.nbrArgs
-	if w.hist.run == 0 {
-		nbrs = nil // neighbours belong to a run
-	}
-	err = w.conn.Raw(func(any) error {
-		reports := b.repArgs
-		if !b.reports {
-			reports = nil // collected for neighbours only
-		}
-		for _, x := range []struct {
-			u    *upsert
-			args []any
-		}{
-			{w.nodesU, b.nodeArgs},
-			{w.reportsU, reports},
-			{w.ihU, b.ihArgs},
-			{w.peersU, b.peerArgs},
-			{w.samplesU, b.sampleArgs},
-			{w.itemsU, b.itemArgs},
-			{w.hist.visitsU, b.visitArgs},
-			{w.hist.neighboursU, nbrs},
-		} {
-			if err := x.u.exec(x.args); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	if len(b.visits) > 0 {
-		if err := w.hist.writeVisits(b, w.opts.SessionFailures); err != nil {
-			return err
-		}
-		if w.hist.run != 0 {
-			if _, err := w.conn.ExecContext(ctx, "UPDATE crawl_runs SET visits = 1 WHERE id = ? AND visits = 0", w.hist.run); err != nil {
-				return err
-			}
-		}
-	}
-	if len(nbrs) > 0 {
-		if err := w.hist.writeNeighbours(); err != nil {
-			return err
-		}
-	}
-	_, err = w.conn.ExecContext(ctx, "COMMIT")
-	return err
-}
-
-func (w *writer) closeStmts() {
-	w.conn.Raw(func(any) error {
-		for _, u := range []*upsert{w.nodesU, w.reportsU, w.ihU, w.peersU, w.samplesU, w.itemsU,
-			w.hist.visitsU, w.hist.neighboursU} {
-			if u != nil {
-				u.close()
-			}
-		}
-		return nil
-	})
-	w.hist.close()
 }
 
 // printableVersion renders a "v" client version for the version column:
@@ -906,111 +752,4 @@ func appendPrintableVersion(buf []byte, v string) []byte {
 		}
 	}
 	return append(buf, v...)
-}
-
-// chunkRows is how many rows one multi-row INSERT carries: fewer calls
-// through database/sql and cgo per row.
-const chunkRows = 256
-
-// upsert is an INSERT ... ON CONFLICT DO UPDATE prepared twice on the
-// writer's driver connection: for chunkRows rows and for one. The
-// statements are driver statements, used only inside conn.Raw: rows go
-// to the driver without database/sql converting (and copying) every
-// argument.
-type upsert struct {
-	cols      int
-	many, one driver.Stmt
-	nv        []driver.NamedValue // chunkRows*cols, ordinals set
-}
-
-func newUpsert(conn *sql.Conn, table string, cols []string, conflict, set string) (*upsert, error) {
-	u := &upsert{cols: len(cols), nv: make([]driver.NamedValue, chunkRows*len(cols))}
-	for i := range u.nv {
-		u.nv[i].Ordinal = i%(chunkRows*len(cols)) + 1
-	}
-	err := conn.Raw(func(dc any) error {
-		c, ok := dc.(driver.ConnPrepareContext)
-		if !ok {
-			return fmt.Errorf("driver connection %T cannot prepare with a context", dc)
-		}
-		ctx := context.Background()
-		var err error
-		if u.many, err = c.PrepareContext(ctx, upsertSQL(table, cols, conflict, set, chunkRows)); err != nil {
-			return err
-		}
-		if u.one, err = c.PrepareContext(ctx, upsertSQL(table, cols, conflict, set, 1)); err != nil {
-			u.many.Close()
-			return err
-		}
-		for _, st := range []driver.Stmt{u.many, u.one} {
-			if _, ok := st.(driver.StmtQueryContext); !ok {
-				u.many.Close()
-				u.one.Close()
-				return fmt.Errorf("driver statement %T cannot query with a context", st)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return u, nil
-}
-
-func upsertSQL(table string, cols []string, conflict, set string, rows int) string {
-	var b strings.Builder
-	b.WriteString("INSERT INTO " + table + " (" + strings.Join(cols, ", ") + ") VALUES ")
-	row := "(" + strings.TrimSuffix(strings.Repeat("?, ", len(cols)), ", ") + ")"
-	for i := range rows {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString(row)
-	}
-	if conflict != "" {
-		b.WriteString(" ON CONFLICT (" + conflict + ") DO UPDATE SET " + set)
-	}
-	return b.String()
-}
-
-// exec writes the rows in args (u.cols values each): full chunks with
-// the chunkRows statement, the rest one at a time. It is called inside
-// conn.Raw.
-func (u *upsert) exec(args []any) error {
-	chunk := chunkRows * u.cols
-	for len(args) >= chunk {
-		if err := u.execStmt(u.many, args[:chunk]); err != nil {
-			return err
-		}
-		args = args[chunk:]
-	}
-	for ; len(args) > 0; args = args[u.cols:] {
-		if err := u.execStmt(u.one, args[:u.cols]); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// execStmt runs st with args. It goes through Query, not Exec: the driver
-// binds the arguments and takes the (only) step in one cgo call, where
-// Exec makes one call per argument. The statement returns no rows.
-func (u *upsert) execStmt(st driver.Stmt, args []any) error {
-	nv := u.nv[:len(args)]
-	for i, a := range args {
-		nv[i].Value = a
-	}
-	rows, err := st.(driver.StmtQueryContext).QueryContext(context.Background(), nv)
-	for i := range nv {
-		nv[i].Value = nil // keep no references to the batch
-	}
-	if err != nil {
-		return err
-	}
-	return rows.Close()
-}
-
-func (u *upsert) close() {
-	u.many.Close()
-	u.one.Close()
 }
