@@ -133,7 +133,7 @@ type Stats struct {
 type DB struct {
 	path string
 	opts Options
-	w    *sql.DB // write pool: one connection, owned by the committer goroutine
+	w    *sql.DB // SQLite's write pool: one connection, owned by the committer goroutine; nil for PostgreSQL
 	r    *sql.DB // read-only pool, returned by SQL
 
 	mu     sync.RWMutex // held for reading while enqueueing, for writing by Close
@@ -153,11 +153,20 @@ type DB struct {
 // migrations and starts the writer goroutine. The file is in WAL mode, so
 // other connections and processes can read it while the DB writes.
 //
+// A path that is a postgres:// or postgresql:// URL (IsPostgres) opens
+// that PostgreSQL database instead, which must exist; the schema is
+// created in it, and it gets the same tables, views and meaning. Several
+// processes, on several machines, can write one PostgreSQL database at
+// once.
+//
 // Errors are *Error; a file that is not a SQLite database gives one whose
 // message ends in "file is not a database", and a file written by a newer
 // version of this package one that wraps ErrSchemaTooNew.
 func Open(path string, opts Options) (*DB, error) {
 	opts.setDefaults()
+	if IsPostgres(path) {
+		return openPostgres(path, opts)
+	}
 	ctx := context.Background()
 	fail := func(op string, err error) error { return &Error{Op: op, Path: path, Err: err} }
 
@@ -228,9 +237,13 @@ func Open(path string, opts Options) (*DB, error) {
 
 // OpenReadOnly opens the database file at path for reading only, for
 // queries by other goroutines or programs while a DB writes to it. The
-// file must exist and be in WAL mode (every file Open created is). The
-// caller closes the returned pool.
+// file must exist and be in WAL mode (every file Open created is). A
+// postgres:// URL opens a pool of read-only connections to that
+// database. The caller closes the returned pool.
 func OpenReadOnly(path string) (*sql.DB, error) {
+	if IsPostgres(path) {
+		return openPostgresReadOnly(path)
+	}
 	r, err := sql.Open("sqlite3", dsn(path, fmt.Sprintf("mode=ro&_busy_timeout=%d", DefaultBusyTimeout.Milliseconds())))
 	if err != nil {
 		return nil, &Error{Op: "open", Path: path, Err: err}
@@ -249,7 +262,8 @@ func dsn(path, params string) string {
 	return "file:" + p + "?" + params
 }
 
-// Path returns the database file's path.
+// Path returns the database file's path, or the PostgreSQL URL without
+// its password.
 func (d *DB) Path() string { return d.path }
 
 // SQL returns a read-only pool of connections to the database, for
@@ -355,8 +369,10 @@ func (d *DB) Close() error {
 		if p := d.lastErr.Load(); p != nil && d.lost.Load() > 0 {
 			errs = append(errs, fmt.Errorf("%d items lost: %w", d.lost.Load(), *p))
 		}
-		if err := d.w.Close(); err != nil {
-			errs = append(errs, err)
+		if d.w != nil { // SQLite's; PostgreSQL's connection is the backend's
+			if err := d.w.Close(); err != nil {
+				errs = append(errs, err)
+			}
 		}
 		if err := d.r.Close(); err != nil {
 			errs = append(errs, err)

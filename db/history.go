@@ -293,12 +293,12 @@ func (d *DB) NodesToRevisit(ctx context.Context, downSince time.Time) ([]NodeSta
 			EXISTS (SELECT 1 FROM samples sa WHERE sa.node_id = n.id AND sa.ip = n.ip AND sa.port = n.port)
 		FROM sessions s JOIN nodes n ON n.ref = s.node
 		WHERE s.id = (SELECT max(l.id) FROM sessions l WHERE l.node = s.node)
-		  AND (s.state = 'open' OR (s.close_reason = 'timeout' AND s.closed >= ?1))
+		  AND (s.state = 'open' OR (s.close_reason = 'timeout' AND s.closed >= $1))
 		UNION ALL
-		SELECT n.id, n.ip, n.port, 1, n.last_reply,
+		SELECT n.id, n.ip, n.port, true, n.last_reply,
 			EXISTS (SELECT 1 FROM samples sa WHERE sa.node_id = n.id AND sa.ip = n.ip AND sa.port = n.port)
 		FROM nodes n
-		WHERE n.last_reply >= ?1 AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.node = n.ref)`,
+		WHERE n.last_reply >= $1 AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.node = n.ref)`,
 		downSince.UnixMilli())
 	if err != nil {
 		return nil, &Error{Op: "query", Path: d.path, Err: err}

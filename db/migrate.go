@@ -5,11 +5,6 @@ import (
 	"database/sql"
 	"embed"
 	"fmt"
-	"io/fs"
-	"path"
-	"sort"
-	"strconv"
-	"strings"
 	"time"
 )
 
@@ -24,32 +19,7 @@ type migration struct {
 }
 
 // migrations are the files in migrations/, in order: version i+1 at index i.
-var migrations = loadMigrations()
-
-// loadMigrations reads the embedded NNNN_name.sql files. It panics on a
-// malformed name or a gap in the numbering: both are build mistakes.
-func loadMigrations() []migration {
-	names, err := fs.Glob(migrationFS, "migrations/*.sql")
-	if err != nil {
-		panic(err)
-	}
-	sort.Strings(names)
-	var ms []migration
-	for i, name := range names {
-		base := path.Base(name)
-		num, _, ok := strings.Cut(base, "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil || v != i+1 {
-			panic(fmt.Sprintf("db: migration %s: want number %04d", base, i+1))
-		}
-		b, err := migrationFS.ReadFile(name)
-		if err != nil {
-			panic(err)
-		}
-		ms = append(ms, migration{version: v, name: base, sql: string(b)})
-	}
-	return ms
-}
+var migrations = loadMigrationsFrom(migrationFS, "migrations/*.sql")
 
 // SchemaVersion is the schema version this package writes: the number of
 // its migrations.
