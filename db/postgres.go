@@ -43,6 +43,15 @@ func IsPostgres(dsn string) bool {
 	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
 }
 
+// Redact returns dsn as it may be shown: a PostgreSQL URL with its
+// password replaced, a file path as it is.
+func Redact(dsn string) string {
+	if !IsPostgres(dsn) {
+		return dsn
+	}
+	return redact(dsn)
+}
+
 // redact returns the URL with its password replaced, for errors and
 // Path.
 func redact(dsn string) string {

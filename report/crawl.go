@@ -31,7 +31,7 @@ func (b *builder) crawlSection(crawl int64) (section, error) {
 	)
 	err := b.q.QueryRowContext(b.ctx, `SELECT started, ended, kind, vantage, host, nodes_found, nodes_replied, queries_sent,
 		infohashes, size_estimate, visits_replied, visits_error, visits_timeout, visits_not_queried, visits, config
-		FROM crawl_runs WHERE id = ?`, crawl).Scan(&started, &ended, &kind, &vantage, &host, &found, &replied, &queries,
+		FROM crawl_runs WHERE id = $1`, crawl).Scan(&started, &ended, &kind, &vantage, &host, &found, &replied, &queries,
 		&ihs, &size, &vReplied, &vError, &vTimeout, &vNotQuery, &visits, &config)
 	if errors.Is(err, sql.ErrNoRows) || (err == nil && visits == 0) {
 		return section{}, fmt.Errorf("report: crawl %d: %w", crawl, ErrNoCrawl)
@@ -94,7 +94,7 @@ func (b *builder) crawlSection(crawl int64) (section, error) {
 func (b *builder) progress(crawl, started int64) (figure, error) {
 	var all, answered plotter.XYs
 	var n, a float64
-	err := b.rows(`SELECT time, outcome IN (1, 2) FROM visits WHERE crawl = ? ORDER BY time`, func(r *sql.Rows) error {
+	err := b.rows(`SELECT time, outcome IN (1, 2) FROM visits WHERE crawl = $1 ORDER BY time`, func(r *sql.Rows) error {
 		var t int64
 		var ok bool
 		if err := r.Scan(&t, &ok); err != nil {
@@ -144,7 +144,7 @@ func (b *builder) progress(crawl, started int64) (figure, error) {
 func (b *builder) rate(crawl, started int64) (figure, error) {
 	perSecond := map[int64]float64{}
 	var last int64
-	err := b.rows(`SELECT (time - ?) / 1000, sum(queries) FROM visits WHERE crawl = ? AND queries > 0 GROUP BY 1`, func(r *sql.Rows) error {
+	err := b.rows(`SELECT (time - $1) / 1000, sum(queries) FROM visits WHERE crawl = $2 AND queries > 0 GROUP BY 1`, func(r *sql.Rows) error {
 		var sec int64
 		var q float64
 		if err := r.Scan(&sec, &q); err != nil {
@@ -198,7 +198,7 @@ func (b *builder) outcomes(crawl, _ int64) (figure, error) {
 	var rs []row
 	err := b.rows(`SELECT o.name || CASE WHEN s.name IS NULL THEN '' ELSE ' (' || s.name || ')' END, count(*)
 		FROM visits v JOIN visit_outcomes o ON o.outcome = v.outcome LEFT JOIN visit_skips s ON s.skipped = v.skipped
-		WHERE v.crawl = ? GROUP BY 1 ORDER BY count(*) DESC`, func(r *sql.Rows) error {
+		WHERE v.crawl = $1 GROUP BY 1 ORDER BY count(*) DESC`, func(r *sql.Rows) error {
 		var x row
 		if err := r.Scan(&x.name, &x.n); err != nil {
 			return err
@@ -222,7 +222,7 @@ func (b *builder) outcomes(crawl, _ int64) (figure, error) {
 // rtt plots the distribution of round-trip times of first answers.
 func (b *builder) rtt(crawl, _ int64) (figure, error) {
 	var ms []float64
-	err := b.rows(`SELECT rtt_us FROM visits WHERE crawl = ? AND rtt_us IS NOT NULL ORDER BY rtt_us`, func(r *sql.Rows) error {
+	err := b.rows(`SELECT rtt_us FROM visits WHERE crawl = $1 AND rtt_us IS NOT NULL ORDER BY rtt_us`, func(r *sql.Rows) error {
 		var us int64
 		if err := r.Scan(&us); err != nil {
 			return err
@@ -281,7 +281,7 @@ func (b *builder) clients(crawl, _ int64) (figure, error) {
 	var names []string
 	var values []float64
 	t := &table{Head: []string{"client", "answering nodes"}}
-	err := b.rows(`SELECT version, nodes FROM crawl_clients WHERE crawl = ? ORDER BY nodes DESC, version LIMIT 15`, func(r *sql.Rows) error {
+	err := b.rows(`SELECT version, nodes FROM crawl_clients WHERE crawl = $1 ORDER BY nodes DESC, version LIMIT 15`, func(r *sql.Rows) error {
 		var v string
 		var n int64
 		if err := r.Scan(&v, &n); err != nil {
@@ -306,7 +306,7 @@ func (b *builder) bep42(crawl, _ int64) (figure, error) {
 	t := &table{Head: []string{"client", "answering nodes", "secure IDs"}}
 	err := b.rows(`SELECT coalesce(ver.version, '(none)'), count(*), sum(n.bep42_valid)
 		FROM visits v JOIN nodes n ON n.ref = v.node LEFT JOIN versions ver ON ver.ref = v.version
-		WHERE v.crawl = ? AND v.outcome IN (1, 2) GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 15`, func(r *sql.Rows) error {
+		WHERE v.crawl = $1 AND v.outcome IN (1, 2) GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 15`, func(r *sql.Rows) error {
 		var v string
 		var n, ok int64
 		if err := r.Scan(&v, &n, &ok); err != nil {
@@ -329,9 +329,9 @@ func (b *builder) sybils(crawl, _ int64) (figure, error) {
 	t := &table{Head: []string{"kind", "address or ID", "count"}}
 	for _, q := range []string{
 		`SELECT 'IDs on one IP', n.ip, count(DISTINCT n.id) FROM visits v JOIN nodes n ON n.ref = v.node
-		WHERE v.crawl = ? GROUP BY n.ip HAVING count(DISTINCT n.id) > 1 ORDER BY 3 DESC, 2 LIMIT 10`,
+		WHERE v.crawl = $1 GROUP BY n.ip HAVING count(DISTINCT n.id) > 1 ORDER BY 3 DESC, 2 LIMIT 10`,
 		`SELECT 'IPs for one ID', n.id, count(DISTINCT n.ip) FROM visits v JOIN nodes n ON n.ref = v.node
-		WHERE v.crawl = ? GROUP BY n.id HAVING count(DISTINCT n.ip) > 1 ORDER BY 3 DESC, 2 LIMIT 10`,
+		WHERE v.crawl = $1 GROUP BY n.id HAVING count(DISTINCT n.ip) > 1 ORDER BY 3 DESC, 2 LIMIT 10`,
 	} {
 		err := b.rows(q, func(r *sql.Rows) error {
 			var k, a string
@@ -359,7 +359,7 @@ func (b *builder) uniformity(crawl, _ int64) (figure, error) {
 	var counts [256]float64
 	var total float64
 	err := b.rows(`SELECT substr(n.id, 1, 2), count(*) FROM visits v JOIN nodes n ON n.ref = v.node
-		WHERE v.crawl = ? AND v.outcome IN (1, 2) GROUP BY 1`, func(r *sql.Rows) error {
+		WHERE v.crawl = $1 AND v.outcome IN (1, 2) GROUP BY 1`, func(r *sql.Rows) error {
 		var h string
 		var n float64
 		if err := r.Scan(&h, &n); err != nil {
@@ -413,15 +413,18 @@ func (b *builder) uniformity(crawl, _ int64) (figure, error) {
 		Caption: "Answering nodes per first ID byte against a uniform spread; a small p-value says the IDs are not uniform (crowded prefixes: Sybils, or ID generators)."}, nil
 }
 
-// hasIPInfo reports whether the file has been enriched (schema 5 and an
-// ip_info row).
+// hasIPInfo reports whether the database has been enriched (an ip_info
+// table, which a SQLite file has from schema 5 and PostgreSQL always,
+// with a row).
 func (b *builder) hasIPInfo() (bool, error) {
 	var n int
-	err := b.q.QueryRowContext(b.ctx, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'ip_info'").Scan(&n)
-	if err != nil || n == 0 {
-		return false, err
+	if !b.postgres {
+		err := b.q.QueryRowContext(b.ctx, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'ip_info'").Scan(&n)
+		if err != nil || n == 0 {
+			return false, err
+		}
 	}
-	err = b.q.QueryRowContext(b.ctx, "SELECT EXISTS (SELECT 1 FROM ip_info)").Scan(&n)
+	err := b.q.QueryRowContext(b.ctx, "SELECT count(*) FROM (SELECT 1 FROM ip_info LIMIT 1) x").Scan(&n)
 	return n == 1, err
 }
 
@@ -429,7 +432,7 @@ func (b *builder) hasIPInfo() (bool, error) {
 func (b *builder) countries(crawl, _ int64) (figure, error) {
 	return b.shares(crawl, "Countries", `SELECT coalesce(i.country, 'unknown'), count(*) FROM visits v
 		JOIN nodes n ON n.ref = v.node LEFT JOIN ip_info i ON i.ip = n.ip
-		WHERE v.crawl = ? AND v.outcome IN (1, 2) GROUP BY 1 ORDER BY 2 DESC, 1`, "country (ISO 3166)",
+		WHERE v.crawl = $1 AND v.outcome IN (1, 2) GROUP BY 1 ORDER BY 2 DESC, 1`, "country (ISO 3166)",
 		"The crawl's answering nodes by the country of their IP (lightdht enrich --geoip); the table lists the 15 largest.")
 }
 
@@ -437,7 +440,7 @@ func (b *builder) countries(crawl, _ int64) (figure, error) {
 func (b *builder) networks(crawl, _ int64) (figure, error) {
 	return b.shares(crawl, "Networks", `SELECT coalesce('AS' || i.asn || ' ' || coalesce(i.org, ''), 'unknown'), count(*) FROM visits v
 		JOIN nodes n ON n.ref = v.node LEFT JOIN ip_info i ON i.ip = n.ip
-		WHERE v.crawl = ? AND v.outcome IN (1, 2) GROUP BY 1 ORDER BY 2 DESC, 1`, "network (AS number, organisation)",
+		WHERE v.crawl = $1 AND v.outcome IN (1, 2) GROUP BY 1 ORDER BY 2 DESC, 1`, "network (AS number, organisation)",
 		"The crawl's answering nodes by the network (ASN) of their IP (lightdht enrich --asn): hosting networks stand out.")
 }
 

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/stdlib"
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/plotutil"
@@ -44,10 +45,12 @@ func Write(ctx context.Context, q *sql.DB, w io.Writer, opts Options) error {
 	if err := q.QueryRowContext(ctx, "SELECT coalesce(max(version), 0) FROM schema_migrations").Scan(&version); err != nil {
 		return fmt.Errorf("report: read the schema version: %w (is it a lightdht database?)", err)
 	}
-	if version < 4 {
+	// A PostgreSQL database has the history from its first version.
+	_, postgres := q.Driver().(*stdlib.Driver)
+	if version < 4 && !postgres {
 		return fmt.Errorf("report: schema version %d has no crawl history (open the file once with a lightdht of schema 4 or later): %w", version, ErrNoCrawl)
 	}
-	r := &builder{ctx: ctx, q: q}
+	r := &builder{ctx: ctx, q: q, postgres: postgres}
 	crawl := opts.Crawl
 	if crawl == 0 {
 		if err := q.QueryRowContext(ctx, "SELECT coalesce(max(id), 0) FROM crawl_runs WHERE kind = 'crawl' AND visits = 1").Scan(&crawl); err != nil {
@@ -102,8 +105,9 @@ type table struct {
 
 // builder runs the queries of one report.
 type builder struct {
-	ctx context.Context
-	q   *sql.DB
+	ctx      context.Context
+	q        *sql.DB
+	postgres bool // q is a PostgreSQL database, not a SQLite file
 }
 
 // rows runs query and calls scan for every row.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"os"
 
 	"github.com/lightdht/lightdht/db"
 	"github.com/lightdht/lightdht/enrich"
@@ -71,8 +70,8 @@ func enrichCmd(c *cli) func(context.Context, []string) error {
 			return err
 		}
 		defer e.Close()
-		if _, err := os.Stat(*dbPath); err != nil {
-			return fmt.Errorf("no database at %s (%w)", *dbPath, err)
+		if err := needDB(*dbPath, ""); err != nil {
+			return err
 		}
 		d, err := db.Open(*dbPath, db.Options{})
 		if err != nil {
@@ -82,7 +81,7 @@ func enrichCmd(c *cli) func(context.Context, []string) error {
 		if err := errors.Join(err, d.Close()); err != nil {
 			return err
 		}
-		sum := enrichSummary{DB: *dbPath, Looked: res.Looked, Found: res.Found}
+		sum := enrichSummary{DB: db.Redact(*dbPath), Looked: res.Looked, Found: res.Found}
 		return c.output(sum, func(w io.Writer) {
 			fmt.Fprintf(w, "%d IPs looked up, %d found in the databases; see the views nodes_by_country and nodes_by_asn in %s\n",
 				sum.Looked, sum.Found, sum.DB)

@@ -7,13 +7,15 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/lightdht/lightdht/internal/pgtest"
 )
 
 // answeredIn reports whether test node n answered in run.
 func answeredIn(t *testing.T, d *sql.DB, run int64, id, addr string) bool {
 	t.Helper()
 	ap := netip.MustParseAddrPort(addr)
-	return scalar[int](t, d, `SELECT count(*) FROM visit_details WHERE crawl = ? AND id = ? AND ip = ? AND port = ?
+	return scalar[int](t, d, `SELECT count(*) FROM visit_details WHERE crawl = $1 AND id = $2 AND ip = $3 AND port = $4
 		AND outcome IN ('replied', 'error')`, run, id, ap.Addr().String(), ap.Port()) > 0
 }
 
@@ -21,12 +23,20 @@ func answeredIn(t *testing.T, d *sql.DB, run int64, id, addr string) bool {
 // stops the second, and crawls again: crawl_churn and crawl_node_classes
 // report the stopped network's nodes as left and the other's as stayed,
 // node by node. A single-pass revisit then finds the stopped nodes down
-// and closes their sessions, and extends the others'.
+// and closes their sessions, and extends the others'. It runs on a
+// SQLite file and on a PostgreSQL database: crawl, revisit, report and
+// stats work on either.
 func TestCrawlHistory(t *testing.T) {
 	t.Parallel()
-	a := startTestnet(t, 12, "127.23.0.1")
-	b, stopB := startStoppableTestnet(t, 8, "127.24.0.1")
-	path := filepath.Join(t.TempDir(), "history.db")
+	t.Run("sqlite", func(t *testing.T) {
+		crawlHistory(t, filepath.Join(t.TempDir(), "history.db"), "127.23.0.1", "127.24.0.1")
+	})
+	t.Run("postgres", func(t *testing.T) { crawlHistory(t, pgtest.Database(t), "127.23.1.1", "127.24.1.1") })
+}
+
+func crawlHistory(t *testing.T, path, ipA, ipB string) {
+	a := startTestnet(t, 12, ipA)
+	b, stopB := startStoppableTestnet(t, 8, ipB)
 	boot := a.Bootstrap + "," + b.Bootstrap
 	crawl := func() crawlSummary {
 		return decode[crawlSummary](t, ok(t, nil, "crawl", "--testnet", "--bootstrap", boot, "--db", path, "--json",
@@ -75,7 +85,7 @@ func TestCrawlHistory(t *testing.T) {
 		t.Errorf("crawl 1 found %d of 12 and %d of 8 nodes; %d stayed", foundA1, foundB1, stayed)
 	}
 	var gotStayed, gotEntered, gotLeft, answering int
-	if err := d.QueryRow("SELECT stayed, entered, left, answering FROM crawl_churn WHERE crawl = 2").
+	if err := d.QueryRow(`SELECT stayed, entered, "left", answering FROM crawl_churn WHERE crawl = 2`).
 		Scan(&gotStayed, &gotEntered, &gotLeft, &answering); err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +136,7 @@ func TestCrawlHistory(t *testing.T) {
 			continue
 		}
 		if st := scalar[string](t, d, `SELECT s.state || ' ' || coalesce(s.close_reason, '') FROM sessions s JOIN nodes n ON n.ref = s.node
-			WHERE n.id = ? AND n.ip = ? AND n.port = ? ORDER BY s.id DESC LIMIT 1`, n.ID, ap.Addr().String(), ap.Port()); st != "closed timeout" {
+			WHERE n.id = $1 AND n.ip = $2 AND n.port = $3 ORDER BY s.id DESC LIMIT 1`, n.ID, ap.Addr().String(), ap.Port()); st != "closed timeout" {
 			t.Errorf("stopped node %s: latest session %q after the revisit, want closed by a timeout", n.Addr, st)
 		}
 	}

@@ -27,6 +27,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lightdht/lightdht/db"
+	"github.com/lightdht/lightdht/internal/pgtest"
 	_ "github.com/mattn/go-sqlite3"
 )
 
@@ -49,7 +51,7 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
-	code := m.Run()
+	code := pgtest.Run(m) // stops the PostgreSQL server the tests started, if any
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -248,8 +250,17 @@ func startStoppableTestnet(t *testing.T, n int, first string, extra ...string) (
 	return testnetOut{}, stop
 }
 
+// openDB opens a SQLite file, or a postgres:// database, for reading.
 func openDB(t *testing.T, path string) *sql.DB {
 	t.Helper()
+	if db.IsPostgres(path) {
+		d, err := db.OpenReadOnly(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { d.Close() })
+		return d
+	}
 	d, err := sql.Open("sqlite3", "file:"+path+"?mode=ro")
 	if err != nil {
 		t.Fatal(err)

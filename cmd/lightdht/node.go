@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"time"
 
@@ -186,7 +187,7 @@ func nodeCmd(c *cli) func(context.Context, []string) error {
 			DB      string `json:"db"`
 			Metrics string `json:"metrics,omitempty"`
 		}
-		st := started{ID: n.ID().String(), Addr: n.Addr().String(), DB: *dbPath, Metrics: metricsURL}
+		st := started{ID: n.ID().String(), Addr: n.Addr().String(), DB: db.Redact(*dbPath), Metrics: metricsURL}
 		outMu.Lock()
 		err = c.output(st, func(w io.Writer) {
 			fmt.Fprintf(w, "node %s listening on %s, recording into %s\n", st.ID, st.Addr, st.DB)
@@ -473,7 +474,20 @@ func announceCmd(c *cli) func(context.Context, []string) error {
 
 // addDB adds --db.
 func (c *cli) addDB() *string {
-	return c.fs.String("db", "lightdht.db", "SQLite database file")
+	return c.fs.String("db", "lightdht.db", "SQLite database file, or a postgres:// URL of a PostgreSQL database")
+}
+
+// needDB returns an error unless the database exists: a SQLite file must
+// be there already (Open would create an empty one); a PostgreSQL URL is
+// checked by opening it. what follows "no database at PATH" in the error.
+func needDB(path, what string) error {
+	if db.IsPostgres(path) {
+		return nil
+	}
+	if _, err := os.Stat(path); err != nil {
+		return fmt.Errorf("no database at %s%s (%w)", path, what, err)
+	}
+	return nil
 }
 
 // netipString formats addresses for logs and JSON.

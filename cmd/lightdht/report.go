@@ -22,8 +22,8 @@ func reportCmd(c *cli) func(context.Context, []string) error {
 		if *crawl < 0 {
 			return usagef("--crawl must not be negative")
 		}
-		if _, err := os.Stat(*dbPath); err != nil {
-			return fmt.Errorf("no database at %s (%w)", *dbPath, err)
+		if err := needDB(*dbPath, ""); err != nil {
+			return err
 		}
 		q, err := db.OpenReadOnly(*dbPath)
 		if err != nil {

@@ -64,8 +64,8 @@ func revisitCmd(c *cli) func(context.Context, []string) error {
 		if *rate <= 0 || *perIP < 0 || *minWait <= 0 || *maxWait < *minWait || *since < 0 || *duration < 0 || *rounds < 0 || *timeout <= 0 {
 			return usagef("--rate, --min and --timeout must be positive, --max at least --min, and --per-ip-interval, --since, --duration and --rounds not negative")
 		}
-		if _, err := os.Stat(*dbPath); err != nil {
-			return fmt.Errorf("no database at %s: crawl into it first (%w)", *dbPath, err)
+		if err := needDB(*dbPath, ": crawl into it first"); err != nil {
+			return err
 		}
 		d, err := db.Open(*dbPath, db.Options{})
 		if err != nil {
@@ -136,7 +136,7 @@ func revisitCmd(c *cli) func(context.Context, []string) error {
 		if err := errors.Join(runErr, endErr, d.Close()); err != nil {
 			return err
 		}
-		sum := revisitSummary{Run: runID, DB: *dbPath, Nodes: res.Discovered, Visits: res.Visits, FailedVisits: res.FailedVisits,
+		sum := revisitSummary{Run: runID, DB: db.Redact(*dbPath), Nodes: res.Discovered, Visits: res.Visits, FailedVisits: res.FailedVisits,
 			Answered: res.Replied, GivenUp: res.GivenUp, Queries: res.Queries, DurationMs: ms(res.Duration), Interrupted: interrupted}
 		if err := c.output(sum, func(w io.Writer) {
 			state := "done"

@@ -57,12 +57,14 @@ func msTime(v int64) string { return time.UnixMilli(v).UTC().Format(time.RFC3339
 // readStats reads the summary of a database through a read-only
 // connection.
 func readStats(ctx context.Context, path string) (statsResult, error) {
-	out := statsResult{DB: path, Versions: []versionStat{}}
-	if _, err := os.Stat(path); err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return out, fmt.Errorf("no database at %s", path)
+	out := statsResult{DB: db.Redact(path), Versions: []versionStat{}}
+	if !db.IsPostgres(path) {
+		if _, err := os.Stat(path); err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return out, fmt.Errorf("no database at %s", path)
+			}
+			return out, err
 		}
-		return out, err
 	}
 	s, err := db.OpenReadOnly(path)
 	if err != nil {
@@ -70,9 +72,9 @@ func readStats(ctx context.Context, path string) (statsResult, error) {
 	}
 	defer s.Close()
 	wrap := func(err error) error {
-		return fmt.Errorf("read %s: %w (is it a lightdht database?)", path, err)
+		return fmt.Errorf("read %s: %w (is it a lightdht database?)", out.DB, err)
 	}
-	if err := s.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(replies > 0), 0), count(DISTINCT ip) FROM nodes`).
+	if err := s.QueryRowContext(ctx, `SELECT count(*), count(CASE WHEN replies > 0 THEN 1 END), count(DISTINCT ip) FROM nodes`).
 		Scan(&out.Nodes, &out.Replied, &out.IPs); err != nil {
 		return out, wrap(err)
 	}
@@ -99,7 +101,8 @@ func readStats(ctx context.Context, path string) (statsResult, error) {
 	if err := s.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&version); err != nil {
 		return out, wrap(err)
 	}
-	if version >= 4 {
+	history := version >= 4 || db.IsPostgres(path) // a PostgreSQL database has had it from its first version
+	if history {
 		h := &historyStat{}
 		if err := s.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM visits), (SELECT count(*) FROM crawl_runs WHERE visits = 1),
 			(SELECT count(*) FROM sessions WHERE state = 'open'), (SELECT count(*) FROM sessions WHERE state = 'closed')`).
@@ -122,8 +125,8 @@ func readStats(ctx context.Context, path string) (statsResult, error) {
 			e := msTime(ended.Int64)
 			r.Ended = &e
 		}
-		if version >= 4 {
-			if err := s.QueryRowContext(ctx, `SELECT kind FROM crawl_runs WHERE id = ?`, r.ID).Scan(&r.Kind); err != nil {
+		if history {
+			if err := s.QueryRowContext(ctx, `SELECT kind FROM crawl_runs WHERE id = $1`, r.ID).Scan(&r.Kind); err != nil {
 				return out, wrap(err)
 			}
 		}

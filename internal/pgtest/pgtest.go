@@ -43,7 +43,11 @@ type server struct {
 // started. A package whose tests call Database has
 //
 //	func TestMain(m *testing.M) { pgtest.Main(m) }
-func Main(m *testing.M) {
+func Main(m *testing.M) { os.Exit(Run(m)) }
+
+// Run is Main for a TestMain that has more to do: it runs the tests of
+// m, stops the server if one was started, and returns the exit code.
+func Run(m *testing.M) int {
 	mu.Lock()
 	mainRan = true
 	mu.Unlock()
@@ -53,7 +57,7 @@ func Main(m *testing.M) {
 		srv.stop()
 	}
 	mu.Unlock()
-	os.Exit(code)
+	return code
 }
 
 // Database creates an empty database on the test binary's server
@@ -65,7 +69,7 @@ func Database(t testing.TB) string {
 	mu.Lock()
 	defer mu.Unlock()
 	if !mainRan {
-		t.Fatal("pgtest: the package's TestMain must call pgtest.Main(m)")
+		t.Fatal("pgtest: the package's TestMain must call pgtest.Main(m) or pgtest.Run(m)")
 	}
 	if srv == nil && srvErr == nil {
 		srv, srvErr = start()
