@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lightdht/lightdht/internal/pgtest"
 	"github.com/lightdht/lightdht/krpc"
 	"github.com/lightdht/lightdht/observe"
 )
@@ -34,16 +35,26 @@ import (
 // detection tables together).
 func BenchmarkIngest(b *testing.B) {
 	for _, bs := range []int{DefaultBatchSize, 131072} {
-		b.Run(fmt.Sprintf("batch=%d", bs), func(b *testing.B) { benchIngest(b, bs, 0) })
+		b.Run(fmt.Sprintf("batch=%d", bs), func(b *testing.B) { benchIngest(b, false, bs, 0) })
 	}
-	b.Run(fmt.Sprintf("visits=on,batch=%d", DefaultBatchSize), func(b *testing.B) { benchIngest(b, DefaultBatchSize, 10) })
-	b.Run(fmt.Sprintf("visits=crawl-ratio,batch=%d", DefaultBatchSize), func(b *testing.B) { benchIngest(b, DefaultBatchSize, 4) })
+	b.Run(fmt.Sprintf("visits=on,batch=%d", DefaultBatchSize), func(b *testing.B) { benchIngest(b, false, DefaultBatchSize, 10) })
+	b.Run(fmt.Sprintf("visits=crawl-ratio,batch=%d", DefaultBatchSize), func(b *testing.B) { benchIngest(b, false, DefaultBatchSize, 4) })
+}
+
+// BenchmarkIngestPostgres is BenchmarkIngest into a PostgreSQL database
+// on a throwaway local server (internal/pgtest, with fsync off: the
+// figure is the store's own work, not the disk's). The visits table's
+// size is PostgreSQL's, pages and indexes included.
+func BenchmarkIngestPostgres(b *testing.B) {
+	b.Run(fmt.Sprintf("batch=%d", DefaultBatchSize), func(b *testing.B) { benchIngest(b, true, DefaultBatchSize, 0) })
+	b.Run(fmt.Sprintf("visits=on,batch=%d", DefaultBatchSize), func(b *testing.B) { benchIngest(b, true, DefaultBatchSize, 10) })
+	b.Run(fmt.Sprintf("visits=crawl-ratio,batch=%d", DefaultBatchSize), func(b *testing.B) { benchIngest(b, true, DefaultBatchSize, 4) })
 }
 
 // benchIngest ingests the sightings, and visits to visitTenths in 10 of
 // the nodes (0: no visits; 10: every node, one visit per 5 sightings; 4:
 // one per 12.5 sightings, near the 12.8 of BenchmarkCrawl1MHistory).
-func benchIngest(b *testing.B, batch int, visitTenths int) {
+func benchIngest(b *testing.B, postgres bool, batch int, visitTenths int) {
 	visits := visitTenths > 0
 	visited := 0
 	for n := range 200_000 {
@@ -89,6 +100,9 @@ func benchIngest(b *testing.B, batch int, visitTenths int) {
 	// a new file, and returns its path and the time to Flush.
 	ingest := func(withVisits bool) (string, time.Duration) {
 		path := filepath.Join(b.TempDir(), "bench.db")
+		if postgres {
+			path = pgtest.Database(b)
+		}
 		d, err := Open(path, Options{BatchSize: batch})
 		if err != nil {
 			b.Fatal(err)
@@ -167,6 +181,19 @@ func benchIngest(b *testing.B, batch int, visitTenths int) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)*float64(visited)/elapsed.Seconds(), "visits/s")
+	if postgres {
+		q, err := OpenReadOnly(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer q.Close()
+		var size int64
+		if err := q.QueryRow("SELECT pg_total_relation_size('visits')").Scan(&size); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(size)/float64(visited), "visit-table-B/visit")
+		return
+	}
 	// The visits table alone: copied into a file of its own.
 	q, err := sql.Open("sqlite3", dsn(path, ""))
 	if err != nil {

@@ -360,9 +360,9 @@ const (
 			ORDER BY xs.last_answered DESC, xs.id DESC LIMIT 1)
 		WHERE s.grp = $1 AND s.outcome IN (1, 2)`
 	pgCloseIDChanged = `UPDATE sessions SET state = 'closed', closed = s.time, close_reason = 'id_changed'
-		FROM stage_visits s WHERE s.grp = $1 AND sessions.node = s.prev_addr AND sessions.state = 'open'`
+		FROM stage_visits s WHERE s.grp = $1 AND s.prev_addr IS NOT NULL AND sessions.node = s.prev_addr AND sessions.state = 'open'`
 	pgCloseAddrChanged = `UPDATE sessions SET state = 'closed', closed = s.time, close_reason = 'addr_changed'
-		FROM stage_visits s WHERE s.grp = $1 AND sessions.node = s.prev_id AND sessions.state = 'open'`
+		FROM stage_visits s WHERE s.grp = $1 AND s.prev_id IS NOT NULL AND sessions.node = s.prev_id AND sessions.state = 'open'`
 	pgStageAddresses = `INSERT INTO address_nodes AS t (ip, port, node, time)
 		SELECT ip, port, node, time FROM stage_visits WHERE grp = $1 AND outcome IN (1, 2) ORDER BY seq
 		ON CONFLICT (ip, port) DO UPDATE SET node = excluded.node, time = excluded.time WHERE excluded.time >= t.time`
@@ -489,6 +489,7 @@ func (p *pgBackend) writeVisits(ctx context.Context, tx pgx.Tx, b *batch, run *r
 	if err := p.stage(ctx, tx, pgVisitStage, b.visitArgs); err != nil {
 		return err
 	}
+
 	for _, q := range []string{pgStageNodes, pgStageMissing, pgStageNodes, pgStageVersions, pgStageVersionRefs} {
 		if _, err := tx.Exec(ctx, q); err != nil {
 			return fmt.Errorf("visits: %w", err)
