@@ -1,5 +1,5 @@
-// Package db stores every DHT node lightdht sees in a SQLite file, for
-// researchers: one row per node (ID, IP, port) with when it was first and
+// Package db stores every DHT node lightdht sees in a SQLite file or a
+// PostgreSQL database, for researchers: one row per node (ID, IP, port) with when it was first and
 // last seen, how often it replied or timed out, its client version and
 // whether its ID satisfies BEP 42; optionally who reported whom; the
 // infohashes seen in queries and BEP 51 samples; the peers announced for
@@ -46,4 +46,14 @@
 //
 // In Go, DB.SQL returns a read-only pool on the file being written, and
 // OpenReadOnly opens one from another program.
+//
+// # PostgreSQL
+//
+// Open with a postgres:// URL instead of a path writes into that
+// PostgreSQL database, with the same tables, views and meaning (see
+// SCHEMA.md for the few differences). Everything above the database (the
+// queue, batching, back-pressure and shedding, runs) is shared: a
+// backend interface holds what differs. Several processes on several
+// machines can write one database; JoinRun lets them record one run
+// together (package shard builds shared crawls on it).
 package db
