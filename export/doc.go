@@ -2,14 +2,15 @@
 // CSV files, for pandas, DuckDB, Spark and anything else that reads
 // them, without the reader needing a SQLite or PostgreSQL client.
 //
-// It exports either the whole history (every table a study needs: nodes,
-// visits, sessions, neighbours, crawl runs, the code tables, reports,
-// infohashes, peers, samples, items and ip_info) or one crawl: its
-// crawl_runs row, its visits and neighbours, the nodes those refer to and
-// their ip_info, and the code tables, so that the files of one crawl can
-// be read without the rest. A node here is a DHT endpoint (ID, IP, UDP
-// port), as in the database; a peer is a BitTorrent endpoint (TCP) that
-// the DHT only knows the address of.
+// It exports either the whole history (every table a study needs:
+// nodes, visits, sessions, neighbours, crawl runs, vantages, the code
+// tables, reports, infohashes, peers, samples, items and ip_info) or one
+// crawl: its crawl_runs row, its visits and neighbours, the nodes those
+// refer to and their ip_info, the versions and vantages its visits name,
+// and the code tables, so that the files of one crawl can be read
+// without the rest. A node here is a DHT endpoint (ID, IP, UDP port), as
+// in the database; a peer is a BitTorrent endpoint (TCP) that the DHT
+// only knows the address of.
 //
 // # Schema
 //

@@ -196,7 +196,7 @@ func selectTables(opts Options) ([]Table, error) {
 func checkSchema(ctx context.Context, tx *sql.Tx, t Table) error {
 	rows, err := tx.QueryContext(ctx, "SELECT * FROM "+quote(t.Name)+" WHERE 1 = 0")
 	if err != nil {
-		return &SchemaError{Table: t.Name, Msg: fmt.Sprintf("cannot read it (%v); is the database older than schema version 5?", err)}
+		return &SchemaError{Table: t.Name, Msg: fmt.Sprintf("cannot read it (%v); is the database older than schema version 6?", err)}
 	}
 	defer rows.Close()
 	types, err := rows.ColumnTypes()

@@ -154,10 +154,10 @@ func openRO(t *testing.T, path string) *sql.DB {
 // the package, so that the test checks the order the package promises.
 var orderBy = map[string]string{
 	"crawl_runs": "id", "nodes": "ref", "sessions": "id", "neighbours": "crawl, node, neighbour",
-	"versions": "ref", "visit_outcomes": "outcome", "visit_skips": "skipped",
+	"versions": "ref", "vantages": "ref", "visit_outcomes": "outcome", "visit_skips": "skipped",
 	"reports":    "reporter_id, reporter_ip, reporter_port, reported_id, reported_ip, reported_port",
 	"infohashes": "infohash", "peers": "infohash, ip, port", "items": "target", "ip_info": "ip",
-	"visits":  "crawl, node, time, outcome, error_code, skipped, queries, rtt_us, version, read_only, bep51, num, interval_s, id_changed, addr_changed",
+	"visits":  "crawl, node, time, outcome, error_code, skipped, queries, rtt_us, version, read_only, bep51, num, interval_s, id_changed, addr_changed, vantage",
 	"samples": "node_id, ip, port, time, num, interval_s, samples_count",
 }
 
@@ -448,6 +448,7 @@ func TestExportCrawl(t *testing.T) {
 		"nodes":      "ref IN (" + refs + ")",
 		"ip_info":    "ip IN (SELECT ip FROM nodes WHERE ref IN (" + refs + "))",
 		"versions":   "ref IN (SELECT version FROM visits WHERE crawl = 2)",
+		"vantages":   "ref IN (SELECT vantage FROM visits WHERE crawl = 2)",
 	}
 	var got []string
 	for _, r := range res {
@@ -460,7 +461,7 @@ func TestExportCrawl(t *testing.T) {
 		cols, rows, _ := readParquet(t, r.File, tb)
 		compare(t, r.File, tb, w, cols, rows)
 	}
-	wantTables := []string{"crawl_runs", "nodes", "visits", "neighbours", "versions", "visit_outcomes", "visit_skips", "ip_info"}
+	wantTables := []string{"crawl_runs", "nodes", "visits", "neighbours", "versions", "vantages", "visit_outcomes", "visit_skips", "ip_info"}
 	if !slices.Equal(got, wantTables) {
 		t.Errorf("crawl export wrote %v, want %v", got, wantTables)
 	}
@@ -576,7 +577,7 @@ func TestSchemaMismatch(t *testing.T) {
 		table, column string
 		want          string
 	}{
-		{"extra column", "ALTER TABLE visits ADD COLUMN vantage TEXT", "visits", "vantage", "not declared"},
+		{"extra column", "ALTER TABLE visits ADD COLUMN probe TEXT", "visits", "probe", "not declared"},
 		{"missing column", "DROP VIEW nodes_by_asn; ALTER TABLE ip_info DROP COLUMN org", "ip_info", "org", "not in the database"},
 		{"other type", `PRAGMA legacy_alter_table = ON; CREATE TABLE skips2 (skipped INTEGER PRIMARY KEY, name BLOB NOT NULL);
 			INSERT INTO skips2 SELECT * FROM visit_skips; DROP TABLE visit_skips; ALTER TABLE skips2 RENAME TO visit_skips`,

@@ -84,7 +84,7 @@ const crawlNodes = `SELECT "node" FROM "visits" WHERE "crawl" = %[1]d
 	UNION SELECT "neighbour" FROM "neighbours" WHERE "crawl" = %[1]d`
 
 // tables is the declared schema of every exported table, in export
-// order, as of schema version 5 (db/migrations). address_nodes and
+// order, as of schema version 6 (db/migrations). address_nodes and
 // schema_migrations are the store's own bookkeeping and are not
 // exported.
 var tables = []Table{
@@ -103,7 +103,7 @@ var tables = []Table{
 	{Name: "visits", crawl: `"crawl" = %[1]d`, Columns: []Column{
 		i64n("crawl"), i64("node"), i64("time"), i64("outcome"), i64n("error_code"), i64n("skipped"), i64("queries"),
 		i64n("rtt_us"), i64n("version"), i64("read_only"), i64("bep51"), i64n("num"), i64n("interval_s"),
-		i64("id_changed"), i64("addr_changed"),
+		i64("id_changed"), i64("addr_changed"), i64n("vantage"),
 	}},
 	{Name: "sessions", OrderBy: []string{"id"}, Columns: []Column{
 		i64("id"), i64("node"), i64("started"), i64("last_answered"), i64("visits"), i64("failed"),
@@ -114,6 +114,9 @@ var tables = []Table{
 	}},
 	{Name: "versions", OrderBy: []string{"ref"}, crawl: `"ref" IN (SELECT "version" FROM "visits" WHERE "crawl" = %[1]d)`, Columns: []Column{
 		i64("ref"), str("version"),
+	}},
+	{Name: "vantages", OrderBy: []string{"ref"}, crawl: `"ref" IN (SELECT "vantage" FROM "visits" WHERE "crawl" = %[1]d)`, Columns: []Column{
+		i64("ref"), str("host"), str("address"),
 	}},
 	{Name: "visit_outcomes", OrderBy: []string{"outcome"}, crawl: "-", Columns: []Column{
 		i64("outcome"), str("name"),
