@@ -25,6 +25,7 @@
 //	stats      summarise a database (opened read-only)
 //	report     write a self-contained HTML report of plots and tables (--out report.html)
 //	enrich     record each IP's country and network from .mmdb files (--geoip, --asn)
+//	export     write tables, or one crawl's, to Parquet or CSV files (--out DIR)
 //	shell      interactive prompt over a running node
 //	version    print the version
 //	config     [COMMAND]: print the effective settings and where each came from
@@ -86,6 +87,13 @@
 // DB-IP's Lite databases): each IP of the file gets its country, network
 // and organisation in ip_info (crawl: after each crawl; node: when it
 // stops; enrich: at once). Nothing is downloaded.
+//
+// export writes one file per table into --out (created if missing):
+// the whole history, or with --crawl N that crawl's run, visits,
+// neighbours, the nodes they name and the code tables; --tables picks
+// some, --format csv writes CSV instead of Parquet. It refuses to replace
+// a file unless --force, and prints each table's rows, bytes and file.
+// docs/export.md describes the files.
 //
 // revisit reads the nodes worth revisiting from --db (open sessions, and
 // sessions that timed out within --since) and visits each again and

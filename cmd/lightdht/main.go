@@ -74,6 +74,7 @@ func init() {
 		{"stats", "", "summarise a database", statsCmd},
 		{"report", "", "write an HTML report of plots and tables from a database (--out)", reportCmd},
 		{"enrich", "", "record each IP's country and network from .mmdb databases (--geoip, --asn)", enrichCmd},
+		{"export", "", "write a database's tables, or one crawl's, to Parquet or CSV files (--out DIR)", exportCmd},
 		{"shell", "", "interactive prompt over a running node", shellCmd},
 		{"version", "", "print the version", versionCmd},
 		{"config", "[COMMAND]", "print the effective settings of COMMAND and where each came from", nil},
