@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"strings"
 
@@ -51,10 +50,8 @@ func exportCmd(c *cli) func(context.Context, []string) error {
 		}
 		// A database URL names no file; the store reports what is wrong
 		// with it.
-		if !strings.Contains(*dbPath, "://") {
-			if _, err := os.Stat(*dbPath); err != nil {
-				return fmt.Errorf("no database at %s (%w)", *dbPath, err)
-			}
+		if err := needDB(*dbPath, ""); err != nil {
+			return err
 		}
 		q, err := db.OpenReadOnly(*dbPath)
 		if err != nil {
@@ -66,13 +63,13 @@ func exportCmd(c *cli) func(context.Context, []string) error {
 		case errors.Is(err, export.ErrUnknownTable):
 			return usagef("%s", strings.TrimPrefix(err.Error(), "export: "))
 		case errors.Is(err, export.ErrNoCrawl):
-			return fmt.Errorf("%w (lightdht stats --db %s shows the runs)", err, *dbPath)
+			return fmt.Errorf("%w (lightdht stats --db %s shows the runs)", err, db.Redact(*dbPath))
 		case errors.Is(err, export.ErrExists):
 			return fmt.Errorf("%w (--force replaces the files)", err)
 		case err != nil:
 			return err
 		}
-		sum := exportSummary{DB: *dbPath, Crawl: *crawl, Format: string(f), Files: res}
+		sum := exportSummary{DB: db.Redact(*dbPath), Crawl: *crawl, Format: string(f), Files: res}
 		return c.output(sum, func(w io.Writer) { printExport(w, res) })
 	}
 }
