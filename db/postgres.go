@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 )
 
@@ -342,7 +343,7 @@ const (
 		SELECT id, ip, port, min(time), max(time), 0,
 			CASE WHEN bool_or(outcome IN (1, 2)) THEN 'reply' WHEN bool_or(outcome = 3) THEN 'timeout' ELSE 'reported' END,
 			max(secure)
-		FROM stage_visits WHERE node IS NULL GROUP BY id, ip, port ORDER BY min(seq)
+		FROM stage_visits WHERE node IS NULL GROUP BY id, ip, port ORDER BY id, ip, port
 		ON CONFLICT DO NOTHING`
 	pgStageVersions = `INSERT INTO versions (version)
 		SELECT version FROM stage_visits s
@@ -440,7 +441,24 @@ func (p *pgBackend) stage(ctx context.Context, tx pgx.Tx, t pgTable, args []any)
 	return nil
 }
 
+// pgRetries is how often a batch is tried again when PostgreSQL aborts
+// it to break a deadlock with another writer (two crawlers folding
+// overlapping rows in different orders) or a serialization failure.
+const pgRetries = 5
+
 func (p *pgBackend) write(b *batch, run *runState) error {
+	var err error
+	for attempt := 0; ; attempt++ {
+		err = p.writeOnce(b, run)
+		var pe *pgconn.PgError
+		if attempt == pgRetries || !errors.As(err, &pe) || (pe.Code != "40P01" && pe.Code != "40001") {
+			return err
+		}
+		time.Sleep(time.Duration(attempt+1) * 10 * time.Millisecond) // let the other transaction finish
+	}
+}
+
+func (p *pgBackend) writeOnce(b *batch, run *runState) error {
 	ctx := context.Background()
 	tx, err := p.conn.Begin(ctx)
 	if err != nil {

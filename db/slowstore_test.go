@@ -40,10 +40,13 @@ func stall(t *testing.T, d *DB) (release func()) {
 // TestNonBlockingSheds: with the writer stalled, the NonBlocking observer
 // returns at once for every sighting, keeps what fits in the queue and
 // the batch being collected, and counts the rest as shed; once the disk
-// catches up, exactly the kept sightings are written.
-func TestNonBlockingSheds(t *testing.T) {
+// catches up, exactly the kept sightings are written. On either store:
+// shedding is the writer's, above the backend.
+func TestNonBlockingSheds(t *testing.T) { eachStore(t, nonBlockingSheds) }
+
+func nonBlockingSheds(t *testing.T, dsn string) {
 	const queue, batch, total = 64, 100, 2000
-	d, _ := openT(t, Options{QueueSize: queue, BatchSize: batch, FlushInterval: time.Hour})
+	d := openDSN(t, dsn, Options{QueueSize: queue, BatchSize: batch, FlushInterval: time.Hour})
 	release := stall(t, d)
 	obs := d.NonBlocking()
 	for i := range total {

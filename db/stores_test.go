@@ -310,3 +310,46 @@ func TestPostgresOpen(t *testing.T) {
 		t.Errorf("Open of an absent server: %v; want an open error naming the address, without the password", err)
 	}
 }
+
+// TestPostgresConcurrentWriters: two DBs write the same nodes and
+// reports into one PostgreSQL database at once, in opposite orders:
+// every sighting of both is counted, none lost or counted twice.
+func TestPostgresConcurrentWriters(t *testing.T) {
+	dsn := pgtest.Database(t)
+	const nodes, rounds = 2000, 10
+	ds := []*DB{openDSN(t, dsn, Options{BatchSize: 500, Reports: true}), openDSN(t, dsn, Options{BatchSize: 500, Reports: true})}
+	done := make(chan error, len(ds))
+	for w, d := range ds {
+		go func() {
+			for r := range rounds {
+				for i := range nodes {
+					k := i
+					if w == 1 {
+						k = nodes - 1 - i // the other writer goes the other way
+					}
+					n := ni(k, fmt.Sprintf("198.51.%d.%d:6881", k/250, k%250))
+					d.Observe(observe.Sighting{Node: n, Time: at(int64(r*nodes + i)), Source: observe.SourceReported,
+						Reporter: ni(nodes+k%7, "203.0.113.1:1")})
+				}
+			}
+			done <- d.Flush(context.Background())
+		}()
+	}
+	for range ds {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	q := ds[0].SQL()
+	if n := count(t, q, "SELECT count(*) FROM nodes WHERE times_seen = $1", 2*rounds); n != nodes {
+		t.Errorf("%d nodes seen %d times, want all %d", n, 2*rounds, nodes)
+	}
+	if n := count(t, q, "SELECT sum(count) FROM reports"); n != 2*rounds*nodes {
+		t.Errorf("reports count %d sightings, want %d", n, 2*rounds*nodes)
+	}
+	for _, d := range ds {
+		if st := d.Stats(); st.Lost != 0 || st.Errors != 0 {
+			t.Errorf("stats %+v: a batch failed", st)
+		}
+	}
+}
