@@ -56,7 +56,10 @@
 // --bootstrap takes comma-separated host:port addresses and defaults to
 // the public routers router.bittorrent.com:6881, router.utorrent.com:6881,
 // dht.transmissionbt.com:6881 and dht.libtorrent.org:25401. --db defaults
-// to lightdht.db in the working directory. The commands that print results
+// to lightdht.db in the working directory; a postgres:// URL instead
+// writes into that PostgreSQL database (it must exist; the schema is
+// created on first use), which several processes can write at once. The
+// commands that print results
 // take --json and then print one JSON document on one line.
 //
 // Single queries (ping, find-node, get-peers, sample) go out from a BEP 43

@@ -89,7 +89,7 @@ func (sh *shell) help(_ context.Context, w io.Writer, _ []string) error {
 
 func shellCmd(c *cli) func(context.Context, []string) error {
 	nf := c.addNodeFlags("", false)
-	dbPath := c.fs.String("db", "", "record every node seen into this SQLite file (default: none)")
+	dbPath := c.fs.String("db", "", "record every node seen into this SQLite file or postgres:// URL (default: none)")
 	timeout := c.fs.Duration("timeout", 30*time.Second, "time limit of each command")
 	keyFile := c.fs.String("key", "", "ed25519 key `file` of your names (default: "+defaultKeyPathHelp()+", created by the first put)")
 	history := c.fs.String("history", "", "history `file` of the line editor (default: shell_history beside the default key file; used on a terminal)")
