@@ -67,9 +67,13 @@
 // destination is loopback, 0.0.0.0:0 otherwise (--listen overrides); each
 // attempt waits --timeout (2s), and a query without a reply is resent
 // once, with the same transaction ID. The iterative commands (lookup,
-// peers, announce, put, get) start a temporary read-only node, join
+// peers, announce, put, get, delete) start a temporary read-only node, join
 // through --bootstrap (waiting for Bootstrap to finish), run the operation
-// and exit; --timeout (1 minute) bounds the whole run. When every bootstrap address is loopback or private,
+// and exit; --timeout (1 minute) bounds the whole run, and
+// --query-timeout (2s, at most 1m) is the node's wait per attempt of each
+// query (lightdht.Config.QueryTimeout; an unanswered query is resent 3
+// times). The shell takes --query-timeout too, for its node's queries and
+// its single find-node and sample queries. When every bootstrap address is loopback or private,
 // those nodes drop the one-node-per-IP limit of k-buckets, since a test
 // network often runs many nodes per IP.
 //

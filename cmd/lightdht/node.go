@@ -36,6 +36,9 @@ type nodeFlags struct {
 	// resume, if set, is the state of an earlier run
 	// (lightdht.Config.Resume).
 	resume *lightdht.Snapshot
+	// queryTimeout is --query-timeout (lightdht.Config.QueryTimeout), for
+	// the commands that add it (addQueryTimeout); nil: the node's default.
+	queryTimeout *time.Duration
 }
 
 func (c *cli) addNodeFlags(listenDefault string, readOnly bool) *nodeFlags {
@@ -49,6 +52,36 @@ func (c *cli) addNodeFlags(listenDefault string, readOnly bool) *nodeFlags {
 	}
 }
 
+// maxQueryTimeout is the longest --query-timeout: a node that has not
+// answered within a minute is gone, and waiting longer per attempt only
+// holds the lookup up.
+const (
+	maxQueryTimeout     = time.Minute
+	maxQueryTimeoutText = "1m" // as a user writes it; time.Duration prints 1m0s
+)
+
+// queryTimeoutFlagUsage is the help of --query-timeout.
+var queryTimeoutFlagUsage = fmt.Sprintf("wait per attempt of each query the node sends, at most %s (an unanswered query is resent %s: %d attempts in all; once replies have been seen, attempts but the last wait less, down to %v)",
+	maxQueryTimeoutText, times(lightdht.DefaultRetries), lightdht.DefaultRetries+1, krpc.MinAttemptTimeout)
+
+// addQueryTimeout adds --query-timeout, the per-query timeout of the
+// node, to a command that runs lookups (the iterative commands and the
+// shell).
+func (c *cli) addQueryTimeout(nf *nodeFlags) {
+	nf.queryTimeout = c.fs.Duration("query-timeout", lightdht.DefaultQueryTimeout, queryTimeoutFlagUsage)
+}
+
+// checkQueryTimeout checks --query-timeout, if the command has it.
+func (nf *nodeFlags) checkQueryTimeout() error {
+	if nf.queryTimeout == nil {
+		return nil
+	}
+	if d := *nf.queryTimeout; d <= 0 || d > maxQueryTimeout {
+		return usagef("bad --query-timeout %v: want a positive duration of at most %s", d, maxQueryTimeoutText)
+	}
+	return nil
+}
+
 // startNode builds and serves a node from the flags. The node is closed
 // when ctx ends or by the caller; wait returns Serve's error.
 //
@@ -56,12 +89,18 @@ func (c *cli) addNodeFlags(listenDefault string, readOnly bool) *nodeFlags {
 // node's observer; it runs after the checks that can fail on bad input,
 // so that a mistyped command line creates no database file.
 func (c *cli) startNode(ctx context.Context, nf *nodeFlags, openObs func() (lightdht.Observer, error)) (n *lightdht.Node, wait func() error, err error) {
+	if err := nf.checkQueryTimeout(); err != nil {
+		return nil, nil, err
+	}
 	boot, err := c.resolveBootstrap(ctx, *nf.bootstrap)
 	if err != nil {
 		return nil, nil, err
 	}
 	cfg := lightdht.Config{Bootstrap: boot, ReadOnly: *nf.readOnly, Logger: c.log, NoMaintenance: nf.oneShot,
 		AddrChanged: nf.addrChanged, Resume: nf.resume}
+	if nf.queryTimeout != nil {
+		cfg.QueryTimeout = *nf.queryTimeout
+	}
 	if *nf.id != "" {
 		if cfg.ID, err = parseID("--id", *nf.id); err != nil {
 			return nil, nil, err
@@ -304,11 +343,13 @@ func (c *cli) tempNode(ctx context.Context, nf *nodeFlags) (*lightdht.Node, func
 	return n, func() { wait() }, nil
 }
 
-// iterFlags adds the flags of lookup, peers and announce.
+// iterFlags adds the flags of the iterative commands: lookup, peers,
+// announce, put, get and delete.
 func (c *cli) iterFlags() (*nodeFlags, *time.Duration) {
 	c.addJSON()
 	nf := c.addNodeFlags("", true)
 	nf.oneShot = true
+	c.addQueryTimeout(nf)
 	timeout := c.fs.Duration("timeout", time.Minute, "give up after this long, bootstrap included")
 	return nf, timeout
 }

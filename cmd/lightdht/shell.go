@@ -89,6 +89,7 @@ func (sh *shell) help(_ context.Context, w io.Writer, _ []string) error {
 
 func shellCmd(c *cli) func(context.Context, []string) error {
 	nf := c.addNodeFlags("", false)
+	c.addQueryTimeout(nf)
 	dbPath := c.fs.String("db", "", "record every node seen into this SQLite file or postgres:// URL (default: none)")
 	timeout := c.fs.Duration("timeout", 30*time.Second, "time limit of each command")
 	keyFile := c.fs.String("key", "", "ed25519 key `file` of your names (default: "+defaultKeyPathHelp()+", created by the first put)")
@@ -135,7 +136,7 @@ func shellCmd(c *cli) func(context.Context, []string) error {
 		} else {
 			fmt.Fprintf(c.stdout, "joined: %d nodes in the routing table. Type help for the commands.\n", size)
 		}
-		sh := &shell{c: c, n: n, timeout: *timeout, keyFile: *keyFile}
+		sh := &shell{c: c, n: n, timeout: *timeout, queryTimeout: *nf.queryTimeout, keyFile: *keyFile}
 		defer sh.closeQuerier()
 		in, err := newLineReader(c, *history)
 		if err != nil {
@@ -315,9 +316,12 @@ func splitFields(line string) ([]string, error) {
 type shell struct {
 	c       *cli
 	n       *lightdht.Node
-	q       *querier
-	timeout time.Duration
-	keyFile string
+	q       *querier      // the single queries' (find-node, sample), opened by the first
+	timeout time.Duration // --timeout, per command
+	// queryTimeout is --query-timeout: the wait per attempt of the node's
+	// queries and of the single queries alike.
+	queryTimeout time.Duration
+	keyFile      string
 }
 
 func (sh *shell) closeQuerier() {
@@ -398,7 +402,7 @@ func (sh *shell) single(ctx context.Context, addrStr string, m *krpc.Msg) (krpc.
 		return krpc.Response{}, err
 	}
 	if sh.q == nil {
-		if sh.q, err = newQuerier(sh.c, "", addr, 2*time.Second); err != nil {
+		if sh.q, err = newQuerier(sh.c, "", addr, sh.queryTimeout); err != nil {
 			return krpc.Response{}, err
 		}
 	}
