@@ -10,11 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lightdht/lightdht"
 	"github.com/lightdht/lightdht/crawler"
 	"github.com/lightdht/lightdht/krpc"
 	"github.com/lightdht/lightdht/observe"
-	"github.com/lightdht/lightdht/table"
 )
 
 // visitCensus records the version of every node that replied and every
@@ -51,27 +49,8 @@ func TestAria2InfohashCensus(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts aria2 processes")
 	}
-	obs := &querySightings{}
-	var nodes []*lightdht.Node
-	for i := range 8 {
-		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 38, 1, byte(i+1))})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var boot []netip.AddrPort
-		if i > 0 {
-			boot = []netip.AddrPort{nodes[0].Addr()}
-		}
-		nodes = append(nodes, newNodeWith(t, c, func(cfg *lightdht.Config) {
-			cfg.Bootstrap, cfg.Observer, cfg.QueryTimeout = boot, obs, 5*time.Second
-		}))
-	}
+	nodes, obs := clientNodes(t, 38)
 	ctx := context.Background()
-	for range 2 {
-		for _, n := range nodes[1:] {
-			n.Bootstrap(ctx)
-		}
-	}
 	var arias []netip.AddrPort
 	for i := range 3 {
 		a, _ := startAria2(t, fmt.Sprintf("127.38.0.%d", i+1), nodes[i].Addr(), krpc.RandomID())
@@ -79,21 +58,7 @@ func TestAria2InfohashCensus(t *testing.T) {
 	}
 	// Every aria2 node has queried the network and been confirmed by a
 	// ping: the lightdht nodes list it in replies now.
-	for _, a := range arias {
-		eventually(t, "no query from aria2 at "+a.String(), func() bool {
-			return obs.find(func(s lightdht.Sighting) bool { return s.Node.Addr == a })
-		})
-		eventually(t, "no lightdht node confirmed aria2 at "+a.String(), func() bool {
-			seen := false
-			for _, n := range nodes {
-				n.Table(false).Each(func(e table.Entry) bool {
-					seen = seen || (e.Addr == a && !e.LastReply.IsZero())
-					return !seen
-				})
-			}
-			return seen
-		})
-	}
+	waitConfirmed(t, nodes, obs, arias...)
 
 	census := &visitCensus{ver: map[netip.AddrPort]string{}, visits: map[netip.AddrPort]observe.Visit{}}
 	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 38, 2, 1)})

@@ -40,27 +40,8 @@ func TestAria2(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts an aria2 process")
 	}
-	obs := &querySightings{}
-	var nodes []*lightdht.Node
-	for i := range 8 {
-		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 36, 1, byte(i+1))})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var boot []netip.AddrPort
-		if i > 0 {
-			boot = []netip.AddrPort{nodes[0].Addr()}
-		}
-		nodes = append(nodes, newNodeWith(t, c, func(cfg *lightdht.Config) {
-			cfg.Bootstrap, cfg.Observer, cfg.QueryTimeout = boot, obs, 5*time.Second
-		}))
-	}
+	nodes, obs := clientNodes(t, 36)
 	ctx := context.Background()
-	for range 2 {
-		for _, n := range nodes[1:] {
-			n.Bootstrap(ctx)
-		}
-	}
 
 	ih := krpc.RandomID()
 	aria, tcpPort := startAria2(t, "127.36.0.1", nodes[0].Addr(), ih)

@@ -9,11 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lightdht/lightdht"
 	"github.com/lightdht/lightdht/crawler"
 	"github.com/lightdht/lightdht/krpc"
 	"github.com/lightdht/lightdht/observe"
-	"github.com/lightdht/lightdht/table"
 )
 
 // versionCensus records the client version of every node that replied.
@@ -38,49 +36,14 @@ func TestMixedClientsCensus(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts libtorrent and aria2 processes")
 	}
-	obs := &querySightings{}
-	var nodes []*lightdht.Node
-	for i := range 8 {
-		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 37, 1, byte(i+1))})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var boot []netip.AddrPort
-		if i > 0 {
-			boot = []netip.AddrPort{nodes[0].Addr()}
-		}
-		nodes = append(nodes, newNodeWith(t, c, func(cfg *lightdht.Config) {
-			cfg.Bootstrap, cfg.Observer, cfg.QueryTimeout = boot, obs, 5*time.Second
-		}))
-	}
+	nodes, obs := clientNodes(t, 37)
 	ctx := context.Background()
-	for range 2 {
-		for _, n := range nodes[1:] {
-			n.Bootstrap(ctx)
-		}
-	}
 	lt := startLibtorrent(t, "127.37.0.1")
 	lt.do(t, map[string]any{"op": "add_node", "addr": nodes[0].Addr().String()}, nil)
 	aria, _ := startAria2(t, "127.37.0.2", nodes[0].Addr(), krpc.RandomID())
 	// Both have queried the network, and the lightdht nodes have
 	// confirmed them with a ping: they are listed in replies now.
-	for _, client := range []netip.AddrPort{lt.addr, aria} {
-		eventually(t, "no query from "+client.String(), func() bool {
-			return obs.find(func(s lightdht.Sighting) bool { return s.Node.Addr == client })
-		})
-	}
-	eventually(t, "the lightdht nodes did not confirm both clients", func() bool {
-		var seen [2]bool
-		for _, n := range nodes {
-			n.Table(false).Each(func(e table.Entry) bool {
-				for i, a := range []netip.AddrPort{lt.addr, aria} {
-					seen[i] = seen[i] || (e.Addr == a && !e.LastReply.IsZero())
-				}
-				return true
-			})
-		}
-		return seen[0] && seen[1]
-	})
+	waitConfirmed(t, nodes, obs, lt.addr, aria)
 
 	census := &versionCensus{ver: map[netip.AddrPort]string{}}
 	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 37, 2, 1)})

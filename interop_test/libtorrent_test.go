@@ -176,27 +176,8 @@ func TestLibtorrent(t *testing.T) {
 		t.Skip("starts a libtorrent process")
 	}
 	lt := startLibtorrent(t, "127.35.0.1")
-	obs := &querySightings{}
-	var nodes []*lightdht.Node
-	for i := range 8 {
-		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 35, 1, byte(i+1))})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var boot []netip.AddrPort
-		if i > 0 {
-			boot = []netip.AddrPort{nodes[0].Addr()}
-		}
-		nodes = append(nodes, newNodeWith(t, c, func(cfg *lightdht.Config) {
-			cfg.Bootstrap, cfg.Observer, cfg.QueryTimeout = boot, obs, 5*time.Second
-		}))
-	}
+	nodes, obs := clientNodes(t, 35)
 	ctx := context.Background()
-	for range 2 {
-		for _, n := range nodes[1:] {
-			n.Bootstrap(ctx)
-		}
-	}
 	client := krpcClient(t, "127.35.2.1")
 	me := krpc.RandomID()
 

@@ -17,6 +17,7 @@ import (
 	"github.com/lightdht/lightdht"
 	"github.com/lightdht/lightdht/internal/simnet"
 	"github.com/lightdht/lightdht/krpc"
+	"github.com/lightdht/lightdht/table"
 )
 
 // testConn is a socket of either kind of test network, with its address.
@@ -177,4 +178,58 @@ func anacrolixPeers(t *testing.T, s *dht.Server, ih krpc.ID, port int) []netip.A
 
 func statsString(queries, replies, timeouts int) string {
 	return fmt.Sprintf("%d queries, %d replies, %d timeouts", queries, replies, timeouts)
+}
+
+// clientNodes starts the lightdht side of a test against another client
+// (libtorrent, aria2): 8 nodes on 127.b.1.1 to 127.b.1.8, each but the
+// first joined through the first, twice over so that the early nodes
+// learn of the later ones. Their queries wait 5s per attempt, and the
+// queries they receive are recorded in the returned querySightings.
+func clientNodes(t *testing.T, b byte) ([]*lightdht.Node, *querySightings) {
+	t.Helper()
+	obs := &querySightings{}
+	var nodes []*lightdht.Node
+	for i := range 8 {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, b, 1, byte(i+1))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var boot []netip.AddrPort
+		if i > 0 {
+			boot = []netip.AddrPort{nodes[0].Addr()}
+		}
+		nodes = append(nodes, newNodeWith(t, c, func(cfg *lightdht.Config) {
+			cfg.Bootstrap, cfg.Observer, cfg.QueryTimeout = boot, obs, 5*time.Second
+		}))
+	}
+	for range 2 {
+		for _, n := range nodes[1:] {
+			n.Bootstrap(context.Background())
+		}
+	}
+	return nodes, obs
+}
+
+// waitConfirmed waits until each of clients has queried one of nodes and
+// some node has confirmed it (a reply to the node's own query), so that
+// the lightdht nodes list it in their replies.
+func waitConfirmed(t *testing.T, nodes []*lightdht.Node, obs *querySightings, clients ...netip.AddrPort) {
+	t.Helper()
+	for _, a := range clients {
+		eventually(t, "no query from "+a.String(), func() bool {
+			return obs.find(func(s lightdht.Sighting) bool { return s.Node.Addr == a })
+		})
+	}
+	for _, a := range clients {
+		eventually(t, "no lightdht node confirmed "+a.String(), func() bool {
+			seen := false
+			for _, n := range nodes {
+				n.Table(false).Each(func(e table.Entry) bool {
+					seen = seen || (e.Addr == a && !e.LastReply.IsZero())
+					return !seen
+				})
+			}
+			return seen
+		})
+	}
 }
