@@ -1,12 +1,9 @@
 package interop
 
 import (
-	"context"
 	"fmt"
-	"net"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,23 +12,12 @@ import (
 	"github.com/lightdht/lightdht/observe"
 )
 
-// visitCensus records the version of every node that replied and every
-// node's visit.
+// visitCensus records the version of every node that replied (a
+// versionCensus, whose mu guards visits as well) and every node's visit.
 type visitCensus struct {
-	mu     sync.Mutex
-	ver    map[netip.AddrPort]string
+	versionCensus
 	visits map[netip.AddrPort]observe.Visit
 }
-
-func (c *visitCensus) Observe(s observe.Sighting) {
-	if s.Source == observe.SourceReply {
-		c.mu.Lock()
-		c.ver[s.Node.Addr] = s.Version
-		c.mu.Unlock()
-	}
-}
-
-func (*visitCensus) RecordSample(krpc.NodeInfo, time.Time, int, int, []krpc.ID) {}
 
 func (c *visitCensus) RecordVisit(v observe.Visit) {
 	c.mu.Lock()
@@ -50,7 +36,6 @@ func TestAria2InfohashCensus(t *testing.T) {
 		t.Skip("starts aria2 processes")
 	}
 	nodes, obs := clientNodes(t, 38)
-	ctx := context.Background()
 	var arias []netip.AddrPort
 	for i := range 3 {
 		a, _ := startAria2(t, fmt.Sprintf("127.38.0.%d", i+1), nodes[i].Addr(), krpc.RandomID())
@@ -60,23 +45,10 @@ func TestAria2InfohashCensus(t *testing.T) {
 	// ping: the lightdht nodes list it in replies now.
 	waitConfirmed(t, nodes, obs, arias...)
 
-	census := &visitCensus{ver: map[netip.AddrPort]string{}, visits: map[netip.AddrPort]observe.Visit{}}
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 38, 2, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cr, err := crawler.New(crawler.Config{Conn: c, Bootstrap: []netip.AddrPort{nodes[0].Addr()}, TestNet: true,
+	census := &visitCensus{versionCensus: versionCensus{ver: map[netip.AddrPort]string{}}, visits: map[netip.AddrPort]observe.Visit{}}
+	res := crawlClients(t, "127.38.2.1", nodes[0].Addr(), crawler.Config{
 		Infohashes: true, Recorder: census, Idle: 20 * time.Second, Timeout: 2 * time.Second,
 		PerIPInterval: 50 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cctx, cancel := context.WithTimeout(ctx, hangGuard)
-	defer cancel()
-	res, err := cr.Run(cctx)
-	if err != nil {
-		t.Fatalf("crawl: %v", err)
-	}
 	census.mu.Lock()
 	defer census.mu.Unlock()
 	t.Logf("crawl: %d discovered, %d replied, %d queries, %d resends, %d samples", res.Discovered, res.Replied, res.Queries, res.Resends, res.Samples)

@@ -30,6 +30,29 @@ func (c *versionCensus) Observe(s observe.Sighting) {
 
 func (*versionCensus) RecordSample(krpc.NodeInfo, time.Time, int, int, []krpc.ID) {}
 
+// crawlClients crawls a test network (crawler.Config.TestNet) through
+// entry from a socket on ip, with cfg's other settings, and returns the
+// result of the crawl, which must end by itself within hangGuard.
+func crawlClients(t *testing.T, ip string, entry netip.AddrPort, cfg crawler.Config) crawler.Result {
+	t.Helper()
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(ip)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Conn, cfg.Bootstrap, cfg.TestNet = c, []netip.AddrPort{entry}, true
+	cr, err := crawler.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	defer cancel()
+	res, err := cr.Run(ctx)
+	if err != nil {
+		t.Fatalf("crawl: %v", err)
+	}
+	return res
+}
+
 // TestMixedClientsCensus: a crawl of a loopback network of lightdht nodes,
 // a libtorrent node and aria2 finds and counts all three clients.
 func TestMixedClientsCensus(t *testing.T) {
@@ -37,7 +60,6 @@ func TestMixedClientsCensus(t *testing.T) {
 		t.Skip("starts libtorrent and aria2 processes")
 	}
 	nodes, obs := clientNodes(t, 37)
-	ctx := context.Background()
 	lt := startLibtorrent(t, "127.37.0.1")
 	lt.do(t, map[string]any{"op": "add_node", "addr": nodes[0].Addr().String()}, nil)
 	aria, _ := startAria2(t, "127.37.0.2", nodes[0].Addr(), krpc.RandomID())
@@ -46,21 +68,8 @@ func TestMixedClientsCensus(t *testing.T) {
 	waitConfirmed(t, nodes, obs, lt.addr, aria)
 
 	census := &versionCensus{ver: map[netip.AddrPort]string{}}
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 37, 2, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cr, err := crawler.New(crawler.Config{Conn: c, Bootstrap: []netip.AddrPort{nodes[0].Addr()}, TestNet: true,
+	res := crawlClients(t, "127.37.2.1", nodes[0].Addr(), crawler.Config{
 		Recorder: census, Idle: 3 * time.Second, PerIPInterval: 50 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cctx, cancel := context.WithTimeout(ctx, hangGuard)
-	defer cancel()
-	res, err := cr.Run(cctx)
-	if err != nil {
-		t.Fatalf("crawl: %v", err)
-	}
 	census.mu.Lock()
 	defer census.mu.Unlock()
 	counts := map[string]int{}
