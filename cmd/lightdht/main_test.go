@@ -156,6 +156,79 @@ func noCrash(t *testing.T, args []string, stderr string) {
 	}
 }
 
+// proc is a lightdht command running in the background (startProc)
+// that has printed its first line on stdout.
+type proc struct {
+	t      *testing.T
+	args   []string
+	cmd    *exec.Cmd
+	out    *bufio.Scanner // stdout after the first line
+	stderr lockedBuffer
+	first  string // the first line of stdout
+}
+
+// startProc starts the binary with args (checked by guard) and waits
+// for the first line it prints on stdout. It is killed at the end of the
+// test, or after hangGuard.
+func startProc(t *testing.T, args ...string) *proc {
+	t.Helper()
+	guard(t, nil, args)
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	t.Cleanup(cancel)
+	p := &proc{t: t, args: args, cmd: exec.CommandContext(ctx, bin, args...)}
+	p.cmd.Env = cleanEnv()
+	p.cmd.Stderr = &p.stderr
+	stdout, err := p.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p.out = bufio.NewScanner(stdout)
+	if !p.out.Scan() {
+		t.Fatalf("lightdht %s printed nothing; stderr:\n%s", args[0], p.stderr.String())
+	}
+	p.first = p.out.Text()
+	return p
+}
+
+// stop interrupts the command as Ctrl-C does, reads the rest of its
+// stdout, waits for it to exit and checks that it exited 0 without a
+// crash. It returns the rest of stdout and the whole of stderr.
+func (p *proc) stop() (rest, stderr string) {
+	p.t.Helper()
+	p.cmd.Process.Signal(os.Interrupt)
+	var lines []string
+	for p.out.Scan() {
+		lines = append(lines, p.out.Text())
+	}
+	if err := p.cmd.Wait(); err != nil {
+		p.t.Errorf("lightdht %s: %v; stderr:\n%s", p.args[0], err, p.stderr.String())
+	}
+	noCrash(p.t, p.args, p.stderr.String())
+	return strings.Join(lines, "\n"), p.stderr.String()
+}
+
+// lockedBuffer is a bytes.Buffer that a running command may write while
+// the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
 // ok runs the command and fails the test unless it exits 0.
 func ok(t *testing.T, env []string, args ...string) string {
 	t.Helper()
@@ -591,27 +664,10 @@ func TestNode(t *testing.T) {
 	t.Parallel()
 	tn := startTestnet(t, 6, "127.27.0.1")
 	path := filepath.Join(t.TempDir(), "node.db")
-	args := []string{"node", "--listen", "127.27.1.1:0", "--bootstrap", tn.Bootstrap, "--db", path, "--json", "--table", "flat"}
-	guard(t, nil, args)
-	cmd := exec.Command(bin, args...)
-	cmd.Env = cleanEnv()
-	var se bytes.Buffer
-	cmd.Stderr = &se
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	sc := bufio.NewScanner(stdout)
-	if !sc.Scan() {
-		t.Fatalf("node printed nothing; stderr:\n%s", se.String())
-	}
-	started := decode[map[string]string](t, sc.Text())
+	node := startProc(t, "node", "--listen", "127.27.1.1:0", "--bootstrap", tn.Bootstrap, "--db", path, "--json", "--table", "flat")
+	started := decode[map[string]string](t, node.first)
 	if !strings.HasPrefix(started["addr"], "127.27.1.1:") || len(started["id"]) != 40 {
-		t.Errorf("node started: %s", sc.Text())
+		t.Errorf("node started: %s", node.first)
 	}
 	// The node bootstraps in the background; wait until its sightings of
 	// every testnet node are in the file.
@@ -631,17 +687,9 @@ func TestNode(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	cmd.Process.Signal(os.Interrupt)
-	var rest strings.Builder
-	for sc.Scan() {
-		rest.WriteString(sc.Text())
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Errorf("node: %v; stderr:\n%s", err, se.String())
-	}
-	noCrash(t, args, se.String())
-	if stopped := decode[map[string]any](t, rest.String()); stopped["stopped"] != true {
-		t.Errorf("node stop output %q", rest.String())
+	rest, _ := node.stop()
+	if stopped := decode[map[string]any](t, rest); stopped["stopped"] != true {
+		t.Errorf("node stop output %q", rest)
 	}
 	d := openDB(t, path)
 	if s := scalar[string](t, d, "PRAGMA integrity_check"); s != "ok" {

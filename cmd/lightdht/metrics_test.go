@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"net/http"
 	"os"
 	"os/exec"
@@ -81,28 +79,11 @@ next:
 func TestMetricsNode(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "node.db")
-	args := []string{"node", "--listen", "127.51.1.1:0", "--bootstrap", silentAddr(t, "127.51.0.1"), "--db", path, "--json", "--metrics", "127.0.0.1:0"}
-	guard(t, nil, args)
-	cmd := exec.Command(bin, args...)
-	cmd.Env = cleanEnv()
-	var se bytes.Buffer
-	cmd.Stderr = &se
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	sc := bufio.NewScanner(stdout)
-	if !sc.Scan() {
-		t.Fatalf("node printed nothing; stderr:\n%s", se.String())
-	}
-	started := decode[map[string]string](t, sc.Text())
+	node := startProc(t, "node", "--listen", "127.51.1.1:0", "--bootstrap", silentAddr(t, "127.51.0.1"), "--db", path, "--json", "--metrics", "127.0.0.1:0")
+	started := decode[map[string]string](t, node.first)
 	url := started["metrics"]
 	if !strings.HasPrefix(url, "http://127.0.0.1:") || !strings.HasSuffix(url, "/metrics") {
-		t.Fatalf("node started without a metrics URL: %s", sc.Text())
+		t.Fatalf("node started without a metrics URL: %s", node.first)
 	}
 
 	before := scrape(t, url)
@@ -162,15 +143,8 @@ func TestMetricsNode(t *testing.T) {
 		t.Errorf("GET /debug/pprof/: %s", resp.Status)
 	}
 
-	cmd.Process.Signal(os.Interrupt)
-	for sc.Scan() {
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Errorf("node: %v; stderr:\n%s", err, se.String())
-	}
-	noCrash(t, args, se.String())
-	if !strings.Contains(se.String(), "metrics "+url+"\n") {
-		t.Errorf("stderr does not announce %s:\n%s", url, se.String())
+	if _, stderr := node.stop(); !strings.Contains(stderr, "metrics "+url+"\n") {
+		t.Errorf("stderr does not announce %s:\n%s", url, stderr)
 	}
 }
 

@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -127,25 +125,9 @@ func TestNodeState(t *testing.T) {
 	run := func(extra ...string) (string, string) {
 		t.Helper()
 		args := append([]string{"node", "--listen", "127.29.1.1:0", "--bootstrap", tn.Bootstrap, "--db", filepath.Join(dir, "node.db"), "--json", "--state", state}, extra...)
-		guard(t, nil, args)
-		cmd := exec.Command(bin, args...)
-		cmd.Env = cleanEnv()
-		var se bytes.Buffer
-		cmd.Stderr = &se
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
 		began := time.Now()
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		defer cmd.Process.Kill()
-		sc := bufio.NewScanner(stdout)
-		if !sc.Scan() {
-			t.Fatalf("node printed nothing; stderr:\n%s", se.String())
-		}
-		started := decode[map[string]string](t, sc.Text())
+		node := startProc(t, args...)
+		started := decode[map[string]string](t, node.first)
 		// Wait (with a hang guard) for a periodic save of this run that
 		// lists nodes.
 		hung := time.Now().Add(hangGuard)
@@ -156,18 +138,12 @@ func TestNodeState(t *testing.T) {
 				break
 			}
 			if time.Now().After(hung) {
-				t.Fatalf("after %v no state file with nodes; stderr:\n%s", hangGuard, se.String())
+				t.Fatalf("after %v no state file with nodes; stderr:\n%s", hangGuard, node.stderr.String())
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		cmd.Process.Signal(os.Interrupt)
-		for sc.Scan() {
-		}
-		if err := cmd.Wait(); err != nil {
-			t.Fatalf("node: %v; stderr:\n%s", err, se.String())
-		}
-		noCrash(t, args, se.String())
-		return started["id"], se.String()
+		_, stderr := node.stop()
+		return started["id"], stderr
 	}
 	first, _ := run("--state-every", "200ms")
 	second, _ := run("--state-every", "200ms")
