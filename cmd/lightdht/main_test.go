@@ -530,20 +530,7 @@ func TestCrawlInterrupt(t *testing.T) {
 	tn := startTestnet(t, 10, "127.24.0.1")
 	path := filepath.Join(t.TempDir(), "interrupted.db")
 	args := []string{"crawl", "--continuous", "--testnet", "--bootstrap", tn.Bootstrap, "--db", path, "--progress", "100ms", "--json"}
-	guard(t, nil, args)
-	cmd := exec.Command(bin, args...)
-	cmd.Env = cleanEnv()
-	var so bytes.Buffer
-	cmd.Stdout = &so
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	w := watchStatus(stderr, 10)
+	cmd, w, so := startWatched(t, 10, args...)
 	select {
 	case <-w.replied:
 	case <-time.After(hangGuard):
@@ -772,20 +759,7 @@ func TestCrawlRespond(t *testing.T) {
 	listen := freeUDPAddr(t, "127.29.0.200")
 	args := []string{"crawl", "--respond", "--continuous", "--testnet", "--listen", listen, "--progress", "100ms",
 		"--bootstrap", tn.Bootstrap, "--db", path, "--json"}
-	guard(t, nil, args)
-	cmd := exec.Command(bin, args...)
-	cmd.Env = cleanEnv()
-	var so bytes.Buffer
-	cmd.Stdout = &so
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	w := watchStatus(stderr, len(tn.Nodes))
+	cmd, w, so := startWatched(t, len(tn.Nodes), args...)
 	// The crawler answers as soon as it listens.
 	hung := time.Now().Add(hangGuard)
 	for exe(t, nil, "", "ping", listen, "--timeout", "1s").code != 0 {
@@ -848,6 +822,28 @@ func watchStatus(stderr io.Reader, want int) *statusWatch {
 		}
 	}()
 	return w
+}
+
+// startWatched starts the binary with args (checked by guard): its
+// stderr goes to a statusWatch waiting for a status line with want nodes
+// replied, its stdout to the returned buffer. It is killed at the end of
+// the test if it is still running; interrupt stops it.
+func startWatched(t *testing.T, want int, args ...string) (*exec.Cmd, *statusWatch, *lockedBuffer) {
+	t.Helper()
+	guard(t, nil, args)
+	cmd := exec.Command(bin, args...)
+	cmd.Env = cleanEnv()
+	so := &lockedBuffer{}
+	cmd.Stdout = so
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	return cmd, watchStatus(stderr, want), so
 }
 
 // text returns what has been read so far.

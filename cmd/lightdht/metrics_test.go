@@ -3,7 +3,6 @@ package main
 import (
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -170,18 +169,7 @@ func TestMetricsCrawl(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "crawl.db")
 	args := []string{"crawl", "--testnet", "--continuous", "--bootstrap", tn.Bootstrap, "--listen", "127.52.1.1:0",
 		"--db", path, "--progress", "100ms", "--metrics", "127.0.0.1:0"}
-	guard(t, nil, args)
-	cmd := exec.Command(bin, args...)
-	cmd.Env = cleanEnv()
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	w := watchStatus(stderr, nodes)
+	cmd, w, _ := startWatched(t, nodes, args...)
 	select {
 	case <-w.replied:
 	case <-w.drained:
