@@ -217,12 +217,14 @@ type lockedBuffer struct {
 	b  bytes.Buffer
 }
 
+// Write appends p, as bytes.Buffer.Write does.
 func (l *lockedBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.Write(p)
 }
 
+// String returns what has been written so far.
 func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
