@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"os"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -19,6 +21,35 @@ import (
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// readmeQueries returns the SQL blocks of the README's section on shared
+// crawls.
+func readmeQueries(t *testing.T) []string {
+	t.Helper()
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(b), "## Crawling from several machines into one PostgreSQL database\n")
+	if !ok {
+		t.Fatal("README has no section on shared crawls")
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	var out []string
+	for {
+		_, rest, ok := strings.Cut(section, "```sql\n")
+		if !ok {
+			break
+		}
+		query, rest, _ := strings.Cut(rest, "```")
+		out = append(out, query)
+		section = rest
+	}
+	if len(out) != 5 {
+		t.Fatalf("README's section on shared crawls has %d queries, want 5", len(out))
+	}
+	return out
+}
 
 // replies is a crawler.Recorder that keeps the IDs of the nodes that
 // answered: the baseline crawl's findings.
@@ -313,6 +344,28 @@ func TestFourCrawlersOneKilled(t *testing.T) {
 		}
 		if n := scalar(t, q, "SELECT count(*) FROM shared_crawls WHERE crawl = $1 AND finished IS NOT NULL AND finisher IS NOT NULL", id); n != 1 {
 			t.Errorf("shared_crawls: %v rows finished, want 1", n)
+		}
+
+		// The README's queries run on this crawl; those of the zones and
+		// the run return rows (the vantage views may have none: each
+		// node was visited from one vantage).
+		for i, query := range readmeQueries(t) {
+			rows, err := q.Query(strings.ReplaceAll(query, "'census-1'", "'census'"))
+			if err != nil {
+				t.Errorf("README query %d: %v\n%s", i+1, err, query)
+				continue
+			}
+			n := 0
+			for rows.Next() {
+				n++
+			}
+			if err := rows.Err(); err != nil {
+				t.Errorf("README query %d: %v", i+1, err)
+			}
+			rows.Close()
+			if i < 3 && n == 0 {
+				t.Errorf("README query %d returned no rows:\n%s", i+1, query)
+			}
 		}
 	})
 }
