@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -60,40 +59,70 @@ var errLeaseLost = errors.New("shard: lease lost")
 
 // Run works zones of the crawl until every zone is done, then returns
 // the crawl's totals; the process that marks the last zone done records
-// the end of the crawl_runs row. It joins Config.Store to the crawl
-// first, and closes Config.Crawler.Conn when it returns. When ctx ends
-// Run returns at once with ctx's error, leaving a zone it holds claimed:
-// like a crawler that died, it is claimed again once its lease runs out.
+// the end of the crawl_runs row. It crawls up to Config.Parallel zones at
+// once on the one socket. It joins Config.Store to the crawl first, and
+// closes Config.Crawler.Conn when it returns. When ctx ends Run returns
+// at once with ctx's error, leaving the zones it holds claimed: like a
+// crawler that died, they are claimed again once their leases run out.
 func (c *Crawl) Run(ctx context.Context) (Summary, error) {
-	base := c.cfg.Crawler.Conn
-	defer base.Close()
+	m := newMux(c.cfg.Crawler.Conn, c.rate())
+	defer m.close()
 	var sum Summary
 	if err := c.cfg.Store.JoinRun(c.id, c.cfg.Host, c.vantage); err != nil {
 		return sum, fmt.Errorf("shard: %w", err)
 	}
+	wctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	for range c.cfg.Parallel {
+		wg.Go(func() {
+			if err := c.worker(wctx, m, &sum); err != nil {
+				cancel(err) // the first error stops the other workers
+			}
+		})
+	}
+	wg.Wait()
+	if err := context.Cause(wctx); err != nil {
+		return sum, err
+	}
+	var err error
+	if sum.Totals, err = c.Totals(ctx); err != nil {
+		return sum, c.stopped(ctx, err)
+	}
+	c.report(Event{Kind: EventFinished, Last: sum.Last})
+	return sum, nil
+}
+
+// rate is the process's query rate: the crawl template's.
+func (c *Crawl) rate() float64 {
+	if c.cfg.Crawler.Rate > 0 {
+		return c.cfg.Crawler.Rate
+	}
+	return crawler.DefaultRate
+}
+
+// worker claims and crawls zones one after another until every zone is
+// done (nil) or ctx ends or the database fails (the error).
+func (c *Crawl) worker(ctx context.Context, m *mux, sum *Summary) error {
 	backoff := c.cfg.Poll
 	for {
 		z, ok, err := c.claim(ctx)
 		if err != nil {
-			return sum, c.stopped(ctx, fmt.Errorf("shard: claim: %w", err))
+			return c.stopped(ctx, fmt.Errorf("shard: claim: %w", err))
 		}
 		if ok {
 			backoff = c.cfg.Poll
-			if err := c.work(ctx, z, &sum); err != nil {
-				return sum, err
+			if err := c.work(ctx, m, z, sum); err != nil {
+				return err
 			}
 			continue
 		}
 		open, next, err := c.status(ctx)
 		if err != nil {
-			return sum, c.stopped(ctx, fmt.Errorf("shard: status: %w", err))
+			return c.stopped(ctx, fmt.Errorf("shard: status: %w", err))
 		}
 		if open == 0 {
-			if sum.Totals, err = c.Totals(ctx); err != nil {
-				return sum, c.stopped(ctx, err)
-			}
-			c.report(Event{Kind: EventFinished, Last: sum.Last})
-			return sum, nil
+			return nil
 		}
 		// Wait for a lease to run out, or for the others to finish; a
 		// todo zone not claimed is being claimed by someone this moment.
@@ -103,7 +132,7 @@ func (c *Crawl) Run(ctx context.Context) (Summary, error) {
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return sum, context.Cause(ctx)
+			return context.Cause(ctx)
 		case <-t.C:
 		}
 		backoff = min(2*backoff, c.cfg.PollMax)
@@ -122,7 +151,7 @@ func (c *Crawl) stopped(ctx context.Context, err error) error {
 // work crawls zone z, which this process has just claimed, renewing its
 // lease meanwhile, and marks it done. An error ends Run: ctx ended (the
 // zone is left claimed), or the database failed.
-func (c *Crawl) work(ctx context.Context, z Zone, sum *Summary) error {
+func (c *Crawl) work(ctx context.Context, m *mux, z Zone, sum *Summary) error {
 	c.report(Event{Kind: EventClaimed, Zone: z})
 	zctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -132,7 +161,16 @@ func (c *Crawl) work(ctx context.Context, z Zone, sum *Summary) error {
 
 	rec := &zoneRecorder{DB: c.cfg.Store, zone: crawler.Zone{Prefix: z.Prefix, Bits: z.Bits}, ctx: zctx}
 	cfg := c.cfg.Crawler
-	cfg.Conn, cfg.Zone, cfg.Recorder = newKeptConn(c.cfg.Crawler.Conn), rec.zone, rec
+	cfg.Conn, cfg.Zone, cfg.Recorder = m.attach(), rec.zone, rec
+	if p := cfg.Progress; p != nil {
+		// The template's Progress is called for every zone's crawl: one
+		// call at a time.
+		cfg.Progress = func(pr crawler.Progress) {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			p(pr)
+		}
+	}
 	cr, err := crawler.New(cfg)
 	var res crawler.Result
 	if err == nil {
@@ -140,12 +178,12 @@ func (c *Crawl) work(ctx context.Context, z Zone, sum *Summary) error {
 	}
 	close(stop)
 	wg.Wait()
-	sum.Queries += res.Queries
+	c.add(sum, func() { sum.Queries += res.Queries })
 	if ctx.Err() != nil {
 		return context.Cause(ctx)
 	}
 	if errors.Is(context.Cause(zctx), errLeaseLost) {
-		sum.Lost++
+		c.add(sum, func() { sum.Lost++ })
 		c.report(Event{Kind: EventLost, Zone: z, Result: res})
 		return nil
 	}
@@ -164,16 +202,16 @@ func (c *Crawl) work(ctx context.Context, z Zone, sum *Summary) error {
 		return c.stopped(ctx, fmt.Errorf("shard: zone %d done: %w", z.Number, err))
 	}
 	if !held {
-		sum.Lost++
+		c.add(sum, func() { sum.Lost++ })
 		c.report(Event{Kind: EventLost, Zone: z, Result: res})
 		return nil
 	}
-	sum.Crawled++
+	c.add(sum, func() { sum.Crawled++ })
 	z.State, z.NodesFound, z.NodesReplied, z.QueriesSent, z.Infohashes, z.SizeEstimate =
 		StateDone, f.found, f.replied, f.queries, f.infohashes, f.size
 	c.report(Event{Kind: EventDone, Zone: z, Result: res})
 	if last {
-		sum.Last = true
+		c.add(sum, func() { sum.Last = true })
 		return c.end(ctx)
 	}
 	return nil
@@ -219,11 +257,20 @@ func (c *Crawl) end(ctx context.Context) error {
 	return nil
 }
 
-// report calls Config.Progress, if set.
+// report calls Config.Progress, if set, one call at a time.
 func (c *Crawl) report(e Event) {
 	if c.cfg.Progress != nil {
+		c.mu.Lock()
+		defer c.mu.Unlock()
 		c.cfg.Progress(e)
 	}
+}
+
+// add updates the summary that Run's workers share.
+func (c *Crawl) add(sum *Summary, f func()) {
+	c.sumMu.Lock()
+	defer c.sumMu.Unlock()
+	f()
 }
 
 // zoneRecorder passes a zone's crawl to the store, keeping only the
@@ -249,58 +296,4 @@ func (r *zoneRecorder) RecordVisit(v observe.Visit) {
 		r.replied.Add(1)
 	}
 	r.DB.RecordVisit(v)
-}
-
-// keptConn lends the process's socket to one zone's crawl: the crawler
-// owns and closes its Conn, and a Close here ends the crawl's reads
-// (with a read deadline in the past) without closing the socket, so
-// that the next zone's crawl uses it too and the vantage stays the
-// process's.
-type keptConn struct {
-	net.PacketConn
-	closed atomic.Bool
-}
-
-// newKeptConn lends conn to a new crawl, clearing the deadline the last
-// one's Close left.
-func newKeptConn(conn net.PacketConn) *keptConn {
-	conn.SetReadDeadline(time.Time{})
-	return &keptConn{PacketConn: conn}
-}
-
-// ReadFrom reads from the socket, and fails with net.ErrClosed once
-// Close has been called.
-func (k *keptConn) ReadFrom(b []byte) (int, net.Addr, error) {
-	n, a, err := k.PacketConn.ReadFrom(b)
-	if k.closed.Load() {
-		return 0, nil, net.ErrClosed
-	}
-	return n, a, err
-}
-
-// WriteTo writes to the socket, and fails with net.ErrClosed once Close
-// has been called.
-func (k *keptConn) WriteTo(b []byte, addr net.Addr) (int, error) {
-	if k.closed.Load() {
-		return 0, net.ErrClosed
-	}
-	return k.PacketConn.WriteTo(b, addr)
-}
-
-// Close ends the loan: reads blocked now or later fail. The socket stays
-// open.
-func (k *keptConn) Close() error {
-	if k.closed.Swap(true) {
-		return nil
-	}
-	return k.PacketConn.SetReadDeadline(time.Unix(1, 0))
-}
-
-// SetReadBuffer sizes the socket's receive buffer, if it has one, as the
-// crawler asks.
-func (k *keptConn) SetReadBuffer(n int) error {
-	if rb, ok := k.PacketConn.(interface{ SetReadBuffer(int) error }); ok {
-		return rb.SetReadBuffer(n)
-	}
-	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -22,10 +23,11 @@ import (
 
 // Defaults of Config, filled in for zero fields.
 const (
-	DefaultBits    = 4                      // 16 zones
-	DefaultLease   = time.Minute            // a zone's lease, renewed every third of it
-	DefaultPoll    = 500 * time.Millisecond // first wait for a free zone
-	DefaultPollMax = 10 * time.Second       // longest wait for a free zone
+	DefaultBits     = 4                      // 16 zones
+	DefaultLease    = time.Minute            // a zone's lease, renewed every third of it
+	DefaultPoll     = 500 * time.Millisecond // first wait for a free zone
+	DefaultPollMax  = 10 * time.Second       // longest wait for a free zone
+	DefaultParallel = 1                      // zones a process crawls at once
 )
 
 // MaxBits is the largest Config.Bits: 65,536 zones.
@@ -63,6 +65,13 @@ type Config struct {
 	// never past the next lease's end. Zero: DefaultPoll (500 ms) and
 	// DefaultPollMax (10 seconds).
 	Poll, PollMax time.Duration
+	// Parallel is how many zones the process claims and crawls at once,
+	// on its one socket and within its one rate (Crawler.Rate, all zones
+	// together): while one zone's crawl waits out its last timeouts, the
+	// other sends, which speeds up a crawl of many small zones; but a
+	// process that dies leaves that many zones half crawled. Zero:
+	// DefaultParallel (1, a zone at a time).
+	Parallel int
 	// Now, if set, is the clock of leases and of the times stored in
 	// crawl_zones and shared_crawls, for tests. Nil: the database
 	// server's clock, which every process agrees on.
@@ -82,8 +91,8 @@ type Config struct {
 	// Host stay NULL, as the crawl has many). Started zero: now.
 	Info db.RunInfo
 	// Progress, if set, is called as zones are claimed, done or lost
-	// and while the process waits for one, from Run's goroutine. Nil:
-	// no reports.
+	// and while the process waits for one, from Run's goroutines, one
+	// call at a time (Crawler.Progress too). Nil: no reports.
 	Progress func(Event)
 	// Logger receives log events, tagged component=shard. Zero value:
 	// none.
@@ -103,8 +112,13 @@ func (c Config) withDefaults() (Config, error) {
 		return c, errors.New("shard: Store is required")
 	case c.Crawler.Conn == nil:
 		return c, errors.New("shard: Crawler.Conn is required")
-	case c.Lease < 0 || c.Poll < 0 || c.PollMax < 0:
-		return c, errors.New("shard: negative Lease, Poll or PollMax")
+	case c.Lease < 0 || c.Poll < 0 || c.PollMax < 0 || c.Parallel < 0:
+		return c, errors.New("shard: negative Lease, Poll, PollMax or Parallel")
+	case c.Crawler.Continuous || c.Crawler.Respond || len(c.Crawler.Nodes) > 0 || c.Crawler.Zone.Bits > 0:
+		return c, errors.New("shard: a shared crawl's zones are crawls that end, read-only: no Continuous, Respond, Nodes or Zone")
+	}
+	if c.Parallel == 0 {
+		c.Parallel = DefaultParallel
 	}
 	if c.Lease == 0 {
 		c.Lease = DefaultLease
@@ -138,6 +152,9 @@ type Crawl struct {
 	created bool   // this process created the crawl
 	holder  string // this process's name in crawl_zones.holder
 	vantage string // the socket's local address
+
+	mu    sync.Mutex // serialises the calls of Config.Progress and Crawler.Progress
+	sumMu sync.Mutex // guards the Summary Run's workers share
 }
 
 // Open connects to cfg.URL and joins the shared crawl cfg.Name, creating
