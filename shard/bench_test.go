@@ -24,10 +24,13 @@ import (
 // timeouts, the gap probes), which a process pays once per zone.
 func BenchmarkSharedCrawl4(b *testing.B) {
 	const rate = 200
-	for _, tc := range []struct{ bits, parallel int }{{4, 1}, {4, 2}, {2, 1}} {
-		b.Run(fmt.Sprintf("zones=%d/parallel=%d", 1<<tc.bits, tc.parallel), func(b *testing.B) {
+	for _, tc := range []struct {
+		bits, parallel int
+		overlap        bool
+	}{{4, 1, false}, {4, 1, true}, {4, 2, false}, {2, 1, false}} {
+		b.Run(fmt.Sprintf("zones=%d/parallel=%d/overlap=%v", 1<<tc.bits, tc.parallel, tc.overlap), func(b *testing.B) {
 			for i := 0; b.Loop(); i++ {
-				benchShared(b, tc.bits, tc.parallel, rate, uint64(40+i))
+				benchShared(b, tc.bits, tc.parallel, tc.overlap, rate, uint64(40+i))
 			}
 		})
 	}
@@ -35,7 +38,7 @@ func BenchmarkSharedCrawl4(b *testing.B) {
 
 // benchShared runs one round of BenchmarkSharedCrawl4 and reports its
 // metrics.
-func benchShared(b *testing.B, bits, parallel int, rate float64, seed uint64) {
+func benchShared(b *testing.B, bits, parallel int, overlap bool, rate float64, seed uint64) {
 	url := pgtest.Database(b)
 	net, err := synth.New(netConfig(seed))
 	if err != nil {
@@ -49,7 +52,7 @@ func benchShared(b *testing.B, bits, parallel int, rate float64, seed uint64) {
 	members := make([]*member, 4)
 	for j := range members {
 		members[j] = join(b, url, "bench", net, rate, func(cfg *shard.Config) {
-			cfg.Now, cfg.Bits, cfg.Parallel = nil, bits, parallel
+			cfg.Now, cfg.Bits, cfg.Parallel, cfg.Overlap = nil, bits, parallel, overlap
 		})
 	}
 	sums := make([]shard.Summary, 4)

@@ -27,6 +27,14 @@
 //     backoff, until all are done or a lease runs out. A crawler that dies
 //     leaves its zone claimed; once the lease runs out another claims it.
 //
+// A process keeps one socket (Config.Crawler.Conn) for every zone it
+// crawls, so that its vantage stays one address: each zone's crawler,
+// which owns and closes its Conn, gets a view of the socket that Close
+// detaches (mux.go). With Config.Parallel above 1 a process claims and
+// crawls that many zones at once, all their packets paced together at
+// the process's one rate, so that one zone's crawl sends while another
+// waits out its last timeouts.
+//
 // Every process's visits belong to the one crawl_runs row (db.JoinRun)
 // and name the process's vantage: its host name and the local address
 // of its socket. Only the visits of nodes inside the zone being crawled

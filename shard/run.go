@@ -54,6 +54,11 @@ type Summary struct {
 	Last    bool // this process marked the last zone done and recorded the crawl's end
 }
 
+// tailReplies is how many replies a zone's crawl has had before an empty
+// queue means its tail (Config.Overlap), not the approach to the zone or
+// a pause between two waves of replies.
+const tailReplies = 32
+
 // errLeaseLost ends a zone's crawl whose lease another process took.
 var errLeaseLost = errors.New("shard: lease lost")
 
@@ -103,19 +108,57 @@ func (c *Crawl) rate() float64 {
 
 // worker claims and crawls zones one after another until every zone is
 // done (nil) or ctx ends or the database fails (the error).
+//
+// With Config.Overlap, a zone whose crawl has reached its tail goes on
+// in the background while the worker claims the next; the worker waits
+// for it before it starts a third, before it polls, and before it
+// returns.
 func (c *Crawl) worker(ctx context.Context, m *mux, sum *Summary) error {
+	var prev chan error // the zone crawl in its tail, still running; nil: none
+	waitPrev := func() error {
+		if prev == nil {
+			return nil
+		}
+		err := <-prev
+		prev = nil
+		return err
+	}
+	defer waitPrev()
 	backoff := c.cfg.Poll
 	for {
 		z, ok, err := c.claim(ctx)
 		if err != nil {
 			return c.stopped(ctx, fmt.Errorf("shard: claim: %w", err))
 		}
-		if ok {
+		if ok && !c.cfg.Overlap {
 			backoff = c.cfg.Poll
-			if err := c.work(ctx, m, z, sum); err != nil {
+			if err := c.work(ctx, m, z, sum, nil); err != nil {
 				return err
 			}
 			continue
+		}
+		if ok {
+			backoff = c.cfg.Poll
+			tail, done := make(chan struct{}), make(chan error, 1)
+			var once sync.Once
+			go func() { done <- c.work(ctx, m, z, sum, func() { once.Do(func() { close(tail) }) }) }()
+			select {
+			case <-tail:
+				if err := waitPrev(); err != nil {
+					prev = done
+					return err
+				}
+				prev = done
+			case err := <-done:
+				if err := errors.Join(waitPrev(), err); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		// The zone in its tail may be the last one open.
+		if err := waitPrev(); err != nil {
+			return err
 		}
 		open, next, err := c.status(ctx)
 		if err != nil {
@@ -151,7 +194,11 @@ func (c *Crawl) stopped(ctx context.Context, err error) error {
 // work crawls zone z, which this process has just claimed, renewing its
 // lease meanwhile, and marks it done. An error ends Run: ctx ended (the
 // zone is left claimed), or the database failed.
-func (c *Crawl) work(ctx context.Context, m *mux, z Zone, sum *Summary) error {
+//
+// tail, if set, is called (perhaps more than once) when the crawl has
+// reached its tail: nothing left to send, queries in flight, past its
+// first tailReplies replies.
+func (c *Crawl) work(ctx context.Context, m *mux, z Zone, sum *Summary, tail func()) error {
 	c.report(Event{Kind: EventClaimed, Zone: z})
 	zctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -162,13 +209,18 @@ func (c *Crawl) work(ctx context.Context, m *mux, z Zone, sum *Summary) error {
 	rec := &zoneRecorder{DB: c.cfg.Store, zone: crawler.Zone{Prefix: z.Prefix, Bits: z.Bits}, ctx: zctx}
 	cfg := c.cfg.Crawler
 	cfg.Conn, cfg.Zone, cfg.Recorder = m.attach(), rec.zone, rec
-	if p := cfg.Progress; p != nil {
+	if p := cfg.Progress; p != nil || tail != nil {
 		// The template's Progress is called for every zone's crawl: one
 		// call at a time.
 		cfg.Progress = func(pr crawler.Progress) {
-			c.mu.Lock()
-			defer c.mu.Unlock()
-			p(pr)
+			if tail != nil && pr.Queued == 0 && pr.InFlight > 0 && pr.Replied >= tailReplies {
+				tail()
+			}
+			if p != nil {
+				c.mu.Lock()
+				defer c.mu.Unlock()
+				p(pr)
+			}
 		}
 	}
 	cr, err := crawler.New(cfg)

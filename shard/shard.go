@@ -72,6 +72,14 @@ type Config struct {
 	// process that dies leaves that many zones half crawled. Zero:
 	// DefaultParallel (1, a zone at a time).
 	Parallel int
+	// Overlap claims the next zone as soon as the current zone's crawl
+	// has nothing left to send but queries in flight (its tail: the
+	// last timeouts, seen by Crawler.Progress, so within one
+	// Crawler.ProgressEvery), and lets that crawl end in the background,
+	// paced with the next at the process's rate: a process then holds
+	// two zones for a moment. False: a zone is claimed once the last is
+	// done.
+	Overlap bool
 	// Now, if set, is the clock of leases and of the times stored in
 	// crawl_zones and shared_crawls, for tests. Nil: the database
 	// server's clock, which every process agrees on.
