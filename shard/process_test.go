@@ -328,6 +328,11 @@ func TestSharedCrawlProcesses(t *testing.T) {
 	if missing > 1 {
 		t.Errorf("%d of the %d test nodes not found answering", missing, len(tn.Nodes))
 	}
+	// The name is taken, with 2 zone bits: another number is refused.
+	p := startCrawl(t, bin, "crawl", "--testnet", "--bootstrap", tn.Bootstrap, "--db", url, "--shared", "census", "--zones-bits", "3")
+	if code := p.wait(t); code != 2 || !strings.Contains(p.text(), "has 2 zone bits, not 3") {
+		t.Errorf("--zones-bits 3 for a crawl of 2: exit %d, stderr %q; want 2 and the bits named", code, p.text())
+	}
 	var vantages int
 	if err := q.QueryRow("SELECT count(DISTINCT vantage) FROM visits WHERE crawl = $1", run).Scan(&vantages); err != nil || vantages < 3 {
 		t.Errorf("visits name %d vantages (%v), want at least the 3 live crawlers'", vantages, err)
