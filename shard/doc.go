@@ -33,17 +33,22 @@
 // detaches (mux.go). With Config.Parallel above 1 a process claims and
 // crawls that many zones at once, all their packets paced together at
 // the process's one rate, so that one zone's crawl sends while another
-// waits out its last timeouts.
+// waits out its last timeouts; Config.Overlap claims the next zone as
+// soon as a zone's crawl is down to those last timeouts.
 //
 // Every process's visits belong to the one crawl_runs row (db.JoinRun)
 // and name the process's vantage: its host name and the local address
 // of its socket. Only the visits of nodes inside the zone being crawled
-// are recorded, so a node has one visit per crawl as in a crawl of the
-// whole network; the nodes met on the way to a zone are still sightings.
+// are recorded, and none of a zone's crawl that was stopped before its
+// end (the process stopped, or lost the lease), so a node has one visit
+// per crawl as in a crawl of the whole network; the nodes met on the way
+// to a zone are still sightings.
 // The process that marks the last zone done records the end of the
 // crawl_runs row, once: the sum of the zones' figures, the size estimate
 // (the sum of the zones' estimates) and the visits' totals
-// (db.RunCounts.CountVisits).
+// (db.RunCounts.CountVisits). A process that dies between marking the
+// last zone done and recording the end leaves the crawl_runs row without
+// its end (shared_crawls.finished is set): nothing records it again.
 //
 // Lease times are read from the database server's clock (now()), so that
 // machines whose clocks disagree still agree on when a lease runs out;
