@@ -128,6 +128,7 @@ func crawlCmd(c *cli) func(context.Context, []string) error {
 	count := c.fs.Int("count", 0, "with --every: stop after this many crawls (0: until interrupted)")
 	ef := c.addEnrichFlags()
 	metricsAddr := c.addMetrics()
+	shared := c.addSharedFlags()
 	return func(ctx context.Context, args []string) error {
 		switch {
 		case *peers && !*infohashes:
@@ -146,6 +147,9 @@ func crawlCmd(c *cli) func(context.Context, []string) error {
 		}
 		z, err := parseZone(*zone)
 		if err != nil {
+			return err
+		}
+		if err := shared.check(*dbPath, setFlags(c.fs)); err != nil {
 			return err
 		}
 		if *rate <= 0 || *perIP < 0 || *duration < 0 || *idle <= 0 || *progress < 0 {
@@ -189,6 +193,12 @@ func crawlCmd(c *cli) func(context.Context, []string) error {
 				lastPrint = time.Now()
 				fmt.Fprintln(c.stderr, line)
 			}
+		}
+		if *shared.name != "" {
+			info := db.RunInfo{Config: crawlConfig{Rate: *rate, PerIPInterval: perIP.String(), Infohashes: *infohashes,
+				Peers: *peers, PeersLimit: *peersLimit, TestNet: *testnet, Visits: *visits, Neighbours: *neighbours},
+				ProgramVersion: "lightdht " + programVersion, Bootstrap: netipStrings(boot)}
+			return c.sharedCrawl(ctx, shared, *dbPath, *listen, cfg, info, *neighbours)
 		}
 		// The first crawler is made before the database is opened, so
 		// that a bad configuration creates no file.

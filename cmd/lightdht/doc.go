@@ -89,6 +89,16 @@
 // interrupted or --count crawls; each prints its summary (--json: one
 // line each).
 //
+// crawl --shared NAME with a PostgreSQL --db (postgres://…) joins the
+// shared crawl NAME, or creates it with 2^--zones-bits zones (1 to 16,
+// default 4 bits), and crawls its zones one at a time under a lease
+// (--lease, default 1m) with the other processes started the same way,
+// on this machine or others, until every zone is done; it prints a line
+// per zone and then the crawl's totals (package shard,
+// docs/shared-crawls.md). It does not combine with --zone, --continuous,
+// --every, --respond or --duration; an interrupted process leaves its
+// zone to be claimed again when the lease runs out.
+//
 // crawl, node and enrich take --geoip FILE and --asn FILE, MaxMind-format
 // .mmdb databases the user supplies (GeoLite2 Country or City and ASN, or
 // DB-IP's Lite databases): each IP of the file gets its country, network
