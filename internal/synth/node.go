@@ -176,8 +176,15 @@ func (n *Network) handle(to, from netip.AddrPort, pkt []byte) ([]byte, bool) {
 	}
 	if d := n.hold(i); d > 0 {
 		// The node's own round-trip time (Config.RTTMedian); the handler
-		// runs on a timer's goroutine, as check ensures.
-		time.Sleep(d)
+		// runs on a timer's goroutine, as check ensures. Close ends the
+		// wait, so that no goroutine outlives the network.
+		tm := time.NewTimer(d)
+		select {
+		case <-tm.C:
+		case <-n.done:
+			tm.Stop()
+			return nil, false
+		}
 	}
 	if err != nil {
 		return n.errorReply(i, m, from, krpc.CodeProtocol, "invalid "+de.Field)

@@ -250,7 +250,9 @@ type Network struct {
 	queries    []atomic.Uint32           // queries received per entry
 	lastQ      []atomic.Int64            // time of the last query (ns since start), with MinQueryGap
 	limiter    *limiter                  // RateLimitShare's per-node blockers; nil without
-	boot       []int32                   // bootstrap entries
+	done       chan struct{}             // closed by Close: ends the replies being held
+	closeOnce  sync.Once
+	boot       []int32 // bootstrap entries
 
 	msgPool sync.Pool
 
@@ -291,6 +293,7 @@ func New(cfg Config) (*Network, error) {
 		start:   time.Now(),
 		sim:     sim,
 		samples: make(map[int32][]time.Duration),
+		done:    make(chan struct{}),
 	}
 	for _, v := range cfg.Versions {
 		n.vers = append(n.vers, []byte(v))

@@ -160,8 +160,12 @@ func (n *Network) Bootstrap() []netip.AddrPort {
 	return out
 }
 
-// Close closes the simnet network. It always returns nil.
-func (n *Network) Close() error { return n.sim.Close() }
+// Close closes the simnet network and drops the replies nodes are
+// holding (Config.RTTMedian). It always returns nil.
+func (n *Network) Close() error {
+	n.closeOnce.Do(func() { close(n.done) })
+	return n.sim.Close()
+}
 
 // Stats counts what the synthetic nodes received and sent.
 type Stats struct {
