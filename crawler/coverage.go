@@ -138,9 +138,19 @@ func regionOf(id krpc.ID, depth int) gapKey {
 const secondPassBudget = 1.97
 
 // passBudget returns how many more queries the crawl may send before it
-// reaches secondPassBudget per node that replied.
+// reaches secondPassBudget per node that replied. Queries to nodes that
+// never answered do not count: on the live DHT about half the contacts
+// listed never answer, and what they cost would otherwise leave nothing
+// for the checks that find the answering nodes the first pass missed
+// (what such contacts cost is bounded by the resend policy instead).
 func (c *Crawler) passBudget() int {
-	return int(secondPassBudget*float64(c.res.Replied)) - c.res.Queries
+	spent := c.res.Queries
+	for i := range c.nodes {
+		if n := &c.nodes[i]; n.state == stFailed {
+			spent -= int(n.queries)
+		}
+	}
+	return int(secondPassBudget*float64(c.res.Replied)) - spent
 }
 
 // secondPass queues, once, the replied nodes that have not yet listed their
