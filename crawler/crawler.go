@@ -109,8 +109,8 @@ type Crawler struct {
 	ihs        map[krpc.ID]struct{} // infohashes sampled
 
 	// Zone and target choice (target.go).
-	zoneFound int                   // nodes discovered inside the zone so far
-	bestCPL   int                   // most bits any node seen shares with the zone's prefix
+	zoneFound int                   // nodes that answered from inside the zone so far
+	bestCPL   int                   // most bits any node that answered shares with the zone's prefix
 	perDepth  [krpc.IDLen * 8]uint8 // farther-bucket queries forced at each depth
 
 	// Coverage (coverage.go).

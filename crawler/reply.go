@@ -154,9 +154,14 @@ func (c *Crawler) answered(r result, now time.Time) krpc.NodeInfo {
 	m := r.resp.Msg
 	if id := m.SenderID(); !id.IsZero() {
 		n.id = id
-		if !n.inZone && c.cfg.Zone.contains(id) {
+		if c.cfg.Zone.contains(id) {
 			n.inZone = true
-			c.zoneFound++
+			if !n.replied {
+				c.zoneFound++
+			}
+		}
+		if z := c.cfg.Zone; z.Bits > 0 {
+			c.bestCPL = max(c.bestCPL, id.CommonPrefixLen(z.Prefix))
 		}
 	}
 	if r.resend {
