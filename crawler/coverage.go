@@ -138,14 +138,15 @@ func regionOf(id krpc.ID, depth int) gapKey {
 const secondPassBudget = 1.97
 
 // silentAllowance is how many queries to nodes that never answered, per
-// node that replied, secondPassBudget takes in; those beyond it do not
-// count against the budget.
+// node that replied, count in full against secondPassBudget (see
+// passBudget).
 const silentAllowance = 0.25
 
 // passBudget returns how many more queries the crawl may send before it
 // reaches secondPassBudget per node that replied. Queries to nodes that
-// never answered count up to silentAllowance per node that replied, as
-// on a network where a tenth or so of the contacts are silent. On the
+// never answered count in full up to silentAllowance per node that
+// replied, as on a network where a tenth or so of the contacts are
+// silent, and not at all from twice that on (in part in between). On the
 // live DHT about half the contacts listed never answer; counted in full,
 // their queries would exhaust the budget in the first pass and leave
 // nothing for the checks that find the answering nodes it missed (0.8%
@@ -158,7 +159,8 @@ func (c *Crawler) passBudget() int {
 			failed += int(n.queries)
 		}
 	}
-	spent := c.res.Queries - max(0, failed-int(silentAllowance*float64(c.res.Replied)))
+	allowance := int(silentAllowance * float64(c.res.Replied))
+	spent := c.res.Queries - min(failed, max(0, 2*(failed-allowance)))
 	return int(secondPassBudget*float64(c.res.Replied)) - spent
 }
 
