@@ -72,9 +72,6 @@ func (c *Crawler) discover(ni krpc.NodeInfo, bootstrap bool) int32 {
 	c.lastNew = c.cfg.Now()
 	n := &c.nodes[idx]
 	n.inZone = !ni.ID.IsZero() && c.cfg.Zone.contains(ni.ID)
-	if n.inZone {
-		c.zoneFound++
-	}
 	switch {
 	case !c.cfg.TestNet && bogon(ni.Addr.Addr()):
 		n.state, n.skip = stSkipped, observe.SkipBogon

@@ -34,8 +34,11 @@ func (c *Crawler) handle(r result) {
 	if n := &c.nodes[r.idx]; n.bep51 == bep51Unanswered && r.method != krpc.MethodSampleInfohashes {
 		// It ignored sample_infohashes but answers find_node: a client
 		// that drops unknown methods (aria2), or a sample lost on the way.
+		// A node that takes more than half the timeout to answer may have
+		// answered the sample too, too late: asked again, it would see
+		// two samples within its interval, so it is not asked again.
 		n.bep51 = bep51Silent
-		resample = !c.cfg.Continuous && c.resampled.pays()
+		resample = !c.cfg.Continuous && r.resp.RTT < c.cfg.Timeout/2 && c.resampled.pays()
 	} else if n.bep51 == bep51Resample && r.method == krpc.MethodSampleInfohashes {
 		c.resampled.done++
 		c.resampled.answered++ // the first sample was lost, not ignored
@@ -154,9 +157,14 @@ func (c *Crawler) answered(r result, now time.Time) krpc.NodeInfo {
 	m := r.resp.Msg
 	if id := m.SenderID(); !id.IsZero() {
 		n.id = id
-		if !n.inZone && c.cfg.Zone.contains(id) {
+		if c.cfg.Zone.contains(id) {
 			n.inZone = true
-			c.zoneFound++
+			if !n.replied {
+				c.zoneFound++
+			}
+		}
+		if z := c.cfg.Zone; z.Bits > 0 {
+			c.bestCPL = max(c.bestCPL, id.CommonPrefixLen(z.Prefix))
 		}
 	}
 	if r.resend {

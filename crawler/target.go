@@ -111,8 +111,11 @@ func (c *Crawler) sending(idx int32) *node {
 
 // towardZone reports whether a node is worth querying in a zone crawl: it
 // is in the zone, or the zone is still being approached (fewer than K
-// nodes found in it) and the node is at least as close to the prefix as
-// the closest node seen so far.
+// nodes have answered from inside it) and the node is at least as close
+// to the prefix as the closest node that answered so far. Only nodes that
+// answered count: a poisoner lists fake contacts next to any target, and
+// so next to the zone, which never answer; counting the contacts listed
+// let one such reply end the approach before the zone was reached.
 func (c *Crawler) towardZone(id krpc.ID) bool {
 	z := c.cfg.Zone
 	if z.Bits == 0 || z.contains(id) {
@@ -121,12 +124,7 @@ func (c *Crawler) towardZone(id krpc.ID) bool {
 	if c.zoneFound >= table.DefaultK {
 		return false
 	}
-	cpl := id.CommonPrefixLen(z.Prefix)
-	if cpl >= c.bestCPL {
-		c.bestCPL = cpl
-		return true
-	}
-	return false
+	return id.CommonPrefixLen(z.Prefix) >= c.bestCPL
 }
 
 // zoneTarget returns a random ID inside the zone.

@@ -85,6 +85,8 @@ func (d *decoder) errorf(format string, args ...any) *DecodeError {
 func (d *decoder) badField(field, format string, args ...any) {
 	if d.fieldErr == nil {
 		d.fieldErr = &DecodeError{Offset: d.pos, Field: field, Reason: fmt.Sprintf(format, args...)}
+	} else {
+		d.fieldErr.more = true
 	}
 }
 
@@ -665,6 +667,13 @@ func (d *decoder) nodes(dst []NodeInfo, field string, v6 bool) ([]NodeInfo, erro
 	out, perr := ParseCompactNodes(dst, s, v6)
 	if perr != nil {
 		d.badField(field, "%v", perr)
+		// Keep the whole entries before the cut: a reply whose only
+		// fault is a list cut short is still used (see usableReply).
+		size := CompactNodeLen4
+		if v6 {
+			size = CompactNodeLen6
+		}
+		out, _ = ParseCompactNodes(dst, s[:len(s)-len(s)%size], v6)
 	}
 	return out, nil
 }

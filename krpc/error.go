@@ -87,6 +87,8 @@ type DecodeError struct {
 	Offset int    // byte offset at which the problem was found
 	Field  string // the offending field, such as "a.id" or "r.nodes"; empty for a structural fault
 	Reason string // what is wrong
+
+	more bool // another field was at fault too
 }
 
 // Error implements the error interface.

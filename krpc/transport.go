@@ -874,7 +874,7 @@ func (t *Transport) sendReply(reply *Msg, src netip.AddrPort, qlen int, verdict 
 // matches an outstanding query is copied and decoded into a message of
 // its own, since its callback may keep it.
 func (t *Transport) handleReply(pkt []byte, src netip.AddrPort) {
-	if err := t.limits.Unmarshal(pkt, &t.scratch); err != nil {
+	if err := t.limits.Unmarshal(pkt, &t.scratch); err != nil && !usableReply(&t.scratch, err) {
 		t.stats.malformed.Add(1)
 		t.log.Debug().Err(err).Stringer("src", src).Msg("malformed packet")
 		return
@@ -886,7 +886,7 @@ func (t *Transport) handleReply(pkt []byte, src netip.AddrPort) {
 	own := make([]byte, len(pkt))
 	copy(own, pkt)
 	m := new(Msg)
-	if err := t.limits.Unmarshal(own, m); err != nil {
+	if err := t.limits.Unmarshal(own, m); err != nil && !usableReply(m, err) {
 		t.stats.malformed.Add(1) // unreachable: the same bytes decoded above
 		return
 	}
@@ -899,6 +899,16 @@ func (t *Transport) handleReply(pkt []byte, src netip.AddrPort) {
 		t.stats.repliesReceived.Add(1)
 	}
 	t.finish(c, r, err) // does nothing if c ended since match
+}
+
+// usableReply reports whether a reply that failed to decode with err is
+// used all the same: one whose only fault is a nodes or nodes6 list cut
+// short (its length not a multiple of the entry size), which the decoder
+// has kept the whole entries of. Some nodes on the DHT send such lists;
+// dropping the reply would make a node that answers look silent.
+func usableReply(m *Msg, err error) bool {
+	de := fieldFault(err)
+	return de != nil && !de.more && m.Y == KindReply && (de.Field == "r.nodes" || de.Field == "r.nodes6")
 }
 
 // match finds the outstanding query a decoded reply or error from src

@@ -81,11 +81,19 @@ type crawlSummary struct {
 	Incoming     int     `json:"incoming_queries,omitempty"`
 	Passive      int     `json:"passive_infohashes,omitempty"`
 	SizeEstimate float64 `json:"size_estimate,omitempty"`
-	Queries      int     `json:"queries"`
-	Packets      uint64  `json:"packets"`
-	DurationMs   float64 `json:"duration_ms"`
-	Interrupted  bool    `json:"interrupted,omitempty"`
-	Shed         uint64  `json:"sightings_shed,omitempty"`
+	// A zone crawl's 95% intervals, and its estimate of the nodes that
+	// answer (crawler.Result).
+	SizeLow           float64 `json:"size_low,omitempty"`
+	SizeHigh          float64 `json:"size_high,omitempty"`
+	ZoneAnswering     int     `json:"zone_answering,omitempty"`
+	AnsweringEstimate float64 `json:"answering_estimate,omitempty"`
+	AnsweringLow      float64 `json:"answering_low,omitempty"`
+	AnsweringHigh     float64 `json:"answering_high,omitempty"`
+	Queries           int     `json:"queries"`
+	Packets           uint64  `json:"packets"`
+	DurationMs        float64 `json:"duration_ms"`
+	Interrupted       bool    `json:"interrupted,omitempty"`
+	Shed              uint64  `json:"sightings_shed,omitempty"`
 }
 
 // crawlConfig is what a crawl run stores as its configuration.
@@ -324,7 +332,9 @@ func (c *cli) crawlOnce(ctx context.Context, cr *crawler.Crawler, d *db.DB, info
 	return crawlSummary{Run: runID, DB: d.Path(), Nodes: res.Discovered, Replied: res.Replied, Queried: res.Queried,
 		Timeouts: res.Timeouts, Waiting: res.Waiting, Bogons: res.Bogons, Infohashes: res.Infohashes, Samples: res.Samples, Peers: res.Peers,
 		Incoming: res.Incoming, Passive: res.Passive,
-		SizeEstimate: res.SizeEstimate, Queries: res.Queries, Packets: res.Packets, DurationMs: ms(res.Duration),
+		SizeEstimate: res.SizeEstimate, SizeLow: res.SizeLow, SizeHigh: res.SizeHigh, ZoneAnswering: res.ZoneAnswering,
+		AnsweringEstimate: res.AnsweringEstimate, AnsweringLow: res.AnsweringLow, AnsweringHigh: res.AnsweringHigh,
+		Queries: res.Queries, Packets: res.Packets, DurationMs: ms(res.Duration),
 		Interrupted: interrupted, Shed: shed}, nil
 }
 
@@ -349,7 +359,11 @@ func printSummary(w io.Writer, s crawlSummary) {
 		fmt.Fprintf(w, "queries in:     %d (%d infohashes in get_peers and announce_peer)\n", s.Incoming, s.Passive)
 	}
 	if s.SizeEstimate > 0 {
-		fmt.Fprintf(w, "size estimate:  %.0f nodes\n", s.SizeEstimate)
+		// The answering nodes are the census's target; the listed count
+		// takes in contacts that never answer, fakes included.
+		fmt.Fprintf(w, "size estimate:  %.0f nodes answering (95%%: %.0f to %.0f, from %d answering in the zone)\n",
+			s.AnsweringEstimate, s.AnsweringLow, s.AnsweringHigh, s.ZoneAnswering)
+		fmt.Fprintf(w, "                %.0f nodes listed, answering or not (95%%: %.0f to %.0f)\n", s.SizeEstimate, s.SizeLow, s.SizeHigh)
 	} else {
 		fmt.Fprintf(w, "size estimate:  none (use --zone)\n")
 	}

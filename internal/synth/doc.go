@@ -82,11 +82,42 @@
 // the same node. [Network.SampleTimes] gives the times per node, and
 // [Config.MinQueryGap] counts queries to a node that come too fast.
 //
+// # A network like the live one
+//
+// The live DHT is dirtier than a clean synthetic network, and a census
+// is only as good as its worst assumption about it. Each of its
+// pathologies is a Config field, off at its zero value, so that it can
+// be switched on alone; [LiveLike] turns them all on, with the published
+// measurement or project observation each figure comes from:
+//
+//   - contacts that never answer (SilentShare: about half on the live
+//     DHT);
+//   - a round-trip time per node, log-normal across nodes (RTTMedian,
+//     RTTSigma, RTTMax), held by the node before it answers;
+//   - libtorrent's per-source rate limit (RateLimitShare: 50 packets
+//     within 10 s block the source for 5 minutes), counted in
+//     Stats.RateBans and RateLimited;
+//   - churn (ChurnShare, ChurnPeriod), with [Network.OnlineThroughout]
+//     telling which nodes answered during the whole of a crawl;
+//   - many nodes on one IP, sybil hosts and NATs (SybilHosts,
+//     SybilsPerHost, SharedIPShare, SharedIPGroup), and IDs that rotate
+//     (RotateShare, RotatePeriod);
+//   - nodes that drop unknown methods (DropUnknownShare);
+//   - poisoners listing fake contacts next to every target
+//     (PoisonShare), and replies with a malformed entry: a nodes string
+//     cut short, port 0 or the zero ID (MalformedShare).
+//
+// Truth states each node's role in each (RTT, RateLimits, Sybil,
+// SharedIP, Rotates, Poisons, Malformed), and Answering stays the set of
+// nodes that answer, so that a test counts found against answering
+// exactly; fake contacts are no entries and never answer.
+//
 // # Addresses
 //
 // By default node i (in drawing order) has 127.1.0.0 + i; simnet's
 // NewConn4 hands out 127.0.0.2 upwards, so a crawler's conn never takes a
-// node's address. With PublicIPs the addresses are drawn from public
+// node's address. Sybils and nodes behind NATs share the address of the
+// first node of their group, each on a port of its own. With PublicIPs the addresses are drawn from public
 // unicast space ([IsPublic]). Half the nodes use port 6881, the others a
 // random port from 1024. Bogons live in 10/8, 172.16/12, 192.168/16,
 // 169.254/16, 100.64/10, 0/8, 198.18/15, 224/4, 240/4 and, with PublicIPs,
@@ -99,6 +130,6 @@
 // Time (intervals, churn epochs) is read with time.Now, so the network
 // works in a [testing/synctest] bubble if created inside it. Each entry
 // costs about 40 bytes (ID, address, flags, a 4-byte query counter and an
-// 8-byte address index), plus 8 with MinQueryGap; infohash sets are
-// computed on demand.
+// 8-byte address index), plus 8 with MinQueryGap, 1 with any live-like
+// role and 16 with RateLimitShare; infohash sets are computed on demand.
 package synth

@@ -19,16 +19,20 @@ func (n *Network) lookup(ap netip.AddrPort) (int, bool) {
 		return 0, false
 	}
 	b := a.As4()
-	ip := uint64(binary.BigEndian.Uint32(b[:]))
-	j := sort.Search(len(n.byIP), func(j int) bool { return n.byIP[j]>>32 >= ip })
-	if j == len(n.byIP) || n.byIP[j]>>32 != ip {
-		return 0, false
+	ip := binary.BigEndian.Uint32(b[:])
+	// Several entries may share an IP (Config.SybilHosts, SharedIPShare).
+	for j := n.firstIP(ip); j < len(n.byIP) && uint32(n.byIP[j]>>32) == ip; j++ {
+		if i := int(uint32(n.byIP[j])); n.portOf(i) == ap.Port() {
+			return i, true
+		}
 	}
-	i := int(uint32(n.byIP[j]))
-	if n.portOf(i) != ap.Port() {
-		return 0, false
-	}
-	return i, true
+	return 0, false
+}
+
+// firstIP returns the position in byIP of the first entry at ip, or
+// where it would be.
+func (n *Network) firstIP(ip uint32) int {
+	return sort.Search(len(n.byIP), func(j int) bool { return uint32(n.byIP[j]>>32) >= ip })
 }
 
 // answers reports whether entry i answers queries now: it is neither
@@ -102,12 +106,16 @@ func (n *Network) override(f func(*overrides)) {
 	n.over.Store(o)
 }
 
-// idOf returns the ID entry i answers with.
+// idOf returns the ID entry i answers with now: the one SetID gave it,
+// else its rotated ID (Config.RotateShare), else its listed ID.
 func (n *Network) idOf(i int) krpc.ID {
 	if o := n.over.Load(); o != nil {
 		if id, ok := o.id[int32(i)]; ok {
 			return id
 		}
+	}
+	if id, ok := n.rotatedID(i, time.Now()); ok {
+		return id
 	}
 	return n.ids[i]
 }
@@ -163,6 +171,21 @@ func (n *Network) handle(to, from netip.AddrPort, pkt []byte) ([]byte, bool) {
 		n.st.unanswered.Add(1)
 		return nil, false
 	}
+	if !n.admit(i, from.Addr(), now.Sub(n.start)) {
+		return nil, false // the source is blocked (Config.RateLimitShare)
+	}
+	if d := n.hold(i); d > 0 {
+		// The node's own round-trip time (Config.RTTMedian); the handler
+		// runs on a timer's goroutine, as check ensures. Close ends the
+		// wait, so that no goroutine outlives the network.
+		tm := time.NewTimer(d)
+		select {
+		case <-tm.C:
+		case <-n.done:
+			tm.Stop()
+			return nil, false
+		}
+	}
 	if err != nil {
 		return n.errorReply(i, m, from, krpc.CodeProtocol, "invalid "+de.Field)
 	}
@@ -184,6 +207,7 @@ func (n *Network) handle(to, from netip.AddrPort, pkt []byte) ([]byte, bool) {
 		}
 		r.R.Token = n.token(i, from.Addr())
 		r.R.Nodes = n.nodes(i, m.A.InfoHash)
+		m.A.Target = m.A.InfoHash // for a poisoner below
 	case krpc.MethodAnnouncePeer:
 		if m.A.InfoHash.IsZero() || !slices.Equal(m.A.Token, n.token(i, from.Addr())) {
 			return n.errorReply(i, m, from, krpc.CodeProtocol, "bad token")
@@ -209,9 +233,15 @@ func (n *Network) handle(to, from netip.AddrPort, pkt []byte) ([]byte, bool) {
 		}
 		return n.errorReply(i, m, from, krpc.CodeMethodUnknown, "method unknown")
 	}
+	if n.xf != nil && n.xf[i]&xPoison != 0 && len(r.R.Nodes) > 0 {
+		r.R.Nodes = n.fakeNodes(i, m.A.Target)
+	}
 	b, err := r.AppendBinary(make([]byte, 0, 128+len(r.R.Nodes)*krpc.CompactNodeLen4+len(r.R.Samples)*krpc.IDLen))
 	if err != nil {
 		return nil, false // cannot happen: every field is valid
+	}
+	if n.xf != nil && len(r.R.Nodes) > 0 {
+		b = n.mangle(i, b)
 	}
 	n.st.replies.Add(1)
 	return b, true

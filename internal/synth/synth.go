@@ -136,6 +136,78 @@ type Config struct {
 	// asks for at most one query per 2 s per IP). It costs 8 bytes per
 	// node.
 	MinQueryGap time.Duration
+
+	// The fields below make the network as dirty as the live DHT, one
+	// pathology each, every one off at its zero value; LiveLike turns
+	// them all on, with the figure each comes from. (SilentShare,
+	// ChurnShare and DropUnknownShare above are pathologies too.)
+
+	// RTTMedian and RTTSigma give every node a round-trip time of its
+	// own, heavy-tailed across nodes rather than one latency for all: a
+	// node holds each reply for a time drawn once per node from a
+	// log-normal distribution of median RTTMedian and shape RTTSigma
+	// (the standard deviation of its logarithm), capped at RTTMax (0: no
+	// cap), on top of the network's Latency and Jitter both ways. A
+	// node whose hold exceeds a crawler's timeout answers, but too late;
+	// Truth gives every node's RTT so that tests can tell. RTTMedian > 0
+	// needs Latency > 0, so that the handler runs on a timer's
+	// goroutine, which may wait, rather than on the sender's.
+	RTTMedian time.Duration
+	RTTSigma  float64
+	RTTMax    time.Duration
+
+	// RateLimitShare is the share of answering nodes, in [0, 1], that
+	// block a source IP the way libtorrent's dos_blocker does
+	// (src/kademlia/dos_blocker.cpp: a rate limit of 5 packets/s and a
+	// block of 5*60 s): a source whose 50th packet (5/s × 10 s) comes
+	// less than 10 s after the first of its window is ignored until 5
+	// minutes after that packet; a window that lasts longer starts again.
+	// Stats counts RateBans and RateLimited, so that politeness tests can
+	// assert that no block was tripped. Each node tracks one source (the
+	// last that started a window), where libtorrent tracks 20; it costs
+	// 16 bytes per node.
+	RateLimitShare float64
+
+	// SybilHosts IPs each carry SybilsPerHost answering nodes, on
+	// distinct ports, with IDs of their own: the many IDs behind one IP
+	// that Wang and Kangasharju ("Real-World Sybil Attacks in BitTorrent
+	// Mainline DHT", Globecom 2012) count in the hundreds of thousands.
+	// SybilHosts × SybilsPerHost must not exceed N. Sybil nodes are
+	// never silent.
+	SybilHosts, SybilsPerHost int
+
+	// SharedIPShare is the share of nodes, in [0, 1], that share their
+	// IP with other nodes on other ports, in groups of at most
+	// SharedIPGroup (0 means 4): several DHT clients behind one NAT.
+	SharedIPShare float64
+	SharedIPGroup int
+
+	// RotateShare is the share of answering nodes, in [0, 1], that take
+	// a new random ID every RotatePeriod (0 means 10 minutes) counted
+	// from New, as clients do that draw a fresh ID at every start; other
+	// nodes' tables keep listing the ID they had at first (ListedID).
+	RotateShare  float64
+	RotatePeriod time.Duration
+
+	// PoisonShare is the share of answering nodes, in [0, 1], that
+	// answer find_node, get_peers and sample_infohashes with K fake
+	// contacts, each with an ID sharing at least 144 bits with the
+	// target (so they look like the best contacts for every target) at
+	// a public-looking address where no node lives: the routing-table
+	// poisoning reported by bitmagnet users (bitmagnet issue 415: nodes
+	// of a hosting network answering with neighbours that do not exist
+	// or never reply) and by mldht's author (libtorrent issue 792: IDs
+	// spoofed from the lookup's target). Stats counts FakeContacts.
+	PoisonShare float64
+
+	// MalformedShare is the share of answering nodes, in [0, 1], whose
+	// replies with nodes carry one bad entry after the K good ones, of
+	// one kind per node: a nodes string cut short (a partial 27th entry,
+	// so its length is not a multiple of 26), an entry with port 0, or
+	// an entry with the all-zero ID. Sloppy and hostile implementations
+	// send all three; a strict decoder rejects the whole of the first
+	// kind. Stats counts MalformedReplies.
+	MalformedShare float64
 }
 
 // Entry flags.
@@ -168,6 +240,7 @@ type Network struct {
 	ip    []uint32
 	port  []uint16
 	flags []uint8
+	xf    []uint8 // live-like roles (live.go), nil without any
 	ver   []uint8
 	byIP  []uint64 // ip<<32 | index, sorted
 
@@ -176,7 +249,10 @@ type Network struct {
 	overrideMu sync.Mutex                // serialises writers of over
 	queries    []atomic.Uint32           // queries received per entry
 	lastQ      []atomic.Int64            // time of the last query (ns since start), with MinQueryGap
-	boot       []int32                   // bootstrap entries
+	limiter    *limiter                  // RateLimitShare's per-node blockers; nil without
+	done       chan struct{}             // closed by Close: ends the replies being held
+	closeOnce  sync.Once
+	boot       []int32 // bootstrap entries
 
 	msgPool sync.Pool
 
@@ -191,6 +267,7 @@ type counters struct {
 	byMethod                                   krpc.MethodCounts
 	unanswered, replies, errors, dropped       atomic.Uint64
 	sampled, violations, rateViolations        atomic.Uint64
+	rateBans, rateLimited, fake, malformed     atomic.Uint64
 }
 
 // New builds the network described by cfg: it draws every entry, sorts
@@ -216,6 +293,7 @@ func New(cfg Config) (*Network, error) {
 		start:   time.Now(),
 		sim:     sim,
 		samples: make(map[int32][]time.Duration),
+		done:    make(chan struct{}),
 	}
 	for _, v := range cfg.Versions {
 		n.vers = append(n.vers, []byte(v))
@@ -252,13 +330,18 @@ func check(cfg *Config) error {
 		v    float64
 	}{{"SilentShare", cfg.SilentShare}, {"BEP42Share", cfg.BEP42Share},
 		{"BEP51Share", cfg.BEP51Share}, {"ChurnShare", cfg.ChurnShare},
-		{"DropUnknownShare", cfg.DropUnknownShare}} {
+		{"DropUnknownShare", cfg.DropUnknownShare}, {"RateLimitShare", cfg.RateLimitShare},
+		{"SharedIPShare", cfg.SharedIPShare}, {"RotateShare", cfg.RotateShare},
+		{"PoisonShare", cfg.PoisonShare}, {"MalformedShare", cfg.MalformedShare}} {
 		if err := share(s.name, s.v); err != nil {
 			return err
 		}
 	}
 	if cfg.BEP51Share+cfg.DropUnknownShare > 1 {
 		return fmt.Errorf("synth: BEP51Share %v + DropUnknownShare %v > 1", cfg.BEP51Share, cfg.DropUnknownShare)
+	}
+	if err := checkLive(cfg); err != nil {
+		return err
 	}
 	if cfg.K == 0 {
 		cfg.K = DefaultK
@@ -295,6 +378,11 @@ const (
 	tagSample
 	tagChurn
 	tagToken
+	tagRTT
+	tagLive
+	tagShare
+	tagRotate
+	tagFake
 )
 
 // mix is the splitmix64 finalizer, a bijective 64-bit hash.
@@ -334,6 +422,7 @@ type entry struct {
 	ip    uint32
 	port  uint16
 	flags uint8
+	xf    uint8
 	ver   uint8
 }
 
@@ -362,6 +451,10 @@ func (n *Network) build() {
 				e.flags |= flagBEP42
 			}
 			e.ver = uint8(hash(seed, tagVersion, uint64(i), 0) % uint64(len(cfg.Versions)))
+			e.xf = cfg.liveRoles(seed, uint64(i))
+			if e.xf&xSybil != 0 {
+				e.flags &^= flagSilent
+			}
 		} else {
 			e.ip = bogonIP(seed, uint64(i), 0, cfg.PublicIPs)
 			e.flags = flagBogon
@@ -382,6 +475,7 @@ func (n *Network) build() {
 			}
 		}
 	}
+	n.shareIPs(es)
 	for i := range es {
 		e := &es[i]
 		base := hashID(seed, tagID, uint64(i), 0)
@@ -422,9 +516,15 @@ func (n *Network) build() {
 	n.flags = make([]uint8, total)
 	n.ver = make([]uint8, total)
 	n.byIP = make([]uint64, total)
+	if cfg.live() {
+		n.xf = make([]uint8, total)
+	}
 	for i := range es {
 		e := &es[i]
 		n.ids[i], n.ip[i], n.port[i], n.ver[i] = e.id, e.ip, e.port, e.ver
+		if n.xf != nil {
+			n.xf[i] = e.xf
+		}
 		f := e.flags &^ flagBEP42
 		if bep42.Valid(e.id, addr4(e.ip)) {
 			f |= flagBEP42
@@ -438,6 +538,9 @@ func (n *Network) build() {
 	n.queries = make([]atomic.Uint32, total)
 	if cfg.MinQueryGap > 0 {
 		n.lastQ = make([]atomic.Int64, total)
+	}
+	if cfg.RateLimitShare > 0 {
+		n.limiter = newLimiter(total)
 	}
 	// Bootstrap: the first answering node after each of 8 evenly spaced
 	// points of the ID space.

@@ -41,6 +41,27 @@ type NodeTruth struct {
 	// of methods it does not know, sample_infohashes included
 	// (Config.DropUnknownShare).
 	DropsUnknown bool
+
+	// The live-like roles (Config's fields after MinQueryGap).
+
+	// RTT is the node's round-trip time without jitter: twice the
+	// network's Latency plus its hold (Config.RTTMedian). A node whose
+	// RTT exceeds a crawler's timeout answers too late to be heard.
+	RTT time.Duration
+	// RateLimits marks a node that blocks fast sources
+	// (Config.RateLimitShare).
+	RateLimits bool
+	// Sybil marks a node on one of the SybilHosts IPs; SharedIP one
+	// behind a NAT with others (SharedIPShare).
+	Sybil, SharedIP bool
+	// Rotates marks a node that takes a new ID every RotatePeriod; ID
+	// is the one it has when Truth is called.
+	Rotates bool
+	// Poisons marks a node that lists fake contacts (PoisonShare).
+	Poisons bool
+	// Malformed names the bad entry its replies carry
+	// (MalformedShare): "truncated", "port0", "zeroid", or "".
+	Malformed string
 }
 
 // Truth is the ground truth of a network.
@@ -94,6 +115,22 @@ func (n *Network) Truth() Truth {
 		if nt.BEP51 {
 			nt.Num = n.cfg.InfohashesPerNode
 		}
+		if answering {
+			nt.RTT = 2*n.cfg.Latency + n.hold(i)
+		}
+		if n.xf != nil {
+			x := n.xf[i]
+			nt.RateLimits, nt.Rotates, nt.Poisons = x&xRateLimit != 0, x&xRotate != 0, x&xPoison != 0
+			nt.Sybil, nt.SharedIP = x&xSybil != 0, x&xShared != 0
+			switch {
+			case x&xTruncate != 0:
+				nt.Malformed = "truncated"
+			case x&xPort0 != 0:
+				nt.Malformed = "port0"
+			case x&xZeroID != 0:
+				nt.Malformed = "zeroid"
+			}
+		}
 		if nt.Bogon {
 			nt.Version = ""
 		}
@@ -123,8 +160,12 @@ func (n *Network) Bootstrap() []netip.AddrPort {
 	return out
 }
 
-// Close closes the simnet network. It always returns nil.
-func (n *Network) Close() error { return n.sim.Close() }
+// Close closes the simnet network and drops the replies nodes are
+// holding (Config.RTTMedian). It always returns nil.
+func (n *Network) Close() error {
+	n.closeOnce.Do(func() { close(n.done) })
+	return n.sim.Close()
+}
 
 // Stats counts what the synthetic nodes received and sent.
 type Stats struct {
@@ -155,25 +196,38 @@ type Stats struct {
 	// RateViolations counts queries that reached a node less than
 	// Config.MinQueryGap after the previous one; 0 without MinQueryGap.
 	RateViolations uint64
+
+	// RateBans counts the times a node began to block a source
+	// (Config.RateLimitShare), RateLimited the queries it ignored while
+	// blocked; a polite crawler trips none.
+	RateBans, RateLimited uint64
+	// FakeContacts counts the fake contacts poisoners listed
+	// (PoisonShare), MalformedReplies the replies that carried a bad
+	// entry (MalformedShare).
+	FakeContacts, MalformedReplies uint64
 }
 
 // Stats returns a snapshot of the counters. It scans the per-entry counts
 // for MaxPerNode, so it costs a few milliseconds at a million nodes.
 func (n *Network) Stats() Stats {
 	s := Stats{
-		Packets:         n.st.packets.Load(),
-		NoSuchNode:      n.st.noSuchNode.Load(),
-		Unparseable:     n.st.unparseable.Load(),
-		NonQuery:        n.st.nonQuery.Load(),
-		Queries:         n.st.byMethod.Snapshot(false),
-		Unanswered:      n.st.unanswered.Load(),
-		Dropped:         n.st.dropped.Load(),
-		Replies:         n.st.replies.Load(),
-		Errors:          n.st.errors.Load(),
-		Sampled:         n.st.sampled.Load(),
-		Violations:      n.st.violations.Load(),
-		RateViolations:  n.st.rateViolations.Load(),
-		MaxPerNodeIndex: -1,
+		Packets:          n.st.packets.Load(),
+		NoSuchNode:       n.st.noSuchNode.Load(),
+		Unparseable:      n.st.unparseable.Load(),
+		NonQuery:         n.st.nonQuery.Load(),
+		Queries:          n.st.byMethod.Snapshot(false),
+		Unanswered:       n.st.unanswered.Load(),
+		Dropped:          n.st.dropped.Load(),
+		Replies:          n.st.replies.Load(),
+		Errors:           n.st.errors.Load(),
+		Sampled:          n.st.sampled.Load(),
+		Violations:       n.st.violations.Load(),
+		RateViolations:   n.st.rateViolations.Load(),
+		RateBans:         n.st.rateBans.Load(),
+		RateLimited:      n.st.rateLimited.Load(),
+		FakeContacts:     n.st.fake.Load(),
+		MalformedReplies: n.st.malformed.Load(),
+		MaxPerNodeIndex:  -1,
 	}
 	for i := range n.queries {
 		if q := uint64(n.queries[i].Load()); q > s.MaxPerNode {

@@ -1,0 +1,27 @@
+package crawler_test
+
+import (
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/lightdht/lightdht/crawler"
+	"github.com/lightdht/lightdht/internal/synth"
+)
+
+// TestLateSampleNotRepeated: nodes that answer at about the timeout
+// answer some samples too late to be heard; the find_node that follows
+// is answered, but the sample is not sent again, since the node may have
+// answered it and would see two samples within its interval.
+func TestLateSampleNotRepeated(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		_, _, _, st := crawlSynth(t,
+			synth.Config{N: 2000, Seed: 8, BEP51Share: 1, InfohashesPerNode: 5, Interval: 600, PublicIPs: true,
+				Latency: 10 * time.Millisecond, Jitter: 20 * time.Millisecond, RTTMedian: 965 * time.Millisecond},
+			crawler.Config{Rate: 2000, Timeout: time.Second, Infohashes: true})
+		t.Logf("%d samples answered, %d within a node's interval", st.Sampled, st.Violations)
+		if st.Violations != 0 {
+			t.Errorf("%d samples within a node's interval", st.Violations)
+		}
+	})
+}
