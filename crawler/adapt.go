@@ -1,0 +1,315 @@
+package crawler
+
+import (
+	"math"
+	"time"
+)
+
+// The adaptive sender's constants (see controller).
+const (
+	// adaptTarget is the queueing delay the sender tolerates before it
+	// slows down, as LEDBAT's target (RFC 6817 allows at most 100 ms):
+	// well below any query timeout, and above the jitter of the fastest
+	// replies' round trips, which is how the delay is measured.
+	adaptTarget = 50 * time.Millisecond
+	// adaptStart is the rate, in queries per second, a crawl starts at
+	// (or Config.Rate if lower), doubled every round until the first
+	// sign of congestion, as TCP's slow start.
+	adaptStart = 32.0
+	// adaptFloor is the lowest rate (or Config.Rate if lower).
+	adaptFloor = 4.0
+	// adaptDelayCut and adaptLossCut scale the rate down on a queueing
+	// delay above adaptTarget, and on a rise in the share of timeouts
+	// (the queue overflowed: a stronger sign). Slow start, which may have
+	// doubled past the link's capacity, ends with a halving either way.
+	adaptDelayCut = 0.85
+	adaptLossCut  = 0.7
+	// adaptRegain is the number of rounds in which additive growth brings
+	// the rate back to where it was cut: the step is the cut's size over
+	// this.
+	adaptRegain = 8
+	// adaptProbe times the rate of the last cut, additive growth turns
+	// into a search for a new maximum, its step doubling each round.
+	adaptProbe = 1.5
+	// adaptRoundMin and adaptRoundMax bound a round, in which replies are
+	// gathered before the rate is changed: twice the base round trip
+	// within these bounds.
+	adaptRoundMin = 100 * time.Millisecond
+	adaptRoundMax = time.Second
+	// adaptSamples is the fewest replies a round's delay is measured from:
+	// its fastest reply stands for the delay, and with fewer replies that
+	// says more about the nodes than about the queue. A round waits up to
+	// four times its length for them.
+	adaptSamples = 16
+	// adaptMinSamples is the fewest replies a round that waited its
+	// longest is measured from; with fewer it changes nothing.
+	adaptMinSamples = 4
+	// adaptLossSamples is the fewest outcomes of first queries sent in one
+	// loss bucket for its timeout share to count.
+	adaptLossSamples = 20
+	// adaptLossExcess is how far above its usual level the share of
+	// timeouts must rise to count as loss: silent nodes time out at any
+	// rate, so only a rise says the link drops packets.
+	adaptLossExcess = 0.1
+	// adaptBaseSpan and adaptBaseSpans make the base round trip the least
+	// of adaptBaseSpans minima over adaptBaseSpan each, so that it
+	// follows a change of path within a minute, as LEDBAT's base delay
+	// history does.
+	adaptBaseSpan  = 10 * time.Second
+	adaptBaseSpans = 6
+)
+
+// controller is the adaptive sender (Config.FixedRate false): it sets the
+// rate at which the pacer lets queries out from what the crawl sees, in
+// the manner of delay-based congestion control (TCP Vegas, LEDBAT), with
+// Config.Rate as the ceiling. A link that is sent more than it carries
+// queues the packets first and drops them only once its queue is full,
+// so the round trips of the nodes that answer grow before any packet is
+// lost: the controller keeps a base round trip, the least seen in the
+// last minute, and takes the fastest reply of each round (at least two
+// base round trips, until enough of the round's own queries are
+// answered) as the current one. Their difference is the queueing
+// delay. Above adaptTarget, while not already falling, the rate is cut by
+// adaptDelayCut; below half of it the rate grows, doubling in slow start,
+// then by a constant step per round that regains the last cut in
+// adaptRegain rounds, a step that doubles each round once well past the
+// rate of the last cut (as TCP BIC probes for a new maximum); in between
+// it holds. A round in which the crawl
+// sent less than half its rate allows (it had nothing more to send) does
+// not raise the rate, which would then be untested.
+//
+// Timeouts are weighed apart, by the time their query was sent: the
+// first queries sent in each bucket of time are counted until their
+// outcome is known (Config.Timeout after the bucket), and the bucket's
+// share of timeouts is compared with the usual share. Silent nodes time
+// out at any rate and make the usual share (on the live DHT, half the
+// listed contacts never answer); a share adaptLossExcess above it, and
+// three standard deviations of chance, means the link dropped queries, and the rate is cut by adaptLossCut. The
+// usual share follows the buckets' shares, but rises by at most a
+// fraction of adaptLossExcess per bucket, so that a crawl moving on to
+// more silent nodes is learnt within seconds while an overflowing queue
+// is not. Resends are left out: they go to nodes that timed out, mostly
+// silent ones.
+//
+// Only the outcomes of queries sent after the last cut can cause another,
+// so that one episode of congestion is answered once, not once per
+// packet it delayed. All times are Unix nanoseconds of Config.Now.
+type controller struct {
+	ceiling, floor float64
+	rate           float64
+	slowStart      bool
+	step           float64 // additive growth per round
+	peak           float64 // the rate before the last cut
+	lastCut        int64   // when the rate was last cut
+
+	// The base round trip.
+	base      [adaptBaseSpans]time.Duration // minimum per span, 0: none yet
+	baseSpan  int                           // index of the current span
+	baseSince int64                         // when the current span began
+
+	// The current round.
+	roundStart int64
+	roundMin   time.Duration // fastest reply to a query sent in the round
+	roundN     int           // such replies
+	roundSent  int           // queries sent in the round
+	prevDelay  time.Duration // the last round's queueing delay
+	prevValid  bool
+
+	// Loss, per bucket of send time.
+	timeout   int64 // Config.Timeout
+	bucketLen int64
+	buckets   []lossBucket // ring, by send time / bucketLen
+	closed    int64        // buckets before this epoch are evaluated
+	usual     float64      // the usual share of timeouts
+	usualSet  bool
+}
+
+// lossBucket counts the first queries sent in one bucket of time.
+type lossBucket struct {
+	epoch             int64 // send time / bucketLen
+	answered, timeout int
+}
+
+func newController(rate float64, timeout time.Duration, now int64) *controller {
+	bucketLen := max(int64(250*time.Millisecond), int64(timeout)/8)
+	ring := (int64(timeout)+2*bucketLen)/bucketLen + 2
+	c := &controller{
+		ceiling:    rate,
+		floor:      min(rate, adaptFloor),
+		rate:       min(rate, adaptStart),
+		slowStart:  true,
+		lastCut:    now,
+		baseSince:  now,
+		roundStart: now,
+		timeout:    int64(timeout),
+		bucketLen:  bucketLen,
+		buckets:    make([]lossBucket, ring),
+		closed:     now / bucketLen,
+	}
+	for i := range c.buckets {
+		c.buckets[i].epoch = -1
+	}
+	return c
+}
+
+// sent counts a query sent at now.
+func (c *controller) sent() { c.roundSent++ }
+
+// outcome takes in the outcome of a query sent at sent: a reply at now
+// after rtt (answered), or a timeout. first says it was not a resend.
+func (c *controller) outcome(sent, now int64, answered bool, rtt time.Duration, first bool) {
+	if answered && rtt > 0 {
+		if b := &c.base[c.baseSpan]; *b == 0 || rtt < *b {
+			*b = rtt
+		}
+		// A round measures the rate it sent at: replies to queries sent
+		// before it began tell of an earlier rate.
+		if sent >= c.roundStart {
+			if c.roundN == 0 || rtt < c.roundMin {
+				c.roundMin = rtt
+			}
+			c.roundN++
+		}
+	}
+	if !first {
+		return
+	}
+	e := sent / c.bucketLen
+	b := &c.buckets[e%int64(len(c.buckets))]
+	if e < c.closed {
+		return // its bucket has been evaluated (a reply after the timeout)
+	}
+	if b.epoch != e {
+		*b = lossBucket{epoch: e}
+	}
+	if answered {
+		b.answered++
+	} else {
+		b.timeout++
+	}
+}
+
+// baseRTT returns the least round trip of the last minute, or 0.
+func (c *controller) baseRTT() time.Duration {
+	var m time.Duration
+	for _, b := range c.base {
+		if b > 0 && (m == 0 || b < m) {
+			m = b
+		}
+	}
+	return m
+}
+
+// update moves the controller on to now and returns the rate to send at.
+func (c *controller) update(now int64) float64 {
+	if now-c.baseSince >= int64(adaptBaseSpan) {
+		c.baseSpan = (c.baseSpan + 1) % adaptBaseSpans
+		c.base[c.baseSpan] = 0
+		c.baseSince = now
+	}
+	c.checkLoss(now)
+	base := c.baseRTT()
+	round := min(max(2*base, adaptRoundMin), adaptRoundMax)
+	elapsed := time.Duration(now - c.roundStart)
+	// A round waits for adaptSamples replies to its own queries, as long
+	// as four rounds, the time for twice that many at the rate, or the
+	// timeout, by which its first query's fate is known however long the
+	// queue.
+	wait := min(max(4*round, time.Duration(2*adaptSamples/c.rate*float64(time.Second)), time.Duration(c.timeout)+round), adaptBaseSpan)
+	if elapsed < round || (c.roundN < adaptSamples && elapsed < wait) {
+		return c.rate
+	}
+	if c.roundN < adaptMinSamples || base == 0 {
+		// No measure of the delay: hold the rate (timeouts are weighed
+		// apart, by checkLoss).
+		c.newRound(now)
+		return c.rate
+	}
+	appLimited := float64(c.roundSent) < 0.5*c.rate*elapsed.Seconds()
+	delay := c.roundMin - base
+	switch {
+	case delay > adaptTarget && (!c.prevValid || delay > c.prevDelay-c.prevDelay/10):
+		// Far above the target, the rate is far above what the link
+		// carries: cut as for loss.
+		factor := adaptDelayCut
+		if delay > 4*adaptTarget {
+			factor = adaptLossCut
+		}
+		c.cut(factor, now)
+	case delay < adaptTarget/2 && !appLimited:
+		c.grow()
+		c.newRound(now)
+	default:
+		c.newRound(now)
+	}
+	// The next cut needs the delay not to have fallen by a tenth: a queue
+	// that drains after a cut is left to drain, one that stands is not.
+	c.prevDelay, c.prevValid = delay, true
+	return c.rate
+}
+
+// checkLoss evaluates the loss buckets whose every outcome is known by
+// now, and cuts the rate if one sent after the last cut shows loss.
+func (c *controller) checkLoss(now int64) {
+	for ; (c.closed+1)*c.bucketLen+c.timeout+c.bucketLen <= now; c.closed++ {
+		b := &c.buckets[c.closed%int64(len(c.buckets))]
+		if b.epoch != c.closed {
+			continue
+		}
+		n := b.answered + b.timeout
+		if n < adaptLossSamples {
+			continue
+		}
+		share := float64(b.timeout) / float64(n)
+		if !c.usualSet {
+			c.usual, c.usualSet = share, true
+			continue
+		}
+		// A bucket of n outcomes strays from the usual share by chance
+		// alone: three standard deviations of it are not loss.
+		sd := math.Sqrt(c.usual * (1 - c.usual) / float64(n))
+		lossy := share > c.usual+max(adaptLossExcess, 3*sd)
+		c.usual += (min(share, c.usual+adaptLossExcess) - c.usual) / 8
+		if lossy && c.closed*c.bucketLen >= c.lastCut {
+			c.cut(adaptLossCut, now)
+		}
+	}
+}
+
+// cut lowers the rate by factor (or halves it in slow start), and sets
+// the additive step that regains the cut in adaptRegain rounds.
+func (c *controller) cut(factor float64, now int64) {
+	if c.slowStart {
+		factor, c.slowStart = 0.5, false
+	}
+	was := c.rate
+	c.rate = max(c.floor, c.rate*factor)
+	c.peak = was
+	c.step = max(1, (was-c.rate)/adaptRegain)
+	c.lastCut = now
+	c.newRound(now)
+}
+
+// grow raises the rate by one round's growth, up to the ceiling. Well
+// past the rate of the last cut (adaptProbe times it) the step doubles
+// every round: the link no longer holds back what it held back then
+// (other traffic ended, a transient queue drained), and the ceiling may
+// be far. Just past it, the link's capacity is likely near, and the step
+// stays small.
+func (c *controller) grow() {
+	switch {
+	case c.slowStart:
+		c.rate *= 2
+	case c.rate >= adaptProbe*c.peak:
+		c.step *= 2
+		fallthrough
+	default:
+		c.rate += c.step
+	}
+	c.rate = min(c.rate, c.ceiling)
+}
+
+// newRound starts a round at now.
+func (c *controller) newRound(now int64) {
+	c.roundStart, c.roundMin, c.roundN, c.roundSent = now, 0, 0, 0
+}
