@@ -2,6 +2,7 @@ package crawler
 
 import (
 	"math"
+	"slices"
 	"time"
 )
 
@@ -51,12 +52,24 @@ const (
 	// timeouts must rise to count as loss: silent nodes time out at any
 	// rate, so only a rise says the link drops packets.
 	adaptLossExcess = 0.1
-	// adaptBaseSpan and adaptBaseSpans make the base round trip the least
-	// of adaptBaseSpans minima over adaptBaseSpan each, so that it
-	// follows a change of path within a minute, as LEDBAT's base delay
-	// history does.
-	adaptBaseSpan  = 10 * time.Second
-	adaptBaseSpans = 6
+	// adaptQuantile is the quantile of a round's round trips that stands
+	// for the round, and the quantile of the rounds of the last
+	// adaptBaseWindow that is the base. A queue delays every packet
+	// alike, so it shifts every quantile by its delay; a low quantile is
+	// where round trips are densest on a heavy-tailed spread of nodes
+	// (and so least noisy), and unlike the minimum it does not fall as
+	// more replies come in. The base is a low quantile of rounds rather
+	// than the least of them so that one round of fast nodes does not set
+	// it below what a round usually shows.
+	adaptQuantile = 0.1
+	// adaptBaseWindow is how long a round counts towards the base, so
+	// that it follows a change of path within a minute, as LEDBAT's base
+	// delay history does.
+	adaptBaseWindow = time.Minute
+	// adaptRoundCap bounds the round trips kept per round, and
+	// adaptHistoryCap the rounds kept for the base.
+	adaptRoundCap   = 1024
+	adaptHistoryCap = 1024
 )
 
 // controller is the adaptive sender (Config.FixedRate false): it sets the
@@ -65,16 +78,18 @@ const (
 // Config.Rate as the ceiling. A link that is sent more than it carries
 // queues the packets first and drops them only once its queue is full,
 // so the round trips of the nodes that answer grow before any packet is
-// lost: the controller keeps a base round trip, the least seen in the
-// last minute, and takes the fastest reply of each round (at least two
-// base round trips, until enough of the round's own queries are
-// answered) as the current one. Their difference is the queueing
-// delay. Above adaptTarget, while not already falling, the rate is cut by
-// adaptDelayCut; below half of it the rate grows, doubling in slow start,
-// then by a constant step per round that regains the last cut in
-// adaptRegain rounds, a step that doubles each round once well past the
-// rate of the last cut (as TCP BIC probes for a new maximum); in between
-// it holds. A round in which the crawl
+// lost. The nodes are many, their round trips spread widely, and each is
+// asked about once or twice, so the controller measures the crawl as a
+// whole: a round (at least two base round trips, until enough of the
+// round's own queries are answered) is summed up by a low quantile of
+// its replies' round trips (adaptQuantile), and the base round trip is
+// the same quantile of the rounds of the last minute. Their difference is
+// the queueing delay. Above adaptTarget, while not already falling by a
+// tenth a round, the rate is cut by adaptDelayCut; below half of it the
+// rate grows, doubling in slow start, then by a constant step per round
+// that regains the last cut in adaptRegain rounds, a step that doubles
+// each round once well past the rate of the last cut (as TCP BIC probes
+// for a new maximum); in between it holds. A round in which the crawl
 // sent less than half its rate allows (it had nothing more to send) does
 // not raise the rate, which would then be untested.
 //
@@ -102,17 +117,17 @@ type controller struct {
 	peak           float64 // the rate before the last cut
 	lastCut        int64   // when the rate was last cut
 
-	// The base round trip.
-	base      [adaptBaseSpans]time.Duration // minimum per span, 0: none yet
-	baseSpan  int                           // index of the current span
-	baseSince int64                         // when the current span began
+	// The rounds of the last adaptBaseWindow, oldest first, for the
+	// base round trip.
+	history []roundTrip
+	base    time.Duration // their adaptQuantile; 0: no round yet
 
 	// The current round.
 	roundStart int64
-	roundMin   time.Duration // fastest reply to a query sent in the round
-	roundN     int           // such replies
-	roundSent  int           // queries sent in the round
-	prevDelay  time.Duration // the last round's queueing delay
+	rtts       []time.Duration // round trips of replies to queries sent in the round, the first adaptRoundCap
+	roundN     int             // such replies
+	roundSent  int             // queries sent in the round
+	prevDelay  time.Duration   // the last round's queueing delay
 	prevValid  bool
 
 	// Loss, per bucket of send time.
@@ -122,6 +137,12 @@ type controller struct {
 	closed    int64        // buckets before this epoch are evaluated
 	usual     float64      // the usual share of timeouts
 	usualSet  bool
+}
+
+// roundTrip is one round's round trip (its adaptQuantile) and its end.
+type roundTrip struct {
+	at  int64
+	rtt time.Duration
 }
 
 // lossBucket counts the first queries sent in one bucket of time.
@@ -139,7 +160,6 @@ func newController(rate float64, timeout time.Duration, now int64) *controller {
 		rate:       min(rate, adaptStart),
 		slowStart:  true,
 		lastCut:    now,
-		baseSince:  now,
 		roundStart: now,
 		timeout:    int64(timeout),
 		bucketLen:  bucketLen,
@@ -158,18 +178,13 @@ func (c *controller) sent() { c.roundSent++ }
 // outcome takes in the outcome of a query sent at sent: a reply at now
 // after rtt (answered), or a timeout. first says it was not a resend.
 func (c *controller) outcome(sent, now int64, answered bool, rtt time.Duration, first bool) {
-	if answered && rtt > 0 {
-		if b := &c.base[c.baseSpan]; *b == 0 || rtt < *b {
-			*b = rtt
+	// A round measures the rate it sent at: replies to queries sent
+	// before it began tell of an earlier rate.
+	if answered && rtt > 0 && sent >= c.roundStart {
+		if len(c.rtts) < adaptRoundCap {
+			c.rtts = append(c.rtts, rtt)
 		}
-		// A round measures the rate it sent at: replies to queries sent
-		// before it began tell of an earlier rate.
-		if sent >= c.roundStart {
-			if c.roundN == 0 || rtt < c.roundMin {
-				c.roundMin = rtt
-			}
-			c.roundN++
-		}
+		c.roundN++
 	}
 	if !first {
 		return
@@ -189,44 +204,59 @@ func (c *controller) outcome(sent, now int64, answered bool, rtt time.Duration, 
 	}
 }
 
-// baseRTT returns the least round trip of the last minute, or 0.
-func (c *controller) baseRTT() time.Duration {
-	var m time.Duration
-	for _, b := range c.base {
-		if b > 0 && (m == 0 || b < m) {
-			m = b
-		}
+// baseRTT returns the base round trip, or 0 before the first round.
+func (c *controller) baseRTT() time.Duration { return c.base }
+
+// quantile returns the adaptQuantile of d, which it sorts; d is not
+// empty.
+func quantile(d []time.Duration) time.Duration {
+	slices.Sort(d)
+	return d[int(adaptQuantile*float64(len(d)-1))]
+}
+
+// measured takes in a round's round trip at now and returns the base it
+// is to be compared with: the base of the rounds before it, or, for the
+// first, its own.
+func (c *controller) measured(rtt time.Duration, now int64) time.Duration {
+	base := c.base
+	if base == 0 {
+		base = rtt
 	}
-	return m
+	drop := 0
+	for drop < len(c.history) && (c.history[drop].at < now-int64(adaptBaseWindow) || len(c.history)-drop >= adaptHistoryCap) {
+		drop++
+	}
+	c.history = append(c.history[drop:], roundTrip{at: now, rtt: rtt})
+	sorted := make([]time.Duration, len(c.history))
+	for i, h := range c.history {
+		sorted[i] = h.rtt
+	}
+	c.base = quantile(sorted)
+	return base
 }
 
 // update moves the controller on to now and returns the rate to send at.
 func (c *controller) update(now int64) float64 {
-	if now-c.baseSince >= int64(adaptBaseSpan) {
-		c.baseSpan = (c.baseSpan + 1) % adaptBaseSpans
-		c.base[c.baseSpan] = 0
-		c.baseSince = now
-	}
 	c.checkLoss(now)
-	base := c.baseRTT()
-	round := min(max(2*base, adaptRoundMin), adaptRoundMax)
+	round := min(max(2*c.base, adaptRoundMin), adaptRoundMax)
 	elapsed := time.Duration(now - c.roundStart)
 	// A round waits for adaptSamples replies to its own queries, as long
 	// as four rounds, the time for twice that many at the rate, or the
 	// timeout, by which its first query's fate is known however long the
 	// queue.
-	wait := min(max(4*round, time.Duration(2*adaptSamples/c.rate*float64(time.Second)), time.Duration(c.timeout)+round), adaptBaseSpan)
+	wait := max(4*round, time.Duration(2*adaptSamples/c.rate*float64(time.Second)), time.Duration(c.timeout)+round)
 	if elapsed < round || (c.roundN < adaptSamples && elapsed < wait) {
 		return c.rate
 	}
-	if c.roundN < adaptMinSamples || base == 0 {
+	if c.roundN < adaptMinSamples {
 		// No measure of the delay: hold the rate (timeouts are weighed
 		// apart, by checkLoss).
 		c.newRound(now)
 		return c.rate
 	}
 	appLimited := float64(c.roundSent) < 0.5*c.rate*elapsed.Seconds()
-	delay := c.roundMin - base
+	delay := quantile(c.rtts)
+	delay -= c.measured(delay, now)
 	switch {
 	case delay > adaptTarget && (!c.prevValid || delay > c.prevDelay-c.prevDelay/10):
 		// Far above the target, the rate is far above what the link
@@ -311,5 +341,5 @@ func (c *controller) grow() {
 
 // newRound starts a round at now.
 func (c *controller) newRound(now int64) {
-	c.roundStart, c.roundMin, c.roundN, c.roundSent = now, 0, 0, 0
+	c.roundStart, c.rtts, c.roundN, c.roundSent = now, c.rtts[:0], 0, 0
 }

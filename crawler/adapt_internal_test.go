@@ -2,14 +2,15 @@ package crawler
 
 import (
 	"math"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
 )
 
-// ctlPath is a scripted path for the controller: at each time, the round
-// trip of a query that is answered, and the share of queries that time
-// out.
+// ctlPath is a scripted path for the controller: for a query sent at
+// now, its round trip if it is answered, and the share of queries that
+// time out.
 type ctlPath func(now time.Duration) (rtt time.Duration, timeoutShare float64)
 
 // ctlSim drives a controller in 10 ms ticks on a scripted path: it sends
@@ -47,8 +48,8 @@ func (s *ctlSim) run(d time.Duration, path ctlPath) []float64 {
 		if s.limit > 0 {
 			r = min(r, s.limit)
 		}
-		rtt, share := path(s.now)
 		for s.owed += r * tick.Seconds(); s.owed >= 1; s.owed-- {
+			rtt, share := path(s.now)
 			s.c.sent()
 			e := ctlEvent{sent: t, at: t + int64(rtt), answered: true, rtt: rtt}
 			if s.lost += share; s.lost >= 1 {
@@ -221,5 +222,37 @@ func TestControllerAppLimited(t *testing.T) {
 	(&ctlSim{c: c, limit: 10}).run(5*time.Second, steady(0))
 	if c.rate > 2*adaptStart {
 		t.Errorf("rate %v after 5 s of sending 10 queries/s, want at most %v", c.rate, 2*adaptStart)
+	}
+}
+
+// TestControllerHeavyTail: on nodes whose round trips spread over two
+// orders of magnitude (log-normal, median 150 ms, most between 40 ms and
+// 600 ms, a few beyond a second) and half of which never answer, the
+// spread is not taken for a queue: the rate reaches the ceiling and is
+// not cut. A standing 150 ms queue on top of the same spread is seen and
+// cut.
+func TestControllerHeavyTail(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	queue := time.Duration(0)
+	path := func(time.Duration) (time.Duration, float64) {
+		rtt := time.Duration(float64(150*time.Millisecond) * math.Exp(0.8*rng.NormFloat64()))
+		return min(rtt, 1900*time.Millisecond) + queue, 0.5
+	}
+	for _, ceiling := range []float64{250, 2500} {
+		c := newController(ceiling, 2*time.Second, 0)
+		sim := &ctlSim{c: c}
+		rates := sim.run(60*time.Second, path)
+		if cs := cuts(rates); len(cs) > 0 {
+			t.Errorf("ceiling %v: cut %d times without a queue, first at %v", ceiling, len(cs), time.Duration(cs[0])*10*time.Millisecond)
+		}
+		if c.rate != ceiling {
+			t.Errorf("rate %v after a minute without a queue, want the %v ceiling", c.rate, ceiling)
+		}
+		queue = 150 * time.Millisecond
+		rates = sim.run(10*time.Second, path)
+		if len(cuts(rates)) == 0 || c.rate > ceiling*adaptDelayCut {
+			t.Errorf("ceiling %v: rate %v after 10 s of a standing 150 ms queue, want cut", ceiling, c.rate)
+		}
+		queue = 0
 	}
 }
