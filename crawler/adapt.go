@@ -10,8 +10,8 @@ import (
 const (
 	// adaptTarget is the queueing delay the sender tolerates before it
 	// slows down, as LEDBAT's target (RFC 6817 allows at most 100 ms):
-	// well below any query timeout, and above the jitter of the fastest
-	// replies' round trips, which is how the delay is measured.
+	// well below any query timeout, and above the noise of a round's
+	// measure (adaptQuantile) on a heavy-tailed spread of nodes.
 	adaptTarget = 50 * time.Millisecond
 	// adaptStart is the rate, in queries per second, a crawl starts at
 	// (or Config.Rate if lower), doubled every round until the first
@@ -37,10 +37,9 @@ const (
 	// within these bounds.
 	adaptRoundMin = 100 * time.Millisecond
 	adaptRoundMax = time.Second
-	// adaptSamples is the fewest replies a round's delay is measured from:
-	// its fastest reply stands for the delay, and with fewer replies that
-	// says more about the nodes than about the queue. A round waits up to
-	// four times its length for them.
+	// adaptSamples is the fewest replies a round's delay is measured
+	// from: with fewer, the quantile says more about which nodes were
+	// asked than about the queue. A round waits for them (see update).
 	adaptSamples = 16
 	// adaptMinSamples is the fewest replies a round that waited its
 	// longest is measured from; with fewer it changes nothing.
@@ -99,11 +98,11 @@ const (
 // share of timeouts is compared with the usual share. Silent nodes time
 // out at any rate and make the usual share (on the live DHT, half the
 // listed contacts never answer); a share adaptLossExcess above it, and
-// three standard deviations of chance, means the link dropped queries, and the rate is cut by adaptLossCut. The
-// usual share follows the buckets' shares, but rises by at most a
-// fraction of adaptLossExcess per bucket, so that a crawl moving on to
-// more silent nodes is learnt within seconds while an overflowing queue
-// is not. Resends are left out: they go to nodes that timed out, mostly
+// three standard deviations of chance, means the link dropped queries,
+// and the rate is cut by adaptLossCut. The usual share follows the
+// buckets' shares, but rises by at most an eighth of adaptLossExcess per
+// bucket, so that a crawl moving on to more silent nodes is learnt within
+// seconds while an overflowing queue is not. Resends are left out: they go to nodes that timed out, mostly
 // silent ones.
 //
 // Only the outcomes of queries sent after the last cut can cause another,
@@ -151,6 +150,8 @@ type lossBucket struct {
 	answered, timeout int
 }
 
+// newController returns the adaptive sender of a crawl with ceiling rate
+// and query timeout, starting at now.
 func newController(rate float64, timeout time.Duration, now int64) *controller {
 	bucketLen := max(int64(250*time.Millisecond), int64(timeout)/8)
 	ring := (int64(timeout)+2*bucketLen)/bucketLen + 2
@@ -172,7 +173,7 @@ func newController(rate float64, timeout time.Duration, now int64) *controller {
 	return c
 }
 
-// sent counts a query sent at now.
+// sent counts a query sent in the current round.
 func (c *controller) sent() { c.roundSent++ }
 
 // outcome takes in the outcome of a query sent at sent: a reply at now
