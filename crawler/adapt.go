@@ -25,6 +25,13 @@ const (
 	// doubled past the link's capacity, ends with a halving either way.
 	adaptDelayCut = 0.85
 	adaptLossCut  = 0.7
+	// adaptLossCutMin is the deepest cut for loss, which otherwise scales
+	// the rate to the share of queries the link delivered.
+	adaptLossCutMin = 0.25
+	// adaptStanding is the number of rounds in a row a queue of half
+	// adaptTarget or more must stand for a cut: one or two such rounds
+	// are the noise of a heavy-tailed spread of nodes.
+	adaptStanding = 3
 	// adaptRegain is the number of rounds in which additive growth brings
 	// the rate back to where it was cut: the step is the cut's size over
 	// this.
@@ -51,6 +58,9 @@ const (
 	// timeouts must rise to count as loss: silent nodes time out at any
 	// rate, so only a rise says the link drops packets.
 	adaptLossExcess = 0.1
+	// adaptUsualBuckets is the number of loss buckets (8 s at the
+	// shortest) the usual share of timeouts is about the mean of.
+	adaptUsualBuckets = 32
 	// adaptQuantile is the quantile of a round's round trips that stands
 	// for the round, and the quantile of the rounds of the last
 	// adaptBaseWindow that is the base. A queue delays every packet
@@ -77,20 +87,27 @@ const (
 // Config.Rate as the ceiling. A link that is sent more than it carries
 // queues the packets first and drops them only once its queue is full,
 // so the round trips of the nodes that answer grow before any packet is
-// lost. The nodes are many, their round trips spread widely, and each is
-// asked about once or twice, so the controller measures the crawl as a
-// whole: a round (at least two base round trips, until enough of the
-// round's own queries are answered) is summed up by a low quantile of
-// its replies' round trips (adaptQuantile), and the base round trip is
-// the same quantile of the rounds of the last minute. Their difference is
-// the queueing delay. Above adaptTarget, while not already falling by a
-// tenth a round, the rate is cut by adaptDelayCut; below half of it the
-// rate grows, doubling in slow start, then by a constant step per round
-// that regains the last cut in adaptRegain rounds, a step that doubles
-// each round once well past the rate of the last cut (as TCP BIC probes
-// for a new maximum); in between it holds. A round in which the crawl
-// sent less than half its rate allows (it had nothing more to send) does
-// not raise the rate, which would then be untested.
+// lost.
+//
+// The nodes are many, their round trips spread widely, and each is asked
+// once or twice, so the controller measures the crawl as a whole: a
+// round (at least two base round trips, until enough of the round's own
+// queries are answered) is summed up by a low quantile of its replies'
+// round trips (adaptQuantile), and the base round trip is the same
+// quantile of the rounds of the last minute. Their difference is the
+// queueing delay. A delay above adaptTarget, or above half of it for
+// adaptStanding rounds, cuts the rate by adaptDelayCut, unless it is
+// falling by a tenth a round (a queue that drains after a cut is left to
+// drain); and never above what the round's replies say the link carried,
+// so that slow start's overshoot is undone in one cut. Below half the
+// target the rate grows: doubling in slow start (which ends at half the
+// target), then by a constant step per round that regains a cut of
+// adaptDelayCut in adaptRegain rounds, a step that doubles each round
+// once well past the rate of the last cut (as TCP BIC probes for a new
+// maximum). After a cut for loss the rate holds until the first bucket
+// sent after it is judged. A round in which the crawl sent less than half its rate
+// allows (it had nothing more to send) does not raise the rate, which
+// would then be untested.
 //
 // Timeouts are weighed apart, by the time their query was sent: the
 // first queries sent in each bucket of time are counted until their
@@ -98,12 +115,15 @@ const (
 // share of timeouts is compared with the usual share. Silent nodes time
 // out at any rate and make the usual share (on the live DHT, half the
 // listed contacts never answer); a share adaptLossExcess above it, and
-// three standard deviations of chance, means the link dropped queries,
-// and the rate is cut by adaptLossCut. The usual share follows the
-// buckets' shares, but rises by at most an eighth of adaptLossExcess per
-// bucket, so that a crawl moving on to more silent nodes is learnt within
-// seconds while an overflowing queue is not. Resends are left out: they go to nodes that timed out, mostly
-// silent ones.
+// three standard deviations of chance, means the link dropped queries:
+// the rate is cut by adaptLossCut, or to what the bucket's answers say
+// the link delivered if that is less. The usual share follows the
+// buckets that show no loss, over the last few seconds. When a bucket after such a cut still shows
+// loss and its answers fell with the rate (a congested link answers as
+// much at any rate above its capacity), the timeouts were not the link's
+// doing: the crawl has moved on to more silent nodes, their share
+// becomes the usual one, and the cut is undone. Resends are left out:
+// they go to nodes that timed out, mostly silent ones.
 //
 // Only the outcomes of queries sent after the last cut can cause another,
 // so that one episode of congestion is answered once, not once per
@@ -126,16 +146,21 @@ type controller struct {
 	rtts       []time.Duration // round trips of replies to queries sent in the round, the first adaptRoundCap
 	roundN     int             // such replies
 	roundSent  int             // queries sent in the round
+	arrived    int             // replies received in the round, to queries sent in it or before
 	prevDelay  time.Duration   // the last round's queueing delay
 	prevValid  bool
+	standing   int // rounds in a row with a standing queue of half the target or more
 
 	// Loss, per bucket of send time.
-	timeout   int64 // Config.Timeout
-	bucketLen int64
-	buckets   []lossBucket // ring, by send time / bucketLen
-	closed    int64        // buckets before this epoch are evaluated
-	usual     float64      // the usual share of timeouts
-	usualSet  bool
+	timeout      int64 // Config.Timeout
+	bucketLen    int64
+	buckets      []lossBucket // ring, by send time / bucketLen
+	closed       int64        // buckets before this epoch are evaluated
+	usual        float64      // the usual share of timeouts
+	usualN       int          // buckets the usual share is the mean of, up to adaptUsualBuckets
+	lossCut      float64      // the rate before a cut for loss not yet confirmed by a bucket after it; 0: none
+	lossAnswered float64      // the answers in the bucket that caused that cut
+	lossRate     float64      // the rate that cut set
 }
 
 // roundTrip is one round's round trip (its adaptQuantile) and its end.
@@ -179,6 +204,9 @@ func (c *controller) sent() { c.roundSent++ }
 // outcome takes in the outcome of a query sent at sent: a reply at now
 // after rtt (answered), or a timeout. first says it was not a resend.
 func (c *controller) outcome(sent, now int64, answered bool, rtt time.Duration, first bool) {
+	if answered {
+		c.arrived++
+	}
 	// A round measures the rate it sent at: replies to queries sent
 	// before it began tell of an earlier rate.
 	if answered && rtt > 0 && sent >= c.roundStart {
@@ -258,23 +286,49 @@ func (c *controller) update(now int64) float64 {
 	appLimited := float64(c.roundSent) < 0.5*c.rate*elapsed.Seconds()
 	delay := quantile(c.rtts)
 	delay -= c.measured(delay, now)
+	// A queue that does not fall by a tenth a round stands: one that
+	// drains after a cut is left to drain, one that stands is not.
+	standing := !c.prevValid || delay > c.prevDelay-c.prevDelay/10
+	if standing && delay >= adaptTarget/2 {
+		c.standing++
+	} else {
+		c.standing = 0
+	}
 	switch {
-	case delay > adaptTarget && (!c.prevValid || delay > c.prevDelay-c.prevDelay/10):
-		// Far above the target, the rate is far above what the link
-		// carries: cut as for loss.
+	case standing && (delay > adaptTarget || c.standing >= adaptStanding):
+		// Above the target, or above half of it for adaptStanding
+		// rounds: a shallow queue, full below the target, drops packets
+		// while its delay stands at half of it. Far above the target,
+		// the rate is far above what the link carries: cut as for
+		// loss.
 		factor := adaptDelayCut
 		if delay > 4*adaptTarget {
 			factor = adaptLossCut
 		}
-		c.cut(factor, now)
-	case delay < adaptTarget/2 && !appLimited:
+		// A queue that grows means the link is busy the whole round, so
+		// the replies that arrived in it, over the share of queries
+		// that answer, are about what it carries: a rate far above it
+		// (slow start's last doubling) is cut to it at once.
+		carried := float64(c.arrived) / elapsed.Seconds() / c.answering()
+		c.cut(max(adaptLossCutMin, min(factor, carried/c.rate)), now)
+		c.standing = 0
+	case delay < adaptTarget/2 && !appLimited && c.lossCut == 0:
+		// (After a cut for loss the rate holds until a bucket sent after
+		// it is judged: the loss came without a delay to watch, and
+		// growth before the verdict would only repeat it.)
 		c.grow()
+		c.newRound(now)
+	case delay >= adaptTarget/2 && c.slowStart:
+		// A queue is forming: doubling would overshoot it (as HyStart
+		// ends TCP's slow start on a delay increase). Grow by steps from
+		// here on.
+		c.slowStart = false
+		c.peak = c.rate
+		c.step = max(1, c.rate*(1/adaptDelayCut-1)/adaptRegain)
 		c.newRound(now)
 	default:
 		c.newRound(now)
 	}
-	// The next cut needs the delay not to have fallen by a tenth: a queue
-	// that drains after a cut is left to drain, one that stands is not.
 	c.prevDelay, c.prevValid = delay, true
 	return c.rate
 }
@@ -292,31 +346,83 @@ func (c *controller) checkLoss(now int64) {
 			continue
 		}
 		share := float64(b.timeout) / float64(n)
-		if !c.usualSet {
-			c.usual, c.usualSet = share, true
+		if c.usualN == 0 {
+			c.usual, c.usualN = share, 1
 			continue
 		}
 		// A bucket of n outcomes strays from the usual share by chance
 		// alone: three standard deviations of it are not loss.
 		sd := math.Sqrt(c.usual * (1 - c.usual) / float64(n))
 		lossy := share > c.usual+max(adaptLossExcess, 3*sd)
-		c.usual += (min(share, c.usual+adaptLossExcess) - c.usual) / 8
-		if lossy && c.closed*c.bucketLen >= c.lastCut {
-			c.cut(adaptLossCut, now)
+		switch {
+		case !lossy:
+			// The usual share is the mean of the buckets without loss,
+			// over the last adaptUsualBuckets or so: slow, since a rate
+			// that creeps past the link's raises the share of timeouts
+			// by a little at a time, and must not teach the controller
+			// that its loss is usual. A crawl that moves on to more
+			// silent nodes raises it at once, and is learnt at the
+			// first cut (below).
+			c.usualN = min(c.usualN+1, adaptUsualBuckets)
+			c.usual += (share - c.usual) / float64(c.usualN)
+			c.lossCut = 0
+		case c.closed*c.bucketLen < c.lastCut:
+			// Sent before the last change of rate: it tells of an
+			// earlier rate.
+		case c.lossCut > 0 && float64(b.answered) < c.lossAnswered*(1+c.lossRate/c.lossCut)/2:
+			// Still lossy after a cut for loss, and the answers fell
+			// with the rate: a congested link answers as much at any
+			// rate above its capacity, so these timeouts are not the
+			// link's doing (the crawl has moved on to more silent
+			// nodes). Take their share as the usual one, and undo the
+			// cut.
+			c.usual = share
+			c.rate, c.lossCut = c.lossCut, 0
+			c.lastCut = now
+		default:
+			// What the link delivered (the answers, over the share of
+			// queries that answer) is about what it carries: a far
+			// overloaded link is cut to about its capacity at once,
+			// not by a few tenths once per timeout.
+			delivered := float64(b.answered) / c.answering() / (float64(c.bucketLen) / 1e9)
+			factor := max(adaptLossCutMin, min(adaptLossCut, delivered/c.rate))
+			c.lossCut, c.lossAnswered = c.rate, float64(b.answered)
+			c.cut(factor, now)
+			c.lossRate = c.rate
+			// Loss that came without a queueing delay will come again
+			// without warning, a timeout after the rate passes the
+			// link's: grow back four times slower.
+			c.step = max(1, c.step/4)
 		}
 	}
 }
 
-// cut lowers the rate by factor (or halves it in slow start), and sets
-// the additive step that regains the cut in adaptRegain rounds.
+// answering returns the usual share of first queries answered, at least
+// 1% (on a network that answers nothing the rates it scales mean
+// nothing anyway).
+func (c *controller) answering() float64 { return max(0.01, 1-c.usual) }
+
+// cut lowers the rate by factor (by half at least in slow start), and
+// sets the additive step: that which regains a cut of adaptDelayCut in
+// adaptRegain rounds.
 func (c *controller) cut(factor float64, now int64) {
-	if c.slowStart {
-		factor, c.slowStart = 0.5, false
+	ended := c.slowStart
+	if ended {
+		factor, c.slowStart = min(factor, 0.5), false
 	}
 	was := c.rate
 	c.rate = max(c.floor, c.rate*factor)
+	// Slow start's last doubling overshoots by up to twice, so its rate
+	// says little of the link's: growth after it starts from the rate
+	// cut to, as after a cut of adaptDelayCut.
 	c.peak = was
-	c.step = max(1, (was-c.rate)/adaptRegain)
+	if ended {
+		c.peak = c.rate / adaptDelayCut
+	}
+	// The step is that of a cut of adaptDelayCut whatever the cut: a cut
+	// to what the link carried is a deep cut from a rate that was never
+	// the link's.
+	c.step = max(1, c.rate*(1/adaptDelayCut-1)/adaptRegain)
 	c.lastCut = now
 	c.newRound(now)
 }
@@ -342,5 +448,5 @@ func (c *controller) grow() {
 
 // newRound starts a round at now.
 func (c *controller) newRound(now int64) {
-	c.roundStart, c.rtts, c.roundN, c.roundSent = now, c.rtts[:0], 0, 0
+	c.roundStart, c.rtts, c.roundN, c.roundSent, c.arrived = now, c.rtts[:0], 0, 0, 0
 }

@@ -71,13 +71,20 @@ func newPacer(cfg Config) pacer {
 		p.ctl = newController(cfg.Rate, cfg.Timeout, cfg.Now().UnixNano())
 		r = p.ctl.rate
 	}
-	p.lim = rate.NewLimiter(rate.Limit(r), burstOf(r))
+	p.lim = rate.NewLimiter(rate.Limit(r), p.burstOf(r))
 	return p
 }
 
 // burstOf is the rate limit's burst at r queries per second: a tenth of
-// a second's worth.
-func burstOf(r float64) int { return max(1, int(r/10)) }
+// a second's worth, or for the adaptive sender a hundredth, so that the
+// tokens saved while the crawl had little to send do not leave as a
+// burst that overflows a shallow queue the pacing would have passed.
+func (p *pacer) burstOf(r float64) int {
+	if p.ctl != nil {
+		return max(1, int(r/100))
+	}
+	return max(1, int(r/10))
+}
 
 // adapt sets the rate limit to the adaptive sender's rate at now.
 func (p *pacer) adapt(now time.Time) {
@@ -86,7 +93,7 @@ func (p *pacer) adapt(now time.Time) {
 	}
 	if r := p.ctl.update(now.UnixNano()); rate.Limit(r) != p.lim.Limit() {
 		p.lim.SetLimitAt(now, rate.Limit(r))
-		p.lim.SetBurstAt(now, burstOf(r))
+		p.lim.SetBurstAt(now, p.burstOf(r))
 	}
 }
 
