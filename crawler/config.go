@@ -210,8 +210,8 @@ type Config struct {
 	// into false timeouts: starting at 32 queries per second, it doubles
 	// each round (about two round trips) up to Rate, cuts the rate when
 	// the round trips of the nodes that answer grow 50 ms above their
-	// minimum or when the share of timeouts rises above its usual level,
-	// and grows it back step by step. See docs/crawler.md.
+	// usual level or when the share of timeouts rises above its usual
+	// level, and grows it back step by step. See docs/crawler.md.
 	FixedRate bool
 }
 
