@@ -78,10 +78,11 @@ func newPacer(cfg Config) pacer {
 // burstOf is the rate limit's burst at r queries per second: a tenth of
 // a second's worth, or for the adaptive sender a hundredth, so that the
 // tokens saved while the crawl had little to send do not leave as a
-// burst that overflows a shallow queue the pacing would have passed.
+// burst that overflows a shallow queue the pacing would have passed; but
+// at least 4 (or r, if less), which any queue holds.
 func (p *pacer) burstOf(r float64) int {
 	if p.ctl != nil {
-		return max(1, int(r/100))
+		return max(1, min(4, int(r)), int(r/100))
 	}
 	return max(1, int(r/10))
 }
