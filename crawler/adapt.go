@@ -97,9 +97,10 @@ const (
 // quantile of the rounds of the last minute. Their difference is the
 // queueing delay. A delay above adaptTarget, or above half of it for
 // adaptStanding rounds, cuts the rate by adaptDelayCut, unless it is
-// falling by a tenth a round (a queue that drains after a cut is left to
-// drain); and never above what the round's replies say the link carried,
-// so that slow start's overshoot is undone in one cut. Below half the
+// falling by a twentieth a round (a queue that drains after a cut is
+// left to drain); far above the target, or in slow start, it cuts to
+// what the round's replies say the link carried, so that slow start's
+// overshoot is undone in one cut. Below half the
 // target the rate grows: doubling in slow start (which ends at half the
 // target), then by a constant step per round that regains a cut of
 // adaptDelayCut in adaptRegain rounds, a step that doubles each round
@@ -286,9 +287,9 @@ func (c *controller) update(now int64) float64 {
 	appLimited := float64(c.roundSent) < 0.5*c.rate*elapsed.Seconds()
 	delay := quantile(c.rtts)
 	delay -= c.measured(delay, now)
-	// A queue that does not fall by a tenth a round stands: one that
+	// A queue that does not fall by a twentieth a round stands: one that
 	// drains after a cut is left to drain, one that stands is not.
-	standing := !c.prevValid || delay > c.prevDelay-c.prevDelay/10
+	standing := !c.prevValid || delay > c.prevDelay-c.prevDelay/20
 	if standing && delay >= adaptTarget/2 {
 		c.standing++
 	} else {
@@ -302,15 +303,17 @@ func (c *controller) update(now int64) float64 {
 		// the rate is far above what the link carries: cut as for
 		// loss.
 		factor := adaptDelayCut
-		if delay > 4*adaptTarget {
-			factor = adaptLossCut
+		if delay > 4*adaptTarget || c.slowStart || delay <= adaptTarget {
+			// The link is busy the whole round, so the replies that
+			// arrived in it, over the share of queries that answer, are
+			// about what it carries: a rate far above it (slow start's
+			// last doubling, or a shallow queue's standing overflow) is
+			// cut to it at once. (Just above the target, a round's
+			// replies are too few to say more than the delay.)
+			carried := float64(c.arrived) / elapsed.Seconds() / c.answering()
+			factor = max(adaptLossCutMin, min(adaptLossCut, carried/c.rate))
 		}
-		// A queue that grows means the link is busy the whole round, so
-		// the replies that arrived in it, over the share of queries
-		// that answer, are about what it carries: a rate far above it
-		// (slow start's last doubling) is cut to it at once.
-		carried := float64(c.arrived) / elapsed.Seconds() / c.answering()
-		c.cut(max(adaptLossCutMin, min(factor, carried/c.rate)), now)
+		c.cut(factor, now)
 		c.standing = 0
 	case delay < adaptTarget/2 && !appLimited && c.lossCut == 0:
 		// (After a cut for loss the rate holds until a bucket sent after
