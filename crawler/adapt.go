@@ -62,15 +62,19 @@ const (
 	// shortest) the usual share of timeouts is about the mean of.
 	adaptUsualBuckets = 32
 	// adaptQuantile is the quantile of a round's round trips that stands
-	// for the round, and the quantile of the rounds of the last
-	// adaptBaseWindow that is the base. A queue delays every packet
+	// for the round. A queue delays every packet
 	// alike, so it shifts every quantile by its delay; a low quantile is
 	// where round trips are densest on a heavy-tailed spread of nodes
 	// (and so least noisy), and unlike the minimum it does not fall as
-	// more replies come in. The base is a low quantile of rounds rather
-	// than the least of them so that one round of fast nodes does not set
-	// it below what a round usually shows.
+	// more replies come in.
 	adaptQuantile = 0.1
+	// adaptBaseQuantile is the quantile of the last adaptBaseWindow's
+	// rounds that is the base: low, so that only a queue that stood
+	// through nine tenths of the minute is taken for the path, but not
+	// the least, which one round of fast nodes would set below what a
+	// round usually shows (lower quantiles, tried, cut the rate on a
+	// heavy-tailed spread of nodes without any queue).
+	adaptBaseQuantile = 0.1
 	// adaptBaseWindow is how long a round counts towards the base, so
 	// that it follows a change of path within a minute, as LEDBAT's base
 	// delay history does.
@@ -93,8 +97,8 @@ const (
 // once or twice, so the controller measures the crawl as a whole: a
 // round (at least two base round trips, until enough of the round's own
 // queries are answered) is summed up by a low quantile of its replies'
-// round trips (adaptQuantile), and the base round trip is the same
-// quantile of the rounds of the last minute. Their difference is the
+// round trips (adaptQuantile), and the base round trip is a low quantile
+// of the rounds of the last minute (adaptBaseQuantile). Their difference is the
 // queueing delay. A delay above adaptTarget, or above half of it for
 // adaptStanding rounds, cuts the rate by adaptDelayCut, unless it is
 // falling by a twentieth a round (a queue that drains after a cut is
@@ -116,7 +120,9 @@ const (
 // share of timeouts is compared with the usual share. Silent nodes time
 // out at any rate and make the usual share (on the live DHT, half the
 // listed contacts never answer); a share adaptLossExcess above it, and
-// three standard deviations of chance, means the link dropped queries:
+// three standard deviations of chance, while a round has shown a queue
+// (a quarter of the target) since the bucket was sent, means the link
+// dropped queries:
 // the rate is cut by adaptLossCut, or to what the bucket's answers say
 // the link delivered if that is less. The usual share follows the
 // buckets that show no loss, over the last few seconds. When a bucket after such a cut still shows
@@ -150,7 +156,8 @@ type controller struct {
 	arrived    int             // replies received in the round, to queries sent in it or before
 	prevDelay  time.Duration   // the last round's queueing delay
 	prevValid  bool
-	standing   int // rounds in a row with a standing queue of half the target or more
+	standing   int   // rounds in a row with a standing queue of half the target or more
+	lastQueued int64 // when a round last showed a queue of a quarter of the target or more
 
 	// Loss, per bucket of send time.
 	timeout      int64 // Config.Timeout
@@ -187,6 +194,7 @@ func newController(rate float64, timeout time.Duration, now int64) *controller {
 		rate:       min(rate, adaptStart),
 		slowStart:  true,
 		lastCut:    now,
+		lastQueued: math.MinInt64 / 2,
 		roundStart: now,
 		timeout:    int64(timeout),
 		bucketLen:  bucketLen,
@@ -237,11 +245,10 @@ func (c *controller) outcome(sent, now int64, answered bool, rtt time.Duration, 
 // baseRTT returns the base round trip, or 0 before the first round.
 func (c *controller) baseRTT() time.Duration { return c.base }
 
-// quantile returns the adaptQuantile of d, which it sorts; d is not
-// empty.
-func quantile(d []time.Duration) time.Duration {
+// quantile returns the q quantile of d, which it sorts; d is not empty.
+func quantile(d []time.Duration, q float64) time.Duration {
 	slices.Sort(d)
-	return d[int(adaptQuantile*float64(len(d)-1))]
+	return d[int(q*float64(len(d)-1))]
 }
 
 // measured takes in a round's round trip at now and returns the base it
@@ -261,7 +268,7 @@ func (c *controller) measured(rtt time.Duration, now int64) time.Duration {
 	for i, h := range c.history {
 		sorted[i] = h.rtt
 	}
-	c.base = quantile(sorted)
+	c.base = quantile(sorted, adaptBaseQuantile)
 	return base
 }
 
@@ -285,11 +292,14 @@ func (c *controller) update(now int64) float64 {
 		return c.rate
 	}
 	appLimited := float64(c.roundSent) < 0.5*c.rate*elapsed.Seconds()
-	delay := quantile(c.rtts)
+	delay := quantile(c.rtts, adaptQuantile)
 	delay -= c.measured(delay, now)
 	// A queue that does not fall by a twentieth a round stands: one that
 	// drains after a cut is left to drain, one that stands is not.
 	standing := !c.prevValid || delay > c.prevDelay-c.prevDelay/20
+	if delay >= adaptTarget/4 {
+		c.lastQueued = now
+	}
 	if standing && delay >= adaptTarget/2 {
 		c.standing++
 	} else {
@@ -372,6 +382,12 @@ func (c *controller) checkLoss(now int64) {
 		case c.closed*c.bucketLen < c.lastCut:
 			// Sent before the last change of rate: it tells of an
 			// earlier rate.
+		case now-c.lastQueued > c.timeout+2*c.bucketLen:
+			// No round has shown a queue since the bucket was sent: a
+			// link that drops what overflows its queue delays what it
+			// queues first, so these timeouts are nodes, not the link
+			// (a crawl that moves between kinds of nodes, such as
+			// those that drop sample_infohashes, shifts the share).
 		case c.lossCut > 0 && float64(b.answered) < c.lossAnswered*(1+c.lossRate/c.lossCut)/2:
 			// Still lossy after a cut for loss, and the answers fell
 			// with the rate: a congested link answers as much at any

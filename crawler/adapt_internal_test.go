@@ -197,8 +197,8 @@ func TestControllerDelay(t *testing.T) {
 	}
 }
 
-// TestControllerLoss: a rise in the share of timeouts, the round trips
-// unchanged, cuts the rate; when the cut does not bring the answers back
+// TestControllerLoss: a rise in the share of timeouts while a small
+// queue shows cuts the rate; when the cut does not bring the answers back
 // (they fell with the rate: the crawl moved on to more silent nodes, the
 // link dropped nothing), the new share becomes the usual one and the cut
 // is undone.
@@ -206,12 +206,13 @@ func TestControllerLoss(t *testing.T) {
 	c := newController(1000, time.Second, 0)
 	sim := &ctlSim{c: c}
 	share := 0.1
-	path := func(time.Duration) (time.Duration, float64) { return ctlBase, share }
+	queue := time.Duration(0)
+	path := func(time.Duration) (time.Duration, float64) { return ctlBase + queue, share }
 	sim.run(5*time.Second, path)
 	if c.rate != 1000 {
 		t.Fatalf("rate %v at 10%% timeouts, want the ceiling", c.rate)
 	}
-	share = 0.4
+	share, queue = 0.4, 15*time.Millisecond
 	rates := sim.run(5*time.Second, path)
 	if n := len(cuts(rates)); n != 1 {
 		t.Errorf("%d cuts after the share of timeouts rose for good, want 1, then undone", n)
@@ -225,16 +226,20 @@ func TestControllerLoss(t *testing.T) {
 }
 
 // TestControllerLossOnly: a link whose queue is too shallow to delay
-// anything (the round trips never change) drops what is sent beyond its
-// capacity of 300 queries/s; the rate settles near it from the loss
-// alone.
+// much (30 ms when full, below the target, as 10 packets at 300/s) drops
+// what is sent beyond its capacity of 300 queries/s; the rate settles
+// near it. (With a queue that delays less than a quarter of the target
+// the controller cannot tell loss from a change among the nodes, and
+// does not cut: see TestControllerLossWithoutQueue.)
 func TestControllerLossOnly(t *testing.T) {
 	const capacity = 300
 	c := newController(3000, time.Second, 0)
 	sim := &ctlSim{c: c}
 	path := func(time.Duration) (time.Duration, float64) {
-		dropped := max(0, 1-capacity/c.rate)
-		return ctlBase, 0.1 + 0.9*dropped
+		if c.rate <= capacity {
+			return ctlBase, 0.1
+		}
+		return ctlBase + 30*time.Millisecond, 0.1 + 0.9*(1-capacity/c.rate)
 	}
 	sim.run(10*time.Second, path)
 	rates := sim.run(20*time.Second, path)
@@ -243,9 +248,8 @@ func TestControllerLossOnly(t *testing.T) {
 		mean += r
 	}
 	mean /= float64(len(rates))
-	// Loss shows a timeout late, and only as a rise of 10 points in the
-	// share of timeouts, so the rate overshoots the link's by a fifth or
-	// so before each cut.
+	// Loss shows a timeout late, and a queue that stands at 30 ms only
+	// after 3 rounds, so the rate overshoots the link's before each cut.
 	if mean < 0.7*capacity || mean > 1.3*capacity {
 		t.Errorf("mean rate %.0f over 20 s behind a lossy %d/s link, want within 30%% of it", mean, capacity)
 	}
@@ -290,5 +294,21 @@ func TestControllerHeavyTail(t *testing.T) {
 			t.Errorf("ceiling %v: rate %v after 10 s of a standing 150 ms queue, want cut", ceiling, c.rate)
 		}
 		queue = 0
+	}
+}
+
+// TestControllerLossWithoutQueue: a rise in the share of timeouts while
+// no round shows a queue is nodes, not the link (a crawl that moves on to
+// nodes that drop sample_infohashes): the rate is not cut.
+func TestControllerLossWithoutQueue(t *testing.T) {
+	c := newController(1000, time.Second, 0)
+	sim := &ctlSim{c: c}
+	share := 0.1
+	path := func(time.Duration) (time.Duration, float64) { return ctlBase, share }
+	sim.run(5*time.Second, path)
+	for _, share = range []float64{0.5, 0.1, 0.6, 0.2} {
+		if rates := sim.run(3*time.Second, path); len(cuts(rates)) > 0 {
+			t.Errorf("timeouts at %.0f%% without a queue cut the rate to %v", 100*share, slices.Min(rates))
+		}
 	}
 }
