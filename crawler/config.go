@@ -68,7 +68,8 @@ type Config struct {
 	// ID is the crawler's node ID, used in every query. Zero: random.
 	ID krpc.ID
 
-	// Rate caps the queries sent per second (resends included). Zero:
+	// Rate caps the queries sent per second (resends included): the
+	// ceiling of the adaptive sender, or with FixedRate the rate. Zero:
 	// DefaultRate (250).
 	Rate float64
 	// PerIPInterval is the least time between two queries to one IP
@@ -201,6 +202,17 @@ type Config struct {
 	// it, the responder's (Respond) included; its timers and the
 	// progress ticker still run on real time. Nil: time.Now.
 	Now func() time.Time
+
+	// FixedRate sends at Rate whatever the network does, as crawlers
+	// without congestion control do. False: the adaptive sender, which
+	// takes Rate as a ceiling and sends as fast as the path carries
+	// without queueing, so that a link slower than Rate is not turned
+	// into false timeouts: starting at 32 queries per second, it doubles
+	// each round (about two round trips) up to Rate, cuts the rate when
+	// the round trips of the nodes that answer grow 50 ms above their
+	// usual level or when the share of timeouts rises above its usual
+	// level, and grows it back step by step. See docs/crawler.md.
+	FixedRate bool
 }
 
 // ErrNeedsTestNet is the cause of a ConfigError for a bootstrap address

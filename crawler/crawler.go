@@ -21,6 +21,7 @@ type Progress struct {
 	QPS        float64       // queries per second over the last period
 	Elapsed    time.Duration // since the crawl started
 	Remaining  time.Duration // queued work at the current rate; 0 if unknown
+	Rate       float64       // queries per second the sender allows now: Config.Rate, or less while the adaptive sender holds back
 }
 
 // Result summarises a finished crawl.
@@ -74,8 +75,9 @@ type result struct {
 	idx     int32
 	ih      krpc.ID // get_peers of the peers phase
 	method  string
-	nearest bool // the query asked for the node's nearest neighbours
-	resend  bool // the query resent one that timed out
+	nearest bool  // the query asked for the node's nearest neighbours
+	resend  bool  // the query resent one that timed out
+	sent    int64 // when the query was sent, Unix nanoseconds of Config.Now
 	resp    krpc.Response
 	err     error
 }
@@ -343,7 +345,7 @@ func (c *Crawler) report(now time.Time) {
 		return
 	}
 	p := Progress{Discovered: c.res.Discovered, Replied: c.res.Replied, Queued: c.q.len(),
-		InFlight: c.inflight, Queries: c.res.Queries, Elapsed: now.Sub(c.start)}
+		InFlight: c.inflight, Queries: c.res.Queries, Elapsed: now.Sub(c.start), Rate: float64(c.pace.lim.Limit())}
 	if dt := now.Sub(c.lastReport.at).Seconds(); dt > 0 {
 		p.QPS = float64(c.res.Queries-c.lastReport.queries) / dt
 	}

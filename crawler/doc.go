@@ -31,6 +31,14 @@
 // their reporter, timeouts) and every BEP 51 sample goes to
 // Config.Recorder, which the SQLite store implements.
 //
+// The pacing loop's rate is adaptive unless Config.FixedRate: the crawl
+// sets it from the queueing delay it measures in the round trips of the
+// nodes that answer and from rises in the share of timeouts, in the
+// manner of delay-based congestion control (Vegas, LEDBAT), with
+// Config.Rate as the ceiling, so that a link slower than the ceiling is
+// not turned into false timeouts (silent nodes time out at any rate, and
+// are told apart from congestion by that).
+//
 // Politeness is on by default: a global cap on queries per second, at most
 // one query every 2 seconds to any one IP address, no queries to private,
 // loopback, link-local, multicast or reserved addresses unless the crawl is
@@ -53,7 +61,8 @@
 //
 // The files follow the concerns: crawler.go holds the Crawler and its
 // event loop, config.go the Config, its defaults and its errors,
-// schedule.go the queues and the one pacing loop, target.go the choice of
+// schedule.go the queues and the one pacing loop, adapt.go the adaptive
+// sender that sets its rate, target.go the choice of
 // targets (and the approach to a zone), coverage.go the gap probes and
 // the second pass, reply.go the handling of replies and timeouts with the
 // resend policy, peers.go the peers phase, nodes.go the per-node state,

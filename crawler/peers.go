@@ -63,9 +63,9 @@ func (c *Crawler) sendGetPeers(t peerTask) {
 	c.inflight++
 	c.res.PeerQueries++
 	q := &krpc.Msg{Q: krpc.MethodGetPeers, A: krpc.Args{ID: c.cfg.ID, InfoHash: t.ih}}
-	idx, ih := t.idx, t.ih
+	idx, ih, sent := t.idx, t.ih, c.cfg.Now().UnixNano()
 	c.tr.QueryAsync(context.Background(), c.nodes[t.idx].key.addrPort(), q, func(r krpc.Response, err error) {
-		c.results <- result{idx: idx, ih: ih, method: krpc.MethodGetPeers, resp: r, err: err}
+		c.results <- result{idx: idx, ih: ih, method: krpc.MethodGetPeers, sent: sent, resp: r, err: err}
 	})
 }
 

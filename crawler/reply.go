@@ -13,6 +13,7 @@ import (
 // handle processes one query's outcome on the event loop: a get_peers of
 // the peers phase, no reply, or a node's reply (a KRPC error included).
 func (c *Crawler) handle(r result) {
+	c.pace.outcome(r, c.cfg.Now())
 	if c.revisit != nil {
 		c.handleRevisit(r)
 		return

@@ -94,10 +94,10 @@ func (c *Crawler) sendRevisit(idx int32) {
 		q.Q = krpc.MethodSampleInfohashes
 		q.A.Target = krpc.RandomID()
 	}
-	method, resend := q.Q, n.retry
+	method, resend, sent := q.Q, n.retry, c.cfg.Now().UnixNano()
 	n.retry = false
 	c.tr.QueryAsync(context.Background(), n.key.addrPort(), q, func(r krpc.Response, err error) {
-		c.results <- result{idx: idx, method: method, resend: resend, resp: r, err: err}
+		c.results <- result{idx: idx, method: method, resend: resend, sent: sent, resp: r, err: err}
 	})
 }
 

@@ -2,9 +2,12 @@ package crawler
 
 import (
 	"container/heap"
+	"errors"
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/lightdht/lightdht/krpc"
 )
 
 // queue holds the work of one phase waiting to be sent. An item is an
@@ -48,8 +51,12 @@ func (q *queue) earliest(t time.Time) time.Time {
 // between two queries to one IP. The peers phase shares it with the
 // enumeration, so the intervals the enumeration started still hold.
 // Owned by the event loop.
+//
+// Unless Config.FixedRate, the rate is the adaptive sender's (ctl), which
+// stays at or below Config.Rate.
 type pacer struct {
 	lim    *rate.Limiter
+	ctl    *controller        // nil with Config.FixedRate
 	perIP  int64              // Config.PerIPInterval in nanoseconds
 	lastIP map[[16]byte]int64 // last query time per IP, pruned as it ages
 	// sends lists the (IP, time) of every query in the order sent, from
@@ -66,12 +73,49 @@ type ipSend struct {
 }
 
 func newPacer(cfg Config) pacer {
-	burst := max(1, int(cfg.Rate/10))
-	return pacer{
-		lim:    rate.NewLimiter(rate.Limit(cfg.Rate), burst),
+	p := pacer{
 		perIP:  int64(cfg.PerIPInterval),
 		lastIP: make(map[[16]byte]int64),
 	}
+	r := cfg.Rate
+	if !cfg.FixedRate {
+		p.ctl = newController(cfg.Rate, cfg.Timeout, cfg.Now().UnixNano())
+		r = p.ctl.rate
+	}
+	p.lim = rate.NewLimiter(rate.Limit(r), p.burstOf(r))
+	return p
+}
+
+// burstOf is the rate limit's burst at r queries per second: a tenth of
+// a second's worth, or for the adaptive sender a hundredth, so that the
+// tokens saved while the crawl had little to send do not leave as a
+// burst that overflows a shallow queue the pacing would have passed; but
+// at least 4 (or r, if less), which any queue holds.
+func (p *pacer) burstOf(r float64) int {
+	if p.ctl != nil {
+		return max(1, min(4, int(r)), int(r/100))
+	}
+	return max(1, int(r/10))
+}
+
+// adapt sets the rate limit to the adaptive sender's rate at now.
+func (p *pacer) adapt(now time.Time) {
+	if p.ctl == nil {
+		return
+	}
+	if r := p.ctl.update(now.UnixNano()); rate.Limit(r) != p.lim.Limit() {
+		p.lim.SetLimitAt(now, rate.Limit(r))
+		p.lim.SetBurstAt(now, p.burstOf(r))
+	}
+}
+
+// outcome passes a query's outcome to the adaptive sender, if any.
+func (p *pacer) outcome(r result, now time.Time) {
+	if p.ctl == nil || (r.err != nil && !errors.Is(r.err, krpc.ErrTimeout)) {
+		return // closed or cancelled: says nothing about the link
+	}
+	answered := r.resp.Msg != nil
+	p.ctl.outcome(r.sent, now.UnixNano(), answered, r.resp.RTT, !r.resend)
 }
 
 // ipDue returns when ip may next be queried, and whether that is after
@@ -135,6 +179,7 @@ func (c *Crawler) dispatch(ph *phase) time.Time {
 	now := c.cfg.Now()
 	q := ph.queue
 	q.promote(now)
+	c.pace.adapt(now)
 	for c.inflight < c.cfg.MaxInFlight && len(q.ready) > 0 {
 		item := q.ready[0]
 		ip := ph.ip(item)
@@ -148,6 +193,9 @@ func (c *Crawler) dispatch(ph *phase) time.Time {
 		}
 		q.ready = q.ready[1:]
 		c.pace.sent(ip, now)
+		if c.pace.ctl != nil {
+			c.pace.ctl.sent()
+		}
 		ph.send(item)
 	}
 	c.pace.prune(now)

@@ -89,10 +89,10 @@ func (c *Crawler) send(idx int32) {
 	if c.cfg.Infohashes && may && !n.id.IsZero() && c.cfg.Now().UnixNano() >= n.next {
 		q.Q = krpc.MethodSampleInfohashes
 	}
-	method, resend := q.Q, n.retry
+	method, resend, sent := q.Q, n.retry, c.cfg.Now().UnixNano()
 	n.retry = false
 	c.tr.QueryAsync(context.Background(), n.key.addrPort(), q, func(r krpc.Response, err error) {
-		c.results <- result{idx: idx, method: method, nearest: nearest, resend: resend, resp: r, err: err}
+		c.results <- result{idx: idx, method: method, nearest: nearest, resend: resend, sent: sent, resp: r, err: err}
 	})
 }
 

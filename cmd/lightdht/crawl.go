@@ -111,6 +111,7 @@ type crawlConfig struct {
 	Visits        bool    `json:"visits"`
 	Neighbours    bool    `json:"neighbours,omitempty"`
 	Every         string  `json:"every,omitempty"`
+	FixedRate     bool    `json:"fixed_rate,omitempty"`
 }
 
 func crawlCmd(c *cli) func(context.Context, []string) error {
@@ -118,7 +119,8 @@ func crawlCmd(c *cli) func(context.Context, []string) error {
 	bootstrap := c.addBootstrap()
 	dbPath := c.addDB()
 	listen := c.fs.String("listen", "", "local UDP address (default: 127.0.0.1:0 for a loopback bootstrap, 0.0.0.0:0 otherwise)")
-	rate := c.fs.Float64("rate", crawler.DefaultRate, "queries per second, at most")
+	rate := c.fs.Float64("rate", crawler.DefaultRate, "queries per second, at most: the ceiling of the adaptive sender, which slows down when round trips grow or timeouts rise")
+	fixedRate := c.fs.Bool("fixed-rate", false, "send at --rate whatever the network does, without adapting (congestion then turns into false timeouts)")
 	perIP := c.fs.Duration("per-ip-interval", crawler.DefaultPerIPInterval, "least time between two queries to one IP")
 	duration := c.fs.Duration("duration", 0, "stop each crawl after this long (0: when the crawl is done; --continuous: never)")
 	idle := c.fs.Duration("idle", crawler.DefaultIdle, "end a crawl once no new node has been found for this long")
@@ -186,14 +188,14 @@ func crawlCmd(c *cli) func(context.Context, []string) error {
 		cfg := crawler.Config{Bootstrap: boot, Rate: *rate, PerIPInterval: *perIP, Idle: *idle,
 			Continuous: *continuous, Zone: z, Infohashes: *infohashes, Peers: *peers, PeersLimit: *peersLimit,
 			Respond: *respond, TestNet: *testnet, Recorder: rec, NoVisits: !*visits, Logger: c.log,
-			ProgressEvery: time.Second}
+			ProgressEvery: time.Second, FixedRate: *fixedRate}
 		if *progress > 0 && *progress < time.Second {
 			cfg.ProgressEvery = *progress
 		}
 		cfg.Progress = func(p crawler.Progress) {
 			last.set(p)
-			line := fmt.Sprintf("%s: %d nodes, %d replied, %d queued, %d in flight, %d queries, %.0f q/s",
-				p.Elapsed.Truncate(time.Second), p.Discovered, p.Replied, p.Queued, p.InFlight, p.Queries, p.QPS)
+			line := fmt.Sprintf("%s: %d nodes, %d replied, %d queued, %d in flight, %d queries, %.0f q/s (allowed %.0f)",
+				p.Elapsed.Truncate(time.Second), p.Discovered, p.Replied, p.Queued, p.InFlight, p.Queries, p.QPS, p.Rate)
 			switch {
 			case term:
 				fmt.Fprintf(c.stderr, "\r\033[K%s", line)
@@ -251,7 +253,7 @@ func crawlCmd(c *cli) func(context.Context, []string) error {
 		}
 		ccfg := crawlConfig{Rate: *rate, PerIPInterval: perIP.String(), Zone: *zone, Continuous: *continuous,
 			Infohashes: *infohashes, Peers: *peers, PeersLimit: *peersLimit, Respond: *respond, TestNet: *testnet,
-			Visits: *visits, Neighbours: *neighbours}
+			Visits: *visits, Neighbours: *neighbours, FixedRate: *fixedRate}
 		if *duration > 0 {
 			ccfg.Duration = duration.String()
 		}

@@ -897,3 +897,24 @@ func freeUDPAddr(t *testing.T, ip string) string {
 	defer c.Close()
 	return c.LocalAddr().String()
 }
+
+// TestCrawlFixedRate: --fixed-rate selects the fixed-rate sender, and the
+// run's stored configuration says which sender the crawl used (the
+// adaptive one, the default, by leaving fixed_rate out).
+func TestCrawlFixedRate(t *testing.T) {
+	t.Parallel()
+	tn := startTestnet(t, 10, "127.62.0.1")
+	path := filepath.Join(t.TempDir(), "crawl.db")
+	for _, args := range [][]string{nil, {"--fixed-rate"}} {
+		args = append([]string{"crawl", "--testnet", "--bootstrap", tn.Bootstrap, "--db", path, "--json", "--idle", queryWait.String()}, args...)
+		if sum := decode[crawlSummary](t, ok(t, nil, args...)); sum.Replied < 9 {
+			t.Errorf("%v: %d replied, want at least 9 of 10", args, sum.Replied)
+		}
+	}
+	d := openDB(t, path)
+	for run, want := range map[int]bool{1: false, 2: true} {
+		if got := scalar[int](t, d, "SELECT coalesce(json_extract(config, '$.fixed_rate'), 0) FROM crawl_runs WHERE id = ?", run); (got == 1) != want {
+			t.Errorf("run %d: fixed_rate %d in the stored config, want %v", run, got, want)
+		}
+	}
+}

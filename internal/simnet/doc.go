@@ -34,7 +34,8 @@
 //
 // [Conn.WriteTo] never blocks. It copies the payload and applies, in order:
 // the size limit ([Config.MaxPacket]), the link filter
-// ([Network.SetLinkFilter]), random loss ([Config.Loss]) and delay
+// ([Network.SetLinkFilter]), the sender's bottleneck link if it has one
+// ([Network.SetLink]), random loss ([Config.Loss]) and delay
 // ([Config.Latency] plus a uniform draw below [Config.Jitter]).
 // [Network.SetConditions] changes latency, jitter and loss later, for
 // instance to build a large network without delay and then measure it
@@ -44,6 +45,20 @@
 // the packet is appended to the destination's receive queue, or dropped
 // when no open conn has that address or the queue already holds
 // [Config.QueueLen] packets. Every outcome is counted in [Stats].
+//
+// # Bottleneck links
+//
+// [Network.SetLink] gives one host (an IP) an access link of limited
+// capacity, in packets per second each way, with a drop-tail queue in
+// front of each direction ([Link]): a packet waits for the packets ahead
+// of it, so the queueing delay grows as the queue fills, and a packet
+// that finds the queue full is dropped ([Stats].DroppedLink). The
+// packets a host sends pass its up direction when written; those
+// addressed to it pass its down direction on arrival, before the receive
+// queue or the handler. This is how a crawler's congestion control is
+// measured: behind a link of C packets/s, sending faster than C fills the
+// queue, round trips grow, then packets are lost. [Network.LinkStats]
+// counts what passed, what was dropped and the longest wait.
 //
 // # Handlers
 //
@@ -60,7 +75,9 @@
 //
 // Loss and jitter draws come from one math/rand/v2 generator per network,
 // seeded from [Config.Seed], so a run that sends the same packets in the
-// same order draws the same values. The package uses only mutexes,
+// same order draws the same values; links draw nothing, and their queues
+// run on the time package's clock, so the same packets at the same times
+// wait and drop alike. The package uses only mutexes,
 // channels and time package timers, and starts no goroutines of its own
 // except the short-lived ones that run [time.AfterFunc] callbacks. It
 // therefore works inside a [testing/synctest] bubble, where latency is

@@ -65,7 +65,7 @@ type Config struct {
 // packet is in flight (waiting out its latency),
 //
 //	Sent == Delivered + DroppedLoss + DroppedNoRoute + DroppedQueueFull +
-//	        DroppedTooBig + DroppedFiltered
+//	        DroppedTooBig + DroppedFiltered + DroppedLink
 type Stats struct {
 	Sent             uint64 // packets accepted by WriteTo on an open conn
 	Delivered        uint64 // packets put on a receive queue (read or not)
@@ -74,13 +74,15 @@ type Stats struct {
 	DroppedQueueFull uint64 // the destination's receive queue was full
 	DroppedTooBig    uint64 // payload longer than Config.MaxPacket
 	DroppedFiltered  uint64 // rejected by the link filter
+	DroppedLink      uint64 // dropped at a full queue of a host's link (SetLink)
 
 	// Handled counts packets handed to the handler installed with
 	// SetHandler because no open conn had their destination. They are not
 	// counted in Delivered, so with a handler the sum above becomes
 	//
 	//	Sent == Delivered + Handled + DroppedLoss + DroppedNoRoute +
-	//	        DroppedQueueFull + DroppedTooBig + DroppedFiltered
+	//	        DroppedQueueFull + DroppedTooBig + DroppedFiltered +
+	//	        DroppedLink
 	//
 	// Replies returned by the handler count in Sent like any packet.
 	Handled uint64
@@ -129,6 +131,9 @@ type Network struct {
 	filter  atomic.Pointer[linkFilter]
 	handler atomic.Pointer[Handler]
 
+	linkMu sync.Mutex            // serializes SetLink
+	links  atomic.Pointer[links] // hosts' links by IP (link.go); never nil
+
 	mu        sync.RWMutex
 	conns     map[netip.AddrPort]*Conn
 	listenIPs map[netip.Addr]int // open conns made by Listen, by IP
@@ -144,6 +149,7 @@ type Network struct {
 	droppedQueueFull atomic.Uint64
 	droppedTooBig    atomic.Uint64
 	droppedFiltered  atomic.Uint64
+	droppedLink      atomic.Uint64
 	handled          atomic.Uint64
 }
 
@@ -175,6 +181,7 @@ func New(cfg Config) (*Network, error) {
 		nextPort:  firstEphemeral,
 	}
 	n.cond.Store(&conditions{latency: cfg.Latency, jitter: cfg.Jitter, loss: cfg.Loss})
+	n.links.Store(&links{})
 	if n.maxPacket == 0 {
 		n.maxPacket = defaultMaxPacket
 	}
@@ -402,6 +409,7 @@ func (n *Network) Stats() Stats {
 		DroppedQueueFull: n.droppedQueueFull.Load(),
 		DroppedTooBig:    n.droppedTooBig.Load(),
 		DroppedFiltered:  n.droppedFiltered.Load(),
+		DroppedLink:      n.droppedLink.Load(),
 		Handled:          n.handled.Load(),
 	}
 }
@@ -445,8 +453,8 @@ func (n *Network) sendReply(from, to netip.AddrPort, b []byte) {
 }
 
 // admit counts a packet of size bytes as sent and applies the size limit,
-// the link filter and random loss, counting a drop. If the packet passes
-// it returns true and the delay to apply.
+// the link filter, the sender's link (SetLink) and random loss, counting
+// a drop. If the packet passes it returns true and the delay to apply.
 func (n *Network) admit(from, to netip.AddrPort, size int) (time.Duration, bool) {
 	n.sent.Add(1)
 	if size > n.maxPacket {
@@ -457,8 +465,12 @@ func (n *Network) admit(from, to netip.AddrPort, size int) (time.Duration, bool)
 		n.droppedFiltered.Add(1)
 		return 0, false
 	}
+	queued, ok := n.linkUp(from)
+	if !ok {
+		return 0, false
+	}
 	cond := n.cond.Load()
-	delay := cond.latency
+	delay := queued + cond.latency
 	if cond.loss > 0 || cond.jitter > 0 {
 		n.rngMu.Lock()
 		lost := cond.loss > 0 && n.rng.Float64() < cond.loss
@@ -484,9 +496,22 @@ func (n *Network) schedule(to netip.AddrPort, p packet, delay time.Duration) {
 	time.AfterFunc(delay, func() { n.deliver(to, p) })
 }
 
-// deliver puts p on the receive queue of the conn at to or, if there is
-// none, hands it to the handler (unless p is itself a handler's reply).
+// deliver passes p through the link of the host at to, if it has one
+// (SetLink), then hands it on (arrive).
 func (n *Network) deliver(to netip.AddrPort, p packet) {
+	queued, ok := n.linkDown(to)
+	switch {
+	case !ok:
+	case queued == 0:
+		n.arrive(to, p)
+	default:
+		time.AfterFunc(queued, func() { n.arrive(to, p) })
+	}
+}
+
+// arrive puts p on the receive queue of the conn at to or, if there is
+// none, hands it to the handler (unless p is itself a handler's reply).
+func (n *Network) arrive(to netip.AddrPort, p packet) {
 	n.mu.RLock()
 	c := n.conns[to]
 	closed := n.closed
