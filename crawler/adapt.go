@@ -85,7 +85,7 @@ const (
 	adaptHistoryCap = 1024
 )
 
-// controller is the adaptive sender (Config.FixedRate false): it sets the
+// controller is the adaptive sender (Config.Adaptive): it sets the
 // rate at which the pacer lets queries out from what the crawl sees, in
 // the manner of delay-based congestion control (TCP Vegas, LEDBAT), with
 // Config.Rate as the ceiling. A link that is sent more than it carries

@@ -57,7 +57,7 @@ func crawlLink(t *testing.T, capacity, ceiling float64, fixed bool) linkRun {
 		)
 		rec := newRecorder()
 		c, err := crawler.New(crawler.Config{Conn: conn, Bootstrap: net.Bootstrap(), Recorder: rec,
-			Rate: ceiling, Timeout: time.Second, FixedRate: fixed,
+			Rate: ceiling, Timeout: time.Second, Adaptive: !fixed,
 			Progress: func(p crawler.Progress) {
 				ls, _ := net.Sim().LinkStats(host)
 				reports, passed = append(reports, p), append(passed, ls.Up.Passed)
@@ -150,7 +150,7 @@ func TestAdaptiveBottleneck(t *testing.T) {
 // sender.)
 func TestAdaptiveNoBottleneck(t *testing.T) {
 	const ceiling = 1000
-	a := crawlLink(t, 0, ceiling, false)
+	a := crawlLink(t, 0, ceiling, false) // false: not the fixed-rate sender
 	if !a.atCeiling {
 		t.Errorf("the adaptive sender's rate fell below the %d/s ceiling without a bottleneck", ceiling)
 	}

@@ -57,7 +57,7 @@ func BenchmarkCrawl1M(b *testing.B) {
 		)
 		pprof.Do(context.Background(), pprof.Labels("part", "crawler"), func(ctx context.Context) {
 			c, err = crawler.New(crawler.Config{Conn: conn, Bootstrap: net.Bootstrap(), Recorder: rec,
-				Rate: 1e7, MaxInFlight: 1024, Timeout: time.Second, Idle: time.Minute, FixedRate: fixedForBench})
+				Rate: 1e7, MaxInFlight: 1024, Timeout: time.Second, Idle: time.Minute, Adaptive: !fixedForBench})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -121,7 +121,7 @@ func BenchmarkCrawl1MHistory(b *testing.B) {
 			b.Fatal(err)
 		}
 		c, err := crawler.New(crawler.Config{Conn: conn, Bootstrap: net.Bootstrap(), Recorder: d,
-			Rate: 1e7, MaxInFlight: 1024, Timeout: time.Second, Idle: time.Minute, FixedRate: fixedForBench})
+			Rate: 1e7, MaxInFlight: 1024, Timeout: time.Second, Idle: time.Minute, Adaptive: !fixedForBench})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -69,7 +69,7 @@ type Config struct {
 	ID krpc.ID
 
 	// Rate caps the queries sent per second (resends included): the
-	// ceiling of the adaptive sender, or with FixedRate the rate. Zero:
+	// rate, or with Adaptive the adaptive sender's ceiling. Zero:
 	// DefaultRate (250).
 	Rate float64
 	// PerIPInterval is the least time between two queries to one IP
@@ -203,16 +203,20 @@ type Config struct {
 	// progress ticker still run on real time. Nil: time.Now.
 	Now func() time.Time
 
-	// FixedRate sends at Rate whatever the network does, as crawlers
-	// without congestion control do. False: the adaptive sender, which
-	// takes Rate as a ceiling and sends as fast as the path carries
-	// without queueing, so that a link slower than Rate is not turned
-	// into false timeouts: starting at 32 queries per second, it doubles
-	// each round (about two round trips) up to Rate, cuts the rate when
-	// the round trips of the nodes that answer grow 50 ms above their
-	// usual level or when the share of timeouts rises above its usual
-	// level, and grows it back step by step. See docs/crawler.md.
-	FixedRate bool
+	// Adaptive makes Rate a ceiling for the adaptive sender, which sends
+	// as fast as the path carries without queueing, so that a link slower
+	// than Rate is not turned into false timeouts: starting at 32 queries
+	// per second, it doubles each round (about two round trips) up to
+	// Rate, cuts the rate when the round trips of the nodes that answer
+	// grow 50 ms above their usual level or when the share of timeouts
+	// rises above its usual level, and grows it back step by step. See
+	// docs/crawler.md. False (the default): the crawl sends at Rate
+	// whatever the network does. The adaptive sender is not the default
+	// because on a network whose round trips are heavy-tailed, as the
+	// live DHT's are (synth.LiveLike), it holds the rate far below the
+	// ceiling: an infohash crawl of 100,000 such nodes took 58 simulated
+	// minutes against 15 at the fixed rate, and ended with work queued.
+	Adaptive bool
 }
 
 // ErrNeedsTestNet is the cause of a ConfigError for a bootstrap address

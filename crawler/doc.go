@@ -31,7 +31,7 @@
 // their reporter, timeouts) and every BEP 51 sample goes to
 // Config.Recorder, which the SQLite store implements.
 //
-// The pacing loop's rate is adaptive unless Config.FixedRate: the crawl
+// With Config.Adaptive the pacing loop's rate is adaptive: the crawl
 // sets it from the queueing delay it measures in the round trips of the
 // nodes that answer and from rises in the share of timeouts, in the
 // manner of delay-based congestion control (Vegas, LEDBAT), with

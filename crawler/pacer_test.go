@@ -9,7 +9,7 @@ import (
 // passed and no sooner, an IP queried again keeps its newer time, and the
 // map holds only the IPs of the last interval however many were queried.
 func TestPacerPrune(t *testing.T) {
-	p := newPacer(Config{Rate: 1e6, PerIPInterval: 2 * time.Second, FixedRate: true})
+	p := newPacer(Config{Rate: 1e6, PerIPInterval: 2 * time.Second})
 	t0 := time.Unix(1_700_000_000, 0)
 	ip := func(i int) (a [16]byte) {
 		a[12], a[13], a[14], a[15] = byte(i>>24), byte(i>>16), byte(i>>8), byte(i)

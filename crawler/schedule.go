@@ -52,11 +52,11 @@ func (q *queue) earliest(t time.Time) time.Time {
 // enumeration, so the intervals the enumeration started still hold.
 // Owned by the event loop.
 //
-// Unless Config.FixedRate, the rate is the adaptive sender's (ctl), which
+// With Config.Adaptive, the rate is the adaptive sender's (ctl), which
 // stays at or below Config.Rate.
 type pacer struct {
 	lim    *rate.Limiter
-	ctl    *controller        // nil with Config.FixedRate
+	ctl    *controller        // nil unless Config.Adaptive
 	perIP  int64              // Config.PerIPInterval in nanoseconds
 	lastIP map[[16]byte]int64 // last query time per IP, pruned as it ages
 	// sends lists the (IP, time) of every query in the order sent, from
@@ -78,7 +78,7 @@ func newPacer(cfg Config) pacer {
 		lastIP: make(map[[16]byte]int64),
 	}
 	r := cfg.Rate
-	if !cfg.FixedRate {
+	if cfg.Adaptive {
 		p.ctl = newController(cfg.Rate, cfg.Timeout, cfg.Now().UnixNano())
 		r = p.ctl.rate
 	}

@@ -82,10 +82,7 @@ func netConfig(seed uint64) synth.Config {
 // crawlConfig is the crawl of the tests and the benchmark, at rate
 // queries per second for each crawler.
 func crawlConfig(rate float64) crawler.Config {
-	// The fixed-rate sender: these tests measure what sharing costs and
-	// gains at a known rate; the adaptive sender's own figures are the
-	// crawler's tests'.
-	return crawler.Config{Rate: rate, Timeout: time.Second, MaxInFlight: 256, ProgressEvery: 100 * time.Millisecond, FixedRate: true}
+	return crawler.Config{Rate: rate, Timeout: time.Second, MaxInFlight: 256, ProgressEvery: 100 * time.Millisecond}
 }
 
 // crawlAlone crawls the whole of net with one crawler, and returns its

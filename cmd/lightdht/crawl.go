@@ -111,7 +111,7 @@ type crawlConfig struct {
 	Visits        bool    `json:"visits"`
 	Neighbours    bool    `json:"neighbours,omitempty"`
 	Every         string  `json:"every,omitempty"`
-	FixedRate     bool    `json:"fixed_rate,omitempty"`
+	Adaptive      bool    `json:"adaptive,omitempty"`
 }
 
 func crawlCmd(c *cli) func(context.Context, []string) error {
@@ -120,7 +120,7 @@ func crawlCmd(c *cli) func(context.Context, []string) error {
 	dbPath := c.addDB()
 	listen := c.fs.String("listen", "", "local UDP address (default: 127.0.0.1:0 for a loopback bootstrap, 0.0.0.0:0 otherwise)")
 	rate := c.fs.Float64("rate", crawler.DefaultRate, "queries per second, at most: the ceiling of the adaptive sender, which slows down when round trips grow or timeouts rise")
-	fixedRate := c.fs.Bool("fixed-rate", false, "send at --rate whatever the network does, without adapting (congestion then turns into false timeouts)")
+	adaptive := c.fs.Bool("adaptive", false, "adapt the send rate to the path, with --rate as its ceiling (slow where round trips are heavy-tailed, as on the live DHT; see docs/crawler.md)")
 	perIP := c.fs.Duration("per-ip-interval", crawler.DefaultPerIPInterval, "least time between two queries to one IP")
 	duration := c.fs.Duration("duration", 0, "stop each crawl after this long (0: when the crawl is done; --continuous: never)")
 	idle := c.fs.Duration("idle", crawler.DefaultIdle, "end a crawl once no new node has been found for this long")
@@ -188,7 +188,7 @@ func crawlCmd(c *cli) func(context.Context, []string) error {
 		cfg := crawler.Config{Bootstrap: boot, Rate: *rate, PerIPInterval: *perIP, Idle: *idle,
 			Continuous: *continuous, Zone: z, Infohashes: *infohashes, Peers: *peers, PeersLimit: *peersLimit,
 			Respond: *respond, TestNet: *testnet, Recorder: rec, NoVisits: !*visits, Logger: c.log,
-			ProgressEvery: time.Second, FixedRate: *fixedRate}
+			ProgressEvery: time.Second, Adaptive: *adaptive}
 		if *progress > 0 && *progress < time.Second {
 			cfg.ProgressEvery = *progress
 		}
@@ -253,7 +253,7 @@ func crawlCmd(c *cli) func(context.Context, []string) error {
 		}
 		ccfg := crawlConfig{Rate: *rate, PerIPInterval: perIP.String(), Zone: *zone, Continuous: *continuous,
 			Infohashes: *infohashes, Peers: *peers, PeersLimit: *peersLimit, Respond: *respond, TestNet: *testnet,
-			Visits: *visits, Neighbours: *neighbours, FixedRate: *fixedRate}
+			Visits: *visits, Neighbours: *neighbours, Adaptive: *adaptive}
 		if *duration > 0 {
 			ccfg.Duration = duration.String()
 		}

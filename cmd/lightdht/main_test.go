@@ -898,14 +898,14 @@ func freeUDPAddr(t *testing.T, ip string) string {
 	return c.LocalAddr().String()
 }
 
-// TestCrawlFixedRate: --fixed-rate selects the fixed-rate sender, and the
+// TestCrawlAdaptive: --adaptive selects the adaptive sender, and the
 // run's stored configuration says which sender the crawl used (the
-// adaptive one, the default, by leaving fixed_rate out).
-func TestCrawlFixedRate(t *testing.T) {
+// fixed-rate one, the default, by leaving adaptive out).
+func TestCrawlAdaptive(t *testing.T) {
 	t.Parallel()
 	tn := startTestnet(t, 10, "127.62.0.1")
 	path := filepath.Join(t.TempDir(), "crawl.db")
-	for _, args := range [][]string{nil, {"--fixed-rate"}} {
+	for _, args := range [][]string{nil, {"--adaptive"}} {
 		args = append([]string{"crawl", "--testnet", "--bootstrap", tn.Bootstrap, "--db", path, "--json", "--idle", queryWait.String()}, args...)
 		if sum := decode[crawlSummary](t, ok(t, nil, args...)); sum.Replied < 9 {
 			t.Errorf("%v: %d replied, want at least 9 of 10", args, sum.Replied)
@@ -913,8 +913,8 @@ func TestCrawlFixedRate(t *testing.T) {
 	}
 	d := openDB(t, path)
 	for run, want := range map[int]bool{1: false, 2: true} {
-		if got := scalar[int](t, d, "SELECT coalesce(json_extract(config, '$.fixed_rate'), 0) FROM crawl_runs WHERE id = ?", run); (got == 1) != want {
-			t.Errorf("run %d: fixed_rate %d in the stored config, want %v", run, got, want)
+		if got := scalar[int](t, d, "SELECT coalesce(json_extract(config, '$.adaptive'), 0) FROM crawl_runs WHERE id = ?", run); (got == 1) != want {
+			t.Errorf("run %d: adaptive %d in the stored config, want %v", run, got, want)
 		}
 	}
 }

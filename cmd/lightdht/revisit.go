@@ -40,7 +40,7 @@ type revisitConfig struct {
 	Timeout       string  `json:"timeout"`
 	Infohashes    bool    `json:"infohashes"`
 	TestNet       bool    `json:"testnet"`
-	FixedRate     bool    `json:"fixed_rate,omitempty"`
+	Adaptive      bool    `json:"adaptive,omitempty"`
 }
 
 func revisitCmd(c *cli) func(context.Context, []string) error {
@@ -48,7 +48,7 @@ func revisitCmd(c *cli) func(context.Context, []string) error {
 	dbPath := c.addDB()
 	listen := c.fs.String("listen", "", "local UDP address (default: 127.0.0.1:0 when the nodes are on loopback, 0.0.0.0:0 otherwise)")
 	rate := c.fs.Float64("rate", crawler.DefaultRate, "queries per second, at most: the ceiling of the adaptive sender, which slows down when round trips grow or timeouts rise")
-	fixedRate := c.fs.Bool("fixed-rate", false, "send at --rate whatever the network does, without adapting")
+	adaptive := c.fs.Bool("adaptive", false, "adapt the send rate to the path, with --rate as its ceiling (slow where round trips are heavy-tailed, as on the live DHT; see docs/crawler.md)")
 	perIP := c.fs.Duration("per-ip-interval", crawler.DefaultPerIPInterval, "least time between two queries to one IP")
 	minWait := c.fs.Duration("min", crawler.DefaultRevisitMin, "least time between two visits of a node")
 	maxWait := c.fs.Duration("max", crawler.DefaultRevisitMax, "most time between two visits of a node")
@@ -95,7 +95,7 @@ func revisitCmd(c *cli) func(context.Context, []string) error {
 		}
 		cr, err := crawler.New(crawler.Config{Conn: conn, Nodes: known, Rate: *rate, PerIPInterval: *perIP,
 			RevisitMin: *minWait, RevisitMax: *maxWait, RevisitGiveUp: *giveUp, RevisitRounds: *rounds,
-			Timeout: *timeout, Infohashes: *infohashes, FixedRate: *fixedRate,
+			Timeout: *timeout, Infohashes: *infohashes, Adaptive: *adaptive,
 			TestNet: *testnet, Recorder: &recorder{d: d}, Logger: c.log})
 		if err != nil {
 			conn.Close()
@@ -111,7 +111,7 @@ func revisitCmd(c *cli) func(context.Context, []string) error {
 		host, _ := os.Hostname()
 		cfg := revisitConfig{Rate: *rate, PerIPInterval: perIP.String(), Min: minWait.String(), Max: maxWait.String(),
 			GiveUp: giveUp.String(), Since: since.String(), Rounds: *rounds, Timeout: timeout.String(),
-			Infohashes: *infohashes, TestNet: *testnet, FixedRate: *fixedRate}
+			Infohashes: *infohashes, TestNet: *testnet, Adaptive: *adaptive}
 		if *duration > 0 {
 			cfg.Duration = duration.String()
 		}
