@@ -17,9 +17,6 @@ type backend interface {
 	vantage(host, address string) (int64, error)
 	// endRun records a run's end; found is false for an unknown id.
 	endRun(id int64, e endRow) (found bool, err error)
-	// visitTotals counts run id's visits in the visits table, by
-	// observe.Outcome.
-	visitTotals(id int64) ([5]int64, error)
 	// putIPInfo stores ip_info rows in one transaction.
 	putIPInfo(rows []ipRow, now int64) error
 	// close releases the connection.

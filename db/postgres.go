@@ -581,26 +581,6 @@ func (p *pgBackend) endRun(id int64, e endRow) (bool, error) {
 	return tag.RowsAffected() > 0, err
 }
 
-func (p *pgBackend) visitTotals(id int64) ([5]int64, error) {
-	var t [5]int64
-	rows, err := p.conn.Query(context.Background(),
-		"SELECT outcome, count(*) FROM visits WHERE crawl = $1 GROUP BY outcome", id)
-	if err != nil {
-		return t, err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var o, n int64
-		if err := rows.Scan(&o, &n); err != nil {
-			return t, err
-		}
-		if o > 0 && o < int64(len(t)) {
-			t[o] = n
-		}
-	}
-	return t, rows.Err()
-}
-
 func (p *pgBackend) putIPInfo(rows []ipRow, now int64) error {
 	ctx := context.Background()
 	tx, err := p.conn.Begin(ctx)

@@ -2,6 +2,7 @@ package db
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -146,7 +147,7 @@ func (d *DB) EndRun(id int64, c RunCounts) error {
 		var totals [5]any
 		switch {
 		case c.CountVisits:
-			t, err := w.be.visitTotals(id)
+			t, err := visitTotals(w.d.r, id)
 			if err != nil {
 				return err
 			}
@@ -182,4 +183,27 @@ func nullString(s string) any {
 		return nil
 	}
 	return s
+}
+
+// visitTotals counts run id's visits in the visits table, by
+// observe.Outcome, through the read pool: either store's, and the
+// committer calls it after everything before the request is committed.
+func visitTotals(q *sql.DB, id int64) ([5]int64, error) {
+	var t [5]int64
+	rows, err := q.QueryContext(context.Background(),
+		"SELECT outcome, count(*) FROM visits WHERE crawl = $1 GROUP BY outcome", id)
+	if err != nil {
+		return t, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var o, n int64
+		if err := rows.Scan(&o, &n); err != nil {
+			return t, err
+		}
+		if o > 0 && o < int64(len(t)) {
+			t[o] = n
+		}
+	}
+	return t, rows.Err()
 }

@@ -221,26 +221,6 @@ func (w *sqliteBackend) endRun(id int64, e endRow) (bool, error) {
 	return n > 0, err
 }
 
-func (w *sqliteBackend) visitTotals(id int64) ([5]int64, error) {
-	var t [5]int64
-	rows, err := w.conn.QueryContext(context.Background(),
-		"SELECT outcome, count(*) FROM visits WHERE crawl = ? GROUP BY outcome", id)
-	if err != nil {
-		return t, err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var o, n int64
-		if err := rows.Scan(&o, &n); err != nil {
-			return t, err
-		}
-		if o > 0 && o < int64(len(t)) {
-			t[o] = n
-		}
-	}
-	return t, rows.Err()
-}
-
 func (w *sqliteBackend) putIPInfo(rows []ipRow, now int64) error {
 	ctx := context.Background()
 	tx, err := w.conn.BeginTx(ctx, nil)
