@@ -102,7 +102,9 @@ type Config struct {
 	Retries int
 
 	// Idle ends a full crawl once no new node has been found for this
-	// long (a crawl also ends when nothing is left to query). Zero:
+	// long (a crawl also ends when nothing is left to query); no query is
+	// sent after that, but those in flight are waited for, up to Timeout,
+	// so that a slow node's last answer is not lost. Zero:
 	// DefaultIdle (30 seconds). The context's deadline bounds the crawl in
 	// any case.
 	Idle time.Duration

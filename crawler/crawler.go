@@ -233,6 +233,9 @@ func (c *Crawler) Run(ctx context.Context) (Result, error) {
 		enum := c.enumeration()
 		enum.tick = tick.C
 		runErr = c.loop(ctx, enum)
+		if runErr == nil {
+			runErr = c.drain(ctx)
+		}
 	}
 	if runErr == nil && c.cfg.Infohashes && c.cfg.Peers {
 		if peers := c.peersPhase(); peers != nil {
@@ -252,6 +255,23 @@ func (c *Crawler) Run(ctx context.Context) (Result, error) {
 		c.report(c.cfg.Now())
 	}
 	return c.res, runErr
+}
+
+// drain waits for the enumeration's queries in flight when it ended by
+// Config.Idle: their answers are wanted (a slow node that answers its
+// last query is answering, not silent), so each is waited for until it is
+// answered or times out, while nothing new is sent. Resends that its
+// timeouts queue are not sent; they count as Waiting.
+func (c *Crawler) drain(ctx context.Context) error {
+	for c.inflight > 0 {
+		select {
+		case r := <-c.results:
+			c.handle(r)
+		case <-ctx.Done():
+			return fmt.Errorf("crawler: %w", context.Cause(ctx))
+		}
+	}
+	return nil
 }
 
 // Close releases a Crawler that will not be run: it closes the socket.
