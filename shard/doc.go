@@ -46,9 +46,10 @@
 // The process that marks the last zone done records the end of the
 // crawl_runs row, once: the sum of the zones' figures, the size estimate
 // (the sum of the zones' estimates) and the visits' totals
-// (db.RunCounts.CountVisits). A process that dies between marking the
-// last zone done and recording the end leaves the crawl_runs row without
-// its end (shared_crawls.finished is set): nothing records it again.
+// (db.RunCounts.CountVisits). If that process dies between marking the
+// last zone done and recording the end, the next process to run the
+// crawl (lightdht crawl --shared with the same name) records it, once a
+// lease has passed since the last zone was marked (Summary.Recovered).
 //
 // Lease times are read from the database server's clock (now()), so that
 // machines whose clocks disagree still agree on when a lease runs out;

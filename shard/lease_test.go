@@ -233,3 +233,67 @@ func TestOpenErrors(t *testing.T) {
 		t.Errorf("Open of a SQLite file: %v, want ErrNotPostgres", err)
 	}
 }
+
+// TestRecoverEnd: a finisher that died after marking the last zone done
+// left the crawl without its end. A process that runs the crawl later
+// records it, once a lease has passed since the last zone was marked
+// (before that the finisher may still be recording it).
+func TestRecoverEnd(t *testing.T) {
+	url := pgtest.Database(t)
+	ctx := context.Background()
+	clk := &clock{t: time.UnixMilli(1_700_000_000_000)}
+	a, err := openTest(t, url, "orphan", 1, clk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for z := range 2 {
+		if _, ok, err := a.claim(ctx); err != nil || !ok {
+			t.Fatalf("claim: %v, %v", ok, err)
+		}
+		held, last, err := a.done(ctx, z, figures{found: 10, replied: 7, queries: 15, size: 11})
+		if err != nil || !held || last != (z == 1) {
+			t.Fatalf("done zone %d: held %v, last %v, %v", z, held, last, err)
+		}
+	}
+	// a dies here, before it records the end.
+	ended := func() *int64 {
+		t.Helper()
+		var e *int64
+		var replied *int64
+		if err := a.pool.QueryRow(ctx, "SELECT ended, nodes_replied FROM crawl_runs WHERE id = $1", a.ID()).Scan(&e, &replied); err != nil {
+			t.Fatal(err)
+		}
+		if e != nil && (replied == nil || *replied != 14) {
+			t.Errorf("ended with nodes_replied %v, want 14", replied)
+		}
+		return e
+	}
+	b, err := openTest(t, url, "orphan", 0, clk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.add(time.Minute - time.Millisecond)
+	sum, err := b.Run(ctx)
+	if err != nil || sum.Recovered || sum.Last || sum.Done != 2 {
+		t.Fatalf("Run within the lease: %+v, %v; want every zone done, the end not recorded", sum, err)
+	}
+	if e := ended(); e != nil {
+		t.Fatalf("ended %d within the finisher's lease", *e)
+	}
+	clk.add(time.Millisecond)
+	c, err := openTest(t, url, "orphan", 0, clk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err = c.Run(ctx)
+	if err != nil || !sum.Recovered || sum.NodesReplied != 14 {
+		t.Fatalf("Run a lease later: %+v, %v; want the end recovered", sum, err)
+	}
+	if e := ended(); e == nil {
+		t.Fatal("the crawl has no end after the recovery")
+	}
+	// Recorded: no one records it again.
+	if sum, err = b.Run(ctx); err != nil || sum.Recovered {
+		t.Fatalf("Run after the recovery: %+v, %v", sum, err)
+	}
+}

@@ -52,6 +52,9 @@ type Summary struct {
 	Lost    int  // zones whose lease this process lost before it was done
 	Queries int  // queries this process sent, lost and unfinished zones included
 	Last    bool // this process marked the last zone done and recorded the crawl's end
+	// Recovered: the crawl's finisher died before it recorded the end
+	// (a lease ago or more), and this process recorded it.
+	Recovered bool
 }
 
 // tailReplies is how many replies a zone's crawl has had before an empty
@@ -94,7 +97,12 @@ func (c *Crawl) Run(ctx context.Context) (Summary, error) {
 	if sum.Totals, err = c.Totals(ctx); err != nil {
 		return sum, c.stopped(ctx, err)
 	}
-	c.report(Event{Kind: EventFinished, Last: sum.Last})
+	if !sum.Last {
+		if sum.Recovered, err = c.recoverEnd(ctx); err != nil {
+			return sum, c.stopped(ctx, err)
+		}
+	}
+	c.report(Event{Kind: EventFinished, Last: sum.Last || sum.Recovered})
 	return sum, nil
 }
 
@@ -307,6 +315,32 @@ func (c *Crawl) end(ctx context.Context) error {
 		return fmt.Errorf("shard: end of crawl %d: %w", c.id, err)
 	}
 	return nil
+}
+
+// recoverEnd records the end of a crawl whose finisher died between
+// marking the last zone done and recording the end: every zone is done,
+// crawl_runs.ended is still NULL, and the last zone was marked at least a
+// lease ago (the finisher's time to record it). Each zone's visits were
+// committed before it was marked done, so the totals are those the
+// finisher would have recorded. It reports whether it recorded the end.
+func (c *Crawl) recoverEnd(ctx context.Context) (bool, error) {
+	var stale bool
+	err := c.pool.QueryRow(ctx, `SELECT r.ended IS NULL AND s.finished IS NOT NULL AND s.finished <= `+nowSQL(2)+` - $3
+		FROM shared_crawls s JOIN crawl_runs r ON r.id = s.crawl WHERE s.crawl = $1`,
+		c.id, c.now(), c.cfg.Lease.Milliseconds()).Scan(&stale)
+	if err != nil {
+		return false, fmt.Errorf("shard: end of crawl %d: %w", c.id, err)
+	}
+	if !stale {
+		return false, nil
+	}
+	if err := c.end(ctx); err != nil {
+		return false, err
+	}
+	if _, err := c.pool.Exec(ctx, "UPDATE shared_crawls SET finisher = $2 WHERE crawl = $1", c.id, c.holder); err != nil {
+		return true, fmt.Errorf("shard: end of crawl %d: %w", c.id, err)
+	}
+	return true, nil
 }
 
 // report calls Config.Progress, if set, one call at a time.
