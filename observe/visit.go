@@ -58,9 +58,13 @@ const (
 	// SkipUnreached: the crawl ended (idle, deadline or interrupt)
 	// before the node's turn came.
 	SkipUnreached
+	// SkipDiscounted: every node that listed it was discounted (see
+	// Discount): their contacts cost no packets without corroboration.
+	SkipDiscounted
 )
 
-// String returns "", "bogon", "out_of_zone" or "unreached".
+// String returns "", "bogon", "out_of_zone", "unreached" or
+// "discounted".
 func (s Skip) String() string {
 	switch s {
 	case SkipNone:
@@ -71,6 +75,41 @@ func (s Skip) String() string {
 		return "out_of_zone"
 	case SkipUnreached:
 		return "unreached"
+	case SkipDiscounted:
+		return "discounted"
+	}
+	return "unknown"
+}
+
+// Discount says why a crawl stopped trusting the contacts a node lists:
+// a contact that only discounted nodes list is not queried
+// (SkipDiscounted), and one that another node lists too is.
+type Discount uint8
+
+// Reasons for discounting a reporter. Stored in the database; never
+// renumber.
+const (
+	DiscountNone Discount = iota // its contacts were trusted
+	// DiscountImplausible: a reply of its listed contacts closer to the
+	// target than any network of realistic size holds them (the
+	// routing-table poisoning of a node that lists made-up contacts next
+	// to every target), and the contact probed from it did not answer.
+	DiscountImplausible
+	// DiscountDeadContacts: so many of the contacts it was first to list
+	// never answered that, at the share of silent contacts the crawl
+	// measured, chance would explain it less than once in 10,000.
+	DiscountDeadContacts
+)
+
+// String returns "", "implausible" or "dead_contacts".
+func (d Discount) String() string {
+	switch d {
+	case DiscountNone:
+		return ""
+	case DiscountImplausible:
+		return "implausible"
+	case DiscountDeadContacts:
+		return "dead_contacts"
 	}
 	return "unknown"
 }
@@ -132,6 +171,9 @@ type Visit struct {
 	BEP51    BEP51
 	Num      int
 	Interval int
+	// Discounted says why the crawl stopped trusting the contacts the
+	// node listed; DiscountNone if it did not.
+	Discounted Discount
 }
 
 // VisitRecorder receives visits. The crawler reports visits to a

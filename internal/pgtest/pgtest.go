@@ -184,7 +184,36 @@ func start() (*server, error) {
 		return nil, fmt.Errorf("pg_ctl start: %v: %s\n%s", err, out, log)
 	}
 	s.base = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", s.port)
+	if err := s.watch(os.Getpid()); err != nil {
+		s.stop()
+		return nil, fmt.Errorf("watchdog: %v", err)
+	}
 	return s, nil
+}
+
+// watchdog is the shell script that stops a server whose test binary
+// has gone without stopping it (it panicked, timed out or was killed):
+// once process $1 has ended, it shuts the postmaster of folder $2 down
+// (SIGQUIT: immediate shutdown), waits for it, and removes the folder.
+// After a normal stop the folder is gone already and it does nothing.
+const watchdog = `while kill -0 "$1" 2>/dev/null; do sleep 1; done
+pid=$(head -n 1 "$2/data/postmaster.pid" 2>/dev/null) || pid=
+if [ -n "$pid" ] && kill -QUIT "$pid" 2>/dev/null; then
+	while kill -0 "$pid" 2>/dev/null; do sleep 0.2; done
+fi
+rm -rf "$2"`
+
+// watch starts the watchdog for process pid in a session of its own, so
+// that the signal that ends the test binary's process group does not end
+// it too. pg_ctl starts the server as a daemon, so the server outlives
+// the test binary without it.
+func (s *server) watch(pid int) error {
+	cmd := exec.Command("/bin/sh", "-c", watchdog, "pgtest-watchdog", strconv.Itoa(pid), s.dir)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	return cmd.Process.Release()
 }
 
 func freePort() (int, error) {
