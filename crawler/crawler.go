@@ -49,6 +49,16 @@ type Result struct {
 	SizeEstimate float64       // zone crawls: InZone x 2^Bits; 0 otherwise
 	Duration     time.Duration // from Run's start to its end
 
+	// Sanitizing (see the package documentation): contacts not queried
+	// because only discounted nodes listed them; nodes discounted (each
+	// visit says why); replies that listed implausibly close contacts;
+	// and, in an infohash crawl, nodes asked find_node before
+	// sample_infohashes because silent contacts outnumbered BEP 51 ones.
+	Discounted          int
+	DiscountedReporters int
+	Implausible         int
+	FindNodeFirst       int
+
 	// Zone crawls estimate two sizes of the whole network, each with a
 	// 95% interval for the sampling of the ID space by the zone (see
 	// zoneInterval); all are 0 otherwise.
@@ -75,11 +85,15 @@ type result struct {
 	idx     int32
 	ih      krpc.ID // get_peers of the peers phase
 	method  string
-	nearest bool  // the query asked for the node's nearest neighbours
-	resend  bool  // the query resent one that timed out
-	sent    int64 // when the query was sent, Unix nanoseconds of Config.Now
-	resp    krpc.Response
-	err     error
+	target  krpc.ID // the enumeration's find_node or sample_infohashes target
+	nearest bool    // the query asked for the node's nearest neighbours
+	resend  bool    // the query resent one that timed out
+	// followUp: a find_node resent for a sample_infohashes that timed
+	// out (reply.go: timeout).
+	followUp bool
+	sent     int64 // when the query was sent, Unix nanoseconds of Config.Now
+	resp     krpc.Response
+	err      error
 }
 
 // replyBufferBytes is the receive buffer allowed per query in flight: a
@@ -134,6 +148,9 @@ type Crawler struct {
 	bestCPL   int                   // most bits any node that answered shares with the zone's prefix
 	perDepth  [krpc.IDLen * 8]uint8 // farther-bucket queries forced at each depth
 
+	// Sanitizing (sanitize.go).
+	san sanitizer
+
 	// Coverage (coverage.go).
 	passTwo   bool                // the second pass has started
 	gapTarget map[int32]krpc.ID   // nodes queued to be asked about an empty region, and its target
@@ -146,6 +163,7 @@ type Crawler struct {
 	// nodes that ignored the first (reply.go: resendPays, resample).
 	resends   int
 	resent    payRule
+	followed  payRule
 	resampled payRule
 }
 
@@ -289,6 +307,7 @@ type phase struct {
 	ip    func(item int32) [16]byte // the IP an item's query goes to
 	send  func(item int32)          // sends an item's query
 	done  func() bool               // reports whether the phase is over
+	skip  func(item int32) bool     // drops an item instead of sending it, reporting whether it did; nil: none
 	heard <-chan krpc.NodeInfo      // queriers to discover; nil: none
 	tick  <-chan time.Time          // when to report progress; nil: never
 }
@@ -330,6 +349,7 @@ func (c *Crawler) enumeration() *phase {
 		ip:    func(idx int32) [16]byte { return c.nodes[idx].key.ip() },
 		send:  c.send,
 		done:  c.finished,
+		skip:  c.skipDiscounted,
 	}
 	if c.resp != nil {
 		ph.heard = c.resp.heard

@@ -27,7 +27,7 @@ const (
 	bep51Silent           // ignored sample_infohashes but answered find_node
 )
 
-// node is what the crawl keeps per address: 96 bytes. The nodes live in
+// node is what the crawl keeps per address: 112 bytes. The nodes live in
 // Crawler.nodes, found through Crawler.index, and are owned by the event
 // loop; the queues, the gap targets and the results refer to them by
 // index.
@@ -49,24 +49,34 @@ type node struct {
 	next          int64        // Unix nanoseconds before which it is not asked again (BEP 51 interval, revisits)
 	num, interval uint32       // the last BEP 51 reply's num and interval
 	round         round        // what it did in its current round, for its visit (visits.go)
+
+	// Sanitizing (sanitize.go).
+	introducer                 int32            // the node whose reply first listed it; noIntroducer: none
+	introAnswered, introFailed uint16           // of the contacts it introduced: resolved answering, never answering
+	discount                   observe.Discount // why its contacts are discounted; DiscountNone: they are not
+	corroborated               bool             // listed by a node other than its introducer
+	probe                      bool             // queried to test its introducer's implausible reply
+	probing                    bool             // one of its contacts is such a probe
+	cleared                    bool             // its probe answered: its replies are not judged implausible again
 }
 
 // discover records a node seen at ni.Addr (ID possibly unknown) and queues
 // it when it is to be queried; bootstrap nodes are queried whatever their
-// ID. It returns the new node's index, or -1 if the address was known.
-func (c *Crawler) discover(ni krpc.NodeInfo, bootstrap bool) int32 {
+// ID. It returns the node's index and whether it is new; the index is -1
+// for an address no node can have.
+func (c *Crawler) discover(ni krpc.NodeInfo, bootstrap bool) (int32, bool) {
 	if !ni.Addr.IsValid() || ni.Addr.Port() == 0 {
-		return -1
+		return -1, false
 	}
 	k := keyOf(ni.Addr)
 	if idx, ok := c.index[k]; ok {
 		if n := &c.nodes[idx]; n.id.IsZero() && !ni.ID.IsZero() {
 			n.id = ni.ID
 		}
-		return -1
+		return idx, false
 	}
 	idx := int32(len(c.nodes))
-	c.nodes = append(c.nodes, node{id: ni.ID, key: k, round: round{at: c.cfg.Now().UnixNano()}})
+	c.nodes = append(c.nodes, node{id: ni.ID, key: k, introducer: noIntroducer, round: round{at: c.cfg.Now().UnixNano()}})
 	c.index[k] = idx
 	c.res.Discovered++
 	c.lastNew = c.cfg.Now()
@@ -83,7 +93,7 @@ func (c *Crawler) discover(ni krpc.NodeInfo, bootstrap bool) int32 {
 		n.state = stQueued
 		c.q.push(idx)
 	}
-	return idx
+	return idx, true
 }
 
 // inIDOrder returns the indexes of the nodes with a known ID that keep

@@ -39,6 +39,7 @@ func (c *Crawler) handle(r result) {
 		// answered the sample too, too late: asked again, it would see
 		// two samples within its interval, so it is not asked again.
 		n.bep51 = bep51Silent
+		c.san.sampleOther++
 		resample = !c.cfg.Continuous && r.resp.RTT < c.cfg.Timeout/2 && c.resampled.pays()
 	} else if n.bep51 == bep51Resample && r.method == krpc.MethodSampleInfohashes {
 		c.resampled.done++
@@ -50,8 +51,11 @@ func (c *Crawler) handle(r result) {
 		if r.method == krpc.MethodSampleInfohashes && m.E != nil && m.E.Code == krpc.CodeMethodUnknown {
 			n := &c.nodes[r.idx]
 			n.bep51 = bep51No
-			n.state = stQueued
-			c.q.push(r.idx)
+			c.san.sampleOther++
+			if !n.listed || c.cfg.Continuous {
+				n.state = stQueued
+				c.q.push(r.idx)
+			}
 		}
 		return
 	}
@@ -94,6 +98,9 @@ func (c *Crawler) noReply(r result, now time.Time) {
 	}
 	if n.state == stInFlight {
 		n.state = stFailed
+		if !n.replied {
+			c.resolved(n, false)
+		}
 		if c.cfg.Continuous {
 			c.emitVisit(n) // the round is over: the node is not asked again
 		}
@@ -113,16 +120,22 @@ func (c *Crawler) noReply(r result, now time.Time) {
 // which a node that drops unknown methods without error 204 answers,
 // and which a node that has gone costs no more than a resent sample
 // would. This follow-up is sent even with Config.Retries at none, since
-// it asks another question, but like any resend only while resendPays:
-// its answers count as answered resends, so that while such nodes are
-// found every sample that times out is followed up.
+// it asks another question, but only while follow-ups pay, under the rule
+// of resendPays applied to their own outcomes (Crawler.followed): while
+// such nodes are found every sample that times out is followed up. (They
+// are kept apart from resends, whose outcomes on a network of silent
+// contacts would stop the follow-ups that find the nodes dropping the
+// method.)
 func (c *Crawler) timeout(r result, now time.Time) bool {
 	n := &c.nodes[r.idx]
 	if !errors.Is(r.err, krpc.ErrTimeout) {
 		n.state = stFailed // closed or cancelled: the crawl is ending
 		return false
 	}
-	if r.resend {
+	switch {
+	case r.followUp:
+		c.followed.done++
+	case r.resend:
 		c.resent.done++
 	}
 	n.timedOut(now)
@@ -130,6 +143,20 @@ func (c *Crawler) timeout(r result, now time.Time) bool {
 	c.record(observe.Sighting{Node: ni, Time: now, Source: observe.SourceTimeout, Method: r.method})
 	if c.resp != nil && !n.id.IsZero() {
 		c.resp.table.Failed(ni)
+	}
+	if c.revisit == nil && !c.cfg.Continuous && r.method == krpc.MethodSampleInfohashes && n.bep51 == bep51Unknown && n.replied {
+		// It has answered another query in this crawl (find_node, asked
+		// first): it drops the method, or the sample was lost. It is
+		// asked for the sample once more on the terms of resample in
+		// handle; no find_node follows, as it has answered one.
+		c.san.sampleOther++
+		if time.Duration(n.round.rttUs)*time.Microsecond < c.cfg.Timeout/2 && c.resampled.pays() {
+			n.bep51, n.state = bep51Resample, stQueued
+			c.q.push(r.idx)
+		} else {
+			n.bep51, n.state = bep51Silent, stReplied
+		}
+		return false
 	}
 	if c.revisit == nil && r.method == krpc.MethodSampleInfohashes && n.bep51 == bep51Resample {
 		// The second sample was ignored too (resample): the node drops
@@ -142,7 +169,7 @@ func (c *Crawler) timeout(r result, now time.Time) bool {
 	if followUp {
 		n.bep51 = bep51Unanswered
 	}
-	if n.state == stInFlight && (followUp || int(n.queries) <= c.cfg.Retries) && c.resendPays() {
+	if n.state == stInFlight && (followUp && c.followUpPays() || !followUp && int(n.queries) <= c.cfg.Retries && c.resendPays()) {
 		n.state = stQueued
 		n.retry = true
 		c.q.push(r.idx)
@@ -168,12 +195,17 @@ func (c *Crawler) answered(r result, now time.Time) krpc.NodeInfo {
 			c.bestCPL = max(c.bestCPL, id.CommonPrefixLen(z.Prefix))
 		}
 	}
-	if r.resend {
+	switch {
+	case r.followUp:
+		c.followed.answered++
+		c.followed.done++
+	case r.resend:
 		c.resent.answered++
 		c.resent.done++
 	}
 	if !n.replied {
 		c.res.Replied++
+		c.resolved(n, true)
 	}
 	n.replied = true
 	n.state = stReplied
@@ -200,17 +232,32 @@ func (c *Crawler) listed(r result, me krpc.NodeInfo, now time.Time) {
 	if me.Addr.Addr().Is6() {
 		nodes = m.R.Nodes6
 	}
+	var fresh []int32
 	for _, ni := range nodes {
 		c.record(observe.Sighting{Node: ni, Time: now, Source: observe.SourceReported, Method: r.method, Reporter: me, SecureID: secure(ni)})
-		if fresh := c.discover(ni, false); fresh >= 0 {
-			c.nodes[fresh].local = r.nearest
+		idx, isNew := c.discover(ni, false)
+		switch {
+		case isNew:
+			m := &c.nodes[idx]
+			m.local, m.introducer = r.nearest, r.idx
+			if m.state == stQueued {
+				fresh = append(fresh, idx)
+			}
+		case idx >= 0:
+			c.corroborate(idx, r.idx)
 		}
+	}
+	if implausible(nodes, r.target, me.ID) {
+		c.flagImplausible(r.idx, fresh)
 	}
 }
 
 // sampled takes in a BEP 51 reply from node n (me): the node's interval,
 // and the sample, which goes to the Recorder.
 func (c *Crawler) sampled(n *node, me krpc.NodeInfo, m *krpc.Msg, now time.Time) {
+	if n.bep51 != bep51Yes {
+		c.san.sampleYes++
+	}
 	n.bep51 = bep51Yes
 	n.num, n.interval = uint32(max(m.R.Num, 0)), uint32(max(m.R.Interval, 0))
 	n.next = now.Add(time.Duration(m.R.Interval) * time.Second).UnixNano()
@@ -247,6 +294,17 @@ func (c *Crawler) resendPays() bool {
 	return false
 }
 
+// followUpPays reports whether a sample_infohashes that timed out is
+// followed by a find_node (see timeout), by the rule of resendPays applied
+// to the follow-ups' outcomes.
+func (c *Crawler) followUpPays() bool {
+	if c.followed.pays() {
+		c.resends++
+		return true
+	}
+	return false
+}
+
 // payRule keeps the outcomes of one kind of second query and decides, by
 // the rule of resendPays, whether the next is sent. The same rule decides
 // the resample of a full crawl: a node whose sample_infohashes timed out
@@ -261,9 +319,15 @@ type payRule struct {
 	skipped  int // queries not sent
 }
 
+// paying reports whether the queries of the kind are all being sent (as
+// opposed to one in resendProbe); it changes nothing.
+func (p *payRule) paying() bool {
+	return p.done < resendLearn || float64(p.answered) >= resendWorth*float64(p.done)
+}
+
 // pays reports whether the next query of the kind is sent.
 func (p *payRule) pays() bool {
-	if p.done < resendLearn || float64(p.answered) >= resendWorth*float64(p.done) {
+	if p.paying() {
 		return true
 	}
 	p.skipped++

@@ -63,7 +63,7 @@ func (c *Crawler) revisitPhase() *phase {
 		if _, dup := c.index[key]; dup {
 			continue
 		}
-		n := node{id: k.Node.ID, key: key, state: stQueued, round: round{at: now.UnixNano()}}
+		n := node{id: k.Node.ID, key: key, state: stQueued, introducer: noIntroducer, round: round{at: now.UnixNano()}}
 		if k.BEP51 {
 			n.bep51 = bep51Yes
 		}

@@ -182,6 +182,10 @@ func (c *Crawler) dispatch(ph *phase) time.Time {
 	c.pace.adapt(now)
 	for c.inflight < c.cfg.MaxInFlight && len(q.ready) > 0 {
 		item := q.ready[0]
+		if ph.skip != nil && ph.skip(item) {
+			q.ready = q.ready[1:]
+			continue
+		}
 		ip := ph.ip(item)
 		if due, busy := c.pace.ipDue(ip, now); busy {
 			q.ready = q.ready[1:]

@@ -33,6 +33,9 @@ func (c *Crawler) target(n *node) (t krpc.ID, nearest bool) {
 		}
 	}
 	switch {
+	case n.nbrs && !n.nearest:
+		// It has listed its nearest neighbours already (a second query:
+		// the sample after find_node): a farther bucket adds more.
 	case n.nearest || !n.local:
 		t := n.id
 		t[krpc.IDLen-1] ^= 1
@@ -87,12 +90,17 @@ func (c *Crawler) send(idx int32) {
 	// a node that drops unknown methods answers that.
 	may := n.bep51 == bep51Unknown || n.bep51 == bep51Yes || n.bep51 == bep51Resample
 	if c.cfg.Infohashes && may && !n.id.IsZero() && c.cfg.Now().UnixNano() >= n.next {
-		q.Q = krpc.MethodSampleInfohashes
+		if n.replied || c.sampleFirst() {
+			q.Q = krpc.MethodSampleInfohashes
+		} else {
+			c.res.FindNodeFirst++ // proven real first (sanitize.go)
+		}
 	}
 	method, resend, sent := q.Q, n.retry, c.cfg.Now().UnixNano()
+	followUp := resend && method == krpc.MethodFindNode && n.bep51 == bep51Unanswered
 	n.retry = false
 	c.tr.QueryAsync(context.Background(), n.key.addrPort(), q, func(r krpc.Response, err error) {
-		c.results <- result{idx: idx, method: method, nearest: nearest, resend: resend, sent: sent, resp: r, err: err}
+		c.results <- result{idx: idx, method: method, target: target, nearest: nearest, resend: resend, followUp: followUp, sent: sent, resp: r, err: err}
 	})
 }
 

@@ -89,11 +89,12 @@ func (c *Crawler) internVersion(v string) uint16 {
 func (c *Crawler) visit(n *node) observe.Visit {
 	r := &n.round
 	v := observe.Visit{
-		Node:     krpc.NodeInfo{ID: n.id, Addr: n.key.addrPort()},
-		Time:     time.Unix(0, r.at),
-		Queries:  int(r.sent),
-		RTT:      time.Duration(r.rttUs) * time.Microsecond,
-		ReadOnly: r.readOnly,
+		Node:       krpc.NodeInfo{ID: n.id, Addr: n.key.addrPort()},
+		Time:       time.Unix(0, r.at),
+		Queries:    int(r.sent),
+		RTT:        time.Duration(r.rttUs) * time.Microsecond,
+		ReadOnly:   r.readOnly,
+		Discounted: n.discount,
 	}
 	if r.version > 0 {
 		v.Version = c.versions[r.version-1]
