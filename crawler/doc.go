@@ -39,6 +39,18 @@
 // not turned into false timeouts (silent nodes time out at any rate, and
 // are told apart from congestion by that).
 //
+// Contacts cost packets in proportion to the evidence that they are real
+// (sanitize.go). A reply that lists several contacts implausibly close to
+// its target (made up: routing-table poisoning) has one of them probed
+// and the rest wait for the probe; a node whose contacts never answer, far
+// more often than the crawl's share of silent contacts explains, is
+// discounted too; a discounted node's contacts are queried only if
+// another node lists them. In an infohash crawl, where silent contacts
+// outnumber BEP 51 nodes, a contact is asked find_node before
+// sample_infohashes, so that a silent one costs one packet, not two. The
+// visits record who was discounted and why, and which contacts went
+// unqueried for it.
+//
 // Politeness is on by default: a global cap on queries per second, at most
 // one query every 2 seconds to any one IP address, no queries to private,
 // loopback, link-local, multicast or reserved addresses unless the crawl is
@@ -65,7 +77,7 @@
 // sender that sets its rate, target.go the choice of
 // targets (and the approach to a zone), coverage.go the gap probes and
 // the second pass, reply.go the handling of replies and timeouts with the
-// resend policy, peers.go the peers phase, nodes.go the per-node state,
+// resend policy, sanitize.go the evidence about contacts, peers.go the peers phase, nodes.go the per-node state,
 // visits.go the visits, revisit.go the revisit runs, addr.go the address
 // policy and address keys, and respond.go the answers of a crawler that
 // responds.

@@ -67,20 +67,24 @@ func (r *recorder) RecordPeer(ih krpc.ID, peer netip.AddrPort, source string, t 
 
 // crawlSummary is crawl's output.
 type crawlSummary struct {
-	Run          int64   `json:"run"`
-	DB           string  `json:"db"`
-	Nodes        int     `json:"nodes"`
-	Replied      int     `json:"replied"`
-	Queried      int     `json:"queried"`
-	Timeouts     int     `json:"timeouts"`
-	Waiting      int     `json:"waiting,omitempty"`
-	Bogons       int     `json:"bogons"`
-	Infohashes   int     `json:"infohashes"`
-	Samples      int     `json:"samples"`
-	Peers        int     `json:"peers,omitempty"`
-	Incoming     int     `json:"incoming_queries,omitempty"`
-	Passive      int     `json:"passive_infohashes,omitempty"`
-	SizeEstimate float64 `json:"size_estimate,omitempty"`
+	Run      int64  `json:"run"`
+	DB       string `json:"db"`
+	Nodes    int    `json:"nodes"`
+	Replied  int    `json:"replied"`
+	Queried  int    `json:"queried"`
+	Timeouts int    `json:"timeouts"`
+	Waiting  int    `json:"waiting,omitempty"`
+	Bogons   int    `json:"bogons"`
+	// Sanitizing (crawler.Result): contacts not queried because only
+	// discounted nodes listed them, and the nodes discounted.
+	Discounted          int     `json:"discounted,omitempty"`
+	DiscountedReporters int     `json:"discounted_reporters,omitempty"`
+	Infohashes          int     `json:"infohashes"`
+	Samples             int     `json:"samples"`
+	Peers               int     `json:"peers,omitempty"`
+	Incoming            int     `json:"incoming_queries,omitempty"`
+	Passive             int     `json:"passive_infohashes,omitempty"`
+	SizeEstimate        float64 `json:"size_estimate,omitempty"`
 	// A zone crawl's 95% intervals, and its estimate of the nodes that
 	// answer (crawler.Result).
 	SizeLow           float64 `json:"size_low,omitempty"`
@@ -332,7 +336,8 @@ func (c *cli) crawlOnce(ctx context.Context, cr *crawler.Crawler, d *db.DB, info
 		return crawlSummary{}, err
 	}
 	return crawlSummary{Run: runID, DB: d.Path(), Nodes: res.Discovered, Replied: res.Replied, Queried: res.Queried,
-		Timeouts: res.Timeouts, Waiting: res.Waiting, Bogons: res.Bogons, Infohashes: res.Infohashes, Samples: res.Samples, Peers: res.Peers,
+		Timeouts: res.Timeouts, Waiting: res.Waiting, Bogons: res.Bogons,
+		Discounted: res.Discounted, DiscountedReporters: res.DiscountedReporters, Infohashes: res.Infohashes, Samples: res.Samples, Peers: res.Peers,
 		Incoming: res.Incoming, Passive: res.Passive,
 		SizeEstimate: res.SizeEstimate, SizeLow: res.SizeLow, SizeHigh: res.SizeHigh, ZoneAnswering: res.ZoneAnswering,
 		AnsweringEstimate: res.AnsweringEstimate, AnsweringLow: res.AnsweringLow, AnsweringHigh: res.AnsweringHigh,
@@ -353,6 +358,10 @@ func printSummary(w io.Writer, s crawlSummary) {
 		fmt.Fprintf(w, "still queued:   %d queries (the crawl ended before their turn; see --idle)\n", s.Waiting)
 	}
 	fmt.Fprintf(w, "not queried:    %d (private or reserved addresses)\n", s.Bogons)
+	if s.Discounted > 0 || s.DiscountedReporters > 0 {
+		fmt.Fprintf(w, "discounted:     %d contacts not queried, listed only by %d discounted nodes (visits.discounted says why)\n",
+			s.Discounted, s.DiscountedReporters)
+	}
 	fmt.Fprintf(w, "infohashes:     %d (from %d BEP 51 samples)\n", s.Infohashes, s.Samples)
 	if s.Peers > 0 {
 		fmt.Fprintf(w, "peers:          %d (for harvested infohashes)\n", s.Peers)
