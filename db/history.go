@@ -41,7 +41,7 @@ func (d *DB) RecordVisit(v observe.Visit) {
 // visitCols are the staging table's columns that prepare fills, in order.
 var visitCols = []string{
 	"seq", "grp", "id", "ip", "port", "time", "outcome", "error_code", "skipped", "queries",
-	"rtt_us", "version", "read_only", "bep51", "num", "interval_s", "secure",
+	"rtt_us", "version", "read_only", "bep51", "num", "interval_s", "secure", "discounted",
 }
 
 const createStaging = `
@@ -49,7 +49,7 @@ CREATE TEMP TABLE IF NOT EXISTS stage_visits (
     seq INTEGER, grp INTEGER, id TEXT, ip TEXT, port INTEGER, time INTEGER,
     outcome INTEGER, error_code INTEGER, skipped INTEGER, queries INTEGER,
     rtt_us INTEGER, version TEXT, read_only INTEGER, bep51 INTEGER,
-    num INTEGER, interval_s INTEGER, secure INTEGER,
+    num INTEGER, interval_s INTEGER, secure INTEGER, discounted INTEGER,
     node INTEGER, vref INTEGER, prev_addr INTEGER, prev_id INTEGER
 );
 CREATE TEMP TABLE IF NOT EXISTS stage_neighbours (
@@ -97,9 +97,9 @@ const (
 		SELECT ip, port, node, time FROM stage_visits WHERE grp = ?1 AND outcome IN (1, 2) ORDER BY seq
 		ON CONFLICT (ip, port) DO UPDATE SET node = excluded.node, time = excluded.time WHERE excluded.time >= time`
 	insertVisits = `INSERT INTO visits (crawl, node, time, outcome, error_code, skipped, queries, rtt_us,
-			version, read_only, bep51, num, interval_s, id_changed, addr_changed, vantage)
+			version, read_only, bep51, num, interval_s, id_changed, addr_changed, vantage, discounted)
 		SELECT ?2, node, time, outcome, error_code, skipped, queries, rtt_us,
-			vref, read_only, bep51, num, interval_s, prev_addr IS NOT NULL, prev_id IS NOT NULL, ?4
+			vref, read_only, bep51, num, interval_s, prev_addr IS NOT NULL, prev_id IS NOT NULL, ?4, discounted
 		FROM stage_visits WHERE grp = ?1 ORDER BY seq`
 	sessionsAnswered = `UPDATE sessions SET last_answered = max(last_answered, s.time), visits = visits + 1,
 			failed_streak = 0, failed_since = NULL
@@ -254,7 +254,8 @@ func (b *batch) prepareVisitArgs() {
 		}
 		args = append(args, v.ReadOnly, int64(v.BEP51),
 			nullInt(int64(v.Num), v.BEP51 == observe.BEP51Yes), nullInt(int64(v.Interval), v.BEP51 == observe.BEP51Yes),
-			bep42.Acceptable(v.Node.ID, k.addr.Addr()))
+			bep42.Acceptable(v.Node.ID, k.addr.Addr()),
+			nullInt(int64(v.Discounted), v.Discounted != observe.DiscountNone))
 	}
 	b.visitArgs = args
 }

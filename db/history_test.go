@@ -349,6 +349,36 @@ func TestUpgradeFromV3(t *testing.T) {
 	}
 }
 
+// TestUpgradeFromV6 opens a file written by schema version 6 (the last
+// without discounts), with a visit in it: the old visit has no discount,
+// visit_details, made again by the migration, still lists it, and new
+// visits record theirs.
+func TestUpgradeFromV6(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "v6.db")
+	writeOldSchema(t, path, 6,
+		`INSERT INTO nodes (id, ip, port, first_seen, last_seen, times_seen, first_source, bep42_valid)
+			VALUES ('`+id(1).String()+`', '1.2.3.4', 6881, 10, 10, 1, 'reported', 0)`,
+		`INSERT INTO visits (crawl, node, time, outcome, skipped, queries, read_only, bep51, id_changed, addr_changed)
+			VALUES (NULL, 1, 10, 4, 3, 0, 0, 0, 0, 0)`,
+	)
+	d, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	q := d.SQL()
+	if got := versions(t, q); !slices.Equal(got, wantVersions()) {
+		t.Errorf("after upgrade schema_migrations = %v, want %v", got, wantVersions())
+	}
+	d.RecordVisit(observe.Visit{Node: ni(1, "1.2.3.4:6881"), Time: time.UnixMilli(20), Outcome: observe.OutcomeReplied,
+		Queries: 1, Discounted: observe.DiscountDeadContacts})
+	flush(t, d)
+	got := strs(t, q, "SELECT printf('%d %s %s %s', time, outcome, coalesce(skipped, '-'), coalesce(discounted, '-')) FROM visit_details ORDER BY time")
+	if want := []string{"10 not_queried unreached -", "20 replied - dead_contacts"}; !slices.Equal(got, want) {
+		t.Errorf("visit_details after upgrade = %v, want %v", got, want)
+	}
+}
+
 // TestNodesToRevisit: open sessions come back up since their start;
 // nodes whose session timed out recently come back down since the
 // failure; older failures, replaced nodes and silent nodes do not.

@@ -35,7 +35,8 @@ var pgMigrations = loadMigrationsFrom(pgMigrationFS, "migrations/postgres/*.sql"
 
 // PostgresSchemaVersion is the schema version this package writes into
 // a PostgreSQL database: the number of its PostgreSQL migrations, which
-// are numbered on their own (its migration 1 is SQLite's 1 to 6).
+// are numbered on their own (its migration 1 is SQLite's 1 to 6, its 3
+// SQLite's 7).
 func PostgresSchemaVersion() int { return len(pgMigrations) }
 
 // IsPostgres reports whether dsn names a PostgreSQL database (a
@@ -248,7 +249,7 @@ CREATE TEMP TABLE stage_visits (
     seq bigint, grp bigint, id text, ip text, port bigint, time bigint,
     outcome bigint, error_code bigint, skipped bigint, queries bigint,
     rtt_us bigint, version text, read_only bigint, bep51 bigint,
-    num bigint, interval_s bigint, secure bigint,
+    num bigint, interval_s bigint, secure bigint, discounted bigint,
     node bigint, vref bigint, prev_addr bigint, prev_id bigint
 ) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE stage_neighbours (
@@ -368,9 +369,10 @@ const (
 		SELECT ip, port, node, time FROM stage_visits WHERE grp = $1 AND outcome IN (1, 2) ORDER BY seq
 		ON CONFLICT (ip, port) DO UPDATE SET node = excluded.node, time = excluded.time WHERE excluded.time >= t.time`
 	pgInsertVisits = `INSERT INTO visits (crawl, node, time, outcome, error_code, skipped, queries, rtt_us,
-			version, read_only, bep51, num, interval_s, id_changed, addr_changed, vantage)
+			version, read_only, bep51, num, interval_s, id_changed, addr_changed, vantage, discounted)
 		SELECT $2::bigint, node, time, outcome, error_code, skipped, queries, rtt_us,
-			vref, read_only, bep51, num, interval_s, (prev_addr IS NOT NULL)::int, (prev_id IS NOT NULL)::int, $3::bigint
+			vref, read_only, bep51, num, interval_s, (prev_addr IS NOT NULL)::int, (prev_id IS NOT NULL)::int, $3::bigint,
+			discounted
 		FROM stage_visits WHERE grp = $1 ORDER BY seq`
 	pgSessionsAnswered = `UPDATE sessions SET last_answered = GREATEST(sessions.last_answered, s.time),
 			visits = sessions.visits + 1, failed_streak = 0, failed_since = NULL

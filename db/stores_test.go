@@ -56,8 +56,9 @@ var storeDump = []struct{ name, query string }{
 	{"vantages", "SELECT ref, host, address FROM vantages ORDER BY ref"},
 	{"visit_outcomes", "SELECT * FROM visit_outcomes ORDER BY 1"},
 	{"visit_skips", "SELECT * FROM visit_skips ORDER BY 1"},
+	{"visit_discounts", "SELECT * FROM visit_discounts ORDER BY 1"},
 	{"visits", `SELECT v.crawl, n.id, n.ip, n.port, v.time, v.outcome, v.error_code, v.skipped, v.queries, v.rtt_us,
-		v.version, v.read_only, v.bep51, v.num, v.interval_s, v.id_changed, v.addr_changed, v.vantage
+		v.version, v.read_only, v.bep51, v.num, v.interval_s, v.id_changed, v.addr_changed, v.vantage, v.discounted
 		FROM visits v JOIN nodes n ON n.ref = v.node ORDER BY v.crawl, v.time, n.id, n.ip, n.port`},
 	{"neighbours", `SELECT x.crawl, a.id, a.ip, a.port, b.id, b.ip, b.port FROM neighbours x
 		JOIN nodes a ON a.ref = x.node JOIN nodes b ON b.ref = x.neighbour ORDER BY 1, 2, 3, 4, 5, 6, 7`},
@@ -71,7 +72,7 @@ var storeDump = []struct{ name, query string }{
 	{"ips_per_id", "SELECT * FROM ips_per_id ORDER BY id"},
 	{"bep42_violators", "SELECT id, ip, port FROM bep42_violators ORDER BY 1, 2, 3"},
 	{"visit_details", `SELECT crawl, id, ip, port, time, outcome, error_code, skipped, queries, rtt_ms, version, read_only,
-		bep51, num, interval_s, id_changed, addr_changed FROM visit_details ORDER BY crawl, time, id, ip, port`},
+		bep51, num, interval_s, id_changed, addr_changed, discounted FROM visit_details ORDER BY crawl, time, id, ip, port`},
 	{"crawl_sequence", "SELECT * FROM crawl_sequence ORDER BY crawl"},
 	{"crawl_answering", `SELECT c.crawl, n.id, n.ip, n.port FROM crawl_answering c JOIN nodes n ON n.ref = c.node ORDER BY 1, 2, 3, 4`},
 	{"crawl_node_classes", `SELECT c.crawl, n.id, n.ip, n.port, c.class, c.seen_once FROM crawl_node_classes c
@@ -140,9 +141,10 @@ func dumpRows(t *testing.T, q *sql.DB, query string) []string {
 }
 
 // recordEverything writes, into d, something for every table: a scripted
-// crawl history (TestHistoryScripted's four runs), a revisit run from a
-// second vantage, sightings of every source with reports and
-// neighbours, infohashes, peers, samples, BEP 44 items, and enrichment.
+// crawl history (TestHistoryScripted's four runs, with discounted
+// reporters and a node skipped for them), a revisit run from a second
+// vantage, sightings of every source with reports and neighbours,
+// infohashes, peers, samples, BEP 44 items, and enrichment.
 func recordEverything(t *testing.T, d *DB) {
 	t.Helper()
 	a := ni(1, "1.0.0.1:6881")
@@ -153,6 +155,7 @@ func recordEverything(t *testing.T, d *DB) {
 	dn := ni(4, "10.0.0.4:6881")
 	e := ni(5, "1.0.0.5:6881")
 	v6 := ni(6, "[2001:db8::6]:6881")
+	g := ni(7, "1.0.0.7:6881") // not queried in run 3: as if only e, discounted, listed it
 	hour := func(h int) time.Time { return at(int64(h) * 3600_000) }
 
 	run(t, d, hour(0), replied(a, hour(0)), replied(b, hour(0)), replied(c, hour(0)), skipped(dn, hour(0), observe.SkipBogon))
@@ -176,7 +179,10 @@ func recordEverything(t *testing.T, d *DB) {
 	d.Observe(observe.Sighting{Node: e, Time: hour(1), Source: observe.SourceTimeout})
 	d.RecordPeer(krpc.ID{0xbb}, netip.MustParseAddrPort("[2001:db8::9]:6881"), "get_peers", hour(1))
 	d.RecordSample(a, hour(1), 42, 60, []krpc.ID{{0xaa}, {0xdd}})
-	for _, v := range []observe.Visit{replied(a, hour(1)), replied(b2, hour(1)), replied(c2, hour(1)),
+	// a listed b2 and c2; its reply was found implausible.
+	ra := replied(a, hour(1))
+	ra.Discounted = observe.DiscountImplausible
+	for _, v := range []observe.Visit{ra, replied(b2, hour(1)), replied(c2, hour(1)),
 		skipped(dn, hour(1), observe.SkipBogon), replied(v6, hour(1))} {
 		src := observe.SourceReply
 		if v.Outcome == observe.OutcomeNotQueried {
@@ -189,7 +195,10 @@ func recordEverything(t *testing.T, d *DB) {
 		SizeEstimate: 1234.5}); err != nil {
 		t.Fatal(err)
 	}
-	run(t, d, hour(2), timedOut(a, hour(2)), replied(e, hour(2)), skipped(dn, hour(2), observe.SkipBogon))
+	re := replied(e, hour(2))
+	re.Discounted = observe.DiscountDeadContacts
+	run(t, d, hour(2), timedOut(a, hour(2)), re, skipped(dn, hour(2), observe.SkipBogon),
+		skipped(g, hour(2), observe.SkipDiscounted))
 	run(t, d, hour(3), replied(a, hour(3)), skipped(dn, hour(3), observe.SkipBogon))
 
 	// A revisit from a second vantage: a answers, c2 does not.
@@ -229,8 +238,9 @@ func TestStoresAgree(t *testing.T) {
 		}
 		dumps[t.Name()] = dump
 
-		// The script's own expectations, on each store.
-		want := []string{"1 3 0 3 0 2 1", "2 4 1 3 2 3 1", "3 1 0 1 4 1 1", "4 1 0 1 1 0 1"}
+		// The script's own expectations, on each store (crawl 3 never
+		// got answers from dn and g).
+		want := []string{"1 3 0 3 0 2 1", "2 4 1 3 2 3 1", "3 1 0 1 4 1 2", "4 1 0 1 1 0 1"}
 		var got []string
 		for _, r := range dump["crawl_churn"] {
 			f := strings.Fields(r)
@@ -268,6 +278,64 @@ func TestStoresAgree(t *testing.T) {
 			t.Errorf("%s differs:\nsqlite:\n%s\npostgres:\n%s", q.name, strings.Join(sq[q.name], "\n"), strings.Join(pg[q.name], "\n"))
 		}
 	}
+}
+
+// TestVisitDiscounts: on each store, a discounted reporter's visit and a
+// visit skipped because only discounted nodes listed its node read back
+// with their codes' names, through the code tables and visit_details; a
+// trusted reporter's visit has no discount (NULL). The code tables name
+// every value observe has, as its String methods do.
+func TestVisitDiscounts(t *testing.T) {
+	eachStore(t, func(t *testing.T, dsn string) {
+		d := openDSN(t, dsn, Options{})
+		dead, implausible, plain := ni(1, "1.0.0.1:6881"), ni(2, "1.0.0.2:6881"), ni(3, "1.0.0.3:6881")
+		listed := ni(4, "1.0.0.4:6881")
+		vd, vi := replied(dead, at(1)), replied(implausible, at(2))
+		vd.Discounted, vi.Discounted = observe.DiscountDeadContacts, observe.DiscountImplausible
+		run(t, d, at(0), vd, vi, replied(plain, at(3)), skipped(listed, at(4), observe.SkipDiscounted))
+		flush(t, d)
+		q := d.SQL()
+
+		got := dumpRows(t, q, `SELECT n.ip, v.outcome, v.skipped, s.name, v.discounted, dc.name
+			FROM visits v JOIN nodes n ON n.ref = v.node
+			LEFT JOIN visit_skips s ON s.skipped = v.skipped
+			LEFT JOIN visit_discounts dc ON dc.discounted = v.discounted
+			ORDER BY n.ip`)
+		want := []string{
+			"'1.0.0.1' 1 NULL NULL 2 'dead_contacts'",
+			"'1.0.0.2' 1 NULL NULL 1 'implausible'",
+			"'1.0.0.3' 1 NULL NULL NULL NULL",
+			"'1.0.0.4' 4 4 'discounted' NULL NULL",
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("visits with their codes' names:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+		got = dumpRows(t, q, "SELECT ip, outcome, skipped, discounted FROM visit_details ORDER BY ip")
+		want = []string{
+			"'1.0.0.1' 'replied' NULL 'dead_contacts'",
+			"'1.0.0.2' 'replied' NULL 'implausible'",
+			"'1.0.0.3' 'replied' NULL NULL",
+			"'1.0.0.4' 'not_queried' 'discounted' NULL",
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("visit_details:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+
+		// A code added to observe without a migration would show here.
+		var skips, discounts []string
+		for s := observe.SkipBogon; s.String() != "unknown"; s++ {
+			skips = append(skips, fmt.Sprintf("%d '%s'", s, s))
+		}
+		for x := observe.DiscountImplausible; x.String() != "unknown"; x++ {
+			discounts = append(discounts, fmt.Sprintf("%d '%s'", x, x))
+		}
+		if got := dumpRows(t, q, "SELECT skipped, name FROM visit_skips ORDER BY 1"); !slices.Equal(got, skips) {
+			t.Errorf("visit_skips = %q, observe has %q", got, skips)
+		}
+		if got := dumpRows(t, q, "SELECT discounted, name FROM visit_discounts ORDER BY 1"); !slices.Equal(got, discounts) {
+			t.Errorf("visit_discounts = %q, observe has %q", got, discounts)
+		}
+	})
 }
 
 // TestPostgresOpen: a PostgreSQL database gets the schema once, however

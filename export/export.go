@@ -196,7 +196,7 @@ func selectTables(opts Options) ([]Table, error) {
 func checkSchema(ctx context.Context, tx *sql.Tx, t Table) error {
 	rows, err := tx.QueryContext(ctx, "SELECT * FROM "+quote(t.Name)+" WHERE 1 = 0")
 	if err != nil {
-		return &SchemaError{Table: t.Name, Msg: fmt.Sprintf("cannot read it (%v); is the database older than schema version 6?", err)}
+		return &SchemaError{Table: t.Name, Msg: fmt.Sprintf("cannot read it (%v); is the database older than schema version %d?", err, schemaVersion)}
 	}
 	defer rows.Close()
 	types, err := rows.ColumnTypes()
@@ -217,7 +217,8 @@ func checkSchema(ctx context.Context, tx *sql.Tx, t Table) error {
 	}
 	for _, c := range t.Columns {
 		if !seen[c.Name] {
-			return &SchemaError{Table: t.Name, Column: c.Name, Msg: "declared for the export but not in the database"}
+			return &SchemaError{Table: t.Name, Column: c.Name,
+				Msg: fmt.Sprintf("declared for the export but not in the database (is the database older than schema version %d?)", schemaVersion)}
 		}
 	}
 	return rows.Err()

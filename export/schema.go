@@ -83,8 +83,12 @@ const crawlNodes = `SELECT "node" FROM "visits" WHERE "crawl" = %[1]d
 	UNION SELECT "node" FROM "neighbours" WHERE "crawl" = %[1]d
 	UNION SELECT "neighbour" FROM "neighbours" WHERE "crawl" = %[1]d`
 
+// schemaVersion is the SQLite schema version (db.SchemaVersion) that
+// tables declares; a database older than it lacks some of its columns.
+const schemaVersion = 7
+
 // tables is the declared schema of every exported table, in export
-// order, as of schema version 6 (db/migrations). address_nodes and
+// order, as of schemaVersion (db/migrations). address_nodes and
 // schema_migrations are the store's own bookkeeping and are not
 // exported.
 var tables = []Table{
@@ -103,7 +107,7 @@ var tables = []Table{
 	{Name: "visits", crawl: `"crawl" = %[1]d`, Columns: []Column{
 		i64n("crawl"), i64("node"), i64("time"), i64("outcome"), i64n("error_code"), i64n("skipped"), i64("queries"),
 		i64n("rtt_us"), i64n("version"), i64("read_only"), i64("bep51"), i64n("num"), i64n("interval_s"),
-		i64("id_changed"), i64("addr_changed"), i64n("vantage"),
+		i64("id_changed"), i64("addr_changed"), i64n("vantage"), i64n("discounted"),
 	}},
 	{Name: "sessions", OrderBy: []string{"id"}, Columns: []Column{
 		i64("id"), i64("node"), i64("started"), i64("last_answered"), i64("visits"), i64("failed"),
@@ -123,6 +127,9 @@ var tables = []Table{
 	}},
 	{Name: "visit_skips", OrderBy: []string{"skipped"}, crawl: "-", Columns: []Column{
 		i64("skipped"), str("name"),
+	}},
+	{Name: "visit_discounts", OrderBy: []string{"discounted"}, crawl: "-", Columns: []Column{
+		i64("discounted"), str("name"),
 	}},
 	{Name: "reports", OrderBy: []string{"reporter_id", "reporter_ip", "reporter_port", "reported_id", "reported_ip", "reported_port"}, Columns: []Column{
 		str("reporter_id"), str("reporter_ip"), i64("reporter_port"), str("reported_id"), str("reported_ip"),
