@@ -40,7 +40,7 @@ func (c *Crawler) handle(r result) {
 		// two samples within its interval, so it is not asked again.
 		n.bep51 = bep51Silent
 		c.san.sampleOther++
-		resample = !c.cfg.Continuous && r.resp.RTT < c.cfg.Timeout/2 && c.resampled.pays()
+		resample = !c.cfg.Continuous && c.resamplePays(r.resp.RTT)
 	} else if n.bep51 == bep51Resample && r.method == krpc.MethodSampleInfohashes {
 		c.resampled.done++
 		c.resampled.answered++ // the first sample was lost, not ignored
@@ -132,11 +132,8 @@ func (c *Crawler) timeout(r result, now time.Time) bool {
 		n.state = stFailed // closed or cancelled: the crawl is ending
 		return false
 	}
-	switch {
-	case r.followUp:
-		c.followed.done++
-	case r.resend:
-		c.resent.done++
+	if p := c.resendRule(r); p != nil {
+		p.done++
 	}
 	n.timedOut(now)
 	ni := krpc.NodeInfo{ID: n.id, Addr: n.key.addrPort()}
@@ -150,7 +147,7 @@ func (c *Crawler) timeout(r result, now time.Time) bool {
 		// asked for the sample once more on the terms of resample in
 		// handle; no find_node follows, as it has answered one.
 		c.san.sampleOther++
-		if time.Duration(n.round.rttUs)*time.Microsecond < c.cfg.Timeout/2 && c.resampled.pays() {
+		if c.resamplePays(time.Duration(n.round.rttUs) * time.Microsecond) {
 			n.bep51, n.state = bep51Resample, stQueued
 			c.q.push(r.idx)
 		} else {
@@ -169,7 +166,7 @@ func (c *Crawler) timeout(r result, now time.Time) bool {
 	if followUp {
 		n.bep51 = bep51Unanswered
 	}
-	if n.state == stInFlight && (followUp && c.followUpPays() || !followUp && int(n.queries) <= c.cfg.Retries && c.resendPays()) {
+	if n.state == stInFlight && (followUp && c.resendPays(&c.followed) || !followUp && int(n.queries) <= c.cfg.Retries && c.resendPays(&c.resent)) {
 		n.state = stQueued
 		n.retry = true
 		c.q.push(r.idx)
@@ -195,13 +192,9 @@ func (c *Crawler) answered(r result, now time.Time) krpc.NodeInfo {
 			c.bestCPL = max(c.bestCPL, id.CommonPrefixLen(z.Prefix))
 		}
 	}
-	switch {
-	case r.followUp:
-		c.followed.answered++
-		c.followed.done++
-	case r.resend:
-		c.resent.answered++
-		c.resent.done++
+	if p := c.resendRule(r); p != nil {
+		p.answered++
+		p.done++
 	}
 	if !n.replied {
 		c.res.Replied++
@@ -232,7 +225,8 @@ func (c *Crawler) listed(r result, me krpc.NodeInfo, now time.Time) {
 	if me.Addr.Addr().Is6() {
 		nodes = m.R.Nodes6
 	}
-	var fresh []int32
+	imp := implausible(nodes, r.target, me.ID)
+	var fresh []int32 // for an implausible reply: its contacts new and queued
 	for _, ni := range nodes {
 		c.record(observe.Sighting{Node: ni, Time: now, Source: observe.SourceReported, Method: r.method, Reporter: me, SecureID: secure(ni)})
 		idx, isNew := c.discover(ni, false)
@@ -240,14 +234,14 @@ func (c *Crawler) listed(r result, me krpc.NodeInfo, now time.Time) {
 		case isNew:
 			m := &c.nodes[idx]
 			m.local, m.introducer = r.nearest, r.idx
-			if m.state == stQueued {
+			if imp && m.state == stQueued {
 				fresh = append(fresh, idx)
 			}
 		case idx >= 0:
 			c.corroborate(idx, r.idx)
 		}
 	}
-	if implausible(nodes, r.target, me.ID) {
+	if imp {
 		c.flagImplausible(r.idx, fresh)
 	}
 }
@@ -285,24 +279,36 @@ const (
 // resendWorth of those known were answered, every timed-out query is
 // resent; otherwise one in resendProbe is, so that loss appearing later
 // is noticed. In the first wave of timeouts, before any outcome is known,
-// every one is resent.
-func (c *Crawler) resendPays() bool {
-	if c.resent.pays() {
+// every one is resent. p is the rule of the kind: c.resent for resends,
+// c.followed for the find_node that follows a timed-out sample (see
+// timeout); both count in Result.Resends.
+func (c *Crawler) resendPays(p *payRule) bool {
+	if p.pays() {
 		c.resends++
 		return true
 	}
 	return false
 }
 
-// followUpPays reports whether a sample_infohashes that timed out is
-// followed by a find_node (see timeout), by the rule of resendPays applied
-// to the follow-ups' outcomes.
-func (c *Crawler) followUpPays() bool {
-	if c.followed.pays() {
-		c.resends++
-		return true
+// resendRule returns the pay rule whose outcomes r's outcome counts in: a
+// follow-up's, a resend's, or nil for a first query.
+func (c *Crawler) resendRule(r result) *payRule {
+	switch {
+	case r.followUp:
+		return &c.followed
+	case r.resend:
+		return &c.resent
 	}
-	return false
+	return nil
+}
+
+// resamplePays reports whether a node that answered another query in
+// rtt but not sample_infohashes is asked for the sample once more: not if
+// it takes more than half the timeout to answer (it may have answered the
+// sample too late to be heard, and would see two within its interval),
+// otherwise by c.resampled's rule.
+func (c *Crawler) resamplePays(rtt time.Duration) bool {
+	return rtt < c.cfg.Timeout/2 && c.resampled.pays()
 }
 
 // payRule keeps the outcomes of one kind of second query and decides, by

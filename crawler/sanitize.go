@@ -35,9 +35,9 @@ import (
 // first costs one packet for a BEP 51 node, two for another answering
 // node (its error 204 or its silence, then find_node), and for a silent
 // one the sample plus the find_node that follows its timeout, as long as
-// those follow-ups pay (resendPays: nodes that drop unknown methods
-// answer them). find_node first costs two for every answering node and
-// one for a silent one. Per node, sample-first is cheaper by the BEP 51
+// those follow-ups pay (resendPays with Crawler.followed: nodes that
+// drop unknown methods answer them). find_node first costs two for every
+// answering node and one for a silent one. Per node, sample-first is cheaper by the BEP 51
 // share of contacts less the silent share times the share of timed-out
 // samples followed up; the cheaper order for the shares measured is
 // used.
@@ -132,8 +132,7 @@ func (c *Crawler) skipDiscounted(idx int32) bool {
 	case n.queried || !c.discounted(n):
 		return false
 	}
-	n.state, n.skip = stSkipped, observe.SkipDiscounted
-	c.res.Discounted++
+	c.park(idx)
 	return true
 }
 
@@ -149,11 +148,7 @@ func (c *Crawler) corroborate(idx, reporter int32) {
 		return // one discounted node does not vouch for another's contact
 	}
 	n.corroborated = true
-	if n.state == stSkipped && n.skip == observe.SkipDiscounted {
-		n.state, n.skip = stQueued, observe.SkipNone
-		c.res.Discounted--
-		c.q.push(idx)
-	}
+	c.unpark(idx)
 }
 
 // flagImplausible takes in an implausible reply from reporter that
@@ -178,12 +173,23 @@ func (c *Crawler) flagImplausible(reporter int32, fresh []int32) {
 }
 
 // park takes a contact out of the queue to wait, as discounted, for its
-// introducer's probe; corroborate or a probe that answers queues it.
+// introducer's probe, or for good (skipDiscounted); corroborate or a
+// probe that answers queues it again (unpark).
 func (c *Crawler) park(idx int32) {
 	n := &c.nodes[idx]
 	if n.state == stQueued && !n.queried {
 		n.state, n.skip = stSkipped, observe.SkipDiscounted
 		c.res.Discounted++
+	}
+}
+
+// unpark queues node idx if it waits as discounted (park).
+func (c *Crawler) unpark(idx int32) {
+	n := &c.nodes[idx]
+	if n.state == stSkipped && n.skip == observe.SkipDiscounted {
+		n.state, n.skip = stQueued, observe.SkipNone
+		c.res.Discounted--
+		c.q.push(idx)
 	}
 }
 
@@ -202,12 +208,11 @@ func (c *Crawler) probed(n *node, answered bool) {
 	if r.discount != observe.DiscountNone {
 		return // discounted meanwhile for dead contacts
 	}
+	// A walk of every node, once per reporter cleared: rare, as honest
+	// replies are almost never implausible.
 	for i := range c.nodes {
-		m := &c.nodes[i]
-		if m.introducer == n.introducer && m.state == stSkipped && m.skip == observe.SkipDiscounted {
-			m.state, m.skip = stQueued, observe.SkipNone
-			c.res.Discounted--
-			c.q.push(int32(i))
+		if c.nodes[i].introducer == n.introducer {
+			c.unpark(int32(i))
 		}
 	}
 }

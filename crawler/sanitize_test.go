@@ -1,7 +1,6 @@
 package crawler_test
 
 import (
-	"context"
 	"net/netip"
 	"sync"
 	"testing"
@@ -47,30 +46,13 @@ func (r *visitRecorder) RecordVisit(v observe.Visit) {
 	r.mu.Unlock()
 }
 
-// crawlVisits crawls the network scfg describes with ccfg and returns
-// the result, the recorder, the truth and the network's counters.
+// crawlVisits crawls the network scfg describes with ccfg, keeping the
+// visits.
 func crawlVisits(t *testing.T, scfg synth.Config, ccfg crawler.Config) (crawler.Result, *visitRecorder, synth.Truth, synth.Stats) {
 	t.Helper()
-	net, err := synth.New(scfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer net.Close()
-	conn, err := net.Sim().NewConn4()
-	if err != nil {
-		t.Fatal(err)
-	}
 	rec := newVisitRecorder()
-	ccfg.Conn, ccfg.Bootstrap, ccfg.Recorder, ccfg.TestNet = conn, net.Bootstrap(), rec, !scfg.PublicIPs
-	c, err := crawler.New(ccfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := c.Run(context.Background())
-	if err != nil {
-		t.Fatalf("Run: %v", err)
-	}
-	return res, rec, net.Truth(), net.Stats()
+	res, truth, st := crawlSynthTo(t, scfg, ccfg, rec)
+	return res, rec, truth, st
 }
 
 // TestPoisonersDiscounted: on a network where 5% of the answering nodes

@@ -16,6 +16,14 @@ import (
 // inside a synctest bubble.
 func crawlSynth(t *testing.T, scfg synth.Config, ccfg crawler.Config) (crawler.Result, *recorder, synth.Truth, synth.Stats) {
 	t.Helper()
+	rec := newRecorder()
+	res, truth, st := crawlSynthTo(t, scfg, ccfg, rec)
+	return res, rec, truth, st
+}
+
+// crawlSynthTo is crawlSynth recording into rec.
+func crawlSynthTo(t *testing.T, scfg synth.Config, ccfg crawler.Config, rec crawler.Recorder) (crawler.Result, synth.Truth, synth.Stats) {
+	t.Helper()
 	net, err := synth.New(scfg)
 	if err != nil {
 		t.Fatal(err)
@@ -25,7 +33,6 @@ func crawlSynth(t *testing.T, scfg synth.Config, ccfg crawler.Config) (crawler.R
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := newRecorder()
 	ccfg.Conn, ccfg.Bootstrap, ccfg.Recorder = conn, net.Bootstrap(), rec
 	ccfg.TestNet = !scfg.PublicIPs
 	c, err := crawler.New(ccfg)
@@ -36,7 +43,7 @@ func crawlSynth(t *testing.T, scfg synth.Config, ccfg crawler.Config) (crawler.R
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	return res, rec, net.Truth(), net.Stats()
+	return res, net.Truth(), net.Stats()
 }
 
 // coverage returns how many nodes of truth answer, and how many of those

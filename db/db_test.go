@@ -124,14 +124,7 @@ func TestUpgradeFromV1(t *testing.T) {
 	writeOldSchema(t, path, 1, `INSERT INTO nodes (id, ip, port, first_seen, last_seen, times_seen,
 		first_source, replies, bep42_valid) VALUES ('`+id(1).String()+`', '1.2.3.4', 6881, 1, 2, 3, 'reply', 1, 1)`)
 
-	d, err := Open(path, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	if got := versions(t, d.SQL()); !slices.Equal(got, wantVersions()) {
-		t.Errorf("after upgrade schema_migrations = %v, want %v", got, wantVersions())
-	}
+	d := openUpgraded(t, path)
 	if n := count(t, d.SQL(), "SELECT count(*) FROM live_nodes WHERE id = ?", id(1).String()); n != 1 {
 		t.Errorf("live_nodes has %d rows for the v1 node, want 1", n)
 	}

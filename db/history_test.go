@@ -310,15 +310,8 @@ func TestUpgradeFromV3(t *testing.T) {
 			VALUES ('`+id(2).String()+`', '1.2.3.5', 6881, '`+id(1).String()+`', '1.2.3.4', 6881, 20, 20, 1)`,
 	)
 
-	d, err := Open(path, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	d := openUpgraded(t, path)
 	q := d.SQL()
-	if got := versions(t, q); !slices.Equal(got, wantVersions()) {
-		t.Errorf("after upgrade schema_migrations = %v, want %v", got, wantVersions())
-	}
 	// Refs in first-seen order; every column kept.
 	got := strs(t, q, "SELECT printf('%d %s %d %d %d %s %s', ref, ip, first_seen, last_seen, times_seen, first_source, coalesce(version, '-')) FROM nodes ORDER BY ref")
 	if want := []string{"1 1.2.3.4 10 40 5 reported -", "2 1.2.3.5 20 30 3 reply LT0102"}; !slices.Equal(got, want) {
@@ -361,15 +354,8 @@ func TestUpgradeFromV6(t *testing.T) {
 		`INSERT INTO visits (crawl, node, time, outcome, skipped, queries, read_only, bep51, id_changed, addr_changed)
 			VALUES (NULL, 1, 10, 4, 3, 0, 0, 0, 0, 0)`,
 	)
-	d, err := Open(path, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	d := openUpgraded(t, path)
 	q := d.SQL()
-	if got := versions(t, q); !slices.Equal(got, wantVersions()) {
-		t.Errorf("after upgrade schema_migrations = %v, want %v", got, wantVersions())
-	}
 	d.RecordVisit(observe.Visit{Node: ni(1, "1.2.3.4:6881"), Time: time.UnixMilli(20), Outcome: observe.OutcomeReplied,
 		Queries: 1, Discounted: observe.DiscountDeadContacts})
 	flush(t, d)
@@ -411,6 +397,22 @@ func TestNodesToRevisit(t *testing.T) {
 	if !slices.Equal(lines, want) {
 		t.Errorf("NodesToRevisit = %v, want %v", lines, want)
 	}
+}
+
+// openUpgraded opens the file an old schema was written to, which
+// migrates it, and checks that every migration is recorded; the DB is
+// closed when t ends.
+func openUpgraded(t *testing.T, path string) *DB {
+	t.Helper()
+	d, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	if got := versions(t, d.SQL()); !slices.Equal(got, wantVersions()) {
+		t.Errorf("after upgrade schema_migrations = %v, want %v", got, wantVersions())
+	}
+	return d
 }
 
 // writeOldSchema creates a file at path with the migrations up to

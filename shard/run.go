@@ -57,6 +57,10 @@ type Summary struct {
 	Recovered bool
 }
 
+// RecordedEnd reports whether this process recorded the crawl's end: as
+// the finisher (Last), or for a finisher that died first (Recovered).
+func (s Summary) RecordedEnd() bool { return s.Last || s.Recovered }
+
 // tailReplies is how many replies a zone's crawl has had before an empty
 // queue means its tail (Config.Overlap), not the approach to the zone or
 // a pause between two waves of replies.
@@ -102,7 +106,7 @@ func (c *Crawl) Run(ctx context.Context) (Summary, error) {
 			return sum, c.stopped(ctx, err)
 		}
 	}
-	c.report(Event{Kind: EventFinished, Last: sum.Last || sum.Recovered})
+	c.report(Event{Kind: EventFinished, Last: sum.RecordedEnd()})
 	return sum, nil
 }
 

@@ -144,7 +144,7 @@ func (c *cli) sharedCrawl(ctx context.Context, f sharedFlags, dbPath, listen str
 	}
 	out := sharedSummary{Run: sh.ID(), Name: *f.name, Zones: sum.Zones, Claims: sum.Claims, Nodes: sum.NodesFound,
 		Replied: sum.NodesReplied, Queries: sum.QueriesSent, Infohashes: sum.Infohashes, SizeEstimate: sum.SizeEstimate,
-		Crawled: sum.Crawled, QueriesHere: sum.Queries, Recorded: sum.Last || sum.Recovered, Vantage: vantage, DurationMs: ms(time.Since(start))}
+		Crawled: sum.Crawled, QueriesHere: sum.Queries, Recorded: sum.RecordedEnd(), Vantage: vantage, DurationMs: ms(time.Since(start))}
 	return c.output(out, func(w io.Writer) { printShared(w, out) })
 }
 
