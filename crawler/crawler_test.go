@@ -3,9 +3,10 @@ package crawler_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -21,7 +22,9 @@ import (
 type recorder struct {
 	mu          sync.Mutex
 	replied     map[krpc.ID]bool
-	timedOut    map[krpc.ID]bool // nodes with a timeout recorded
+	timedOut    map[krpc.ID]bool     // nodes with a timeout recorded
+	timeoutsBy  map[krpc.ID][]string // node -> methods of its queries that timed out
+	lastReply   map[krpc.ID]time.Time
 	sources     map[observe.Source]int
 	samples     map[krpc.ID][]time.Time // node -> times it was sampled
 	harvest     map[krpc.ID]bool
@@ -43,8 +46,16 @@ func (r *recorder) Observe(s observe.Sighting) {
 	switch s.Source {
 	case observe.SourceReply:
 		r.replied[s.Node.ID] = true
+		if r.lastReply == nil {
+			r.lastReply = map[krpc.ID]time.Time{}
+		}
+		r.lastReply[s.Node.ID] = s.Time
 	case observe.SourceTimeout:
 		r.timedOut[s.Node.ID] = true
+		if r.timeoutsBy == nil {
+			r.timeoutsBy = map[krpc.ID][]string{}
+		}
+		r.timeoutsBy[s.Node.ID] = append(r.timeoutsBy[s.Node.ID], s.Method)
 	}
 }
 
@@ -393,11 +404,87 @@ func TestContinuousRevisits(t *testing.T) {
 				t.Errorf("node %v sampled %d times, last %v before the end", id, len(times), end.Sub(last))
 			}
 		}
-		if len(rec.samples) != len(dn.nodes) {
-			t.Errorf("%d nodes sampled, want %d", len(rec.samples), len(dn.nodes))
+		for i, n := range dn.nodes {
+			if id := n.ID(); rec.samples[id] == nil {
+				t.Errorf("node %d (%v at %v) never sampled: replied %v, timed out %v; result %+v; its stats %+v; network %+v",
+					i, id, dn.addrs[i], rec.replied[id], rec.timedOut[id], res, n.Stats(), sim.Stats())
+			}
 		}
-		_ = res
-		_ = fmt.Sprint
+	})
+}
+
+// TestContinuousLostSample: in continuous mode a node whose first
+// sample_infohashes is lost answers the find_node that follows it, and is
+// asked for the sample again in the next round rather than counted as a
+// node that drops the method for the rest of the crawl. If that sample is
+// lost too, the node is asked find_node in the same round and stays in
+// the crawl, answering every round.
+func TestContinuousLostSample(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		drop []int // the crawler's packets to the victim that are lost, from 1
+	}{
+		{"once", []int{1}},
+		{"twice", []int{1, 3}}, // 2: the find_node that follows the first
+	} {
+		t.Run(tc.name, func(t *testing.T) { continuousLostSample(t, tc.drop) })
+	}
+}
+
+func continuousLostSample(t *testing.T, drop []int) {
+	synctest.Test(t, func(t *testing.T) {
+		sim := newSim(t, simnet.Config{Seed: 3, Latency: 5 * time.Millisecond})
+		dn := newDHTNet(t, sim, loopbackAddrs(20), func(c *lightdht.Config) {
+			c.SampleInterval = 3 * time.Minute
+			c.PlainTable = true
+		})
+		conn, _ := sim.NewConn4()
+		me, victim := netip.MustParseAddrPort(conn.LocalAddr().String()), dn.addrs[7]
+		var sent atomic.Int64
+		sim.SetLinkFilter(func(from, to netip.AddrPort) bool {
+			// The crawler's first packet to the victim is its sample (a
+			// node found in a reply, its ID known, is asked for one first).
+			return from != me || to != victim || !slices.Contains(drop, int(sent.Add(1)))
+		})
+		rec := newRecorder()
+		c, err := crawler.New(crawler.Config{Conn: conn, Bootstrap: dn.addrs[:1], TestNet: true, Rate: 1000, Timeout: time.Second,
+			Infohashes: true, Continuous: true, Revisit: time.Minute, Recorder: rec})
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+		defer cancel()
+		if _, err := c.Run(ctx); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("continuous crawl ended with %v, want the context's deadline", err)
+		}
+		end := start.Add(8 * time.Minute)
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		id := dn.nodes[7].ID()
+		want := slices.Repeat([]string{krpc.MethodSampleInfohashes}, len(drop))
+		if !slices.Equal(rec.timeoutsBy[id], want) {
+			t.Fatalf("the victim's timeouts: %v after %d packets to it, want %v", rec.timeoutsBy[id], sent.Load(), want)
+		}
+		times := rec.samples[id]
+		if len(drop) == 1 {
+			// Sampled in the round after the loss and then every 3
+			// minutes: at least twice in the 7 minutes left.
+			if len(times) < 2 {
+				t.Errorf("victim sampled %d times after its first sample was lost, want at least 2", len(times))
+			}
+		} else if len(times) > 0 {
+			t.Errorf("victim sampled %d times, though both samples were lost", len(times))
+		}
+		for i := 1; i < len(times); i++ {
+			if gap := times[i].Sub(times[i-1]); gap < 3*time.Minute {
+				t.Errorf("victim sampled again after %v, before its 3-minute interval", gap)
+			}
+		}
+		// Still revisited: it answered within the last round and a bit.
+		if last := rec.lastReply[id]; end.Sub(last) > time.Minute+time.Second {
+			t.Errorf("victim last answered %v before the end, want within a revisit", end.Sub(last))
+		}
 	})
 }
 

@@ -40,7 +40,15 @@ func (c *Crawler) handle(r result) {
 		// two samples within its interval, so it is not asked again.
 		n.bep51 = bep51Silent
 		c.san.sampleOther++
-		resample = !c.cfg.Continuous && c.resamplePays(r.resp.RTT)
+		switch {
+		case c.cfg.Continuous && c.resamplePays(r.resp.RTT):
+			// The next round asks for the sample once more: one lost
+			// packet must not end the node's BEP 51 record for the
+			// rest of a crawl that may run for days.
+			n.bep51 = bep51Resample
+		case !c.cfg.Continuous:
+			resample = c.resamplePays(r.resp.RTT)
+		}
 	} else if n.bep51 == bep51Resample && r.method == krpc.MethodSampleInfohashes {
 		c.resampled.done++
 		c.resampled.answered++ // the first sample was lost, not ignored
@@ -77,15 +85,22 @@ func (c *Crawler) handle(r result) {
 		c.sampled(n, me, m, now)
 	}
 	if c.cfg.Continuous {
-		c.emitVisit(n) // the round is over; the next starts at the revisit
-		at := now.Add(c.cfg.Revisit).UnixNano()
-		if n.next > at {
-			at = n.next // never sample before the node's BEP 51 interval
-		}
-		n.state = stQueued
-		n.queries = 0
-		c.q.delay(r.idx, at)
+		c.nextRound(r.idx, now)
 	}
+}
+
+// nextRound ends the round of node idx of a continuous crawl, which
+// answered in it, and queues the node for the next round at the revisit.
+func (c *Crawler) nextRound(idx int32, now time.Time) {
+	n := &c.nodes[idx]
+	c.emitVisit(n)
+	at := now.Add(c.cfg.Revisit).UnixNano()
+	if n.next > at {
+		at = n.next // never sample before the node's BEP 51 interval
+	}
+	n.state = stQueued
+	n.queries = 0
+	c.q.delay(idx, at)
 }
 
 // noReply handles a query that got no reply: a timeout is recorded and
@@ -158,8 +173,14 @@ func (c *Crawler) timeout(r result, now time.Time) bool {
 	if c.revisit == nil && r.method == krpc.MethodSampleInfohashes && n.bep51 == bep51Resample {
 		// The second sample was ignored too (resample): the node drops
 		// the method. It has answered find_node; its query is resolved.
+		// In a continuous crawl the round has no answer yet: the node
+		// is asked find_node, as it will be from now on.
 		c.resampled.done++
 		n.bep51, n.state = bep51Silent, stReplied
+		if c.cfg.Continuous {
+			n.state = stQueued
+			c.q.push(r.idx)
+		}
 		return false
 	}
 	followUp := c.revisit == nil && r.method == krpc.MethodSampleInfohashes && n.bep51 == bep51Unknown
