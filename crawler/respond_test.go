@@ -57,7 +57,11 @@ func client(t *testing.T, sim *simnet.Network) (*krpc.Transport, netip.AddrPort)
 func TestRespond(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		sim := newSim(t, simnet.Config{Seed: 5, Latency: 5 * time.Millisecond})
-		dn := newDHTNet(t, sim, loopbackAddrs(40), nil)
+		// The plain table, as in TestContinuousRevisits: with the extended
+		// one and no maintenance the crawl of 40 nodes missed the one
+		// nearest the crawler in about 1 run in 30, and this test is
+		// about answering, not coverage.
+		dn := newDHTNet(t, sim, loopbackAddrs(40), func(c *lightdht.Config) { c.PlainTable = true })
 		known := map[krpc.ID]netip.AddrPort{}
 		for i, n := range dn.nodes {
 			known[n.ID()] = dn.addrs[i]

@@ -51,4 +51,18 @@ func TestDeadContacts(t *testing.T) {
 			t.Errorf("%d answered, %d failed: discounted = %v, want %v", tc.answered, tc.failed, got, tc.want)
 		}
 	}
+	// Seen in a crawl of a network with a tenth of its nodes silent: an
+	// honest reporter with 3 of its 7 contacts answering, while 4,515
+	// contacts had answered, 56 had failed and 500 more were still being
+	// waited for (most of them silent). At the resolved share (1.2%
+	// silent) chance explains it less than once in a million; at the
+	// bound (11%), often.
+	c.san = sanitizer{replied: 4515, failed: 56}
+	if !c.deadContacts(3, 4) {
+		t.Error("3 of 7 answering at a resolved silent share of 1.2%: not discounted, want discounted (the case this guards)")
+	}
+	c.san.queried = 4515 + 56 + 500
+	if c.deadContacts(3, 4) {
+		t.Error("3 of 7 answering with 500 contacts unresolved: discounted, want not")
+	}
 }

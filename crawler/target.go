@@ -110,6 +110,9 @@ func (c *Crawler) sending(idx int32) *node {
 	n := &c.nodes[idx]
 	n.state = stInFlight
 	n.queries++
+	if !n.queried {
+		c.san.queried++
+	}
 	n.queried = true
 	n.sentQuery()
 	c.inflight++
