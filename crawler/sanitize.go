@@ -24,9 +24,10 @@ import (
 //     (observe.DiscountImplausible).
 //   - Dead contacts. Each contact remembers the node that first listed it
 //     (its introducer). A reporter whose introduced contacts answered so
-//     rarely that, at the share of silent contacts the crawl has
-//     measured, chance would give so few answers less than once in
-//     deadOdds is discounted (observe.DiscountDeadContacts).
+//     rarely that, at the most the crawl's outcomes allow the share of
+//     silent contacts to be (silentBound), chance would give so few
+//     answers less than once in deadOdds is discounted
+//     (observe.DiscountDeadContacts).
 //   - Corroboration. A contact introduced by a discounted reporter is not
 //     queried (observe.SkipDiscounted) unless another node lists it too.
 //

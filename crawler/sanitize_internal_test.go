@@ -1,9 +1,12 @@
 package crawler
 
 import (
+	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/lightdht/lightdht/krpc"
+	"github.com/lightdht/lightdht/observe"
 )
 
 // TestImplausible: three contacts sharing 40 bits with the target make a
@@ -64,5 +67,75 @@ func TestDeadContacts(t *testing.T) {
 	c.san.queried = 4515 + 56 + 500
 	if c.deadContacts(3, 4) {
 		t.Error("3 of 7 answering with 500 contacts unresolved: discounted, want not")
+	}
+}
+
+// TestProbeClears: a reply listing four contacts implausibly close to
+// its target has its first new contact queried as a probe and the rest
+// parked; when the probe answers (a real cluster of IDs), the reporter is
+// cleared, the parked contacts are queued, nothing stays discounted, and
+// a later implausible reply from it parks nothing. When the probe times
+// out instead, the reporter is discounted and the rest stay parked.
+func TestProbeClears(t *testing.T) {
+	for _, answers := range []bool{true, false} {
+		c := &Crawler{index: map[addrKey]int32{}, cfg: Config{TestNet: true, Now: time.Now}}
+		addr := func(i int) netip.AddrPort {
+			return netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(i)}), 6881)
+		}
+		reporter, _ := c.discover(krpc.NodeInfo{ID: krpc.RandomID(), Addr: addr(1)}, true)
+		c.nodes[reporter].state = stReplied
+		reply := func(first int) []int32 {
+			target := krpc.RandomID()
+			var nodes []krpc.NodeInfo
+			for i := range 4 {
+				nodes = append(nodes, krpc.NodeInfo{ID: krpc.RandomIDAtDepth(target, 45+i), Addr: addr(first + i)})
+			}
+			c.listed(result{idx: reporter, target: target, resp: krpc.Response{Msg: &krpc.Msg{Y: krpc.KindReply, R: krpc.Return{Nodes: nodes}}}},
+				krpc.NodeInfo{ID: c.nodes[reporter].id, Addr: addr(1)}, time.Now())
+			var idx []int32
+			for _, ni := range nodes {
+				idx = append(idx, c.index[keyOf(ni.Addr)])
+			}
+			return idx
+		}
+		contacts := reply(2)
+		if c.res.Implausible != 1 {
+			t.Fatalf("%d implausible replies, want 1", c.res.Implausible)
+		}
+		probe := &c.nodes[contacts[0]]
+		if !probe.probe || probe.state != stQueued || c.skipDiscounted(contacts[0]) {
+			t.Fatalf("the first contact: probe %v, state %v; want a probe, queued and sent", probe.probe, probe.state)
+		}
+		for _, i := range contacts[1:] {
+			if n := &c.nodes[i]; n.state != stSkipped || n.skip != observe.SkipDiscounted {
+				t.Fatalf("contact %d: state %v skip %v, want parked", i, n.state, n.skip)
+			}
+		}
+		if c.res.Discounted != 3 {
+			t.Errorf("%d contacts discounted while the probe is out, want 3", c.res.Discounted)
+		}
+		c.resolved(probe, answers)
+		r := &c.nodes[reporter]
+		if !answers {
+			if r.discount != observe.DiscountImplausible || c.res.DiscountedReporters != 1 || c.res.Discounted != 3 {
+				t.Errorf("probe timed out: reporter discount %v, %d reporters and %d contacts discounted; want implausible, 1, 3",
+					r.discount, c.res.DiscountedReporters, c.res.Discounted)
+			}
+			continue
+		}
+		if !r.cleared || r.discount != observe.DiscountNone || c.res.DiscountedReporters != 0 || c.res.Discounted != 0 {
+			t.Errorf("probe answered: reporter cleared %v, discount %v, %d reporters and %d contacts discounted; want cleared, none, 0, 0",
+				r.cleared, r.discount, c.res.DiscountedReporters, c.res.Discounted)
+		}
+		for _, i := range contacts[1:] {
+			if n := &c.nodes[i]; n.state != stQueued || c.skipDiscounted(i) {
+				t.Errorf("contact %d after the probe answered: state %v, want queued and sent", i, n.state)
+			}
+		}
+		for _, i := range reply(10) {
+			if n := &c.nodes[i]; n.state != stQueued || n.probe {
+				t.Errorf("contact %d of the cleared reporter's next implausible reply: state %v, probe %v; want queued, no probe", i, n.state, n.probe)
+			}
+		}
 	}
 }
