@@ -1,6 +1,8 @@
 package crawler
 
 import (
+	"cmp"
+	"encoding/binary"
 	"slices"
 
 	"github.com/lightdht/lightdht/krpc"
@@ -100,14 +102,32 @@ func (c *Crawler) discover(ni krpc.NodeInfo, bootstrap bool) (int32, bool) {
 // accepts (all of them if keep is nil), in ascending ID order: the nodes
 // XOR-closest to a target share its longest prefix, so they sit next to
 // its place in this order.
+//
+// The sort compares the IDs' first 64 bits, copied beside the indexes,
+// and reads the nodes only to break a tie: comparing through the node
+// table itself missed the cache on nearly every comparison of a
+// million-node crawl, and was a fifth of the crawler's CPU time.
 func (c *Crawler) inIDOrder(keep func(n *node) bool) []int32 {
-	var out []int32
+	type keyed struct {
+		hi  uint64 // the ID's first 64 bits
+		idx int32
+	}
+	var ks []keyed
 	for i := range c.nodes {
 		if n := &c.nodes[i]; !n.id.IsZero() && (keep == nil || keep(n)) {
-			out = append(out, int32(i))
+			ks = append(ks, keyed{hi: binary.BigEndian.Uint64(n.id[:8]), idx: int32(i)})
 		}
 	}
-	slices.SortFunc(out, func(a, b int32) int { return c.nodes[a].id.Cmp(c.nodes[b].id) })
+	slices.SortFunc(ks, func(a, b keyed) int {
+		if a.hi != b.hi {
+			return cmp.Compare(a.hi, b.hi)
+		}
+		return c.nodes[a.idx].id.Cmp(c.nodes[b.idx].id)
+	})
+	out := make([]int32, len(ks))
+	for i, k := range ks {
+		out[i] = k.idx
+	}
 	return out
 }
 
