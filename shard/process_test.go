@@ -238,6 +238,8 @@ func TestSharedCrawlProcesses(t *testing.T) {
 		{"sqlite", []string{"--db", filepath.Join(t.TempDir(), "x.db"), "--shared", "x"}, "needs a PostgreSQL --db"},
 		{"bits", []string{"--db", url, "--shared", "x", "--zones-bits", "17"}, "out of range"},
 		{"zone", []string{"--db", url, "--shared", "x", "--zone", "ab/8"}, "does not combine"},
+		{"parallel", []string{"--db", url, "--shared", "x", "--parallel", "0"}, "--parallel 0"},
+		{"overlap alone", []string{"--db", url, "--overlap"}, "--overlap needs --shared"},
 	} {
 		p := startCrawl(t, bin, append([]string{"crawl", "--testnet", "--bootstrap", tn.Bootstrap}, tc.args...)...)
 		if code := p.wait(t); code != 2 || !strings.Contains(p.text(), tc.want) {

@@ -93,7 +93,9 @@
 // shared crawl NAME, or creates it with 2^--zones-bits zones (1 to 16,
 // default 4 bits), and crawls its zones one at a time under a lease
 // (--lease, default 1m) with the other processes started the same way,
-// on this machine or others, until every zone is done; it prints a line
+// on this machine or others, until every zone is done (--parallel N: N
+// zones at a time; --overlap: the next zone claimed while the last one's
+// crawl waits out its final timeouts); it prints a line
 // per zone and then the crawl's totals (package shard,
 // docs/shared-crawls.md). It does not combine with --zone, --continuous,
 // --every, --respond or --duration; an interrupted process leaves its

@@ -19,18 +19,25 @@ import (
 // process started with the same --db and --shared NAME crawls a share of
 // one census.
 type sharedFlags struct {
-	name  *string
-	bits  *int
-	lease *time.Duration
+	name     *string
+	bits     *int
+	lease    *time.Duration
+	parallel *int
+	overlap  *bool
 }
 
-// addSharedFlags adds --shared, --zones-bits and --lease to crawl.
+// addSharedFlags adds --shared, --zones-bits, --lease, --parallel and
+// --overlap to crawl.
 func (c *cli) addSharedFlags() sharedFlags {
 	return sharedFlags{
 		name: c.fs.String("shared", "", "join or create the shared crawl NAME in the PostgreSQL --db, and crawl its zones with the other processes until all are done"),
 		bits: c.fs.Int("zones-bits", 0, fmt.Sprintf("with --shared: split the ID space into 2^N zones, 1-%d, when creating the crawl (0: the crawl's own, or %d for a new one)", shard.MaxBits, shard.DefaultBits)),
 		lease: c.fs.Duration("lease", shard.DefaultLease,
 			"with --shared: how long a zone stays claimed without renewal; a crawler that dies gives its zone up after this long"),
+		parallel: c.fs.Int("parallel", shard.DefaultParallel,
+			"with --shared: zones this process claims and crawls at once, on its one socket and within its one --rate; faster with many small zones, but a process that dies leaves that many half crawled"),
+		overlap: c.fs.Bool("overlap", false,
+			"with --shared: claim the next zone as soon as the current zone's crawl has only its last timeouts to wait for, and let that crawl end beside the next"),
 	}
 }
 
@@ -38,8 +45,10 @@ func (c *cli) addSharedFlags() sharedFlags {
 // the flags say; set lists the flags that do not combine with it.
 func (f sharedFlags) check(dbPath string, set map[string]bool) error {
 	if *f.name == "" {
-		if *f.bits != 0 {
-			return usagef("--zones-bits needs --shared")
+		for _, name := range []string{"zones-bits", "lease", "parallel", "overlap"} {
+			if set[name] {
+				return usagef("--%s needs --shared", name)
+			}
 		}
 		return nil
 	}
@@ -50,6 +59,8 @@ func (f sharedFlags) check(dbPath string, set map[string]bool) error {
 		return usagef("--zones-bits %d out of range: want 1 to %d (0: the crawl's own)", *f.bits, shard.MaxBits)
 	case *f.lease <= 0:
 		return usagef("--lease must be positive")
+	case *f.parallel < 1:
+		return usagef("--parallel %d: want at least 1 zone at a time", *f.parallel)
 	}
 	for _, name := range []string{"zone", "continuous", "every", "count", "respond", "duration"} {
 		if set[name] {
@@ -113,7 +124,7 @@ func (c *cli) sharedCrawl(ctx context.Context, f sharedFlags, dbPath, listen str
 	host, _ := os.Hostname()
 	vantage := conn.LocalAddr().String()
 	start := time.Now()
-	sh, err := shard.Open(ctx, shard.Config{URL: dbPath, Name: *f.name, Bits: *f.bits, Lease: *f.lease, Store: d,
+	sh, err := shard.Open(ctx, shard.Config{URL: dbPath, Name: *f.name, Bits: *f.bits, Lease: *f.lease, Parallel: *f.parallel, Overlap: *f.overlap, Store: d,
 		Crawler: cfg, Host: host, Info: info, Logger: c.log, Progress: func(e shard.Event) { c.sharedProgress(e) }})
 	if err != nil {
 		conn.Close()
