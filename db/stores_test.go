@@ -421,3 +421,88 @@ func TestPostgresConcurrentWriters(t *testing.T) {
 		}
 	}
 }
+
+// TestPostgresDeadlockRetried: a batch that PostgreSQL aborts to break a
+// deadlock is written again, and nothing of it is lost or counted twice.
+// Another session holds the batch's infohash row and then asks for its
+// node row, which the batch's transaction took first (nodes are folded
+// before infohashes): the server aborts the batch's transaction, the one
+// that has waited longest, and the writer tries the batch again once the
+// other session commits.
+func TestPostgresDeadlockRetried(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.Database(t)
+	d := openDSN(t, dsn, Options{})
+	ih := id(99)
+	sighting := observe.Sighting{Node: ni(1, "198.51.100.1:6881"), Time: at(10), Source: observe.SourceQuery,
+		Method: krpc.MethodGetPeers, Infohash: ih}
+	d.Observe(sighting)
+	if err := d.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	other, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close(ctx)
+	tx, err := other.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	var otherPID int
+	for _, q := range []string{
+		// This session must not be the one that detects the deadlock.
+		"SET LOCAL deadlock_timeout = '10min'",
+		"UPDATE infohashes SET via_sample = via_sample",
+	} {
+		if _, err := tx.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	if err := tx.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&otherPID); err != nil {
+		t.Fatal(err)
+	}
+
+	sighting.Time = at(20)
+	d.Observe(sighting)
+	flushed := make(chan error, 1)
+	go func() { flushed <- d.Flush(ctx) }()
+	// The writer now holds the node's row and waits for the infohash's.
+	deadline := time.Now().Add(hangGuard)
+	for {
+		var waiting int
+		if err := other.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE pid <> $1 AND wait_event_type = 'Lock'",
+			otherPID).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the writer never waited for the infohash's row")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Returns once the server has aborted the writer's transaction.
+	if _, err := tx.Exec(ctx, "UPDATE nodes SET times_seen = times_seen"); err != nil {
+		t.Fatalf("the other session's update: %v", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-flushed; err != nil {
+		t.Fatalf("flush after the deadlock: %v", err)
+	}
+	q := d.SQL()
+	if n := count(t, q, "SELECT times_seen FROM nodes"); n != 2 {
+		t.Errorf("node seen %d times, want 2", n)
+	}
+	if n := count(t, q, "SELECT via_get_peers FROM infohashes"); n != 2 {
+		t.Errorf("infohash counted %d times, want 2", n)
+	}
+	if st := d.Stats(); st.Lost != 0 || st.Errors != 0 {
+		t.Errorf("stats %+v: the batch was not written again", st)
+	}
+}
