@@ -143,82 +143,88 @@ func lookupAccuracy(t *testing.T, tn *testNet, trials int, seed uint64) (exact i
 	return exact, queries
 }
 
+// lossPhases are the conditions the 500-node tests measure one network
+// under, in turn: building a network of that size is most of their cost
+// under the race detector, so it is built once per test.
+var lossPhases = []struct {
+	name string
+	loss float64
+}{{"no loss", 0}, {"5% loss", 0.05}}
+
 // TestLookupFindsTrueClosest: on 500 nodes, find_node lookups return
 // exactly the 8 closest nodes in at least 99% of trials, with no loss and
 // with 5% loss.
 func TestLookupFindsTrueClosest(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		loss float64
-	}{{"no loss", 0}, {"5% loss", 0.05}} {
-		t.Run(tc.name, func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
-				tn := newTestNet(t, 500, simnet.Config{Seed: 42, Latency: 20 * time.Millisecond, Loss: tc.loss}, nil)
-				const trials = 200
-				exact, queries := lookupAccuracy(t, tn, trials, 9)
-				t.Logf("%s: %d/%d lookups exact, %.1f queries per lookup", tc.name, exact, trials, float64(queries)/trials)
-				if exact*100 < trials*99 {
-					t.Errorf("%d/%d lookups found the true 8 closest nodes, want at least 99%%", exact, trials)
-				}
-			})
-		})
-	}
+	synctest.Test(t, func(t *testing.T) {
+		const latency = 20 * time.Millisecond
+		tn := newTestNet(t, 500, simnet.Config{Seed: 42, Latency: latency}, nil)
+		for p, ph := range lossPhases {
+			if err := tn.sim.SetConditions(latency, 0, ph.loss); err != nil {
+				t.Fatal(err)
+			}
+			const trials = 200
+			exact, queries := lookupAccuracy(t, tn, trials, 9+uint64(p)) // new lookups, not the last phase's again
+			t.Logf("%s: %d/%d lookups exact, %.1f queries per lookup", ph.name, exact, trials, float64(queries)/trials)
+			if exact*100 < trials*99 {
+				t.Errorf("%s: %d/%d lookups found the true 8 closest nodes, want at least 99%%", ph.name, exact, trials)
+			}
+		}
+	})
 }
 
 // TestAnnounceThenGetPeers: a peer announced by one node is found by
 // get_peers from another, with and without loss, in both API styles.
 func TestAnnounceThenGetPeers(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		loss float64
-	}{{"no loss", 0}, {"5% loss", 0.05}} {
-		t.Run(tc.name, func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
-				tn := newTestNet(t, 500, simnet.Config{Seed: 5, Latency: 20 * time.Millisecond, Loss: tc.loss}, nil)
-				ctx := context.Background()
-				r := rand.New(rand.NewPCG(3, 4))
-				for trial := range 20 {
-					ih := krpc.RandomID()
-					announcer := tn.nodes[r.IntN(len(tn.nodes))]
-					port := 10000 + trial
-					ar, err := announcer.Announce(ctx, ih, port)
-					if err != nil {
-						t.Fatalf("Announce: %v", err)
-					}
-					if len(ar.AnnouncedTo) == 0 {
-						t.Fatal("announced to no node")
-					}
-					want := netip.AddrPortFrom(announcer.Addr().Addr(), uint16(port))
-					seeker := tn.nodes[r.IntN(len(tn.nodes))]
-					if trial%2 == 0 {
-						res, err := seeker.GetPeers(ctx, ih)
-						if err != nil {
-							t.Fatalf("GetPeers: %v", err)
-						}
-						if !slices.Contains(res.Peers, want) {
-							t.Errorf("trial %d: get_peers found %v, want %v (announced to %d nodes)", trial, res.Peers, want, len(ar.AnnouncedTo))
-						}
-						continue
-					}
-					// Callback style: peers stream in before completion.
-					var streamed []netip.AddrPort
-					done := make(chan lightdht.GetPeersResult, 1)
-					seeker.GetPeersAsync(ctx, ih, func(ps []netip.AddrPort) {
-						streamed = append(streamed, ps...)
-					}, func(res lightdht.GetPeersResult, err error) {
-						if err != nil {
-							t.Errorf("GetPeersAsync: %v", err)
-						}
-						done <- res
-					})
-					res := <-done
-					if !slices.Contains(streamed, want) || !slices.Equal(streamed, res.Peers) {
-						t.Errorf("trial %d: streamed %v, final %v, want %v in both", trial, streamed, res.Peers, want)
-					}
+	synctest.Test(t, func(t *testing.T) {
+		const latency = 20 * time.Millisecond
+		tn := newTestNet(t, 500, simnet.Config{Seed: 5, Latency: latency}, nil)
+		ctx := context.Background()
+		for p, ph := range lossPhases {
+			if err := tn.sim.SetConditions(latency, 0, ph.loss); err != nil {
+				t.Fatal(err)
+			}
+			r := rand.New(rand.NewPCG(3, 4+uint64(p)))
+			for trial := range 20 {
+				ih := krpc.RandomID()
+				announcer := tn.nodes[r.IntN(len(tn.nodes))]
+				port := 10000 + 100*p + trial
+				ar, err := announcer.Announce(ctx, ih, port)
+				if err != nil {
+					t.Fatalf("%s: Announce: %v", ph.name, err)
 				}
-			})
-		})
-	}
+				if len(ar.AnnouncedTo) == 0 {
+					t.Fatalf("%s: announced to no node", ph.name)
+				}
+				want := netip.AddrPortFrom(announcer.Addr().Addr(), uint16(port))
+				seeker := tn.nodes[r.IntN(len(tn.nodes))]
+				if trial%2 == 0 {
+					res, err := seeker.GetPeers(ctx, ih)
+					if err != nil {
+						t.Fatalf("%s: GetPeers: %v", ph.name, err)
+					}
+					if !slices.Contains(res.Peers, want) {
+						t.Errorf("%s, trial %d: get_peers found %v, want %v (announced to %d nodes)", ph.name, trial, res.Peers, want, len(ar.AnnouncedTo))
+					}
+					continue
+				}
+				// Callback style: peers stream in before completion.
+				var streamed []netip.AddrPort
+				done := make(chan lightdht.GetPeersResult, 1)
+				seeker.GetPeersAsync(ctx, ih, func(ps []netip.AddrPort) {
+					streamed = append(streamed, ps...)
+				}, func(res lightdht.GetPeersResult, err error) {
+					if err != nil {
+						t.Errorf("%s: GetPeersAsync: %v", ph.name, err)
+					}
+					done <- res
+				})
+				res := <-done
+				if !slices.Contains(streamed, want) || !slices.Equal(streamed, res.Peers) {
+					t.Errorf("%s, trial %d: streamed %v, final %v, want %v in both", ph.name, trial, streamed, res.Peers, want)
+				}
+			}
+		}
+	})
 }
 
 // TestObserverSeesEverything checks the observer hook reports replies,
