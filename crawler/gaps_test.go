@@ -62,7 +62,7 @@ func gapCrawler(t *testing.T, prefixes []string) (*Crawler, *simnet.Network) {
 	for i, p := range prefixes {
 		a := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 3, byte(i / 250), byte(i%250 + 1)}), 6881)
 		c.nodes = append(c.nodes, node{id: gapID(p), key: keyOf(a), state: stReplied, replied: true, listed: true, queried: true})
-		c.index.put(keyOf(a), int32(i))
+		c.index[keyOf(a)] = int32(i)
 	}
 	c.res.Discovered, c.res.Replied, c.res.Queries = len(prefixes), len(prefixes), len(prefixes)
 	return c, sim
@@ -123,7 +123,7 @@ func TestFillGapsEmptyRegion(t *testing.T) {
 			if err := krpc.Unmarshal(buf[:n], &q); err != nil {
 				t.Fatal(err)
 			}
-			idx, _ := c.index.get(keyOf(l.AddrPort()))
+			idx := c.index[keyOf(l.AddrPort())]
 			if q.Q != krpc.MethodFindNode || q.A.Target != c.gapTarget[idx] {
 				t.Errorf("asker got %s for %v, want find_node for %v", q.Q, q.A.Target, c.gapTarget[idx])
 			}

@@ -1,7 +1,6 @@
 package crawler
 
 import (
-	"net/netip"
 	"slices"
 	"testing"
 
@@ -39,33 +38,5 @@ func TestInIDOrder(t *testing.T) {
 				t.Fatalf("position %d: %v, want %v", i, c.nodes[got[i]].id, c.nodes[want[i]].id)
 			}
 		}
-	}
-}
-
-// TestAddrIndex: IPv4 and IPv6 addresses, and ports, keep their own
-// entries; an IPv4-mapped IPv6 address is the IPv4 one (keyOf).
-func TestAddrIndex(t *testing.T) {
-	x := newAddrIndex()
-	addrs := []string{"1.2.3.4:6881", "1.2.3.4:6882", "1.2.3.5:6881", "[::ffff:1.2.3.6]:1", "[2001:db8::1]:6881", "[2001:db8::1]:6882", "[::1.2.3.4]:6881", "255.255.255.255:65535", "0.0.0.1:1"}
-	for i, a := range addrs {
-		k := keyOf(netip.MustParseAddrPort(a))
-		if _, ok := x.get(k); ok {
-			t.Fatalf("%s found before it was put", a)
-		}
-		x.put(k, int32(i))
-	}
-	for i, a := range addrs {
-		if got, ok := x.get(keyOf(netip.MustParseAddrPort(a))); !ok || got != int32(i) {
-			t.Errorf("%s: %d, %v; want %d", a, got, ok, i)
-		}
-		if got := keyOf(netip.MustParseAddrPort(a)).addrPort(); got != netip.MustParseAddrPort(a) && got.Addr() != netip.MustParseAddrPort(a).Addr().Unmap() {
-			t.Errorf("%s: key holds %v", a, got)
-		}
-	}
-	if got, ok := x.get(keyOf(netip.MustParseAddrPort("1.2.3.6:1"))); !ok || got != 3 {
-		t.Errorf("1.2.3.6:1 (put as IPv4-mapped): %d, %v; want 3", got, ok)
-	}
-	if len(x.v4) != 6 || len(x.v6) != 3 {
-		t.Errorf("%d IPv4 and %d IPv6 entries, want 6 and 3", len(x.v4), len(x.v6))
 	}
 }
