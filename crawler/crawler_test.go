@@ -35,7 +35,8 @@ type recorder struct {
 }
 
 func newRecorder() *recorder {
-	return &recorder{replied: map[krpc.ID]bool{}, timedOut: map[krpc.ID]bool{}, sources: map[observe.Source]int{},
+	return &recorder{replied: map[krpc.ID]bool{}, timedOut: map[krpc.ID]bool{}, timeoutsBy: map[krpc.ID][]string{},
+		lastReply: map[krpc.ID]time.Time{}, sources: map[observe.Source]int{},
 		samples: map[krpc.ID][]time.Time{}, sampleAddrs: map[krpc.ID][]netip.AddrPort{}, harvest: map[krpc.ID]bool{}}
 }
 
@@ -46,15 +47,9 @@ func (r *recorder) Observe(s observe.Sighting) {
 	switch s.Source {
 	case observe.SourceReply:
 		r.replied[s.Node.ID] = true
-		if r.lastReply == nil {
-			r.lastReply = map[krpc.ID]time.Time{}
-		}
 		r.lastReply[s.Node.ID] = s.Time
 	case observe.SourceTimeout:
 		r.timedOut[s.Node.ID] = true
-		if r.timeoutsBy == nil {
-			r.timeoutsBy = map[krpc.ID][]string{}
-		}
 		r.timeoutsBy[s.Node.ID] = append(r.timeoutsBy[s.Node.ID], s.Method)
 	}
 }
@@ -363,36 +358,50 @@ func TestHarvestInfohashes(t *testing.T) {
 	})
 }
 
+// runContinuous runs, in a synctest bubble, a continuous infohash crawl
+// (revisits every minute) of a network of size lightdht nodes with a
+// 3-minute BEP 51 interval for d, and returns the network, what the crawl
+// recorded, its result and when it stopped. setup, if set, runs before
+// the crawl with the crawler's address.
+//
+// The nodes have the plain table: with the extended one (the node's
+// default) and no maintenance, the crawl of a 40-node network missed
+// some nodes in 2 of 60 runs (replies list only nodes that have
+// answered, and the far buckets hold the whole network). The tests that
+// use it are about revisits, not coverage.
+func runContinuous(t *testing.T, sim *simnet.Network, size int, d time.Duration, setup func(dn *dhtNet, crawlerAddr netip.AddrPort)) (*dhtNet, *recorder, crawler.Result, time.Time) {
+	t.Helper()
+	dn := newDHTNet(t, sim, loopbackAddrs(size), func(c *lightdht.Config) {
+		c.SampleInterval = 3 * time.Minute
+		c.PlainTable = true
+	})
+	conn, _ := sim.NewConn4()
+	if setup != nil {
+		setup(dn, conn.AddrPort())
+	}
+	rec := newRecorder()
+	c, err := crawler.New(crawler.Config{Conn: conn, Bootstrap: dn.addrs[:1], TestNet: true, Rate: 1000, Timeout: time.Second,
+		Infohashes: true, Continuous: true, Revisit: time.Minute, Recorder: rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	res, err := c.Run(ctx)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("continuous crawl ended with %v, want the context's deadline", err)
+	}
+	return dn, rec, res, start.Add(d)
+}
+
 // TestContinuousRevisits: in continuous mode every node is asked again
 // each Revisit, never before its BEP 51 interval, until the context ends
 // (how many times depends on when a node was first found).
 func TestContinuousRevisits(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		sim := newSim(t, simnet.Config{Seed: 2, Latency: 5 * time.Millisecond})
-		// The plain table: with the extended one (the node's default)
-		// and no maintenance, the crawl of this 40-node network missed
-		// some nodes in 2 of 60 runs (replies list only nodes that have
-		// answered, and the far buckets hold the whole network). This
-		// test is about revisits, not coverage.
-		dn := newDHTNet(t, sim, loopbackAddrs(40), func(c *lightdht.Config) {
-			c.SampleInterval = 3 * time.Minute
-			c.PlainTable = true
-		})
-		conn, _ := sim.NewConn4()
-		rec := newRecorder()
-		c, err := crawler.New(crawler.Config{Conn: conn, Bootstrap: dn.addrs[:1], TestNet: true, Rate: 1000, Timeout: time.Second,
-			Infohashes: true, Continuous: true, Revisit: time.Minute, Recorder: rec})
-		if err != nil {
-			t.Fatal(err)
-		}
-		start := time.Now()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute+30*time.Second)
-		defer cancel()
-		res, err := c.Run(ctx)
-		if !errors.Is(err, context.DeadlineExceeded) {
-			t.Fatalf("continuous crawl ended with %v, want the context's deadline", err)
-		}
-		end := start.Add(10*time.Minute + 30*time.Second)
+		dn, rec, res, end := runContinuous(t, sim, 40, 10*time.Minute+30*time.Second, nil)
 		rec.mu.Lock()
 		defer rec.mu.Unlock()
 		for id, times := range rec.samples {
@@ -439,31 +448,16 @@ func TestContinuousLostSample(t *testing.T) {
 func continuousLostSample(t *testing.T, drop []int) {
 	synctest.Test(t, func(t *testing.T) {
 		sim := newSim(t, simnet.Config{Seed: 3, Latency: 5 * time.Millisecond})
-		dn := newDHTNet(t, sim, loopbackAddrs(20), func(c *lightdht.Config) {
-			c.SampleInterval = 3 * time.Minute
-			c.PlainTable = true
-		})
-		conn, _ := sim.NewConn4()
-		me, victim := netip.MustParseAddrPort(conn.LocalAddr().String()), dn.addrs[7]
 		var sent atomic.Int64
-		sim.SetLinkFilter(func(from, to netip.AddrPort) bool {
-			// The crawler's first packet to the victim is its sample (a
-			// node found in a reply, its ID known, is asked for one first).
-			return from != me || to != victim || !slices.Contains(drop, int(sent.Add(1)))
+		dn, rec, _, end := runContinuous(t, sim, 20, 8*time.Minute, func(dn *dhtNet, me netip.AddrPort) {
+			victim := dn.addrs[7]
+			sim.SetLinkFilter(func(from, to netip.AddrPort) bool {
+				// The crawler's first packet to the victim is its sample
+				// (a node found in a reply, its ID known, is asked for
+				// one first).
+				return from != me || to != victim || !slices.Contains(drop, int(sent.Add(1)))
+			})
 		})
-		rec := newRecorder()
-		c, err := crawler.New(crawler.Config{Conn: conn, Bootstrap: dn.addrs[:1], TestNet: true, Rate: 1000, Timeout: time.Second,
-			Infohashes: true, Continuous: true, Revisit: time.Minute, Recorder: rec})
-		if err != nil {
-			t.Fatal(err)
-		}
-		start := time.Now()
-		ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
-		defer cancel()
-		if _, err := c.Run(ctx); !errors.Is(err, context.DeadlineExceeded) {
-			t.Fatalf("continuous crawl ended with %v, want the context's deadline", err)
-		}
-		end := start.Add(8 * time.Minute)
 		rec.mu.Lock()
 		defer rec.mu.Unlock()
 		id := dn.nodes[7].ID()

@@ -105,8 +105,9 @@ func (c *Crawler) discover(ni krpc.NodeInfo, bootstrap bool) (int32, bool) {
 //
 // The sort compares the IDs' first 64 bits, copied beside the indexes,
 // and reads the nodes only to break a tie: comparing through the node
-// table itself missed the cache on nearly every comparison of a
-// million-node crawl, and was a fifth of the crawler's CPU time.
+// table itself misses the cache on most comparisons of a large crawl
+// (in BenchmarkCrawl1M's profile, 0.96 s for the sorts before, 0.55 s
+// after).
 func (c *Crawler) inIDOrder(keep func(n *node) bool) []int32 {
 	type keyed struct {
 		hi  uint64 // the ID's first 64 bits

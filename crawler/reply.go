@@ -40,14 +40,15 @@ func (c *Crawler) handle(r result) {
 		// two samples within its interval, so it is not asked again.
 		n.bep51 = bep51Silent
 		c.san.sampleOther++
-		switch {
-		case c.cfg.Continuous && c.resamplePays(r.resp.RTT):
-			// The next round asks for the sample once more: one lost
-			// packet must not end the node's BEP 51 record for the
-			// rest of a crawl that may run for days.
-			n.bep51 = bep51Resample
-		case !c.cfg.Continuous:
-			resample = c.resamplePays(r.resp.RTT)
+		if c.resamplePays(r.resp.RTT) {
+			if c.cfg.Continuous {
+				// Its next round asks for the sample once more: one
+				// lost packet must not end the node's BEP 51 record for
+				// the rest of a crawl that may run for days.
+				n.bep51 = bep51Resample
+			} else {
+				resample = true
+			}
 		}
 	} else if n.bep51 == bep51Resample && r.method == krpc.MethodSampleInfohashes {
 		c.resampled.done++
