@@ -15,11 +15,12 @@ const (
 	gapAsk     = 3              // replied nodes asked about each suspect region
 )
 
-// gapKey names a region of the ID space: its prefix (the bits past depth
-// are zero) and depth.
+// gapKey names a region of the ID space, its prefix (the bits past depth
+// are zero) and depth, as asked about in one island.
 type gapKey struct {
 	prefix krpc.ID
 	depth  uint8
+	island int32 // the root of the island it was asked about in
 }
 
 // fillGaps asks about the regions of the ID space (subtrees of the ID
@@ -39,37 +40,57 @@ type gapKey struct {
 // the region is one whole bucket of theirs. So for each suspect region the
 // gapAsk replied nodes closest to a random ID inside it are asked for the
 // nodes nearest that ID. A region once asked about is not asked about
-// again. In a zone crawl only regions of the zone count. fillGaps stays
-// within the second pass's budget and reports whether it queued any query.
+// again. In a zone crawl only regions of the zone count.
+//
+// Each group of nodes joined by listings (island) is judged on its own: a
+// node of one network never lists a node of another, so where two
+// networks are crawled together the nodes of one would hide the gaps of
+// the other. fillGaps stays within the second pass's budget and reports
+// whether it queued any query.
 func (c *Crawler) fillGaps() bool {
 	budget := c.passBudget()
 	if budget < gapAsk {
-		return false
-	}
-	z := c.cfg.Zone
-	all := c.inIDOrder(func(n *node) bool { return n.replied })
-	zone := all
-	if z.Bits > 0 {
-		zone = slices.DeleteFunc(slices.Clone(all), func(i int32) bool { return !z.contains(c.nodes[i].id) })
-	}
-	if len(zone) < 2*gapSibling {
 		return false
 	}
 	if c.gapTarget == nil {
 		c.gapTarget = map[int32]krpc.ID{}
 		c.gapProbed = map[gapKey]struct{}{}
 	}
-	g := gapScan{c: c, all: all, budget: budget,
-		expectDepth: z.Bits + bits.Len(uint(len(zone)/gapExpect)) - 1}
-	g.walk(zone, z.Bits)
-	return g.queued > 0
+	z := c.cfg.Zone
+	replied := c.inIDOrder(func(n *node) bool { return n.replied })
+	groups := map[int32][]int32{} // island root -> its replied nodes, in ID order
+	var roots []int32
+	for _, i := range replied {
+		r := c.island(i)
+		if _, ok := groups[r]; !ok {
+			roots = append(roots, r)
+		}
+		groups[r] = append(groups[r], i)
+	}
+	queued := 0
+	for _, r := range roots {
+		all := groups[r]
+		zone := all
+		if z.Bits > 0 {
+			zone = slices.DeleteFunc(slices.Clone(all), func(i int32) bool { return !z.contains(c.nodes[i].id) })
+		}
+		if len(zone) <= gapSibling {
+			continue // too few to tell a gap from chance
+		}
+		g := gapScan{c: c, all: all, island: r, budget: budget - queued,
+			expectDepth: z.Bits + bits.Len(uint(len(zone)/gapExpect)) - 1}
+		g.walk(zone, z.Bits)
+		queued += g.queued
+	}
+	return queued > 0
 }
 
 // gapScan is one fillGaps search for suspect regions. It lives for one
 // call of fillGaps, on the event loop.
 type gapScan struct {
 	c           *Crawler
-	all         []int32 // the replied nodes, in ID order
+	all         []int32 // the replied nodes of the island, in ID order
+	island      int32   // the island's root
 	expectDepth int     // regions down to this depth are expected to hold gapExpect nodes
 	budget      int     // queries the scan may queue
 	queued      int     // queries it has queued
@@ -104,6 +125,7 @@ func (g *gapScan) probe(id krpc.ID, d int) {
 	c := g.c
 	t := krpc.RandomIDAtDepth(id, d)
 	key := regionOf(t, d+1)
+	key.island = g.island
 	if _, done := c.gapProbed[key]; done || g.queued+gapAsk > g.budget {
 		return
 	}

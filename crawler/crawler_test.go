@@ -3,6 +3,7 @@ package crawler_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"slices"
 	"sync"
@@ -574,5 +575,65 @@ func TestReceiveBuffer(t *testing.T) {
 	}
 	if st := sim.Stats(); st.DroppedQueueFull != 0 || st.Delivered != 1000 {
 		t.Errorf("%d of 1,000 packets delivered, %d dropped on a full queue", st.Delivered, st.DroppedQueueFull)
+	}
+}
+
+// TestCrawlTwoNetworks crawls two separate networks together, laid out so
+// that each hides the other's gaps: 10 of the first network's 12 nodes
+// lie in half 0 of the ID space and 2 in half 1, so that the 2 are no
+// other node's nearest neighbours and are listed only by replies about
+// farther buckets; the second network's 8 nodes fill both halves. Judged
+// as one network, half 1 is covered; judged by the nodes each network's
+// replies join (its island), it has a gap beside 10 nodes, and asking
+// those about it finds the 2. Every node of both is found in every run.
+func TestCrawlTwoNetworks(t *testing.T) {
+	half := func(bit byte) krpc.ID {
+		var p krpc.ID
+		p[0] = bit << 7
+		return krpc.RandomIDWithPrefix(p, 1)
+	}
+	for run := range 10 {
+		t.Run(fmt.Sprint(run), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				sim := newSim(t, simnet.Config{Seed: int64(run + 1), Latency: 10 * time.Millisecond})
+				a := make([]netip.AddrPort, 12)
+				b := make([]netip.AddrPort, 8)
+				for i := range a {
+					a[i] = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 2, 0, byte(i + 1)}), 6881)
+				}
+				for i := range b {
+					b[i] = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 5, 0, byte(i + 1)}), 6881)
+				}
+				i := 0
+				netA := newDHTNet(t, sim, a, func(c *lightdht.Config) {
+					c.ID = half(byte(i / 10))
+					i++
+				})
+				j := 0
+				netB := newDHTNet(t, sim, b, func(c *lightdht.Config) {
+					c.ID = half(byte(j % 2))
+					j++
+				})
+				conn, _ := sim.NewConn4()
+				rec := newRecorder()
+				c, err := crawler.New(crawler.Config{Conn: conn, Bootstrap: []netip.AddrPort{a[0], b[0]}, TestNet: true,
+					Rate: 1000, Timeout: time.Second, Recorder: rec})
+				if err != nil {
+					t.Fatal(err)
+				}
+				res, err := c.Run(context.Background())
+				if err != nil {
+					t.Fatalf("Run: %v", err)
+				}
+				for _, n := range append(netA.nodes, netB.nodes...) {
+					if !rec.replied[n.ID()] {
+						t.Errorf("node %v %v not recorded as replied", n.Addr(), n.ID())
+					}
+				}
+				if res.Replied != 20 {
+					t.Errorf("%d nodes replied, want 20", res.Replied)
+				}
+			})
+		})
 	}
 }

@@ -42,7 +42,8 @@ func bits3(i int) string {
 
 // gapCrawler returns a crawler on a new in-memory network, and the
 // network, whose crawl has found one replied node for each of the given ID
-// prefixes, at 127.3.x.y:6881, with as many queries sent as nodes.
+// prefixes, at 127.3.x.y:6881, with as many queries sent as nodes, all
+// of one island.
 func gapCrawler(t *testing.T, prefixes []string) (*Crawler, *simnet.Network) {
 	t.Helper()
 	sim, err := simnet.New(simnet.Config{})
@@ -63,6 +64,7 @@ func gapCrawler(t *testing.T, prefixes []string) (*Crawler, *simnet.Network) {
 		a := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 3, byte(i / 250), byte(i%250 + 1)}), 6881)
 		c.nodes = append(c.nodes, node{id: gapID(p), key: keyOf(a), state: stReplied, replied: true, listed: true, queried: true})
 		c.index[keyOf(a)] = int32(i)
+		c.join(0, int32(i)) // one network: listings joined them
 	}
 	c.res.Discovered, c.res.Replied, c.res.Queries = len(prefixes), len(prefixes), len(prefixes)
 	return c, sim
@@ -208,6 +210,44 @@ func TestLeastCovered(t *testing.T) {
 		}
 		if id := c.nodes[i].id; !hasPrefix(id, want) {
 			t.Errorf("candidate %d of the second pass is in %s, want %s", j, bits3(int(id[0]>>5)), want)
+		}
+	}
+}
+
+// TestFillGapsPerIsland: two networks crawled together. The 10 replied
+// nodes of one all lie in half 0 (5 under 00, 5 under 01), so its nodes of
+// half 1, if any, are listed as no one's nearest neighbours; the 8 of the
+// other lie in both halves and fill half 1 with nodes that cannot list
+// the first network's. Judged as one, half 1 is not empty; judged by
+// island, it is, beside 10 nodes: 3 nodes of the first network are asked
+// about it, and none of the second.
+func TestFillGapsPerIsland(t *testing.T) {
+	var prefixes []string
+	for j := range 10 {
+		prefixes = append(prefixes, []string{"00", "01"}[j%2])
+	}
+	for j := range 8 {
+		prefixes = append(prefixes, []string{"0", "1"}[j%2])
+	}
+	c, _ := gapCrawler(t, prefixes)
+	for i := range c.nodes {
+		c.nodes[i].link = 0
+	}
+	for i := 1; i < len(prefixes); i++ {
+		c.join(int32(min(i, 10)/10*10), int32(i)) // 0-9 to node 0, 10-17 to node 10
+	}
+	if c.island(9) != c.island(0) || c.island(17) != c.island(10) || c.island(0) == c.island(10) {
+		t.Fatalf("islands: %d %d %d %d", c.island(0), c.island(9), c.island(10), c.island(17))
+	}
+	if !c.fillGaps() {
+		t.Fatal("fillGaps queued nothing")
+	}
+	if len(c.gapTarget) != gapAsk {
+		t.Errorf("%d nodes asked, want %d", len(c.gapTarget), gapAsk)
+	}
+	for i, target := range c.gapTarget {
+		if i >= 10 || !hasPrefix(target, "1") {
+			t.Errorf("node %d (%v) asked about %v, want nodes 0-9 asked about half 1", i, c.nodes[i].id, target)
 		}
 	}
 }

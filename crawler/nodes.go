@@ -60,6 +60,11 @@ type node struct {
 	probe                      bool             // queried to test its introducer's implausible reply
 	probing                    bool             // one of its contacts is such a probe
 	cleared                    bool             // its probe answered: its replies are not judged implausible again
+
+	// link joins the node to the nodes whose replies listed it, or that
+	// it listed, as a union-find forest: one plus the index of its parent,
+	// 0 for a root (see island).
+	link int32
 }
 
 // discover records a node seen at ni.Addr (ID possibly unknown) and queues
@@ -142,4 +147,36 @@ func (c *Crawler) closestReplied(byID []int32, target krpc.ID, k int) []int32 {
 		return c.nodes[a].id.Xor(target).Cmp(c.nodes[b].id.Xor(target))
 	})
 	return window[:min(k, len(window))]
+}
+
+// island returns the root of the group of nodes that node i is joined to
+// by listings (one node listing another joins them), halving the path on
+// the way. Nodes of one network end up in one group; separate networks
+// crawled together (test networks, or islands that no node bridges) stay
+// apart, and the coverage checks judge each on its own (fillGaps).
+func (c *Crawler) island(i int32) int32 {
+	for {
+		p := c.nodes[i].link - 1
+		if p < 0 {
+			return i
+		}
+		gp := c.nodes[p].link - 1
+		if gp < 0 {
+			return p
+		}
+		c.nodes[i].link = gp + 1
+		i = gp
+	}
+}
+
+// join puts nodes a and b in one group (see island).
+func (c *Crawler) join(a, b int32) {
+	ra, rb := c.island(a), c.island(b)
+	if ra == rb {
+		return
+	}
+	if ra > rb {
+		ra, rb = rb, ra
+	}
+	c.nodes[rb].link = ra + 1
 }

@@ -252,6 +252,9 @@ func (c *Crawler) listed(r result, me krpc.NodeInfo, now time.Time) {
 	for _, ni := range nodes {
 		c.record(observe.Sighting{Node: ni, Time: now, Source: observe.SourceReported, Method: r.method, Reporter: me, SecureID: secure(ni)})
 		idx, isNew := c.discover(ni, false)
+		if idx >= 0 {
+			c.join(r.idx, idx)
+		}
 		switch {
 		case isNew:
 			m := &c.nodes[idx]

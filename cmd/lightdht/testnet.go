@@ -158,6 +158,9 @@ func testnetCmd(c *cli) func(context.Context, []string) error {
 			}
 			jwg.Wait()
 		}
+		if missing := settleTestnet(ctx, c.log, all, table.DefaultK, settleRounds); missing > 0 && ctx.Err() == nil {
+			c.log.Warn().Int("links", missing).Msg("test network: some nodes still lack nearest neighbours in their tables; crawls and lookups may miss nodes")
+		}
 		if ctx.Err() != nil {
 			return nil
 		}
