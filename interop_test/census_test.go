@@ -69,7 +69,7 @@ func TestMixedClientsCensus(t *testing.T) {
 
 	census := &versionCensus{ver: map[netip.AddrPort]string{}}
 	res := crawlClients(t, "127.37.2.1", nodes[0].Addr(), crawler.Config{
-		Recorder: census, Idle: 3 * time.Second, PerIPInterval: 50 * time.Millisecond})
+		Recorder: census, Idle: time.Minute, PerIPInterval: 50 * time.Millisecond})
 	census.mu.Lock()
 	defer census.mu.Unlock()
 	counts := map[string]int{}

@@ -3,6 +3,7 @@ package shard_test
 import (
 	"bufio"
 	"bytes"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -322,7 +323,7 @@ func TestSharedCrawlProcesses(t *testing.T) {
 	for _, n := range tn.Nodes {
 		if !answered[n.ID+" "+n.Addr] {
 			missing++
-			t.Logf("test node %s %s not found answering", n.ID, n.Addr)
+			t.Logf("test node %s %s not found answering; its visits: %s", n.ID, n.Addr, visitsOf(t, q, run, n.ID))
 		}
 	}
 	// As in a crawl by one process, a node that few tables hold may be
@@ -339,4 +340,30 @@ func TestSharedCrawlProcesses(t *testing.T) {
 	if err := q.QueryRow("SELECT count(DISTINCT vantage) FROM visits WHERE crawl = $1", run).Scan(&vantages); err != nil || vantages < 3 {
 		t.Errorf("visits name %d vantages (%v), want at least the 3 live crawlers'", vantages, err)
 	}
+}
+
+// visitsOf describes the visits of the crawl to the node with this ID,
+// for a failure message: outcome, skip reason and vantage of each.
+func visitsOf(t *testing.T, q *sql.DB, run int64, id string) string {
+	t.Helper()
+	rows, err := q.Query(`SELECT o.name, coalesce(s.name, ''), coalesce(va.address, '?') FROM visits v
+		JOIN nodes n ON n.ref = v.node JOIN visit_outcomes o ON o.outcome = v.outcome
+		LEFT JOIN visit_skips s ON s.skipped = v.skipped LEFT JOIN vantages va ON va.ref = v.vantage
+		WHERE v.crawl = $1 AND n.id = $2 ORDER BY v.time`, run, id)
+	if err != nil {
+		return err.Error()
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var outcome, skipped, vantage string
+		if err := rows.Scan(&outcome, &skipped, &vantage); err != nil {
+			return err.Error()
+		}
+		out = append(out, fmt.Sprintf("%s %s from %s", outcome, skipped, vantage))
+	}
+	if len(out) == 0 {
+		return "none"
+	}
+	return strings.Join(out, "; ")
 }
