@@ -48,6 +48,7 @@ type node struct {
 	retry         bool         // the next query to it resends one that timed out
 	inZone        bool         // its ID lies in Config.Zone
 	skip          observe.Skip // why it is stSkipped
+	link          int32        // 1 + its parent's index in the forest of listings (see island), 0 for a root; here it fills padding
 	next          int64        // Unix nanoseconds before which it is not asked again (BEP 51 interval, revisits)
 	num, interval uint32       // the last BEP 51 reply's num and interval
 	round         round        // what it did in its current round, for its visit (visits.go)
@@ -60,11 +61,6 @@ type node struct {
 	probe                      bool             // queried to test its introducer's implausible reply
 	probing                    bool             // one of its contacts is such a probe
 	cleared                    bool             // its probe answered: its replies are not judged implausible again
-
-	// link joins the node to the nodes whose replies listed it, or that
-	// it listed, as a union-find forest: one plus the index of its parent,
-	// 0 for a root (see island).
-	link int32
 }
 
 // discover records a node seen at ni.Addr (ID possibly unknown) and queues
