@@ -80,12 +80,17 @@ func TestMixedClientsCensus(t *testing.T) {
 	}
 	t.Logf("crawl: %d replied; clients by version: %v", res.Replied, counts)
 	if counts["LD"] != len(nodes) || counts["LT"] != 1 || counts["A2"] != 1 {
-		t.Errorf("census %v, want %d LD, 1 LT and 1 A2", counts, len(nodes))
+		t.Errorf("census %v, want %d LD, 1 LT and 1 A2; versions by address: %q; crawl %+v", counts, len(nodes), census.ver, res)
 	}
-	if v := census.ver[lt.addr]; !strings.HasPrefix(v, "LT") {
-		t.Errorf("libtorrent at %v replied with version %q", lt.addr, v)
-	}
-	if v := census.ver[aria]; !strings.HasPrefix(v, "A2") {
-		t.Errorf("aria2 at %v replied with version %q", aria, v)
+	for _, c := range []struct {
+		name, prefix string
+		addr         netip.AddrPort
+	}{{"libtorrent", "LT", lt.addr}, {"aria2", "A2", aria}} {
+		switch v, ok := census.ver[c.addr]; {
+		case !ok:
+			t.Errorf("%s at %v never replied to the crawl", c.name, c.addr)
+		case !strings.HasPrefix(v, c.prefix):
+			t.Errorf("%s at %v replied with version %q", c.name, c.addr, v)
+		}
 	}
 }

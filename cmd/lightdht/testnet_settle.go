@@ -26,7 +26,11 @@ const settleRounds = 5
 // (node, neighbour) pairs still missing after the last round, and logs
 // at debug level how many each round found.
 func settleTestnet(ctx context.Context, log zerolog.Logger, all []*lightdht.Node, k, rounds int) int {
-	near := trueNeighbours(all, k)
+	ids := make([]krpc.ID, len(all))
+	for i, n := range all {
+		ids[i] = n.ID()
+	}
+	near := trueNeighbours(ids, k)
 	type pair struct{ from, to *lightdht.Node }
 	var missing []pair
 	for round := range rounds {
@@ -61,20 +65,18 @@ func settleTestnet(ctx context.Context, log zerolog.Logger, all []*lightdht.Node
 	return len(missing)
 }
 
-// trueNeighbours returns, for each node of all, the indexes of its
-// min(k, len(all)-1) nearest other nodes by XOR distance of their IDs.
-// They lie in the smallest ID prefix around the node that holds more
-// than k nodes, which the sorted IDs give by binary search, so a large
-// network costs little more than the sort.
-func trueNeighbours(all []*lightdht.Node, k int) [][]int {
+// trueNeighbours returns, for each of ids, the indexes of its
+// min(k, len(ids)-1) nearest other IDs by XOR distance. They lie in the
+// smallest ID prefix around the ID that holds more than k IDs, which the
+// sorted IDs give by binary search, so a large network costs little more
+// than the sort.
+func trueNeighbours(ids []krpc.ID, k int) [][]int {
 	if k <= 0 {
 		k = table.DefaultK
 	}
-	want := min(k, len(all)-1)
-	ids := make([]krpc.ID, len(all))
-	order := make([]int, len(all)) // indexes into all, sorted by ID
-	for i, n := range all {
-		ids[i] = n.ID()
+	want := min(k, len(ids)-1)
+	order := make([]int, len(ids)) // indexes into ids, sorted by ID
+	for i := range order {
 		order[i] = i
 	}
 	slices.SortFunc(order, func(a, b int) int { return ids[a].Cmp(ids[b]) })
@@ -93,8 +95,8 @@ func trueNeighbours(all []*lightdht.Node, k int) [][]int {
 		}
 		return first, end
 	}
-	out := make([][]int, len(all))
-	for i := range all {
+	out := make([][]int, len(ids))
+	for i := range ids {
 		if want <= 0 {
 			continue
 		}

@@ -11,36 +11,33 @@ import (
 )
 
 // TestTrueNeighbours checks the prefix search of trueNeighbours against
-// sorting every other node by distance, on networks small and large
-// enough to need several prefix lengths.
+// sorting every other ID by distance, on networks small and large enough
+// to need several prefix lengths, and on IDs that share long prefixes.
 func TestTrueNeighbours(t *testing.T) {
 	for _, n := range []int{1, 2, 5, 9, 40, 700} {
-		all := make([]*lightdht.Node, n)
-		for i := range all {
-			conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			nd, err := lightdht.New(lightdht.LocalTestNet(lightdht.Config{Conn4: conn}))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { nd.Close() })
-			all[i] = nd
-		}
-		got := trueNeighbours(all, 8)
-		for i := range all {
-			var others []int
-			for j := range all {
-				if j != i {
-					others = append(others, j)
+		for _, clustered := range []bool{false, true} {
+			ids := make([]krpc.ID, n)
+			for i := range ids {
+				ids[i] = krpc.RandomID()
+				if clustered && i%3 != 0 {
+					// Two thirds of the IDs share their first 100 bits
+					// with the first ID: deep subtrees.
+					ids[i] = krpc.RandomIDWithPrefix(ids[0], 100)
 				}
 			}
-			id := all[i].ID()
-			slices.SortFunc(others, func(a, b int) int { return all[a].ID().Xor(id).Cmp(all[b].ID().Xor(id)) })
-			want := others[:min(8, n-1)]
-			if !slices.Equal(got[i], want) {
-				t.Fatalf("%d nodes: neighbours of node %d are %v, want %v", n, i, got[i], want)
+			got := trueNeighbours(ids, 8)
+			for i := range ids {
+				var others []int
+				for j := range ids {
+					if j != i {
+						others = append(others, j)
+					}
+				}
+				slices.SortFunc(others, func(a, b int) int { return ids[a].Xor(ids[i]).Cmp(ids[b].Xor(ids[i])) })
+				want := others[:min(8, n-1)]
+				if !slices.Equal(got[i], want) {
+					t.Fatalf("%d IDs (clustered %v): neighbours of %d are %v, want %v", n, clustered, i, got[i], want)
+				}
 			}
 		}
 	}
@@ -71,7 +68,11 @@ func TestSettleTestnet(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	near := trueNeighbours(all, 8)
+	ids := make([]krpc.ID, len(all))
+	for i, nd := range all {
+		ids[i] = nd.ID()
+	}
+	near := trueNeighbours(ids, 8)
 	// A failure against an entry that replied hides it from find_node
 	// replies until it answers again.
 	from, to := all[0], all[near[0][0]]
