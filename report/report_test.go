@@ -201,6 +201,7 @@ func TestReportInChromium(t *testing.T) {
 	var (
 		mu    sync.Mutex
 		hosts []string
+		bare  int // connections closed before a request line
 	)
 	go func() {
 		for {
@@ -212,7 +213,14 @@ func TestReportInChromium(t *testing.T) {
 			line, _ := bufio.NewReader(c).ReadString('\n')
 			c.Close()
 			mu.Lock()
-			hosts = append(hosts, requestHost(line))
+			if line == "" {
+				// Chromium opens spare connections to the proxy ahead of
+				// need and closes them unused when it exits: no request,
+				// so no host, was sent on them.
+				bare++
+			} else {
+				hosts = append(hosts, requestHost(line))
+			}
 			mu.Unlock()
 		}
 	}()
@@ -275,7 +283,7 @@ func TestReportInChromium(t *testing.T) {
 		}
 		t.Errorf("the page made a network request for %q", h)
 	}
-	t.Logf("%d requests of Chromium's own services, answered by nobody", own)
+	t.Logf("%d requests of Chromium's own services, answered by nobody; %d connections closed unused", own, bare)
 }
 
 // requestHost returns the host of a proxy request line: "CONNECT
