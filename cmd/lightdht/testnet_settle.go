@@ -7,7 +7,6 @@ import (
 
 	"github.com/lightdht/lightdht"
 	"github.com/lightdht/lightdht/krpc"
-	"github.com/lightdht/lightdht/table"
 	"github.com/rs/zerolog"
 )
 
@@ -26,11 +25,7 @@ const settleRounds = 5
 // (node, neighbour) pairs still missing after the last round, and logs
 // at debug level how many each round found.
 func settleTestnet(ctx context.Context, log zerolog.Logger, all []*lightdht.Node, k, rounds int) int {
-	ids := make([]krpc.ID, len(all))
-	for i, n := range all {
-		ids[i] = n.ID()
-	}
-	near := trueNeighbours(ids, k)
+	near := trueNeighbours(nodeIDs(all), k)
 	type pair struct{ from, to *lightdht.Node }
 	var missing []pair
 	for round := range rounds {
@@ -65,15 +60,21 @@ func settleTestnet(ctx context.Context, log zerolog.Logger, all []*lightdht.Node
 	return len(missing)
 }
 
+// nodeIDs returns the IDs of nodes, in their order.
+func nodeIDs(nodes []*lightdht.Node) []krpc.ID {
+	ids := make([]krpc.ID, len(nodes))
+	for i, n := range nodes {
+		ids[i] = n.ID()
+	}
+	return ids
+}
+
 // trueNeighbours returns, for each of ids, the indexes of its
 // min(k, len(ids)-1) nearest other IDs by XOR distance. They lie in the
 // smallest ID prefix around the ID that holds more than k IDs, which the
 // sorted IDs give by binary search, so a large network costs little more
 // than the sort.
 func trueNeighbours(ids []krpc.ID, k int) [][]int {
-	if k <= 0 {
-		k = table.DefaultK
-	}
 	want := min(k, len(ids)-1)
 	order := make([]int, len(ids)) // indexes into ids, sorted by ID
 	for i := range order {

@@ -68,11 +68,7 @@ func TestSettleTestnet(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ids := make([]krpc.ID, len(all))
-	for i, nd := range all {
-		ids[i] = nd.ID()
-	}
-	near := trueNeighbours(ids, 8)
+	near := trueNeighbours(nodeIDs(all), 8)
 	// A failure against an entry that replied hides it from find_node
 	// replies until it answers again.
 	from, to := all[0], all[near[0][0]]
