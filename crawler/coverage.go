@@ -186,10 +186,40 @@ func (c *Crawler) passBudget() int {
 	return int(secondPassBudget*float64(c.res.Replied)) - spent
 }
 
-// secondPass queues, once, the replied nodes that have not yet listed their
-// nearest neighbours for a query that asks for them, as far as the budget
-// allows (those in the least covered neighbourhoods first), and reports
-// whether it queued any.
+// When the second pass stops (see secondPass and nextCheck). It asks at
+// least checkPatience of the nodes it lined up (at least minPatience of
+// them) in a row without a new node answering, and then stops if it has
+// found none, if that run has grown to gapFactor times the mean run that
+// led to a new node before, or if at the yield so far the nodes left
+// would find fewer than worthShare of the answering nodes found.
+const (
+	checkPatience = 0.1
+	minPatience   = 20
+	gapFactor     = 5
+	worthShare    = 0.001
+)
+
+// secondPass starts, once, the checks: it lines up the replied nodes that
+// have not yet listed their nearest neighbours, to be asked for them as
+// far as the budget allows, those in the least covered neighbourhoods
+// first, and reports whether it lined up any. nextCheck queues them one
+// at a time when nothing else is waiting, so that the nodes their replies
+// reveal are asked first.
+//
+// The checks find the nodes that no table happened to hand out. Where
+// tables are complete (a clean network) they find almost none, and a
+// zone crawl, in which about half the nodes are left to check against 7%
+// of a full crawl's, would spend a third of its queries on them; on a
+// network as dirty as the live one they find a new node every hundred
+// queries or so, at an even pace through the pass. So the pass stops
+// when its finds have stopped, or have become too rare to matter: after
+// a run without one that is long against the pass (a tenth of it), once
+// that run is also long against the runs that led to a find before (five
+// times their mean, which a steady yield exceeds with odds of e^-5), or
+// the rest, at the yield so far, would add less than a thousandth to
+// the census (a fifth of the 0.5% a census may miss). That end is
+// measured in queries: unlike Config.Idle, it does not depend on the
+// rate.
 func (c *Crawler) secondPass() bool {
 	if c.passTwo {
 		return false
@@ -214,9 +244,47 @@ func (c *Crawler) secondPass() bool {
 		n.state = stQueued
 		n.queries = 0
 		n.nearest = true
-		c.q.push(i)
 	}
-	return len(c.q.ready) > 0
+	c.checks = cands
+	c.patience = max(minPatience, int(checkPatience*float64(len(cands))))
+	return len(cands) > 0
+}
+
+// nextCheck queues the second pass's next node and reports whether it
+// did. Once a run of checks without a new node answering has grown past
+// the pass's patience and the checks no longer pay, it leaves the rest:
+// they go back to replied, counted in Result.ChecksLeft.
+func (c *Crawler) nextCheck() bool {
+	if len(c.checks) == 0 {
+		return false
+	}
+	if c.stale >= c.patience && !c.checksPay() {
+		for _, i := range c.checks {
+			n := &c.nodes[i]
+			n.state = stReplied
+			n.nearest = false
+		}
+		c.res.ChecksLeft += len(c.checks)
+		c.checks = nil
+		return false
+	}
+	c.q.push(c.checks[0])
+	c.checks = c.checks[1:]
+	c.stale++
+	c.res.Checks++
+	return true
+}
+
+// checksPay reports whether the second pass's run of checks without a
+// new node (c.stale) is still short against the runs that led to one
+// before, and the checks left would, at the yield so far, find at least
+// worthShare of the answering nodes found.
+func (c *Crawler) checksPay() bool {
+	f, asked := c.checkFinds, c.res.Checks
+	if f == 0 || c.stale >= gapFactor*(asked-c.stale)/f {
+		return false
+	}
+	return float64(f)*float64(len(c.checks)) >= worthShare*float64(c.res.Replied)*float64(asked)
 }
 
 // leastCovered returns the k nodes of cands whose neighbourhoods have been

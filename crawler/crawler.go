@@ -49,6 +49,11 @@ type Result struct {
 	SizeEstimate float64       // zone crawls: InZone x 2^Bits; 0 otherwise
 	Duration     time.Duration // from Run's start to its end
 
+	// The second pass (see Crawler.secondPass): nodes it asked for their
+	// nearest neighbours, and those it left unasked because the last
+	// asked found no new answering node (checkPatience).
+	Checks, ChecksLeft int
+
 	// Sanitizing (see the package documentation): contacts not queried
 	// because only discounted nodes listed them; nodes discounted (each
 	// visit says why); replies that listed implausibly close contacts;
@@ -152,9 +157,13 @@ type Crawler struct {
 	san sanitizer
 
 	// Coverage (coverage.go).
-	passTwo   bool                // the second pass has started
-	gapTarget map[int32]krpc.ID   // nodes queued to be asked about an empty region, and its target
-	gapProbed map[gapKey]struct{} // regions already asked about (see fillGaps)
+	passTwo    bool                // the second pass has started
+	checks     []int32             // its nodes not yet queued, in the order to ask them
+	stale      int                 // checks queued since a new node last answered
+	checkFinds int                 // new nodes that answered during the second pass
+	patience   int                 // the least run of checks without a new node after which the rest are left
+	gapTarget  map[int32]krpc.ID   // nodes queued to be asked about an empty region, and its target
+	gapProbed  map[gapKey]struct{} // regions already asked about (see fillGaps)
 
 	// The peers phase (peers.go).
 	peerSeen map[peerSeenKey]struct{} // peers already counted
@@ -308,6 +317,7 @@ type phase struct {
 	send  func(item int32)          // sends an item's query
 	done  func() bool               // reports whether the phase is over
 	skip  func(item int32) bool     // drops an item instead of sending it, reporting whether it did; nil: none
+	more  func() bool               // queues one more item when the queue has none ready, reporting whether it did; nil: none
 	heard <-chan krpc.NodeInfo      // queriers to discover; nil: none
 	tick  <-chan time.Time          // when to report progress; nil: never
 }
@@ -350,6 +360,7 @@ func (c *Crawler) enumeration() *phase {
 		send:  c.send,
 		done:  c.finished,
 		skip:  c.skipDiscounted,
+		more:  c.nextCheck,
 	}
 	if c.resp != nil {
 		ph.heard = c.resp.heard
@@ -366,7 +377,7 @@ func (c *Crawler) finished() bool {
 	if c.cfg.Continuous {
 		return false
 	}
-	if c.inflight == 0 && c.q.len() == 0 {
+	if c.inflight == 0 && c.q.len() == 0 && len(c.checks) == 0 {
 		return !c.fillGaps() && !c.secondPass()
 	}
 	return c.cfg.Now().Sub(c.lastNew) >= c.cfg.Idle
@@ -399,7 +410,7 @@ func (c *Crawler) report(now time.Time) {
 // finalize fills in the result's totals.
 func (c *Crawler) finalize() {
 	c.res.Duration = c.cfg.Now().Sub(c.start)
-	c.res.Waiting = c.q.len()
+	c.res.Waiting = c.q.len() + len(c.checks)
 	c.res.Packets = c.tr.Stats().PacketsSent
 	c.res.Infohashes = len(c.ihs)
 	c.res.Resends = c.resends

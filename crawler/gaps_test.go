@@ -251,3 +251,102 @@ func TestFillGapsPerIsland(t *testing.T) {
 		}
 	}
 }
+
+// TestChecksPatience: the second pass lines up its nodes and nextCheck
+// queues them one at a time; once a run of them without a new node
+// answering is as long as the pass's patience (a tenth of the nodes
+// lined up, at least minPatience) and gapFactor times the mean run that
+// led to a new node before, the rest are left, back in the replied state
+// and counted in ChecksLeft.
+func TestChecksPatience(t *testing.T) {
+	prefixes := make([]string, 300)
+	for i := range prefixes {
+		prefixes[i] = bits3(i % 8)
+	}
+	for _, tc := range []struct {
+		name     string
+		answerAt []int // checks queued when a new node answers
+		census   int   // answering nodes found before the pass; 0: the 300
+		want     func(patience int) int
+	}{
+		{"no new node", nil, 0, func(p int) int { return p }},
+		{"one new node early", []int{3}, 0, func(p int) int { return 3 + p }},
+		{"one new node late", []int{20}, 0, func(p int) int { return 20 + max(p, gapFactor*20) }},
+		// 1 in 20 of the 270 left would be 14 nodes: not worth it in a
+		// census of a million.
+		{"one new node late in a large census", []int{20}, 1_000_000, func(p int) int { return 20 + p }},
+		{"new nodes at a steady pace", []int{10, 20, 30, 40, 50, 60}, 0, func(p int) int { return 60 + max(p, gapFactor*10) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, _ := gapCrawler(t, prefixes)
+			budget := c.passBudget()
+			if !c.secondPass() {
+				t.Fatal("secondPass lined up nothing")
+			}
+			lined := len(c.checks)
+			if tc.census > 0 {
+				c.res.Replied = tc.census
+			}
+			if want := min(len(prefixes), budget); lined != want {
+				t.Fatalf("%d checks lined up, want %d", lined, want)
+			}
+			if want := max(minPatience, lined/10); c.patience != want {
+				t.Fatalf("patience %d, want %d", c.patience, want)
+			}
+			if len(c.q.ready) != 0 {
+				t.Fatalf("%d checks queued at once; nextCheck should queue them", len(c.q.ready))
+			}
+			answers := tc.answerAt
+			for c.nextCheck() {
+				if len(c.q.ready) != 1 {
+					t.Fatalf("%d queued after nextCheck, want 1", len(c.q.ready))
+				}
+				i := c.q.ready[0]
+				c.q.ready = c.q.ready[:0]
+				if n := &c.nodes[i]; n.state != stQueued || !n.nearest {
+					t.Fatalf("a queued check is in state %d, nearest %v", n.state, n.nearest)
+				}
+				if len(answers) > 0 && c.res.Checks == answers[0] {
+					newNodeAnswers(t, c, len(answers))
+					answers = answers[1:]
+				}
+			}
+			want := min(lined, tc.want(c.patience))
+			if c.res.Checks != want || c.res.ChecksLeft != lined-want {
+				t.Fatalf("%d checks, %d left; want %d and %d", c.res.Checks, c.res.ChecksLeft, want, lined-want)
+			}
+			left := 0
+			for i := range c.nodes {
+				if n := &c.nodes[i]; n.state == stReplied && !n.nearest && !n.nbrs && n.listed {
+					left++
+				}
+			}
+			if left < c.res.ChecksLeft {
+				t.Fatalf("%d nodes back in the replied state, want the %d left", left, c.res.ChecksLeft)
+			}
+			if len(c.checks) != 0 {
+				t.Fatalf("%d checks still lined up", len(c.checks))
+			}
+		})
+	}
+}
+
+// newNodeAnswers adds a node the crawl has not heard from and hands the
+// event loop its first reply.
+func newNodeAnswers(t *testing.T, c *Crawler, i int) {
+	t.Helper()
+	a := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 4, 0, byte(i)}), 6881)
+	idx, isNew := c.discover(krpc.NodeInfo{ID: gapID("111"), Addr: a}, false)
+	if !isNew {
+		t.Fatal("the new node is not new")
+	}
+	c.q.ready = c.q.ready[:0] // discover queued it: it is sent now
+	c.nodes[idx].state = stInFlight
+	c.inflight++
+	before := c.res.Replied
+	c.handle(result{idx: idx, method: krpc.MethodFindNode, resp: krpc.Response{
+		Msg: &krpc.Msg{Y: krpc.KindReply, R: krpc.Return{ID: c.nodes[idx].id}}}})
+	if c.res.Replied != before+1 {
+		t.Fatal("the new node's reply was not counted")
+	}
+}

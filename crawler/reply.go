@@ -219,6 +219,10 @@ func (c *Crawler) answered(r result, now time.Time) krpc.NodeInfo {
 		p.done++
 	}
 	if !n.replied {
+		if c.passTwo {
+			c.checkFinds++ // the checks still find nodes (nextCheck)
+		}
+		c.stale = 0
 		c.res.Replied++
 		c.resolved(n, true)
 	}

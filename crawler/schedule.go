@@ -180,7 +180,7 @@ func (c *Crawler) dispatch(ph *phase) time.Time {
 	q := ph.queue
 	q.promote(now)
 	c.pace.adapt(now)
-	for c.inflight < c.cfg.MaxInFlight && len(q.ready) > 0 {
+	for c.inflight < c.cfg.MaxInFlight && (len(q.ready) > 0 || ph.more != nil && ph.more()) {
 		item := q.ready[0]
 		if ph.skip != nil && ph.skip(item) {
 			q.ready = q.ready[1:]
