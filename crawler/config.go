@@ -100,6 +100,17 @@ type Config struct {
 	// first may have been lost), under the same rule applied to those
 	// second samples' answers.
 	Retries int
+	// Learned, if set, is what an earlier crawl from the same socket
+	// learned (its Result.Learned) of how resends, follow-ups and
+	// resamples pay, and of how many nodes the second pass's checks
+	// find: the crawl starts from it rather than learning it again. A
+	// shared crawl passes it from each zone's crawl to the next in the
+	// process (shard): a small zone's crawl would otherwise spend its
+	// first 100 resends, where the nodes that time out have gone, and at
+	// least 300 checks, where the checks find nothing, to learn it. Each
+	// kind of resend counts as 100 outcomes at most, so that the crawl's
+	// own soon outweigh it. Zero: nothing learned.
+	Learned Learned
 
 	// Idle ends a full crawl once no new node has been found for this
 	// long (a crawl also ends when nothing is left to query); no query is
@@ -350,6 +361,14 @@ func (c Config) validate() error {
 	} {
 		if f.negative {
 			return &ConfigError{Field: f.name, Reason: "negative value of " + f.name}
+		}
+	}
+	for _, o := range []struct {
+		name string
+		o    Outcomes
+	}{{"Resends", c.Learned.Resends}, {"FollowUps", c.Learned.FollowUps}, {"Resamples", c.Learned.Resamples}, {"Checks", c.Learned.Checks}} {
+		if o.o.Answered < 0 || o.o.Sent < o.o.Answered {
+			return &ConfigError{Field: "Learned", Reason: fmt.Sprintf("%s: %d answered of %d sent", o.name, o.o.Answered, o.o.Sent)}
 		}
 	}
 	if c.MaxInFlight > MaxInFlightLimit {

@@ -43,6 +43,10 @@ func TestConfigErrors(t *testing.T) {
 		{"negative idle", crawler.Config{Conn: conn, Bootstrap: public, Idle: -time.Second}, "negative", "Idle", false},
 		{"zone too deep", crawler.Config{Conn: conn, Bootstrap: public, Zone: crawler.Zone{Bits: 40}}, "zone", "Zone", false},
 		{"in flight", crawler.Config{Conn: conn, Bootstrap: public, MaxInFlight: 1 << 20}, "MaxInFlight", "MaxInFlight", false},
+		{"learned more answers than sent", crawler.Config{Conn: conn, Bootstrap: public,
+			Learned: crawler.Learned{Resends: crawler.Outcomes{Sent: 3, Answered: 4}}}, "Resends: 4 answered of 3 sent", "Learned", false},
+		{"learned negative", crawler.Config{Conn: conn, Bootstrap: public,
+			Learned: crawler.Learned{Checks: crawler.Outcomes{Sent: 3, Answered: -1}}}, "Checks", "Learned", false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

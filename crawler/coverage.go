@@ -187,16 +187,21 @@ func (c *Crawler) passBudget() int {
 }
 
 // When the second pass stops (see secondPass and nextCheck). It asks at
-// least checkPatience of the nodes it lined up (at least minPatience of
-// them) in a row without a new node answering, and then stops if it has
-// found none, if that run has grown to gapFactor times the mean run that
-// led to a new node before, or if at the yield so far the nodes left
+// least checkPatience of the nodes it lined up in a row without a new
+// node answering, and at least minPatience of them: enough to see a
+// yield of one new node in a hundred checks, with odds of e^-3 of
+// missing it. Where earlier crawls from the socket (Config.Learned) have
+// asked minPatience checks or more and found fewer than one node per
+// minPatience, the least is learntPatience instead. It then stops if it
+// has found none, if that run has grown to gapFactor times the mean run
+// that led to a new node before, or if at the yield so far the nodes left
 // would find fewer than worthShare of the answering nodes found.
 const (
-	checkPatience = 0.1
-	minPatience   = 20
-	gapFactor     = 5
-	worthShare    = 0.001
+	checkPatience  = 0.1
+	minPatience    = 300
+	learntPatience = 20
+	gapFactor      = 5
+	worthShare     = 0.001
 )
 
 // secondPass starts, once, the checks: it lines up the replied nodes that
@@ -208,12 +213,13 @@ const (
 //
 // The checks find the nodes that no table happened to hand out. Where
 // tables are complete (a clean network) they find almost none, and a
-// zone crawl, in which about half the nodes are left to check against 7%
-// of a full crawl's, would spend a third of its queries on them; on a
-// network as dirty as the live one they find a new node every hundred
-// queries or so, at an even pace through the pass. So the pass stops
+// crawl that leaves half its nodes to check (as a clean one does) would
+// spend a third of its queries on them; on a network as dirty as the
+// live one they find a new node every hundred queries or so, at an even
+// pace through the pass. So the pass stops
 // when its finds have stopped, or have become too rare to matter: after
-// a run without one that is long against the pass (a tenth of it), once
+// a run without one that is long against the pass (a tenth of it, and
+// at least 300 unless earlier crawls found the checks idle), once
 // that run is also long against the runs that led to a find before (five
 // times their mean, which a steady yield exceeds with odds of e^-5), or
 // the rest, at the yield so far, would add less than a thousandth to
@@ -236,9 +242,7 @@ func (c *Crawler) secondPass() bool {
 			cands = append(cands, int32(i))
 		}
 	}
-	if len(cands) > budget {
-		cands = c.leastCovered(cands, budget)
-	}
+	cands = c.leastCovered(cands, min(budget, len(cands)))
 	for _, i := range cands {
 		n := &c.nodes[i]
 		n.state = stQueued
@@ -246,7 +250,11 @@ func (c *Crawler) secondPass() bool {
 		n.nearest = true
 	}
 	c.checks = cands
-	c.patience = max(minPatience, int(checkPatience*float64(len(cands))))
+	least := minPatience
+	if l := c.cfg.Learned.Checks; l.Sent >= minPatience && l.Answered*minPatience < l.Sent {
+		least = learntPatience // the checks found next to nothing before
+	}
+	c.patience = max(least, int(checkPatience*float64(len(cands))))
 	return len(cands) > 0
 }
 

@@ -54,6 +54,11 @@ type Result struct {
 	// asked found no new answering node (checkPatience).
 	Checks, ChecksLeft int
 
+	// Learned is what this crawl learned of how its second queries pay
+	// (Config.Learned left out): the next crawl from the same socket may
+	// start from it, summed with what came before (Learned.Add).
+	Learned Learned
+
 	// Sanitizing (see the package documentation): contacts not queried
 	// because only discounted nodes listed them; nodes discounted (each
 	// visit says why); replies that listed implausibly close contacts;
@@ -226,6 +231,9 @@ func New(cfg Config) (*Crawler, error) {
 		index:      make(map[addrKey]int32),
 		pace:       newPacer(cfg),
 		ihs:        make(map[krpc.ID]struct{}),
+		resent:     learnedRule(cfg.Learned.Resends),
+		followed:   learnedRule(cfg.Learned.FollowUps),
+		resampled:  learnedRule(cfg.Learned.Resamples),
 	}, nil
 }
 
@@ -414,6 +422,7 @@ func (c *Crawler) finalize() {
 	c.res.Packets = c.tr.Stats().PacketsSent
 	c.res.Infohashes = len(c.ihs)
 	c.res.Resends = c.resends
+	c.res.Learned = c.learned()
 	if c.resp != nil {
 		c.res.Incoming = int(c.resp.queries())
 		c.res.Passive = c.resp.infohashes()

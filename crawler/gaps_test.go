@@ -259,26 +259,33 @@ func TestFillGapsPerIsland(t *testing.T) {
 // led to a new node before, the rest are left, back in the replied state
 // and counted in ChecksLeft.
 func TestChecksPatience(t *testing.T) {
-	prefixes := make([]string, 300)
+	prefixes := make([]string, 3000)
 	for i := range prefixes {
 		prefixes[i] = bits3(i % 8)
 	}
+	idle := Learned{Checks: Outcomes{Sent: 600, Answered: 1}}     // earlier crawls' checks found next to nothing
+	fruitful := Learned{Checks: Outcomes{Sent: 600, Answered: 6}} // one in a hundred
 	for _, tc := range []struct {
 		name     string
 		answerAt []int // checks queued when a new node answers
-		census   int   // answering nodes found before the pass; 0: the 300
+		census   int   // answering nodes found before the pass; 0: the 3,000
+		learned  Learned
 		want     func(patience int) int
 	}{
-		{"no new node", nil, 0, func(p int) int { return p }},
-		{"one new node early", []int{3}, 0, func(p int) int { return 3 + p }},
-		{"one new node late", []int{20}, 0, func(p int) int { return 20 + max(p, gapFactor*20) }},
-		// 1 in 20 of the 270 left would be 14 nodes: not worth it in a
-		// census of a million.
-		{"one new node late in a large census", []int{20}, 1_000_000, func(p int) int { return 20 + p }},
-		{"new nodes at a steady pace", []int{10, 20, 30, 40, 50, 60}, 0, func(p int) int { return 60 + max(p, gapFactor*10) }},
+		{"no new node", nil, 0, Learned{}, func(p int) int { return p }},
+		{"no new node, checks found idle before", nil, 0, idle, func(p int) int { return p }},
+		{"no new node, checks found fruitful before", nil, 0, fruitful, func(p int) int { return p }},
+		{"one new node early", []int{3}, 0, Learned{}, func(p int) int { return 3 + p }},
+		// In a census of 300 the 2,700 left, at 1 in 200, are worth it.
+		{"one new node late", []int{200}, 300, Learned{}, func(p int) int { return 200 + max(p, gapFactor*200) }},
+		// 1 in 200 of the 2,700 left would be 14 nodes: not worth it in
+		// a census of a million.
+		{"one new node late in a large census", []int{200}, 1_000_000, Learned{}, func(p int) int { return 200 + p }},
+		{"new nodes at a steady pace", []int{100, 200, 300, 400, 500, 600}, 0, Learned{}, func(p int) int { return 600 + max(p, gapFactor*100) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, _ := gapCrawler(t, prefixes)
+			c.cfg.Learned = tc.learned
 			budget := c.passBudget()
 			if !c.secondPass() {
 				t.Fatal("secondPass lined up nothing")
@@ -290,7 +297,11 @@ func TestChecksPatience(t *testing.T) {
 			if want := min(len(prefixes), budget); lined != want {
 				t.Fatalf("%d checks lined up, want %d", lined, want)
 			}
-			if want := max(minPatience, lined/10); c.patience != want {
+			least := minPatience
+			if tc.learned == idle {
+				least = learntPatience
+			}
+			if want := max(least, lined/10); c.patience != want {
 				t.Fatalf("patience %d, want %d", c.patience, want)
 			}
 			if len(c.q.ready) != 0 {
@@ -314,6 +325,9 @@ func TestChecksPatience(t *testing.T) {
 			want := min(lined, tc.want(c.patience))
 			if c.res.Checks != want || c.res.ChecksLeft != lined-want {
 				t.Fatalf("%d checks, %d left; want %d and %d", c.res.Checks, c.res.ChecksLeft, want, lined-want)
+			}
+			if l := c.learned().Checks; l.Sent != want || l.Answered != len(tc.answerAt) {
+				t.Fatalf("learned %+v, want %d checks and %d found", l, want, len(tc.answerAt))
 			}
 			left := 0
 			for i := range c.nodes {
@@ -348,5 +362,39 @@ func newNodeAnswers(t *testing.T, c *Crawler, i int) {
 		Msg: &krpc.Msg{Y: krpc.KindReply, R: krpc.Return{ID: c.nodes[idx].id}}}})
 	if c.res.Replied != before+1 {
 		t.Fatal("the new node's reply was not counted")
+	}
+}
+
+// TestLearnedResends: a crawl starts its resend rule from Config.Learned,
+// scaled down to resendLearn outcomes, so that one that knows its
+// resends go unanswered resends one timeout in resendProbe from the
+// start; and Result.Learned holds only its own outcomes.
+func TestLearnedResends(t *testing.T) {
+	c, _ := gapCrawler(t, []string{"0"})
+	if !c.resent.paying() {
+		t.Fatal("a crawl that has learned nothing does not resend")
+	}
+	c, _ = gapCrawler(t, []string{"0"})
+	prior := Learned{Resends: Outcomes{Sent: 5000, Answered: 50}}
+	c.cfg.Learned = prior
+	c.resent = learnedRule(prior.Resends)
+	if got := c.resent.outcomes(); got != (Outcomes{Sent: resendLearn, Answered: 1}) {
+		t.Fatalf("5,000 learned outcomes start the rule at %+v, want %d sent and 1 answered", got, resendLearn)
+	}
+	if c.resent.paying() {
+		t.Fatal("a crawl that learned 1% of resends answered resends every timeout")
+	}
+	sent := 0
+	for range 10 * resendProbe {
+		if c.resendPays(&c.resent) {
+			sent++
+		}
+	}
+	if sent != 10 {
+		t.Fatalf("%d of %d timeouts resent, want one in %d", sent, 10*resendProbe, resendProbe)
+	}
+	c.resent.done, c.resent.answered = c.resent.done+3, c.resent.answered+2
+	if got := c.learned().Resends; got != (Outcomes{Sent: 3, Answered: 2}) {
+		t.Fatalf("learned %+v, want the crawl's own 3 sent and 2 answered", got)
 	}
 }

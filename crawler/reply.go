@@ -2,6 +2,7 @@ package crawler
 
 import (
 	"errors"
+	"math"
 	"time"
 
 	"github.com/lightdht/lightdht/bep42"
@@ -353,6 +354,70 @@ type payRule struct {
 	answered int
 	skipped  int // queries not sent
 }
+
+// Learned is what a crawl learned that the next crawl from the same
+// socket may start from (Config.Learned): the outcomes of its second
+// queries of each kind, and of its checks.
+type Learned struct {
+	Resends   Outcomes // queries resent after a timeout
+	FollowUps Outcomes // find_node sent for a timed-out sample_infohashes
+	Resamples Outcomes // sample_infohashes sent again to nodes that answered the follow-up
+	// Checks counts the second pass's checks, and as answered the new
+	// nodes that answered while they ran (coverage.go: secondPass).
+	Checks Outcomes
+}
+
+// Outcomes counts the queries of one kind whose outcome is known.
+type Outcomes struct {
+	Sent, Answered int
+}
+
+// learnedRule returns the payRule that starts from o, scaled down to
+// resendLearn outcomes if it holds more.
+func learnedRule(o Outcomes) payRule {
+	o = o.scaled(resendLearn)
+	return payRule{done: o.Sent, answered: o.Answered}
+}
+
+// scaled returns o scaled down to n sent if it holds more, so that what
+// was learned long ago weighs no more than n new outcomes.
+func (o Outcomes) scaled(n int) Outcomes {
+	if o.Sent <= n {
+		return o
+	}
+	return Outcomes{Sent: n, Answered: int(math.Round(float64(o.Answered) * float64(n) / float64(o.Sent)))}
+}
+
+// Add returns the sum of o and p.
+func (o Outcomes) Add(p Outcomes) Outcomes {
+	return Outcomes{Sent: o.Sent + p.Sent, Answered: o.Answered + p.Answered}
+}
+
+// sub returns o less p.
+func (o Outcomes) sub(p Outcomes) Outcomes {
+	return Outcomes{Sent: o.Sent - p.Sent, Answered: o.Answered - p.Answered}
+}
+
+// Add returns the sum of l and m, kind by kind: what two crawls learned.
+func (l Learned) Add(m Learned) Learned {
+	return Learned{Resends: l.Resends.Add(m.Resends), FollowUps: l.FollowUps.Add(m.FollowUps),
+		Resamples: l.Resamples.Add(m.Resamples), Checks: l.Checks.Add(m.Checks)}
+}
+
+// learned returns what the crawl has learned itself, Config.Learned
+// left out (Result.Learned).
+func (c *Crawler) learned() Learned {
+	prior := c.cfg.Learned
+	return Learned{
+		Resends:   c.resent.outcomes().sub(learnedRule(prior.Resends).outcomes()),
+		FollowUps: c.followed.outcomes().sub(learnedRule(prior.FollowUps).outcomes()),
+		Resamples: c.resampled.outcomes().sub(learnedRule(prior.Resamples).outcomes()),
+		Checks:    Outcomes{Sent: c.res.Checks, Answered: c.checkFinds},
+	}
+}
+
+// outcomes returns what p has learned.
+func (p payRule) outcomes() Outcomes { return Outcomes{Sent: p.done, Answered: p.answered} }
 
 // paying reports whether the queries of the kind are all being sent (as
 // opposed to one in resendProbe); it changes nothing.

@@ -212,6 +212,15 @@ func (c *Crawl) stopped(ctx context.Context, err error) error {
 // first tailReplies replies.
 func (c *Crawl) work(ctx context.Context, m *mux, z Zone, sum *Summary, tail func()) error {
 	c.report(Event{Kind: EventClaimed, Zone: z})
+	// The zone's crawl starts from what the crawls of the zones done
+	// learned (the template's Learned added): the network is the same,
+	// and a small zone would spend a good part of its queries learning
+	// again that the nodes which time out have gone, or that the checks
+	// find nothing.
+	learned, err := c.learned(ctx)
+	if err != nil {
+		return c.stopped(ctx, fmt.Errorf("shard: zone %d: %w", z.Number, err))
+	}
 	zctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	stop := make(chan struct{})
@@ -221,6 +230,7 @@ func (c *Crawl) work(ctx context.Context, m *mux, z Zone, sum *Summary, tail fun
 	rec := &zoneRecorder{DB: c.cfg.Store, zone: crawler.Zone{Prefix: z.Prefix, Bits: z.Bits}, ctx: zctx}
 	cfg := c.cfg.Crawler
 	cfg.Conn, cfg.Zone, cfg.Recorder = m.attach(), rec.zone, rec
+	cfg.Learned = cfg.Learned.Add(learned)
 	if p := cfg.Progress; p != nil || tail != nil {
 		// The template's Progress is called for every zone's crawl: one
 		// call at a time.
@@ -260,7 +270,7 @@ func (c *Crawl) work(ctx context.Context, m *mux, z Zone, sum *Summary, tail fun
 		return c.stopped(ctx, fmt.Errorf("shard: zone %d: %w", z.Number, err))
 	}
 	f := figures{found: int64(res.InZone), replied: rec.replied.Load(), queries: int64(res.Queries),
-		infohashes: int64(res.Infohashes), size: res.SizeEstimate / float64(uint64(1)<<z.Bits)}
+		infohashes: int64(res.Infohashes), size: res.SizeEstimate / float64(uint64(1)<<z.Bits), learned: res.Learned}
 	held, last, err := c.done(ctx, z.Number, f)
 	if err != nil {
 		return c.stopped(ctx, fmt.Errorf("shard: zone %d done: %w", z.Number, err))

@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/lightdht/lightdht/crawler"
 	"github.com/lightdht/lightdht/krpc"
 )
 
@@ -42,6 +43,21 @@ type Zone struct {
 type figures struct {
 	found, replied, queries, infohashes int64
 	size                                float64
+	learned                             crawler.Learned
+}
+
+// learned returns what the crawls of the crawl's done zones learned, summed
+// (crawler.Config.Learned for the next zone's crawl).
+func (c *Crawl) learned(ctx context.Context) (crawler.Learned, error) {
+	var l crawler.Learned
+	err := c.pool.QueryRow(ctx, `SELECT coalesce(sum(resends_sent), 0), coalesce(sum(resends_answered), 0),
+		coalesce(sum(followups_sent), 0), coalesce(sum(followups_answered), 0),
+		coalesce(sum(resamples_sent), 0), coalesce(sum(resamples_answered), 0),
+		coalesce(sum(checks_sent), 0), coalesce(sum(checks_found), 0)
+		FROM crawl_zones WHERE crawl = $1 AND state = 'done'`, c.id).Scan(
+		&l.Resends.Sent, &l.Resends.Answered, &l.FollowUps.Sent, &l.FollowUps.Answered,
+		&l.Resamples.Sent, &l.Resamples.Answered, &l.Checks.Sent, &l.Checks.Answered)
+	return l, err
 }
 
 // Zones returns the crawl's zones, in order.
@@ -144,11 +160,15 @@ func (c *Crawl) done(ctx context.Context, z int, f figures) (held, last bool, er
 	if _, err := tx.Exec(ctx, "SELECT 1 FROM shared_crawls WHERE crawl = $1 FOR UPDATE", c.id); err != nil {
 		return false, false, err
 	}
-	now := c.now()
+	now, l := c.now(), f.learned
 	tag, err := tx.Exec(ctx, `UPDATE crawl_zones SET state = 'done', lease_until = NULL, finished = `+nowSQL(4)+`,
-		nodes_found = $5, nodes_replied = $6, queries_sent = $7, infohashes = $8, size_estimate = $9
+		nodes_found = $5, nodes_replied = $6, queries_sent = $7, infohashes = $8, size_estimate = $9,
+		resends_sent = $10, resends_answered = $11, followups_sent = $12, followups_answered = $13,
+		resamples_sent = $14, resamples_answered = $15, checks_sent = $16, checks_found = $17
 		WHERE crawl = $1 AND zone = $2 AND holder = $3 AND state = 'claimed'`,
-		c.id, z, c.holder, now, f.found, f.replied, f.queries, f.infohashes, f.size)
+		c.id, z, c.holder, now, f.found, f.replied, f.queries, f.infohashes, f.size,
+		l.Resends.Sent, l.Resends.Answered, l.FollowUps.Sent, l.FollowUps.Answered,
+		l.Resamples.Sent, l.Resamples.Answered, l.Checks.Sent, l.Checks.Answered)
 	if err != nil {
 		return false, false, err
 	}
