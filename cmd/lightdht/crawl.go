@@ -93,11 +93,15 @@ type crawlSummary struct {
 	AnsweringEstimate float64 `json:"answering_estimate,omitempty"`
 	AnsweringLow      float64 `json:"answering_low,omitempty"`
 	AnsweringHigh     float64 `json:"answering_high,omitempty"`
-	Queries           int     `json:"queries"`
-	Packets           uint64  `json:"packets"`
-	DurationMs        float64 `json:"duration_ms"`
-	Interrupted       bool    `json:"interrupted,omitempty"`
-	Shed              uint64  `json:"sightings_shed,omitempty"`
+	// The second pass (crawler.Result): nodes asked for their nearest
+	// neighbours, and those left once the checks stopped finding nodes.
+	Checks      int     `json:"checks,omitempty"`
+	ChecksLeft  int     `json:"checks_left,omitempty"`
+	Queries     int     `json:"queries"`
+	Packets     uint64  `json:"packets"`
+	DurationMs  float64 `json:"duration_ms"`
+	Interrupted bool    `json:"interrupted,omitempty"`
+	Shed        uint64  `json:"sightings_shed,omitempty"`
 }
 
 // crawlConfig is what a crawl run stores as its configuration.
@@ -341,6 +345,7 @@ func (c *cli) crawlOnce(ctx context.Context, cr *crawler.Crawler, d *db.DB, info
 		Incoming: res.Incoming, Passive: res.Passive,
 		SizeEstimate: res.SizeEstimate, SizeLow: res.SizeLow, SizeHigh: res.SizeHigh, ZoneAnswering: res.ZoneAnswering,
 		AnsweringEstimate: res.AnsweringEstimate, AnsweringLow: res.AnsweringLow, AnsweringHigh: res.AnsweringHigh,
+		Checks: res.Checks, ChecksLeft: res.ChecksLeft,
 		Queries: res.Queries, Packets: res.Packets, DurationMs: ms(res.Duration),
 		Interrupted: interrupted, Shed: shed}, nil
 }
@@ -356,6 +361,13 @@ func printSummary(w io.Writer, s crawlSummary) {
 	fmt.Fprintf(w, "timeouts:       %d\n", s.Timeouts)
 	if s.Waiting > 0 {
 		fmt.Fprintf(w, "still queued:   %d queries (the crawl ended before their turn; see --idle)\n", s.Waiting)
+	}
+	if s.Checks > 0 || s.ChecksLeft > 0 {
+		fmt.Fprintf(w, "checks:         %d nodes asked again for their nearest neighbours", s.Checks)
+		if s.ChecksLeft > 0 {
+			fmt.Fprintf(w, ", %d left (the last asked found no new node)", s.ChecksLeft)
+		}
+		fmt.Fprintln(w)
 	}
 	fmt.Fprintf(w, "not queried:    %d (private or reserved addresses)\n", s.Bogons)
 	if s.Discounted > 0 || s.DiscountedReporters > 0 {

@@ -22,3 +22,24 @@ func TestZoneSummary(t *testing.T) {
 		}
 	}
 }
+
+// TestChecksSummary: the summary says how many nodes the second pass
+// asked again, and how many it left once the checks stopped finding
+// nodes; a crawl without a second pass says nothing of it.
+func TestChecksSummary(t *testing.T) {
+	var b bytes.Buffer
+	printSummary(&b, crawlSummary{Checks: 2567, ChecksLeft: 16785})
+	if want := "checks:         2567 nodes asked again for their nearest neighbours, 16785 left (the last asked found no new node)\n"; !strings.Contains(b.String(), want) {
+		t.Errorf("summary lacks %q:\n%s", want, b.String())
+	}
+	b.Reset()
+	printSummary(&b, crawlSummary{Checks: 12})
+	if want := "checks:         12 nodes asked again for their nearest neighbours\n"; !strings.Contains(b.String(), want) {
+		t.Errorf("summary lacks %q:\n%s", want, b.String())
+	}
+	b.Reset()
+	printSummary(&b, crawlSummary{})
+	if strings.Contains(b.String(), "checks:") {
+		t.Errorf("a crawl without checks reports them:\n%s", b.String())
+	}
+}
