@@ -80,7 +80,7 @@ type Result struct {
 	// AnsweringEstimate counts only the nodes that answered, the set a
 	// census finds: it is the one to quote as the size of the DHT. It is
 	// short by the share of the zone's answering nodes the crawl missed
-	// (about 0.7% on the synthetic live-like network: docs/crawler.md)
+	// (about 0.5% on the synthetic live-like network: docs/crawler.md)
 	// and by the nodes away when they were asked.
 	SizeLow, SizeHigh float64 // SizeEstimate's 95% interval
 	ZoneAnswering     int     // nodes inside the zone that answered
