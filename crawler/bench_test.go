@@ -87,8 +87,9 @@ func BenchmarkCrawl1M(b *testing.B) {
 		b.ReportMetric(float64(res.Packets)/float64(answering), "queries/answering-node")
 		b.ReportMetric(perNode, "crawler-B/node")
 		b.ReportMetric(wall.Seconds(), "wall-s")
-		b.Logf("found %d of %d answering nodes; %d discovered; %d packets; %d timeouts (%d silent nodes), %d resends; %d queries still queued at the end; %d replies dropped on a full receive queue; crawl %v",
-			found, answering, res.Discovered, res.Packets, res.Timeouts, len(truth.Nodes)-answering, res.Resends, res.Waiting, net.Sim().Stats().DroppedQueueFull, wall)
+		b.Logf("found %d of %d answering nodes; %d discovered; %d packets; %d timeouts (%d silent nodes), %d resends; checks %d (%d found, %d left); %d queries still queued at the end; %d replies dropped on a full receive queue; crawl %v",
+			found, answering, res.Discovered, res.Packets, res.Timeouts, len(truth.Nodes)-answering, res.Resends,
+			res.Checks, res.Learned.Checks.Answered, res.ChecksLeft, res.Waiting, net.Sim().Stats().DroppedQueueFull, wall)
 		runtime.KeepAlive(rec)
 		net.Close()
 	}

@@ -213,19 +213,15 @@ const (
 //
 // The checks find the nodes that no table happened to hand out. Where
 // tables are complete (a clean network) they find almost none, and a
-// crawl that leaves half its nodes to check (as a clean one does) would
+// crawl that leaves half its nodes to check, as a clean one does, would
 // spend a third of its queries on them; on a network as dirty as the
 // live one they find a new node every hundred queries or so, at an even
-// pace through the pass. So the pass stops
-// when its finds have stopped, or have become too rare to matter: after
-// a run without one that is long against the pass (a tenth of it, and
-// at least 300 unless earlier crawls found the checks idle), once
-// that run is also long against the runs that led to a find before (five
-// times their mean, which a steady yield exceeds with odds of e^-5), or
-// the rest, at the yield so far, would add less than a thousandth to
-// the census (a fifth of the 0.5% a census may miss). That end is
-// measured in queries: unlike Config.Idle, it does not depend on the
-// rate.
+// pace through the pass. So the pass stops when its finds have stopped
+// or become too rare to matter (the constants above). A run of five
+// times the mean is exceeded by a steady yield with odds of e^-5, and a
+// thousandth of the census is a fifth of the 0.5% a census may miss.
+// The end is measured in queries: unlike Config.Idle, it does not depend
+// on the rate.
 func (c *Crawler) secondPass() bool {
 	if c.passTwo {
 		return false

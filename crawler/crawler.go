@@ -49,9 +49,9 @@ type Result struct {
 	SizeEstimate float64       // zone crawls: InZone x 2^Bits; 0 otherwise
 	Duration     time.Duration // from Run's start to its end
 
-	// The second pass (see Crawler.secondPass): nodes it asked for their
-	// nearest neighbours, and those it left unasked because the last
-	// asked found no new answering node (checkPatience).
+	// The second pass's checks (see Crawler.secondPass): nodes it asked
+	// for their nearest neighbours, and those it left unasked once the
+	// checks had stopped finding new answering nodes.
 	Checks, ChecksLeft int
 
 	// Learned is what this crawl learned of how its second queries pay
