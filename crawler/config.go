@@ -100,16 +100,16 @@ type Config struct {
 	// first may have been lost), under the same rule applied to those
 	// second samples' answers.
 	Retries int
-	// Learned, if set, is what an earlier crawl from the same socket
-	// learned (its Result.Learned) of how resends, follow-ups and
-	// resamples pay, and of how many nodes the second pass's checks
+	// Learned, if set, is what earlier crawls of the same network
+	// learned (their Result.Learned, summed) of how resends, follow-ups
+	// and resamples pay, and of how many nodes the second pass's checks
 	// find: the crawl starts from it rather than learning it again. A
-	// shared crawl passes it from each zone's crawl to the next in the
-	// process (shard): a small zone's crawl would otherwise spend its
-	// first 100 resends, where the nodes that time out have gone, and at
-	// least 300 checks, where the checks find nothing, to learn it. Each
-	// kind of resend counts as 100 outcomes at most, so that the crawl's
-	// own soon outweigh it. Zero: nothing learned.
+	// shared crawl starts each zone's crawl from the sums over the zones
+	// done, by any process (shard): a small zone's crawl would otherwise
+	// spend its first 100 resends, where the nodes that time out have
+	// gone, and at least 300 checks, where the checks find nothing, to
+	// learn it. Each kind of resend counts as 100 outcomes at most, so
+	// that the crawl's own soon outweigh it. Zero: nothing learned.
 	Learned Learned
 
 	// Idle ends a full crawl once no new node has been found for this
