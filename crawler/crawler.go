@@ -129,8 +129,9 @@ type Crawler struct {
 	// Everything below is owned by the event loop.
 
 	// The nodes (nodes.go).
-	nodes []node            // every address seen, in the order found
-	index map[addrKey]int32 // address to index in nodes
+	nodes  []node    // every address seen, in the order found
+	index  addrIndex // address to index in nodes
+	warmed uint64    // what index.warm read, kept so that its reads stay
 
 	// Scheduling (schedule.go).
 	q        queue // the enumeration's nodes waiting for a query
@@ -228,7 +229,6 @@ func New(cfg Config) (*Crawler, error) {
 		resp:       resp,
 		log:        cfg.Logger.With().Str("component", "crawler").Logger(),
 		results:    make(chan result, cfg.MaxInFlight),
-		index:      make(map[addrKey]int32),
 		pace:       newPacer(cfg),
 		ihs:        make(map[krpc.ID]struct{}),
 		resent:     learnedRule(cfg.Learned.Resends),

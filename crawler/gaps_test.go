@@ -63,7 +63,7 @@ func gapCrawler(t *testing.T, prefixes []string) (*Crawler, *simnet.Network) {
 	for i, p := range prefixes {
 		a := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 3, byte(i / 250), byte(i%250 + 1)}), 6881)
 		c.nodes = append(c.nodes, node{id: gapID(p), key: keyOf(a), state: stReplied, replied: true, listed: true, queried: true})
-		c.index[keyOf(a)] = int32(i)
+		c.index.add(keyOf(a), int32(i))
 		c.join(0, int32(i)) // one network: listings joined them
 	}
 	c.res.Discovered, c.res.Replied, c.res.Queries = len(prefixes), len(prefixes), len(prefixes)
@@ -125,7 +125,7 @@ func TestFillGapsEmptyRegion(t *testing.T) {
 			if err := krpc.Unmarshal(buf[:n], &q); err != nil {
 				t.Fatal(err)
 			}
-			idx := c.index[keyOf(l.AddrPort())]
+			idx := c.index.find(keyOf(l.AddrPort()), c.nodes)
 			if q.Q != krpc.MethodFindNode || q.A.Target != c.gapTarget[idx] {
 				t.Errorf("asker got %s for %v, want find_node for %v", q.Q, q.A.Target, c.gapTarget[idx])
 			}

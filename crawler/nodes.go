@@ -72,7 +72,7 @@ func (c *Crawler) discover(ni krpc.NodeInfo, bootstrap bool) (int32, bool) {
 		return -1, false
 	}
 	k := keyOf(ni.Addr)
-	if idx, ok := c.index[k]; ok {
+	if idx := c.index.find(k, c.nodes); idx >= 0 {
 		if n := &c.nodes[idx]; n.id.IsZero() && !ni.ID.IsZero() {
 			n.id = ni.ID
 		}
@@ -80,7 +80,7 @@ func (c *Crawler) discover(ni krpc.NodeInfo, bootstrap bool) (int32, bool) {
 	}
 	idx := int32(len(c.nodes))
 	c.nodes = append(c.nodes, node{id: ni.ID, key: k, introducer: noIntroducer, round: round{at: c.cfg.Now().UnixNano()}})
-	c.index[k] = idx
+	c.index.add(k, idx)
 	c.res.Discovered++
 	c.lastNew = c.cfg.Now()
 	n := &c.nodes[idx]

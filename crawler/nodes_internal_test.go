@@ -1,6 +1,9 @@
 package crawler
 
 import (
+	"encoding/binary"
+	"math/rand/v2"
+	"net/netip"
 	"slices"
 	"testing"
 
@@ -38,5 +41,66 @@ func TestInIDOrder(t *testing.T) {
 				t.Fatalf("position %d: %v, want %v", i, c.nodes[got[i]].id, c.nodes[want[i]].id)
 			}
 		}
+	}
+}
+
+// TestAddrIndex: every address added is found at its index through the
+// table's growth, addresses never added are not, and an IPv4 address
+// and its IPv4-mapped IPv6 form are one address; a Go map is the oracle.
+func TestAddrIndex(t *testing.T) {
+	var x addrIndex
+	var nodes []node
+	want := map[addrKey]int32{}
+	if got := x.find(keyOf(netip.MustParseAddrPort("192.0.2.1:6881")), nodes); got != -1 {
+		t.Fatalf("empty index found %d", got)
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := range 50_000 {
+		var ap netip.AddrPort
+		switch i % 3 {
+		case 0: // many ports on few IPs: keys that differ in the last bytes only
+			ap = netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(r.IntN(4))}), uint16(r.IntN(65535)+1))
+		case 1:
+			ap = netip.AddrPortFrom(netip.AddrFrom4([4]byte(binary.BigEndian.AppendUint32(nil, r.Uint32()))), uint16(r.IntN(65535)+1))
+		default:
+			var b [16]byte
+			binary.BigEndian.PutUint64(b[:8], r.Uint64())
+			binary.BigEndian.PutUint64(b[8:], r.Uint64())
+			ap = netip.AddrPortFrom(netip.AddrFrom16(b), 6881)
+		}
+		k := keyOf(ap)
+		if idx, ok := want[k]; ok {
+			if got := x.find(k, nodes); got != idx {
+				t.Fatalf("%v: found %d, want %d", ap, got, idx)
+			}
+			continue
+		}
+		if got := x.find(k, nodes); got != -1 {
+			t.Fatalf("%v not added yet, found at %d", ap, got)
+		}
+		idx := int32(len(nodes))
+		nodes = append(nodes, node{key: k})
+		x.add(k, idx)
+		want[k] = idx
+	}
+	if len(x.slots) < indexMinSlots*2 || float64(x.used) > indexMaxLoad*float64(len(x.slots)) {
+		t.Errorf("%d addresses in %d slots: the table did not grow as it should", x.used, len(x.slots))
+	}
+	for k, idx := range want {
+		if got := x.find(k, nodes); got != idx {
+			t.Fatalf("%v: found %d after growth, want %d", k.addrPort(), got, idx)
+		}
+	}
+	for range 10_000 {
+		k := keyOf(netip.AddrPortFrom(netip.AddrFrom4([4]byte{203, 0, 113, byte(r.IntN(256))}), uint16(r.IntN(65535)+1)))
+		if got := x.find(k, nodes); got != -1 {
+			t.Fatalf("%v never added, found at %d", k.addrPort(), got)
+		}
+	}
+	v4 := netip.MustParseAddrPort("198.51.100.7:6881")
+	x.add(keyOf(v4), int32(len(nodes)))
+	nodes = append(nodes, node{key: keyOf(v4)})
+	if got := x.find(keyOf(netip.MustParseAddrPort("[::ffff:198.51.100.7]:6881")), nodes); got != int32(len(nodes)-1) {
+		t.Errorf("IPv4-mapped form of %v found at %d, want %d", v4, got, len(nodes)-1)
 	}
 }

@@ -253,6 +253,7 @@ func (c *Crawler) listed(r result, me krpc.NodeInfo, now time.Time) {
 		nodes = m.R.Nodes6
 	}
 	imp := implausible(nodes, r.target, me.ID)
+	c.warmed += c.index.warm(nodes, c.nodes)
 	var fresh []int32 // for an implausible reply: its contacts new and queued
 	for _, ni := range nodes {
 		c.record(observe.Sighting{Node: ni, Time: now, Source: observe.SourceReported, Method: r.method, Reporter: me, SecureID: secure(ni)})

@@ -60,7 +60,7 @@ func (c *Crawler) revisitPhase() *phase {
 	for _, k := range c.cfg.Nodes {
 		idx := int32(len(c.nodes))
 		key := keyOf(k.Node.Addr)
-		if _, dup := c.index[key]; dup {
+		if c.index.find(key, c.nodes) >= 0 {
 			continue
 		}
 		n := node{id: k.Node.ID, key: key, state: stQueued, introducer: noIntroducer, round: round{at: now.UnixNano()}}
@@ -68,7 +68,7 @@ func (c *Crawler) revisitPhase() *phase {
 			n.bep51 = bep51Yes
 		}
 		c.nodes = append(c.nodes, n)
-		c.index[key] = idx
+		c.index.add(key, idx)
 		since := k.Since
 		if since.IsZero() || since.After(now) {
 			since = now

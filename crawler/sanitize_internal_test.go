@@ -78,7 +78,7 @@ func TestDeadContacts(t *testing.T) {
 // out instead, the reporter is discounted and the rest stay parked.
 func TestProbeClears(t *testing.T) {
 	for _, answers := range []bool{true, false} {
-		c := &Crawler{index: map[addrKey]int32{}, cfg: Config{TestNet: true, Now: time.Now}}
+		c := &Crawler{cfg: Config{TestNet: true, Now: time.Now}}
 		addr := func(i int) netip.AddrPort {
 			return netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(i)}), 6881)
 		}
@@ -94,7 +94,7 @@ func TestProbeClears(t *testing.T) {
 				krpc.NodeInfo{ID: c.nodes[reporter].id, Addr: addr(1)}, time.Now())
 			var idx []int32
 			for _, ni := range nodes {
-				idx = append(idx, c.index[keyOf(ni.Addr)])
+				idx = append(idx, c.index.find(keyOf(ni.Addr), c.nodes))
 			}
 			return idx
 		}
