@@ -72,7 +72,7 @@ func (c *Crawler) fillGaps() bool {
 		all := groups[r]
 		zone := all
 		if z.Bits > 0 {
-			zone = slices.DeleteFunc(slices.Clone(all), func(i int32) bool { return !z.contains(c.nodes[i].id) })
+			zone = slices.DeleteFunc(slices.Clone(all), func(i int32) bool { return !z.contains(c.nodes.at(i).id) })
 		}
 		if len(zone) <= gapSibling {
 			continue // too few to tell a gap from chance
@@ -102,7 +102,7 @@ func (g *gapScan) walk(s []int32, d int) {
 	if d >= krpc.IDLen*8-1 {
 		return
 	}
-	split, _ := slices.BinarySearchFunc(s, 1, func(i int32, one int) int { return g.c.nodes[i].id.Bit(d) - one })
+	split, _ := slices.BinarySearchFunc(s, 1, func(i int32, one int) int { return g.c.nodes.at(i).id.Bit(d) - one })
 	lo, hi := s[:split], s[split:]
 	for h, half := range [2][]int32{lo, hi} {
 		other := [2][]int32{hi, lo}[h]
@@ -112,7 +112,7 @@ func (g *gapScan) walk(s []int32, d int) {
 				g.walk(half, d+1)
 			}
 		case len(other) >= gapSibling || d+1 <= g.expectDepth:
-			g.probe(g.c.nodes[other[0]].id, d)
+			g.probe(g.c.nodes.at(other[0]).id, d)
 		}
 	}
 }
@@ -131,7 +131,7 @@ func (g *gapScan) probe(id krpc.ID, d int) {
 	}
 	c.gapProbed[key] = struct{}{}
 	for _, i := range c.closestReplied(g.all, t, gapAsk) {
-		n := &c.nodes[i]
+		n := c.nodes.at(i)
 		if _, busy := c.gapTarget[i]; busy || n.state != stReplied {
 			continue // already queued for something else
 		}
@@ -176,8 +176,8 @@ const silentAllowance = 0.25
 // they cost is bounded by the resend policy instead.
 func (c *Crawler) passBudget() int {
 	failed := 0
-	for i := range c.nodes {
-		if n := &c.nodes[i]; n.state == stFailed {
+	for i := range c.nodes.len() {
+		if n := c.nodes.at(i); n.state == stFailed {
 			failed += int(n.queries)
 		}
 	}
@@ -232,15 +232,15 @@ func (c *Crawler) secondPass() bool {
 		return false
 	}
 	var cands []int32
-	for i := range c.nodes {
-		n := &c.nodes[i]
+	for i := range c.nodes.len() {
+		n := c.nodes.at(i)
 		if n.state == stReplied && n.listed && !n.nbrs && !n.id.IsZero() {
 			cands = append(cands, int32(i))
 		}
 	}
 	cands = c.leastCovered(cands, min(budget, len(cands)))
 	for _, i := range cands {
-		n := &c.nodes[i]
+		n := c.nodes.at(i)
 		n.state = stQueued
 		n.queries = 0
 		n.nearest = true
@@ -264,7 +264,7 @@ func (c *Crawler) nextCheck() bool {
 	}
 	if c.stale >= c.patience && !c.checksPay() {
 		for _, i := range c.checks {
-			n := &c.nodes[i]
+			n := c.nodes.at(i)
 			n.state = stReplied
 			n.nearest = false
 		}
@@ -307,10 +307,10 @@ func (c *Crawler) leastCovered(cands []int32, k int) []int32 {
 	byID := c.inIDOrder(nil)
 	// rank holds the score in the high byte and the closeness (the prefix
 	// shared with the nearest found node, at most 160) in the low one.
-	rank := make([]uint16, len(c.nodes))
+	rank := make([]uint16, int(c.nodes.len()))
 	var cpls [2 * K]int
 	for j, i := range byID {
-		id := c.nodes[i].id
+		id := c.nodes.at(i).id
 		// In ID order the prefix shared with id shrinks with distance, so
 		// the K-1 nodes sharing the most bits with it lie within K of it
 		// on either side.
@@ -318,7 +318,7 @@ func (c *Crawler) leastCovered(cands []int32, k int) []int32 {
 		near := cpls[:0]
 		for _, o := range byID[lo:hi] {
 			if o != i {
-				near = append(near, id.CommonPrefixLen(c.nodes[o].id))
+				near = append(near, id.CommonPrefixLen(c.nodes.at(o).id))
 			}
 		}
 		slices.SortFunc(near, func(a, b int) int { return b - a })
@@ -334,7 +334,7 @@ func (c *Crawler) leastCovered(cands []int32, k int) []int32 {
 		}
 		score := 0
 		for _, o := range byID[lo:hi] {
-			if o != i && c.nodes[o].nbrs && id.CommonPrefixLen(c.nodes[o].id) >= depth {
+			if o != i && c.nodes.at(o).nbrs && id.CommonPrefixLen(c.nodes.at(o).id) >= depth {
 				score++
 			}
 		}

@@ -129,7 +129,7 @@ type Crawler struct {
 	// Everything below is owned by the event loop.
 
 	// The nodes (nodes.go).
-	nodes  []node    // every address seen, in the order found
+	nodes  nodeTable // every address seen, in the order found
 	index  addrIndex // address to index in nodes
 	warmed uint64    // what index.warm read, kept so that its reads stay
 
@@ -364,7 +364,7 @@ func (c *Crawler) loop(ctx context.Context, ph *phase) error {
 func (c *Crawler) enumeration() *phase {
 	ph := &phase{
 		queue: &c.q,
-		ip:    func(idx int32) [16]byte { return c.nodes[idx].key.ip() },
+		ip:    func(idx int32) [16]byte { return c.nodes.at(idx).key.ip() },
 		send:  c.send,
 		done:  c.finished,
 		skip:  c.skipDiscounted,
@@ -427,8 +427,8 @@ func (c *Crawler) finalize() {
 		c.res.Incoming = int(c.resp.queries())
 		c.res.Passive = c.resp.infohashes()
 	}
-	for i := range c.nodes {
-		n := &c.nodes[i]
+	for i := range c.nodes.len() {
+		n := c.nodes.at(i)
 		if n.queried {
 			c.res.Queried++
 		}

@@ -62,7 +62,7 @@ func gapCrawler(t *testing.T, prefixes []string) (*Crawler, *simnet.Network) {
 	t.Cleanup(func() { c.tr.Close() })
 	for i, p := range prefixes {
 		a := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 3, byte(i / 250), byte(i%250 + 1)}), 6881)
-		c.nodes = append(c.nodes, node{id: gapID(p), key: keyOf(a), state: stReplied, replied: true, listed: true, queried: true})
+		c.nodes.add(node{id: gapID(p), key: keyOf(a), state: stReplied, replied: true, listed: true, queried: true})
 		c.index.add(keyOf(a), int32(i))
 		c.join(0, int32(i)) // one network: listings joined them
 	}
@@ -98,7 +98,7 @@ func TestFillGapsEmptyRegion(t *testing.T) {
 			if !hasPrefix(target, "101") {
 				t.Errorf("target %v is not in region 101", target)
 			}
-			if n := &c.nodes[i]; !hasPrefix(n.id, "100") || n.state != stQueued {
+			if n := c.nodes.at(i); !hasPrefix(n.id, "100") || n.state != stQueued {
 				t.Errorf("asker %v (state %d) is not a queued node of the sibling region 100", n.id, n.state)
 			}
 		}
@@ -106,7 +106,7 @@ func TestFillGapsEmptyRegion(t *testing.T) {
 		// The queries sent carry the region's target.
 		var conns []*simnet.Conn
 		for i := range c.gapTarget {
-			l, err := sim.Listen(c.nodes[i].key.addrPort())
+			l, err := sim.Listen(c.nodes.at(i).key.addrPort())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -125,15 +125,15 @@ func TestFillGapsEmptyRegion(t *testing.T) {
 			if err := krpc.Unmarshal(buf[:n], &q); err != nil {
 				t.Fatal(err)
 			}
-			idx := c.index.find(keyOf(l.AddrPort()), c.nodes)
+			idx := c.index.find(keyOf(l.AddrPort()), &c.nodes)
 			if q.Q != krpc.MethodFindNode || q.A.Target != c.gapTarget[idx] {
 				t.Errorf("asker got %s for %v, want find_node for %v", q.Q, q.A.Target, c.gapTarget[idx])
 			}
 		}
 
 		// Once asked about, the region is not asked about again.
-		for i := range c.nodes {
-			c.nodes[i].state = stReplied
+		for i := range c.nodes.len() {
+			c.nodes.at(i).state = stReplied
 		}
 		clear(c.gapTarget)
 		c.q.ready = nil
@@ -170,8 +170,8 @@ func TestFillGapsSibling(t *testing.T) {
 		t.Errorf("%d nodes asked, want %d", len(c.gapTarget), gapAsk)
 	}
 	for i, target := range c.gapTarget {
-		if !hasPrefix(target, "0000") || !hasPrefix(c.nodes[i].id, "0001") {
-			t.Errorf("node %v asked about %v, want nodes of 0001 asked about 0000", c.nodes[i].id, target)
+		if !hasPrefix(target, "0000") || !hasPrefix(c.nodes.at(i).id, "0001") {
+			t.Errorf("node %v asked about %v, want nodes of 0001 asked about 0000", c.nodes.at(i).id, target)
 		}
 	}
 
@@ -194,11 +194,11 @@ func TestLeastCovered(t *testing.T) {
 		}
 	}
 	c, _ := gapCrawler(t, prefixes)
-	c.nodes[0].nbrs = true                          // one in 000
-	c.nodes[16].nbrs, c.nodes[17].nbrs = true, true // two in 010
+	c.nodes.at(0).nbrs = true                             // one in 000
+	c.nodes.at(16).nbrs, c.nodes.at(17).nbrs = true, true // two in 010
 	var cands []int32
-	for i := range c.nodes {
-		if !c.nodes[i].nbrs {
+	for i := range c.nodes.len() {
+		if !c.nodes.at(i).nbrs {
 			cands = append(cands, int32(i))
 		}
 	}
@@ -208,7 +208,7 @@ func TestLeastCovered(t *testing.T) {
 		if j >= 8 {
 			want = "000"
 		}
-		if id := c.nodes[i].id; !hasPrefix(id, want) {
+		if id := c.nodes.at(i).id; !hasPrefix(id, want) {
 			t.Errorf("candidate %d of the second pass is in %s, want %s", j, bits3(int(id[0]>>5)), want)
 		}
 	}
@@ -230,8 +230,8 @@ func TestFillGapsPerIsland(t *testing.T) {
 		prefixes = append(prefixes, []string{"0", "1"}[j%2])
 	}
 	c, _ := gapCrawler(t, prefixes)
-	for i := range c.nodes {
-		c.nodes[i].link = 0
+	for i := range c.nodes.len() {
+		c.nodes.at(i).link = 0
 	}
 	for i := 1; i < len(prefixes); i++ {
 		c.join(int32(min(i, 10)/10*10), int32(i)) // 0-9 to node 0, 10-17 to node 10
@@ -247,7 +247,7 @@ func TestFillGapsPerIsland(t *testing.T) {
 	}
 	for i, target := range c.gapTarget {
 		if i >= 10 || !hasPrefix(target, "1") {
-			t.Errorf("node %d (%v) asked about %v, want nodes 0-9 asked about half 1", i, c.nodes[i].id, target)
+			t.Errorf("node %d (%v) asked about %v, want nodes 0-9 asked about half 1", i, c.nodes.at(i).id, target)
 		}
 	}
 }
@@ -314,7 +314,7 @@ func TestChecksPatience(t *testing.T) {
 				}
 				i := c.q.ready[0]
 				c.q.ready = c.q.ready[:0]
-				if n := &c.nodes[i]; n.state != stQueued || !n.nearest {
+				if n := c.nodes.at(i); n.state != stQueued || !n.nearest {
 					t.Fatalf("a queued check is in state %d, nearest %v", n.state, n.nearest)
 				}
 				if len(answers) > 0 && c.res.Checks == answers[0] {
@@ -330,8 +330,8 @@ func TestChecksPatience(t *testing.T) {
 				t.Fatalf("learned %+v, want %d checks and %d found", l, want, len(tc.answerAt))
 			}
 			left := 0
-			for i := range c.nodes {
-				if n := &c.nodes[i]; n.state == stReplied && !n.nearest && !n.nbrs && n.listed {
+			for i := range c.nodes.len() {
+				if n := c.nodes.at(i); n.state == stReplied && !n.nearest && !n.nbrs && n.listed {
 					left++
 				}
 			}
@@ -355,11 +355,11 @@ func newNodeAnswers(t *testing.T, c *Crawler, i int) {
 		t.Fatal("the new node is not new")
 	}
 	c.q.ready = c.q.ready[:0] // discover queued it: it is sent now
-	c.nodes[idx].state = stInFlight
+	c.nodes.at(idx).state = stInFlight
 	c.inflight++
 	before := c.res.Replied
 	c.handle(result{idx: idx, method: krpc.MethodFindNode, resp: krpc.Response{
-		Msg: &krpc.Msg{Y: krpc.KindReply, R: krpc.Return{ID: c.nodes[idx].id}}}})
+		Msg: &krpc.Msg{Y: krpc.KindReply, R: krpc.Return{ID: c.nodes.at(idx).id}}}})
 	if c.res.Replied != before+1 {
 		t.Fatal("the new node's reply was not counted")
 	}

@@ -41,7 +41,7 @@ func (x *addrIndex) tagOf(k addrKey) uint32 {
 }
 
 // find returns the index of the node at address k in nodes, or -1.
-func (x *addrIndex) find(k addrKey, nodes []node) int32 {
+func (x *addrIndex) find(k addrKey, nodes *nodeTable) int32 {
 	if x.used == 0 {
 		return -1
 	}
@@ -53,7 +53,7 @@ func (x *addrIndex) find(k addrKey, nodes []node) int32 {
 			return -1
 		}
 		if uint32(s>>32) == tag {
-			if idx := int32(uint32(s) - 1); nodes[idx].key == k {
+			if idx := int32(uint32(s) - 1); nodes.at(idx).key == k {
 				return idx
 			}
 		}
@@ -68,7 +68,7 @@ func (x *addrIndex) find(k addrKey, nodes []node) int32 {
 // BenchmarkCrawl1M, two misses per contact were most of the cost of a
 // reply). It returns a value made of what it read, which the caller
 // keeps, so that the compiler does not drop the reads.
-func (x *addrIndex) warm(contacts []krpc.NodeInfo, nodes []node) uint64 {
+func (x *addrIndex) warm(contacts []krpc.NodeInfo, nodes *nodeTable) uint64 {
 	if x.used == 0 {
 		return 0
 	}
@@ -88,8 +88,8 @@ func (x *addrIndex) warm(contacts []krpc.NodeInfo, nodes []node) uint64 {
 			seen[i] = x.slots[seen[i]]
 		}
 		for _, s := range seen[:len(batch)] {
-			if idx := int(uint32(s)) - 1; idx >= 0 && idx < len(nodes) {
-				n := &nodes[idx]
+			if idx := int32(uint32(s) - 1); idx >= 0 && idx < nodes.len() {
+				n := nodes.at(idx)
 				sum += uint64(n.id[0]) + uint64(n.key[len(n.key)-1])
 			}
 		}

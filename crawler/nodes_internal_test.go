@@ -20,25 +20,25 @@ func TestInIDOrder(t *testing.T) {
 		case 0:
 			id = krpc.ID{} // unknown: left out
 		case 1, 2:
-			id = krpc.RandomIDAtDepth(c.nodes[i-1].id, 64+i%90) // ties in the first 64 bits
+			id = krpc.RandomIDAtDepth(c.nodes.at(int32(i-1)).id, 64+i%90) // ties in the first 64 bits
 		}
-		c.nodes = append(c.nodes, node{id: id, replied: i%3 == 0})
+		c.nodes.add(node{id: id, replied: i%3 == 0})
 	}
 	for _, keep := range []func(*node) bool{nil, func(n *node) bool { return n.replied }} {
 		var want []int32
-		for i := range c.nodes {
-			if n := &c.nodes[i]; !n.id.IsZero() && (keep == nil || keep(n)) {
+		for i := range c.nodes.len() {
+			if n := c.nodes.at(i); !n.id.IsZero() && (keep == nil || keep(n)) {
 				want = append(want, int32(i))
 			}
 		}
-		slices.SortFunc(want, func(a, b int32) int { return c.nodes[a].id.Cmp(c.nodes[b].id) })
+		slices.SortFunc(want, func(a, b int32) int { return c.nodes.at(a).id.Cmp(c.nodes.at(b).id) })
 		got := c.inIDOrder(keep)
 		if len(got) != len(want) {
 			t.Fatalf("%d nodes, want %d", len(got), len(want))
 		}
 		for i := range got {
-			if c.nodes[got[i]].id != c.nodes[want[i]].id {
-				t.Fatalf("position %d: %v, want %v", i, c.nodes[got[i]].id, c.nodes[want[i]].id)
+			if c.nodes.at(got[i]).id != c.nodes.at(want[i]).id {
+				t.Fatalf("position %d: %v, want %v", i, c.nodes.at(got[i]).id, c.nodes.at(want[i]).id)
 			}
 		}
 	}
@@ -49,9 +49,9 @@ func TestInIDOrder(t *testing.T) {
 // and its IPv4-mapped IPv6 form are one address; a Go map is the oracle.
 func TestAddrIndex(t *testing.T) {
 	var x addrIndex
-	var nodes []node
+	var nodes nodeTable
 	want := map[addrKey]int32{}
-	if got := x.find(keyOf(netip.MustParseAddrPort("192.0.2.1:6881")), nodes); got != -1 {
+	if got := x.find(keyOf(netip.MustParseAddrPort("192.0.2.1:6881")), &nodes); got != -1 {
 		t.Fatalf("empty index found %d", got)
 	}
 	r := rand.New(rand.NewPCG(1, 2))
@@ -70,16 +70,15 @@ func TestAddrIndex(t *testing.T) {
 		}
 		k := keyOf(ap)
 		if idx, ok := want[k]; ok {
-			if got := x.find(k, nodes); got != idx {
+			if got := x.find(k, &nodes); got != idx {
 				t.Fatalf("%v: found %d, want %d", ap, got, idx)
 			}
 			continue
 		}
-		if got := x.find(k, nodes); got != -1 {
+		if got := x.find(k, &nodes); got != -1 {
 			t.Fatalf("%v not added yet, found at %d", ap, got)
 		}
-		idx := int32(len(nodes))
-		nodes = append(nodes, node{key: k})
+		idx := nodes.add(node{key: k})
 		x.add(k, idx)
 		want[k] = idx
 	}
@@ -87,20 +86,43 @@ func TestAddrIndex(t *testing.T) {
 		t.Errorf("%d addresses in %d slots: the table did not grow as it should", x.used, len(x.slots))
 	}
 	for k, idx := range want {
-		if got := x.find(k, nodes); got != idx {
+		if got := x.find(k, &nodes); got != idx {
 			t.Fatalf("%v: found %d after growth, want %d", k.addrPort(), got, idx)
 		}
 	}
 	for range 10_000 {
 		k := keyOf(netip.AddrPortFrom(netip.AddrFrom4([4]byte{203, 0, 113, byte(r.IntN(256))}), uint16(r.IntN(65535)+1)))
-		if got := x.find(k, nodes); got != -1 {
+		if got := x.find(k, &nodes); got != -1 {
 			t.Fatalf("%v never added, found at %d", k.addrPort(), got)
 		}
 	}
 	v4 := netip.MustParseAddrPort("198.51.100.7:6881")
-	x.add(keyOf(v4), int32(len(nodes)))
-	nodes = append(nodes, node{key: keyOf(v4)})
-	if got := x.find(keyOf(netip.MustParseAddrPort("[::ffff:198.51.100.7]:6881")), nodes); got != int32(len(nodes)-1) {
-		t.Errorf("IPv4-mapped form of %v found at %d, want %d", v4, got, len(nodes)-1)
+	v4idx := nodes.add(node{key: keyOf(v4)})
+	x.add(keyOf(v4), v4idx)
+	if got := x.find(keyOf(netip.MustParseAddrPort("[::ffff:198.51.100.7]:6881")), &nodes); got != v4idx {
+		t.Errorf("IPv4-mapped form of %v found at %d, want %d", v4, got, v4idx)
+	}
+}
+
+// TestNodeTable: indexes are given in order across chunks, each node is
+// found at its index, and a node's address stays put as the table grows.
+func TestNodeTable(t *testing.T) {
+	var nt nodeTable
+	first := nt.at(nt.add(node{link: 1}))
+	for i := int32(1); i < 3*nodeChunk+5; i++ {
+		if got := nt.add(node{link: i + 1}); got != i {
+			t.Fatalf("add gave index %d, want %d", got, i)
+		}
+	}
+	if nt.len() != 3*nodeChunk+5 {
+		t.Fatalf("len %d, want %d", nt.len(), 3*nodeChunk+5)
+	}
+	for i := range nt.len() {
+		if got := nt.at(i).link; got != i+1 {
+			t.Fatalf("node %d holds %d, want %d", i, got, i+1)
+		}
+	}
+	if first != nt.at(0) || first.link != 1 {
+		t.Errorf("node 0 moved or changed as the table grew")
 	}
 }

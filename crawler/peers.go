@@ -51,7 +51,7 @@ func (c *Crawler) peersPhase() *phase {
 	}
 	return &phase{
 		queue: q,
-		ip:    func(i int32) [16]byte { return c.nodes[tasks[i].idx].key.ip() },
+		ip:    func(i int32) [16]byte { return c.nodes.at(tasks[i].idx).key.ip() },
 		send:  func(i int32) { c.sendGetPeers(tasks[i]) },
 		done:  func() bool { return q.len() == 0 && c.inflight == 0 },
 	}
@@ -64,7 +64,7 @@ func (c *Crawler) sendGetPeers(t peerTask) {
 	c.res.PeerQueries++
 	q := &krpc.Msg{Q: krpc.MethodGetPeers, A: krpc.Args{ID: c.cfg.ID, InfoHash: t.ih}}
 	idx, ih, sent := t.idx, t.ih, c.cfg.Now().UnixNano()
-	c.tr.QueryAsync(context.Background(), c.nodes[t.idx].key.addrPort(), q, func(r krpc.Response, err error) {
+	c.tr.QueryAsync(context.Background(), c.nodes.at(t.idx).key.addrPort(), q, func(r krpc.Response, err error) {
 		c.results <- result{idx: idx, ih: ih, method: krpc.MethodGetPeers, sent: sent, resp: r, err: err}
 	})
 }

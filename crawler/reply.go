@@ -33,7 +33,7 @@ func (c *Crawler) handle(r result) {
 	me := c.answered(r, now)
 	m := r.resp.Msg
 	resample := false
-	if n := &c.nodes[r.idx]; n.bep51 == bep51Unanswered && r.method != krpc.MethodSampleInfohashes {
+	if n := c.nodes.at(r.idx); n.bep51 == bep51Unanswered && r.method != krpc.MethodSampleInfohashes {
 		// It ignored sample_infohashes but answers find_node: a client
 		// that drops unknown methods (aria2), or a sample lost on the way.
 		// A node that takes more than half the timeout to answer may have
@@ -59,7 +59,7 @@ func (c *Crawler) handle(r result) {
 		// A node that does not know sample_infohashes: ask it for nodes
 		// the BEP 5 way.
 		if r.method == krpc.MethodSampleInfohashes && m.E != nil && m.E.Code == krpc.CodeMethodUnknown {
-			n := &c.nodes[r.idx]
+			n := c.nodes.at(r.idx)
 			n.bep51 = bep51No
 			c.san.sampleOther++
 			if !n.listed || c.cfg.Continuous {
@@ -70,7 +70,7 @@ func (c *Crawler) handle(r result) {
 		return
 	}
 	c.listed(r, me, now)
-	n := &c.nodes[r.idx] // listed may have grown c.nodes
+	n := c.nodes.at(r.idx) // listed may have grown c.nodes
 	if resample {
 		// Ask for the sample once more, in case the first was lost.
 		n.bep51 = bep51Resample
@@ -94,7 +94,7 @@ func (c *Crawler) handle(r result) {
 // nextRound ends the round of node idx of a continuous crawl, which
 // answered in it, and queues the node for the next round at the revisit.
 func (c *Crawler) nextRound(idx int32, now time.Time) {
-	n := &c.nodes[idx]
+	n := c.nodes.at(idx)
 	c.emitVisit(n)
 	at := now.Add(c.cfg.Revisit).UnixNano()
 	if n.next > at {
@@ -109,7 +109,7 @@ func (c *Crawler) nextRound(idx int32, now time.Time) {
 // resent as far as Config.Retries and resendPays allow; any other error
 // means the transport closed, as the crawl ends.
 func (c *Crawler) noReply(r result, now time.Time) {
-	n := &c.nodes[r.idx]
+	n := c.nodes.at(r.idx)
 	if !c.timeout(r, now) {
 		return
 	}
@@ -144,7 +144,7 @@ func (c *Crawler) noReply(r result, now time.Time) {
 // contacts would stop the follow-ups that find the nodes dropping the
 // method.)
 func (c *Crawler) timeout(r result, now time.Time) bool {
-	n := &c.nodes[r.idx]
+	n := c.nodes.at(r.idx)
 	if !errors.Is(r.err, krpc.ErrTimeout) {
 		n.state = stFailed // closed or cancelled: the crawl is ending
 		return false
@@ -201,7 +201,7 @@ func (c *Crawler) timeout(r result, now time.Time) bool {
 // answered marks the node of a reply (or KRPC error) as replied, learns
 // its ID, records the sighting, and returns the node.
 func (c *Crawler) answered(r result, now time.Time) krpc.NodeInfo {
-	n := &c.nodes[r.idx]
+	n := c.nodes.at(r.idx)
 	m := r.resp.Msg
 	if id := m.SenderID(); !id.IsZero() {
 		n.id = id
@@ -240,9 +240,9 @@ func (c *Crawler) answered(r result, now time.Time) krpc.NodeInfo {
 }
 
 // listed records and discovers the nodes that a reply from me lists, of
-// me's address family (BEP 32). It may grow c.nodes.
+// me's address family (BEP 32).
 func (c *Crawler) listed(r result, me krpc.NodeInfo, now time.Time) {
-	n := &c.nodes[r.idx]
+	n := c.nodes.at(r.idx)
 	n.listed = true
 	if r.nearest {
 		n.nbrs = true
@@ -253,7 +253,7 @@ func (c *Crawler) listed(r result, me krpc.NodeInfo, now time.Time) {
 		nodes = m.R.Nodes6
 	}
 	imp := implausible(nodes, r.target, me.ID)
-	c.warmed += c.index.warm(nodes, c.nodes)
+	c.warmed += c.index.warm(nodes, &c.nodes)
 	var fresh []int32 // for an implausible reply: its contacts new and queued
 	for _, ni := range nodes {
 		c.record(observe.Sighting{Node: ni, Time: now, Source: observe.SourceReported, Method: r.method, Reporter: me, SecureID: secure(ni)})
@@ -263,7 +263,7 @@ func (c *Crawler) listed(r result, me krpc.NodeInfo, now time.Time) {
 		}
 		switch {
 		case isNew:
-			m := &c.nodes[idx]
+			m := c.nodes.at(idx)
 			m.local, m.introducer = r.nearest, r.idx
 			if imp && m.state == stQueued {
 				fresh = append(fresh, idx)

@@ -58,16 +58,15 @@ func (c *Crawler) revisitPhase() *phase {
 	now := c.cfg.Now()
 	c.revisit = make([]revisitState, 0, len(c.cfg.Nodes))
 	for _, k := range c.cfg.Nodes {
-		idx := int32(len(c.nodes))
 		key := keyOf(k.Node.Addr)
-		if c.index.find(key, c.nodes) >= 0 {
+		if c.index.find(key, &c.nodes) >= 0 {
 			continue
 		}
 		n := node{id: k.Node.ID, key: key, state: stQueued, introducer: noIntroducer, round: round{at: now.UnixNano()}}
 		if k.BEP51 {
 			n.bep51 = bep51Yes
 		}
-		c.nodes = append(c.nodes, n)
+		idx := c.nodes.add(n)
 		c.index.add(key, idx)
 		since := k.Since
 		if since.IsZero() || since.After(now) {
@@ -76,10 +75,10 @@ func (c *Crawler) revisitPhase() *phase {
 		c.revisit = append(c.revisit, revisitState{up: k.Up, since: since.UnixNano()})
 		c.q.push(idx)
 	}
-	c.res.Discovered = len(c.nodes)
+	c.res.Discovered = int(c.nodes.len())
 	return &phase{
 		queue: &c.q,
-		ip:    func(idx int32) [16]byte { return c.nodes[idx].key.ip() },
+		ip:    func(idx int32) [16]byte { return c.nodes.at(idx).key.ip() },
 		send:  c.sendRevisit,
 		done:  func() bool { return c.q.len() == 0 && c.inflight == 0 },
 	}
@@ -108,7 +107,7 @@ func (c *Crawler) sendRevisit(idx int32) {
 func (c *Crawler) handleRevisit(r result) {
 	c.inflight--
 	now := c.cfg.Now()
-	n := &c.nodes[r.idx]
+	n := c.nodes.at(r.idx)
 	st := &c.revisit[r.idx]
 	if r.resp.Msg == nil {
 		if !c.timeout(r, now) {

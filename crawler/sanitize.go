@@ -137,7 +137,7 @@ func implausible(nodes []krpc.NodeInfo, target, reporter krpc.ID) bool {
 // discounted reports whether node n is a contact not to query: its
 // introducer is discounted and no other node has listed it.
 func (c *Crawler) discounted(n *node) bool {
-	return n.introducer != noIntroducer && !n.corroborated && c.nodes[n.introducer].discount != observe.DiscountNone
+	return n.introducer != noIntroducer && !n.corroborated && c.nodes.at(n.introducer).discount != observe.DiscountNone
 }
 
 // skipDiscounted reports whether node idx, next in the enumeration's
@@ -146,7 +146,7 @@ func (c *Crawler) discounted(n *node) bool {
 // discounted, which it marks. dispatch calls it before the node's query
 // takes a place in the limits.
 func (c *Crawler) skipDiscounted(idx int32) bool {
-	n := &c.nodes[idx]
+	n := c.nodes.at(idx)
 	switch {
 	case n.state != stQueued:
 		return true
@@ -161,11 +161,11 @@ func (c *Crawler) skipDiscounted(idx int32) bool {
 // reporter: if it was introduced by another node, it is corroborated, and
 // if it waits as discounted it is queued after all.
 func (c *Crawler) corroborate(idx, reporter int32) {
-	n := &c.nodes[idx]
+	n := c.nodes.at(idx)
 	if n.introducer == reporter || n.introducer == noIntroducer || n.corroborated {
 		return
 	}
-	if c.nodes[reporter].discount != observe.DiscountNone {
+	if c.nodes.at(reporter).discount != observe.DiscountNone {
 		return // one discounted node does not vouch for another's contact
 	}
 	n.corroborated = true
@@ -178,14 +178,14 @@ func (c *Crawler) corroborate(idx, reporter int32) {
 // answered is trusted, and one already discounted gets no new probe.
 func (c *Crawler) flagImplausible(reporter int32, fresh []int32) {
 	c.res.Implausible++
-	r := &c.nodes[reporter]
+	r := c.nodes.at(reporter)
 	if r.cleared || len(fresh) == 0 {
 		return
 	}
 	probe := r.discount == observe.DiscountNone && !r.probing
 	if probe {
 		r.probing = true
-		c.nodes[fresh[0]].probe = true
+		c.nodes.at(fresh[0]).probe = true
 		fresh = fresh[1:]
 	}
 	for _, idx := range fresh {
@@ -197,7 +197,7 @@ func (c *Crawler) flagImplausible(reporter int32, fresh []int32) {
 // introducer's probe, or for good (skipDiscounted); corroborate or a
 // probe that answers queues it again (unpark).
 func (c *Crawler) park(idx int32) {
-	n := &c.nodes[idx]
+	n := c.nodes.at(idx)
 	if n.state == stQueued && !n.queried {
 		n.state, n.skip = stSkipped, observe.SkipDiscounted
 		c.res.Discounted++
@@ -206,7 +206,7 @@ func (c *Crawler) park(idx int32) {
 
 // unpark queues node idx if it waits as discounted (park).
 func (c *Crawler) unpark(idx int32) {
-	n := &c.nodes[idx]
+	n := c.nodes.at(idx)
 	if n.state == stSkipped && n.skip == observe.SkipDiscounted {
 		n.state, n.skip = stQueued, observe.SkipNone
 		c.res.Discounted--
@@ -219,7 +219,7 @@ func (c *Crawler) unpark(idx int32) {
 // it; no answer discounts the introducer.
 func (c *Crawler) probed(n *node, answered bool) {
 	n.probe = false
-	r := &c.nodes[n.introducer]
+	r := c.nodes.at(n.introducer)
 	r.probing = false
 	if !answered {
 		c.discount(n.introducer, observe.DiscountImplausible)
@@ -231,8 +231,8 @@ func (c *Crawler) probed(n *node, answered bool) {
 	}
 	// A walk of every node, once per reporter cleared: rare, as honest
 	// replies are almost never implausible.
-	for i := range c.nodes {
-		if c.nodes[i].introducer == n.introducer {
+	for i := range c.nodes.len() {
+		if c.nodes.at(i).introducer == n.introducer {
 			c.unpark(int32(i))
 		}
 	}
@@ -240,7 +240,7 @@ func (c *Crawler) probed(n *node, answered bool) {
 
 // discount discounts reporter for reason, once.
 func (c *Crawler) discount(reporter int32, reason observe.Discount) {
-	r := &c.nodes[reporter]
+	r := c.nodes.at(reporter)
 	if r.discount != observe.DiscountNone || r.cleared && reason == observe.DiscountImplausible {
 		return
 	}
@@ -264,7 +264,7 @@ func (c *Crawler) resolved(n *node, answered bool) {
 	if n.probe {
 		c.probed(n, answered)
 	}
-	r := &c.nodes[n.introducer]
+	r := c.nodes.at(n.introducer)
 	if answered {
 		r.introAnswered = min(r.introAnswered+1, math.MaxUint16)
 		return

@@ -83,7 +83,7 @@ func TestProbeClears(t *testing.T) {
 			return netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(i)}), 6881)
 		}
 		reporter, _ := c.discover(krpc.NodeInfo{ID: krpc.RandomID(), Addr: addr(1)}, true)
-		c.nodes[reporter].state = stReplied
+		c.nodes.at(reporter).state = stReplied
 		reply := func(first int) []int32 {
 			target := krpc.RandomID()
 			var nodes []krpc.NodeInfo
@@ -91,10 +91,10 @@ func TestProbeClears(t *testing.T) {
 				nodes = append(nodes, krpc.NodeInfo{ID: krpc.RandomIDAtDepth(target, 45+i), Addr: addr(first + i)})
 			}
 			c.listed(result{idx: reporter, target: target, resp: krpc.Response{Msg: &krpc.Msg{Y: krpc.KindReply, R: krpc.Return{Nodes: nodes}}}},
-				krpc.NodeInfo{ID: c.nodes[reporter].id, Addr: addr(1)}, time.Now())
+				krpc.NodeInfo{ID: c.nodes.at(reporter).id, Addr: addr(1)}, time.Now())
 			var idx []int32
 			for _, ni := range nodes {
-				idx = append(idx, c.index.find(keyOf(ni.Addr), c.nodes))
+				idx = append(idx, c.index.find(keyOf(ni.Addr), &c.nodes))
 			}
 			return idx
 		}
@@ -102,12 +102,12 @@ func TestProbeClears(t *testing.T) {
 		if c.res.Implausible != 1 {
 			t.Fatalf("%d implausible replies, want 1", c.res.Implausible)
 		}
-		probe := &c.nodes[contacts[0]]
+		probe := c.nodes.at(contacts[0])
 		if !probe.probe || probe.state != stQueued || c.skipDiscounted(contacts[0]) {
 			t.Fatalf("the first contact: probe %v, state %v; want a probe, queued and sent", probe.probe, probe.state)
 		}
 		for _, i := range contacts[1:] {
-			if n := &c.nodes[i]; n.state != stSkipped || n.skip != observe.SkipDiscounted {
+			if n := c.nodes.at(i); n.state != stSkipped || n.skip != observe.SkipDiscounted {
 				t.Fatalf("contact %d: state %v skip %v, want parked", i, n.state, n.skip)
 			}
 		}
@@ -115,7 +115,7 @@ func TestProbeClears(t *testing.T) {
 			t.Errorf("%d contacts discounted while the probe is out, want 3", c.res.Discounted)
 		}
 		c.resolved(probe, answers)
-		r := &c.nodes[reporter]
+		r := c.nodes.at(reporter)
 		if !answers {
 			if r.discount != observe.DiscountImplausible || c.res.DiscountedReporters != 1 || c.res.Discounted != 3 {
 				t.Errorf("probe timed out: reporter discount %v, %d reporters and %d contacts discounted; want implausible, 1, 3",
@@ -128,12 +128,12 @@ func TestProbeClears(t *testing.T) {
 				r.cleared, r.discount, c.res.DiscountedReporters, c.res.Discounted)
 		}
 		for _, i := range contacts[1:] {
-			if n := &c.nodes[i]; n.state != stQueued || c.skipDiscounted(i) {
+			if n := c.nodes.at(i); n.state != stQueued || c.skipDiscounted(i) {
 				t.Errorf("contact %d after the probe answered: state %v, want queued and sent", i, n.state)
 			}
 		}
 		for _, i := range reply(10) {
-			if n := &c.nodes[i]; n.state != stQueued || n.probe {
+			if n := c.nodes.at(i); n.state != stQueued || n.probe {
 				t.Errorf("contact %d of the cleared reporter's next implausible reply: state %v, probe %v; want queued, no probe", i, n.state, n.probe)
 			}
 		}

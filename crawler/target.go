@@ -107,7 +107,7 @@ func (c *Crawler) send(idx int32) {
 // sending counts a query about to go to node idx, of any phase but the
 // peers phase, and returns the node.
 func (c *Crawler) sending(idx int32) *node {
-	n := &c.nodes[idx]
+	n := c.nodes.at(idx)
 	n.state = stInFlight
 	n.queries++
 	if !n.queried {

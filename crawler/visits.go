@@ -140,8 +140,8 @@ func (c *Crawler) emitVisits() {
 	if c.visits == nil {
 		return
 	}
-	for i := range c.nodes {
-		n := &c.nodes[i]
+	for i := range c.nodes.len() {
+		n := c.nodes.at(i)
 		if n.round.sent == 0 && !n.round.answered && (n.round.emitted || c.revisit != nil) {
 			// Nothing new since its last visit (continuous), or a node
 			// of a revisit run whose next visit had not come.
