@@ -78,10 +78,11 @@ func (c *Crawler) discover(ni krpc.NodeInfo, bootstrap bool) (int32, bool) {
 		}
 		return idx, false
 	}
-	idx := c.nodes.add(node{id: ni.ID, key: k, introducer: noIntroducer, round: round{at: c.cfg.Now().UnixNano()}})
+	now := c.cfg.Now()
+	idx := c.nodes.add(node{id: ni.ID, key: k, introducer: noIntroducer, round: round{at: now.UnixNano()}})
 	c.index.add(k, idx)
 	c.res.Discovered++
-	c.lastNew = c.cfg.Now()
+	c.lastNew = now
 	n := c.nodes.at(idx)
 	n.inZone = !ni.ID.IsZero() && c.cfg.Zone.contains(ni.ID)
 	switch {
@@ -113,7 +114,7 @@ func (c *Crawler) inIDOrder(keep func(n *node) bool) []int32 {
 		hi  uint64 // the ID's first 64 bits
 		idx int32
 	}
-	var ks []keyed
+	ks := make([]keyed, 0, c.nodes.len()) // at most all; growing it copied more
 	for i := range c.nodes.len() {
 		if n := c.nodes.at(i); !n.id.IsZero() && (keep == nil || keep(n)) {
 			ks = append(ks, keyed{hi: binary.BigEndian.Uint64(n.id[:8]), idx: int32(i)})

@@ -126,3 +126,69 @@ func TestNodeTable(t *testing.T) {
 		t.Errorf("node 0 moved or changed as the table grew")
 	}
 }
+
+// BenchmarkAddrIndex looks up the contacts of replies, eight at a time,
+// in an index of a million addresses, as a census does, with and without
+// warm first, and in a Go map; it reports the time per contact.
+func BenchmarkAddrIndex(b *testing.B) {
+	const size = 1_000_000
+	var x addrIndex
+	var nodes nodeTable
+	r := rand.New(rand.NewPCG(3, 4))
+	keys := make([]addrKey, size)
+	for i := range keys {
+		keys[i] = keyOf(netip.AddrPortFrom(netip.AddrFrom4([4]byte(binary.BigEndian.AppendUint32(nil, r.Uint32()))), uint16(r.IntN(65535)+1)))
+		if x.find(keys[i], &nodes) < 0 {
+			x.add(keys[i], nodes.add(node{key: keys[i]}))
+		}
+	}
+	replies := make([][]krpc.NodeInfo, 1<<17) // a million contacts: more than the cache holds
+	for i := range replies {
+		for range 8 {
+			replies[i] = append(replies[i], krpc.NodeInfo{Addr: keys[r.IntN(size)].addrPort()})
+		}
+	}
+	b.Run("map", func(b *testing.B) { // Go's map, which the index replaced
+		m := make(map[addrKey]int32, nodes.len())
+		for i := range nodes.len() {
+			m[nodes.at(i).key] = i
+		}
+		contacts := 0
+		for i := 0; b.Loop(); i++ {
+			for _, ni := range replies[i%len(replies)] {
+				if idx, ok := m[keyOf(ni.Addr)]; ok {
+					nodes.at(idx).link++
+				}
+				contacts++
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(contacts), "ns/contact")
+		b.ReportMetric(0, "ns/op")
+	})
+	for _, warm := range []bool{false, true} {
+		name := "cold"
+		if warm {
+			name = "warm"
+		}
+		b.Run(name, func(b *testing.B) {
+			var sum uint64
+			contacts := 0
+			for i := 0; b.Loop(); i++ {
+				reply := replies[i%len(replies)]
+				if warm {
+					sum += x.warm(reply, &nodes)
+				}
+				for _, ni := range reply {
+					if idx := x.find(keyOf(ni.Addr), &nodes); idx >= 0 {
+						n := nodes.at(idx)
+						n.link++ // the work on the node that follows a lookup
+					}
+				}
+				contacts += len(reply)
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(contacts), "ns/contact")
+			b.ReportMetric(0, "ns/op")
+			_ = sum
+		})
+	}
+}

@@ -14,7 +14,8 @@ import (
 // handle processes one query's outcome on the event loop: a get_peers of
 // the peers phase, no reply, or a node's reply (a KRPC error included).
 func (c *Crawler) handle(r result) {
-	c.pace.outcome(r, c.cfg.Now())
+	now := c.cfg.Now()
+	c.pace.outcome(r, now)
 	if c.revisit != nil {
 		c.handleRevisit(r)
 		return
@@ -24,7 +25,6 @@ func (c *Crawler) handle(r result) {
 		return
 	}
 	c.inflight--
-	now := c.cfg.Now()
 	if r.resp.Msg == nil {
 		c.noReply(r, now)
 		return

@@ -118,16 +118,20 @@ func (t *Transport) QueryAsync(ctx context.Context, addr netip.AddrPort, q *Msg,
 	t.pending[c.tid] = c
 	// Set under the lock, as finish reads it under the lock. The hook
 	// runs on a goroutine of the context's; enter counts it in the wait
-	// group that Close waits on, so no callback outlives Close.
-	c.stopCtx = context.AfterFunc(ctx, func() {
-		if !t.enter() {
-			return // closing: shutdown ends the call
-		}
-		defer t.wg.Done()
-		if t.finish(c, Response{}, fmt.Errorf("krpc: %s to %v: %w", c.method, c.addr, context.Cause(ctx))) {
-			t.stats.cancelled.Add(1)
-		}
-	})
+	// group that Close waits on, so no callback outlives Close. A context
+	// that cannot be cancelled (Done is nil) needs no hook: the crawler
+	// sends all its queries so, and the hook cost an allocation each.
+	if ctx.Done() != nil {
+		c.stopCtx = context.AfterFunc(ctx, func() {
+			if !t.enter() {
+				return // closing: shutdown ends the call
+			}
+			defer t.wg.Done()
+			if t.finish(c, Response{}, fmt.Errorf("krpc: %s to %v: %w", c.method, c.addr, context.Cause(ctx))) {
+				t.stats.cancelled.Add(1)
+			}
+		})
+	}
 	t.mu.Unlock()
 	t.stats.queriesSent.Add(1)
 	t.transmit(c)
