@@ -6,9 +6,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/netip"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -18,83 +16,30 @@ import (
 	"time"
 
 	"github.com/lightdht/lightdht/db"
+	"github.com/lightdht/lightdht/internal/cmdtest"
 	"github.com/lightdht/lightdht/internal/pgtest"
 )
 
-// hangGuard bounds every wait on a subprocess: it only stops a hung run;
-// the test waits on outcomes (a line printed, an exit), which a loaded
-// machine delays but does not change.
-const hangGuard = 3 * time.Minute
+// hangGuard bounds every wait on a subprocess.
+const hangGuard = cmdtest.HangGuard
 
 // buildLightdht builds the lightdht command into a temporary folder
 // (with -race when the tests run with it) and returns its path.
 func buildLightdht(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "lightdht")
-	args := []string{"build", "-o", bin}
-	if raceEnabled {
-		args = append(args, "-race")
-	}
-	out, err := exec.Command("go", append(args, "../cmd/lightdht")...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	if err := cmdtest.Build("../cmd/lightdht", bin); err != nil {
+		t.Fatal(err)
 	}
 	return bin
 }
 
-// testnet is the --json output of lightdht testnet.
-type testnet struct {
-	Bootstrap string `json:"bootstrap"`
-	Nodes     []struct {
-		ID   string `json:"id"`
-		Addr string `json:"addr"`
-	} `json:"nodes"`
-}
-
 // startTestnet runs a loopback test network of n nodes from IP first
 // until the test ends, and returns it once it is ready.
-func startTestnet(t *testing.T, bin string, n int, first string) testnet {
+func startTestnet(t *testing.T, bin string, n int, first string) cmdtest.Testnet {
 	t.Helper()
-	cmd := exec.Command(bin, "testnet", "--nodes", fmt.Sprint(n), "--ips", first, "--base-port", "0", "--json")
-	var se bytes.Buffer
-	cmd.Stderr = &se
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := make(chan string, 1)
-	exited := make(chan struct{})
-	go func() {
-		br := bufio.NewReader(stdout)
-		line, _ := br.ReadString('\n')
-		lines <- line
-		io.Copy(io.Discard, br)
-		cmd.Wait()
-		close(exited)
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-exited:
-		case <-time.After(hangGuard):
-			cmd.Process.Kill()
-			<-exited
-		}
-	})
-	select {
-	case line := <-lines:
-		var tn testnet
-		if err := json.Unmarshal([]byte(line), &tn); err != nil || len(tn.Nodes) != n {
-			t.Fatalf("testnet output %q (%v); stderr:\n%s", line, err, se.String())
-		}
-		return tn
-	case <-time.After(hangGuard):
-		t.Fatalf("testnet not ready after %v; stderr:\n%s", hangGuard, se.String())
-	}
-	return testnet{}
+	tn, _ := cmdtest.StartTestnet(t, bin, n, first)
+	return tn
 }
 
 // proc is a lightdht crawl --shared process whose stderr is watched.
@@ -113,11 +58,11 @@ var claimedLine = regexp.MustCompile(`^zone (\d+) \(.*\) claimed`)
 // still running at the end.
 func startCrawl(t *testing.T, bin string, args ...string) *proc {
 	t.Helper()
-	if !slicesContainsLoopbackBootstrap(args) {
-		t.Fatalf("refusing to run %v without a loopback --bootstrap", args)
+	if err := cmdtest.CheckLoopback(nil, args); err != nil {
+		t.Fatal(err)
 	}
 	p := &proc{cmd: exec.Command(bin, args...), claimed: make(chan int, 16), done: make(chan struct{})}
-	p.cmd.Env = cleanEnv()
+	p.cmd.Env = cmdtest.CleanEnv()
 	p.cmd.Stdout = &p.stdout
 	se, err := p.cmd.StderrPipe()
 	if err != nil {
@@ -177,34 +122,6 @@ func (p *proc) nextClaim(t *testing.T) int {
 		t.Fatalf("%v claimed no zone in %v; stderr:\n%s", p.cmd.Args, hangGuard, p.text())
 	}
 	return -1
-}
-
-// cleanEnv is the environment without LIGHTDHT_* variables.
-func cleanEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "LIGHTDHT_") {
-			env = append(env, kv)
-		}
-	}
-	return env
-}
-
-// slicesContainsLoopbackBootstrap reports whether args hold a --bootstrap
-// of loopback addresses only: no test sends a packet off the machine.
-func slicesContainsLoopbackBootstrap(args []string) bool {
-	for i, a := range args {
-		if a == "--bootstrap" && i+1 < len(args) {
-			for _, s := range strings.Split(args[i+1], ",") {
-				ap, err := netip.ParseAddrPort(s)
-				if err != nil || !ap.Addr().IsLoopback() {
-					return false
-				}
-			}
-			return true
-		}
-	}
-	return false
 }
 
 // sharedSummary is the part of crawl --shared --json the test reads.

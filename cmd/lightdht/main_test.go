@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/lightdht/lightdht/db"
+	"github.com/lightdht/lightdht/internal/cmdtest"
 	"github.com/lightdht/lightdht/internal/pgtest"
 	_ "github.com/mattn/go-sqlite3"
 )
@@ -41,13 +42,8 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	bin = filepath.Join(dir, "lightdht")
-	args := []string{"build", "-o", bin}
-	if raceEnabled {
-		args = append(args, "-race")
-	}
-	out, err := exec.Command("go", append(args, ".")...).CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
+	if err := cmdtest.Build(".", bin); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
@@ -56,55 +52,15 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// cleanEnv is the environment without LIGHTDHT_* variables.
-func cleanEnv(extra ...string) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "LIGHTDHT_") {
-			env = append(env, kv)
-		}
-	}
-	return append(env, extra...)
-}
-
-// needsBootstrap lists the commands that contact --bootstrap.
-var needsBootstrap = map[string]bool{"node": true, "crawl": true, "lookup": true, "peers": true, "announce": true, "shell": true, "put": true, "get": true, "delete": true}
+// cleanEnv is the environment without LIGHTDHT_* variables, plus extra.
+func cleanEnv(extra ...string) []string { return cmdtest.CleanEnv(extra...) }
 
 // guard fails the test unless every address the command would contact is
-// on loopback: an explicit loopback --bootstrap (or LIGHTDHT_BOOTSTRAP)
-// for the commands that join the DHT.
+// on loopback (cmdtest.CheckLoopback).
 func guard(t *testing.T, env []string, args []string) {
 	t.Helper()
-	if len(args) == 0 || !needsBootstrap[args[0]] || slices.Contains(args, "-h") {
-		return
-	}
-	var val string
-	found := false
-	for _, kv := range env {
-		if v, ok := strings.CutPrefix(kv, "LIGHTDHT_BOOTSTRAP="); ok {
-			val, found = v, true
-		}
-	}
-	for i, a := range args {
-		name, v, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
-		if strings.HasPrefix(a, "-") && name == "bootstrap" {
-			if !hasVal && i+1 < len(args) {
-				v = args[i+1]
-			}
-			val, found = v, true
-		}
-	}
-	if !found {
-		t.Fatalf("refusing to run %v without an explicit loopback --bootstrap", args)
-	}
-	for _, s := range strings.Split(val, ",") {
-		if _, _, err := net.SplitHostPort(s); err != nil {
-			continue // malformed: the command rejects it before sending anything
-		}
-		ap, err := netip.ParseAddrPort(s)
-		if err != nil || !ap.Addr().IsLoopback() {
-			t.Fatalf("refusing to run %v: bootstrap %q is not a loopback address", args, s)
-		}
+	if err := cmdtest.CheckLoopback(env, args); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -119,7 +75,7 @@ type result struct {
 // outcomes (an exit, a line printed, a row written, a reply), which a
 // loaded machine delays but does not change.
 const (
-	hangGuard = 3 * time.Minute
+	hangGuard = cmdtest.HangGuard
 	queryWait = time.Minute
 )
 
@@ -147,12 +103,11 @@ func exe(t *testing.T, env []string, stdin string, args ...string) result {
 	return r
 }
 
+// noCrash fails the test if stderr shows that lightdht args crashed.
 func noCrash(t *testing.T, args []string, stderr string) {
 	t.Helper()
-	for _, bad := range []string{"panic", "goroutine ", "DATA RACE"} {
-		if strings.Contains(stderr, bad) {
-			t.Errorf("lightdht %v: %q on stderr:\n%s", args, bad, stderr)
-		}
+	if bad := cmdtest.Crash(stderr); bad != "" {
+		t.Errorf("lightdht %v: %q on stderr:\n%s", args, bad, stderr)
 	}
 }
 
@@ -210,26 +165,9 @@ func (p *proc) stop() (rest, stderr string) {
 	return strings.Join(lines, "\n"), p.stderr.String()
 }
 
-// lockedBuffer is a bytes.Buffer that a running command may write while
-// the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-// Write appends p, as bytes.Buffer.Write does.
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-// String returns what has been written so far.
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+// lockedBuffer is a buffer that a running command may write while the
+// test reads it.
+type lockedBuffer = cmdtest.LockedBuffer
 
 // ok runs the command and fails the test unless it exits 0.
 func ok(t *testing.T, env []string, args ...string) string {
@@ -250,14 +188,8 @@ func decode[T any](t *testing.T, s string) T {
 	return v
 }
 
-type testnetOut struct {
-	Bootstrap string `json:"bootstrap"`
-	Nodes     []struct {
-		ID   string `json:"id"`
-		Addr string `json:"addr"`
-	} `json:"nodes"`
-	Metrics string `json:"metrics"` // with --metrics
-}
+// testnetOut is the --json output of lightdht testnet.
+type testnetOut = cmdtest.Testnet
 
 // startTestnet runs "lightdht testnet" with n nodes from the loopback IP
 // first and returns its --json output once the network is ready. The
@@ -273,56 +205,7 @@ func startTestnet(t *testing.T, n int, first string) testnetOut {
 // The extra arguments are added to the command line.
 func startStoppableTestnet(t *testing.T, n int, first string, extra ...string) (testnetOut, func()) {
 	t.Helper()
-	cmd := exec.Command(bin, append([]string{"testnet", "--nodes", strconv.Itoa(n), "--ips", first, "--base-port", "0", "--json"}, extra...)...)
-	cmd.Env = cleanEnv()
-	var se bytes.Buffer
-	cmd.Stderr = &se
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := make(chan string, 1)
-	exited := make(chan struct{})
-	go func() {
-		br := bufio.NewReader(stdout)
-		line, _ := br.ReadString('\n')
-		lines <- line
-		io.Copy(io.Discard, br) // keep the pipe drained
-		cmd.Wait()
-		close(exited)
-	}()
-	stop := sync.OnceFunc(func() {
-		cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-exited:
-		case <-time.After(hangGuard):
-			cmd.Process.Kill()
-			<-exited
-			t.Errorf("testnet still running %v after SIGINT: killed", hangGuard)
-		}
-		if code := cmd.ProcessState.ExitCode(); code != 0 {
-			t.Errorf("testnet exit code %d; stderr:\n%s", code, se.String())
-		}
-		noCrash(t, []string{"testnet"}, se.String())
-	})
-	t.Cleanup(stop)
-	select {
-	case line := <-lines:
-		if line == "" {
-			t.Fatalf("testnet printed nothing; stderr:\n%s", se.String())
-		}
-		out := decode[testnetOut](t, line)
-		if len(out.Nodes) != n || out.Bootstrap != out.Nodes[0].Addr {
-			t.Fatalf("testnet output %s", line)
-		}
-		return out, stop
-	case <-time.After(hangGuard):
-		t.Fatalf("testnet not ready after %v; stderr:\n%s", hangGuard, se.String())
-	}
-	return testnetOut{}, stop
+	return cmdtest.StartTestnet(t, bin, n, first, extra...)
 }
 
 // openDB opens a SQLite file, or a postgres:// database, for reading.
