@@ -4,23 +4,19 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
-	"encoding/csv"
 	"errors"
 	"fmt"
-	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/parquet-go/parquet-go"
-
 	"github.com/lightdht/lightdht/db"
 	"github.com/lightdht/lightdht/export"
+	"github.com/lightdht/lightdht/internal/exporttest"
 	"github.com/lightdht/lightdht/internal/pgtest"
 	"github.com/lightdht/lightdht/krpc"
 	"github.com/lightdht/lightdht/observe"
@@ -244,108 +240,6 @@ func typed(v any, typ export.Type) any {
 	return v
 }
 
-// readParquet reads every row of a Parquet file back, each value nil,
-// int64, float64 or string, with the file's column names, and checks the
-// physical type and repetition of each column against the declaration.
-func readParquet(t *testing.T, path string, tb export.Table) (cols []string, rows [][]any, rowGroups int) {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pf, err := parquet.OpenFile(f, st.Size())
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	fields := pf.Schema().Fields()
-	if len(fields) != len(tb.Columns) {
-		t.Fatalf("%s: %d columns, declared %d", path, len(fields), len(tb.Columns))
-	}
-	for i, fl := range fields {
-		c := tb.Columns[i]
-		cols = append(cols, fl.Name())
-		kind := map[export.Type]parquet.Kind{export.Int64: parquet.Int64, export.Float64: parquet.Double, export.String: parquet.ByteArray}[c.Type]
-		if fl.Type().Kind() != kind || fl.Optional() != c.Nullable || fl.Repeated() {
-			t.Errorf("%s column %s: %v optional=%v, declared %v nullable=%v", path, fl.Name(), fl.Type(), fl.Optional(), c.Type, c.Nullable)
-		}
-		if c.Type == export.String && fl.Type().LogicalType().String() != "STRING" {
-			t.Errorf("%s column %s: no STRING logical type", path, fl.Name())
-		}
-	}
-	rd := parquet.NewReader(pf)
-	defer rd.Close()
-	buf := make([]parquet.Row, 3)
-	for {
-		n, err := rd.ReadRows(buf)
-		for _, r := range buf[:n] {
-			vals := make([]any, len(r))
-			for _, v := range r {
-				i := v.Column()
-				switch {
-				case v.IsNull():
-				case tb.Columns[i].Type == export.Int64:
-					vals[i] = v.Int64()
-				case tb.Columns[i].Type == export.Float64:
-					vals[i] = v.Double()
-				default:
-					vals[i] = string(v.ByteArray())
-				}
-			}
-			rows = append(rows, vals)
-		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatalf("%s: %v", path, err)
-		}
-	}
-	return cols, rows, len(pf.RowGroups())
-}
-
-// readCSV reads a CSV file back, converting each field to the declared
-// type of its column; an empty field is nil.
-func readCSV(t *testing.T, path string, tb export.Table) (cols []string, rows [][]any) {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	recs, err := csv.NewReader(f).ReadAll()
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	if len(recs) == 0 {
-		t.Fatalf("%s: no header", path)
-	}
-	for _, rec := range recs[1:] {
-		vals := make([]any, len(rec))
-		for i, s := range rec {
-			var err error
-			switch {
-			case s == "":
-			case tb.Columns[i].Type == export.Int64:
-				vals[i], err = strconv.ParseInt(s, 10, 64)
-			case tb.Columns[i].Type == export.Float64:
-				vals[i], err = strconv.ParseFloat(s, 64)
-			default:
-				vals[i] = s
-			}
-			if err != nil {
-				t.Fatalf("%s: column %s: %v", path, tb.Columns[i].Name, err)
-			}
-		}
-		rows = append(rows, vals)
-	}
-	return recs[0], rows
-}
-
 // compare checks that got holds exactly the database's rows, value for
 // value, in order.
 // In CSV an empty field stands for both NULL and the empty string.
@@ -455,12 +349,12 @@ func exportHistory(t *testing.T, path string) {
 				var rows [][]any
 				if format == export.Parquet {
 					var groups int
-					cols, rows, groups = readParquet(t, r.File, tb)
+					cols, rows, groups = exporttest.ReadParquet(t, r.File, tb)
 					if wantGroups := (len(w.rows) + 1) / 2; groups != wantGroups {
 						t.Errorf("%s: %d row groups of %d rows, want %d", r.File, groups, len(w.rows), wantGroups)
 					}
 				} else {
-					cols, rows = readCSV(t, r.File, tb)
+					cols, rows = exporttest.ReadCSV(t, r.File, tb)
 				}
 				compare(t, r.File, tb, w, cols, rows)
 				if format == export.Parquet {
@@ -513,7 +407,7 @@ func TestExportCrawl(t *testing.T) {
 			t.Errorf("table %s in a crawl export", r.Table)
 		}
 		w := query(t, q, r.Table, where[r.Table])
-		cols, rows, _ := readParquet(t, r.File, tb)
+		cols, rows, _ := exporttest.ReadParquet(t, r.File, tb)
 		compare(t, r.File, tb, w, cols, rows)
 	}
 	wantTables := []string{"crawl_runs", "nodes", "visits", "neighbours", "versions", "vantages", "visit_outcomes", "visit_skips",
@@ -523,15 +417,15 @@ func TestExportCrawl(t *testing.T) {
 	}
 	// The scripted crawl 2: three visits and one neighbour pair, of three
 	// nodes; the whole table holds more of each.
-	_, visits, _ := readParquet(t, filepath.Join(dir, "visits.parquet"), declared(t, "visits"))
+	_, visits, _ := exporttest.ReadParquet(t, filepath.Join(dir, "visits.parquet"), declared(t, "visits"))
 	for _, v := range visits {
 		if v[0] != int64(2) {
 			t.Errorf("visit of crawl %v in the export of crawl 2", v[0])
 		}
 	}
-	_, runs, _ := readParquet(t, filepath.Join(dir, "crawl_runs.parquet"), declared(t, "crawl_runs"))
-	_, nodes, _ := readParquet(t, filepath.Join(dir, "nodes.parquet"), declared(t, "nodes"))
-	_, neigh, _ := readParquet(t, filepath.Join(dir, "neighbours.parquet"), declared(t, "neighbours"))
+	_, runs, _ := exporttest.ReadParquet(t, filepath.Join(dir, "crawl_runs.parquet"), declared(t, "crawl_runs"))
+	_, nodes, _ := exporttest.ReadParquet(t, filepath.Join(dir, "nodes.parquet"), declared(t, "nodes"))
+	_, neigh, _ := exporttest.ReadParquet(t, filepath.Join(dir, "neighbours.parquet"), declared(t, "neighbours"))
 	var all int
 	q.QueryRow("SELECT count(*) FROM visits").Scan(&all)
 	if len(visits) != 3 || len(runs) != 1 || runs[0][0] != int64(2) || len(nodes) != 3 || len(neigh) != 1 || all <= 3 {

@@ -2,18 +2,14 @@ package main
 
 import (
 	"database/sql"
-	"encoding/csv"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 
-	"github.com/parquet-go/parquet-go"
-
 	"github.com/lightdht/lightdht/export"
+	"github.com/lightdht/lightdht/internal/exporttest"
 )
 
 // tableRows reads SELECT * FROM table [WHERE where] in the order the
@@ -60,86 +56,6 @@ func tableRows(t *testing.T, d *sql.DB, tb export.Table, where string) (cols []s
 	return cols, out
 }
 
-// parquetRows reads a Parquet file back with its column names.
-func parquetRows(t *testing.T, path string) (cols []string, out [][]any) {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	st, _ := f.Stat()
-	pf, err := parquet.OpenFile(f, st.Size())
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	for _, fl := range pf.Schema().Fields() {
-		cols = append(cols, fl.Name())
-	}
-	rd := parquet.NewReader(pf)
-	defer rd.Close()
-	buf := make([]parquet.Row, 64)
-	for {
-		n, err := rd.ReadRows(buf)
-		for _, r := range buf[:n] {
-			vals := make([]any, len(r))
-			for _, v := range r {
-				switch v.Kind() {
-				case parquet.Int64:
-					vals[v.Column()] = v.Int64()
-				case parquet.Double:
-					vals[v.Column()] = v.Double()
-				case parquet.ByteArray:
-					vals[v.Column()] = string(v.ByteArray())
-				}
-			}
-			out = append(out, vals)
-		}
-		if err == io.EOF {
-			return cols, out
-		}
-		if err != nil {
-			t.Fatalf("%s: %v", path, err)
-		}
-	}
-}
-
-// csvRows reads a CSV file back, each field converted to the declared
-// type of its column, an empty field nil.
-func csvRows(t *testing.T, path string, tb export.Table) (cols []string, out [][]any) {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	recs, err := csv.NewReader(f).ReadAll()
-	if err != nil || len(recs) == 0 {
-		t.Fatalf("%s: %d records, %v", path, len(recs), err)
-	}
-	for _, rec := range recs[1:] {
-		vals := make([]any, len(rec))
-		for i, s := range rec {
-			var err error
-			switch {
-			case s == "":
-			case tb.Columns[i].Type == export.Int64:
-				vals[i], err = strconv.ParseInt(s, 10, 64)
-			case tb.Columns[i].Type == export.Float64:
-				vals[i], err = strconv.ParseFloat(s, 64)
-			default:
-				vals[i] = s
-			}
-			if err != nil {
-				t.Fatalf("%s: %v", path, err)
-			}
-		}
-		out = append(out, vals)
-	}
-	return recs[0], out
-}
-
-// sameRows checks a file's rows against the table's, value for value.
 // In CSV an empty field stands for NULL and for the empty string alike.
 func sameRows(t *testing.T, file string, wantCols []string, want [][]any, cols []string, got [][]any) {
 	t.Helper()
@@ -183,7 +99,7 @@ func TestExport(t *testing.T) {
 	for i, tb := range export.Tables() {
 		r := sum.Files[i]
 		wantCols, want := tableRows(t, d, tb, "")
-		cols, got := parquetRows(t, r.File)
+		cols, got, _ := exporttest.ReadParquet(t, r.File, tb)
 		sameRows(t, r.File, wantCols, want, cols, got)
 		if st, err := os.Stat(r.File); r.Table != tb.Name || err != nil || st.Size() != r.Bytes || r.Rows != int64(len(want)) {
 			t.Errorf("summary %+v for table %s of %d rows (%v)", r, tb.Name, len(want), err)
@@ -205,7 +121,7 @@ func TestExport(t *testing.T) {
 		if !strings.Contains(out, file) {
 			t.Errorf("the summary does not name %s:\n%s", file, out)
 		}
-		cols, got := csvRows(t, file, tb)
+		cols, got := exporttest.ReadCSV(t, file, tb)
 		if tb.Name == "visits" {
 			var n int
 			for _, v := range got {
