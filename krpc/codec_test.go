@@ -403,3 +403,40 @@ func TestValidBencode(t *testing.T) {
 		}
 	}
 }
+
+// TestPeekTID: the transaction ID is found without a decode in every
+// golden message, wherever it sits among the keys, and nothing is found
+// where a decode would find no string "t" at the top level.
+func TestPeekTID(t *testing.T) {
+	for _, tc := range goldenCases {
+		got, ok := Limits{}.peekTID([]byte(tc.wire))
+		if !ok || !bytes.Equal(got, tc.msg.T) {
+			t.Errorf("%s: peekTID = %q, %v; want %q", tc.name, got, ok, tc.msg.T)
+		}
+	}
+	for _, tc := range []struct {
+		wire string
+		want string // "" for none
+	}{
+		{"d1:rd2:id20:mnopqrstuvwxyz1234565:nodes0:e1:t4:abcd1:v4:LT011:y1:re", "abcd"},
+		{"d1:t4:abcd1:y1:re", "abcd"},
+		{"d1:eli201e23:A Generic Error Ocurrede1:t4:wxyz1:y1:ee", "wxyz"},
+		{"d1:rd2:id20:mnopqrstuvwxyz123456e1:y1:re", ""},  // no "t"
+		{"d1:ti7e1:y1:re", ""},                            // "t" not a string
+		{"d1:rd2:id20:mnopqrstuvwxyz123456e1:t", ""},      // cut short at the key
+		{"d1:rd2:id20:mnopqrstuvwxyz1234561:t4:abcd", ""}, // cut short inside "r"
+		{"d1:t99:abcd1:y1:re", ""},                        // string past the end
+		{"l1:t4:abcde", ""},                               // a list, not a dictionary
+		{"", ""},
+		{"d1:rd1:xllllllllllllllllllllllllllllllllllleeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee1:t4:abcde", ""}, // deeper than the limit
+	} {
+		got, ok := Limits{}.peekTID([]byte(tc.wire))
+		if ok != (tc.want != "") || string(got) != tc.want {
+			t.Errorf("peekTID(%q) = %q, %v; want %q", tc.wire, got, ok, tc.want)
+		}
+	}
+	big := append([]byte("d1:t4:abcd1:v"), bytes.Repeat([]byte("x"), DefaultMaxSize)...)
+	if _, ok := (Limits{}).peekTID(big); ok {
+		t.Error("peekTID read a packet over the size limit")
+	}
+}

@@ -68,6 +68,43 @@ func (l Limits) Unmarshal(data []byte, m *Msg) error {
 	return nil
 }
 
+// peekTID returns the transaction ID ("t") of a packet whose top level
+// is a dictionary, reading only as far as that key and decoding nothing
+// else; ok is false where there is none to be found that way. It is a
+// hint, not a decode: the transport uses it to tell a reply some query
+// awaits, which it then decodes once into a message of its own, from
+// junk, which it decodes in place (Transport.handleReply). The limits
+// apply as in Unmarshal.
+func (l Limits) peekTID(data []byte) (tid []byte, ok bool) {
+	l = l.withDefaults()
+	if len(data) > l.MaxSize || len(data) == 0 || data[0] != 'd' {
+		return nil, false
+	}
+	d := decoder{b: data, lim: l}
+	if d.open('d', 0) != nil {
+		return nil, false
+	}
+	for {
+		if more, err := d.more(); err != nil || !more {
+			return nil, false
+		}
+		k, err := d.key()
+		if err != nil {
+			return nil, false
+		}
+		if string(k) == "t" {
+			if c, err := d.peek(); err != nil || c < '0' || c > '9' {
+				return nil, false
+			}
+			v, err := d.str()
+			return v, err == nil
+		}
+		if d.skip(1) != nil {
+			return nil, false
+		}
+	}
+}
+
 // decoder reads bencode from b. Byte strings it returns alias b.
 type decoder struct {
 	b        []byte

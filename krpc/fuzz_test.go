@@ -16,6 +16,7 @@ func FuzzUnmarshal(f *testing.F) {
 		f.Add([]byte(tc.wire))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
+		Limits{}.peekTID(data) // must not panic either (Transport.handleReply)
 		var m Msg
 		err := Unmarshal(data, &m)
 		if err != nil {

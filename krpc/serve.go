@@ -1,6 +1,7 @@
 package krpc
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -241,11 +242,25 @@ func (t *Transport) sendReply(reply *Msg, src netip.AddrPort, qlen int, verdict 
 }
 
 // handleReply decodes a reply or error and completes the matching query.
-// The packet is first decoded in place, which allocates nothing, so that
-// junk and replies nobody waits for cost no garbage; only a reply that
+// Junk and replies nobody waits for cost no garbage: only a reply that
 // matches an outstanding query is copied and decoded into a message of
-// its own, since its callback may keep it.
+// its own, since its callback may keep it. Which is which is first told
+// from the transaction ID alone (awaited), so that such a reply is
+// decoded once; any other packet is decoded in place, which allocates
+// nothing, and matched or counted from that.
 func (t *Transport) handleReply(pkt []byte, src netip.AddrPort) {
+	if t.awaited(pkt, src) {
+		m := new(Msg)
+		if err := t.limits.Unmarshal(bytes.Clone(pkt), m); err != nil && !usableReply(m, err) {
+			t.stats.malformed.Add(1)
+			t.log.Debug().Err(err).Stringer("src", src).Msg("malformed packet")
+			return
+		}
+		if c, r := t.match(m, src); c != nil {
+			t.complete(c, r, m, src)
+		}
+		return
+	}
 	if err := t.limits.Unmarshal(pkt, &t.scratch); err != nil && !usableReply(&t.scratch, err) {
 		t.stats.malformed.Add(1)
 		t.log.Debug().Err(err).Stringer("src", src).Msg("malformed packet")
@@ -255,13 +270,30 @@ func (t *Transport) handleReply(pkt []byte, src netip.AddrPort) {
 	if c == nil {
 		return
 	}
-	own := make([]byte, len(pkt))
-	copy(own, pkt)
 	m := new(Msg)
-	if err := t.limits.Unmarshal(own, m); err != nil && !usableReply(m, err) {
+	if err := t.limits.Unmarshal(bytes.Clone(pkt), m); err != nil && !usableReply(m, err) {
 		t.stats.malformed.Add(1) // unreachable: the same bytes decoded above
 		return
 	}
+	t.complete(c, r, m, src)
+}
+
+// awaited reports whether pkt from src carries the transaction ID of a
+// query outstanding to src (peekTID): most likely its reply.
+func (t *Transport) awaited(pkt []byte, src netip.AddrPort) bool {
+	tid, ok := t.limits.peekTID(pkt)
+	if !ok || len(tid) != tidLen {
+		return false
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	c := t.pending[binary.BigEndian.Uint32(tid)]
+	return c != nil && c.addr == src
+}
+
+// complete hands the decoded reply or error m from src to its call c,
+// with the Response match made.
+func (t *Transport) complete(c *call, r Response, m *Msg, src netip.AddrPort) {
 	r.Msg = m
 	var err error
 	if m.Y == KindError {
