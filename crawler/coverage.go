@@ -235,7 +235,7 @@ func (c *Crawler) secondPass() bool {
 	for i := range c.nodes.len() {
 		n := c.nodes.at(i)
 		if n.state == stReplied && n.listed && !n.nbrs && !n.id.IsZero() {
-			cands = append(cands, int32(i))
+			cands = append(cands, i)
 		}
 	}
 	cands = c.leastCovered(cands, min(budget, len(cands)))

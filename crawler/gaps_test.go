@@ -199,7 +199,7 @@ func TestLeastCovered(t *testing.T) {
 	var cands []int32
 	for i := range c.nodes.len() {
 		if !c.nodes.at(i).nbrs {
-			cands = append(cands, int32(i))
+			cands = append(cands, i)
 		}
 	}
 	got := c.leastCovered(slices.Clone(cands), 15)

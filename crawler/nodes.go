@@ -117,7 +117,7 @@ func (c *Crawler) inIDOrder(keep func(n *node) bool) []int32 {
 	ks := make([]keyed, 0, c.nodes.len()) // at most all; growing it copied more
 	for i := range c.nodes.len() {
 		if n := c.nodes.at(i); !n.id.IsZero() && (keep == nil || keep(n)) {
-			ks = append(ks, keyed{hi: binary.BigEndian.Uint64(n.id[:8]), idx: int32(i)})
+			ks = append(ks, keyed{hi: binary.BigEndian.Uint64(n.id[:8]), idx: i})
 		}
 	}
 	slices.SortFunc(ks, func(a, b keyed) int {

@@ -28,7 +28,7 @@ func TestInIDOrder(t *testing.T) {
 		var want []int32
 		for i := range c.nodes.len() {
 			if n := c.nodes.at(i); !n.id.IsZero() && (keep == nil || keep(n)) {
-				want = append(want, int32(i))
+				want = append(want, i)
 			}
 		}
 		slices.SortFunc(want, func(a, b int32) int { return c.nodes.at(a).id.Cmp(c.nodes.at(b).id) })

@@ -233,7 +233,7 @@ func (c *Crawler) probed(n *node, answered bool) {
 	// replies are almost never implausible.
 	for i := range c.nodes.len() {
 		if c.nodes.at(i).introducer == n.introducer {
-			c.unpark(int32(i))
+			c.unpark(i)
 		}
 	}
 }
