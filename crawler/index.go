@@ -14,8 +14,8 @@ import (
 // hash beside the node's index. A lookup reads one slot (its neighbours
 // share the cache line) and then the node itself, whose key settles the
 // match and whose fields the caller reads next anyway. Go's map read a
-// control word and a 24-byte slot in another line besides, and cost
-// about three times the bytes per address.
+// control word and a 24-byte slot in another line besides, and at a
+// million addresses held 56 bytes per address against these 17.
 //
 // The hash is seeded per crawl (hash/maphash), so a remote node cannot
 // choose addresses that collide. Addresses are never removed: a crawl
