@@ -76,6 +76,12 @@ type Config struct {
 	// address. Zero: DefaultPerIPInterval (2 seconds). Libtorrent blocks
 	// sources that send more than 5 queries a second.
 	PerIPInterval time.Duration
+	// IPSpacing, if set, is where the crawl keeps when it last queried
+	// each IP, shared with the other crawls given the same one: crawls
+	// that query from one socket (a shared crawl's zones in one process
+	// use one) so keep PerIPInterval across all of them. Nil: the crawl
+	// keeps its own.
+	IPSpacing *IPSpacing
 	// MaxInFlight bounds the queries awaiting a reply, at most
 	// MaxInFlightLimit. Zero: DefaultMaxInFlight (512). New sizes the
 	// receive buffer of a Conn that has SetReadBuffer (as *net.UDPConn

@@ -5,16 +5,18 @@ import (
 	"time"
 )
 
+// ip returns a test IP numbered i.
+func ip(i int) (a [16]byte) {
+	a[12], a[13], a[14], a[15] = byte(i>>24), byte(i>>16), byte(i>>8), byte(i)
+	return a
+}
+
 // TestPacerPrune: the per-IP times are forgotten once PerIPInterval has
 // passed and no sooner, an IP queried again keeps its newer time, and the
 // map holds only the IPs of the last interval however many were queried.
 func TestPacerPrune(t *testing.T) {
 	p := newPacer(Config{Rate: 1e6, PerIPInterval: 2 * time.Second})
 	t0 := time.Unix(1_700_000_000, 0)
-	ip := func(i int) (a [16]byte) {
-		a[12], a[13], a[14], a[15] = byte(i>>24), byte(i>>16), byte(i>>8), byte(i)
-		return a
-	}
 	// 100,000 IPs, one every 100 µs (10 s in all); IP 7 again at 9 s.
 	for i := range 100_000 {
 		now := t0.Add(time.Duration(i) * 100 * time.Microsecond)
@@ -23,22 +25,56 @@ func TestPacerPrune(t *testing.T) {
 			p.sent(ip(7), now)
 		}
 		p.prune(now)
-		if len(p.lastIP) > 20_002 {
-			t.Fatalf("at %v the map holds %d IPs, want those of the last 2 s (20,001)", now.Sub(t0), len(p.lastIP))
+		if len(p.ips.at) > 20_002 {
+			t.Fatalf("at %v the map holds %d IPs, want those of the last 2 s (20,001)", now.Sub(t0), len(p.ips.at))
 		}
 	}
 	end := t0.Add(99_999 * 100 * time.Microsecond)
 	if _, busy := p.ipDue(ip(99_999), end); !busy {
 		t.Error("the IP queried last is not busy")
 	}
-	if _, ok := p.lastIP[ip(70_000)]; ok {
+	if _, ok := p.ips.at[ip(70_000)]; ok {
 		t.Error("an IP queried 3 s ago is still remembered")
 	}
 	due, busy := p.ipDue(ip(7), end)
 	if !busy || due != t0.Add(9*time.Second+2*time.Second).UnixNano() {
 		t.Errorf("IP 7, queried again at 9 s: due %v, busy %v; want 11 s, busy", time.Unix(0, due).Sub(t0), busy)
 	}
-	if len(p.sends)-p.sendsHead > 20_002 || cap(p.sends) > 4*40_000 {
-		t.Errorf("the send list holds %d live of %d (cap %d)", len(p.sends)-p.sendsHead, len(p.sends), cap(p.sends))
+	if len(p.ips.sends)-p.ips.head > 20_002 || cap(p.ips.sends) > 4*40_000 {
+		t.Errorf("the send list holds %d live of %d (cap %d)", len(p.ips.sends)-p.ips.head, len(p.ips.sends), cap(p.ips.sends))
+	}
+}
+
+// TestIPSpacingShared: two crawls' pacers that share an IPSpacing keep
+// the interval between them: an IP one has queried is busy for the
+// other, a claim the other lost to a race is refused with the time it is
+// due, and the record keeps times for the longer of their intervals.
+func TestIPSpacingShared(t *testing.T) {
+	shared := NewIPSpacing()
+	a := newPacer(Config{Rate: 100, PerIPInterval: 2 * time.Second, IPSpacing: shared})
+	b := newPacer(Config{Rate: 100, PerIPInterval: 5 * time.Second, IPSpacing: shared})
+	t0 := time.Unix(1_000_000, 0)
+	x := ip(1)
+	if _, ok := a.claim(x, t0); !ok {
+		t.Fatal("a's first claim refused")
+	}
+	a.sent(x, t0.Add(10*time.Millisecond)) // the query left a little later
+	if due, busy := b.ipDue(x, t0.Add(time.Second)); !busy || due != t0.Add(5*time.Second+10*time.Millisecond).UnixNano() {
+		t.Errorf("b sees the IP due at %v, busy %v; want busy until 5 s after a's query left", time.Unix(0, due), busy)
+	}
+	if due, ok := b.claim(x, t0.Add(time.Second)); ok || due != t0.Add(5*time.Second+10*time.Millisecond).UnixNano() {
+		t.Errorf("b's claim 1 s after a's: ok %v, due %v", ok, time.Unix(0, due))
+	}
+	if _, ok := a.claim(x, t0.Add(2*time.Second+10*time.Millisecond)); !ok {
+		t.Error("a's claim once its own interval has passed refused")
+	}
+	// Pruning keeps the times for the longer interval (b's 5 s).
+	a.prune(t0.Add(4 * time.Second))
+	if _, ok := shared.at[x]; !ok {
+		t.Error("pruned 2 s after the last query, though b's interval is 5 s")
+	}
+	a.prune(t0.Add(8 * time.Second))
+	if _, ok := shared.at[x]; ok {
+		t.Error("kept past the longest interval")
 	}
 }

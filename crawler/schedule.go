@@ -3,6 +3,7 @@ package crawler
 import (
 	"container/heap"
 	"errors"
+	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -48,7 +49,8 @@ func (q *queue) earliest(t time.Time) time.Time {
 
 // pacer holds the limits every query of the crawl obeys, whichever phase
 // sends it: Config.Rate per second in all, and Config.PerIPInterval
-// between two queries to one IP. The peers phase shares it with the
+// between two queries to one IP (kept in ips, the crawl's own or one
+// shared through Config.IPSpacing). The peers phase shares it with the
 // enumeration, so the intervals the enumeration started still hold.
 // Owned by the event loop.
 //
@@ -56,27 +58,18 @@ func (q *queue) earliest(t time.Time) time.Time {
 // stays at or below Config.Rate.
 type pacer struct {
 	lim    *rate.Limiter
-	ctl    *controller        // nil unless Config.Adaptive
-	perIP  int64              // Config.PerIPInterval in nanoseconds
-	lastIP map[[16]byte]int64 // last query time per IP, pruned as it ages
-	// sends lists the (IP, time) of every query in the order sent, from
-	// sendsHead on: prune expires the map from its front, so that its
-	// cost is one step per query rather than a walk of the whole map.
-	sends     []ipSend
-	sendsHead int
-}
-
-// ipSend is one query's IP and when it was sent, for prune.
-type ipSend struct {
-	ip [16]byte
-	t  int64
+	ctl    *controller // nil unless Config.Adaptive
+	perIP  int64       // Config.PerIPInterval in nanoseconds
+	ips    *IPSpacing  // when each IP was last queried
+	shared bool        // ips is Config.IPSpacing, shared with other crawls
 }
 
 func newPacer(cfg Config) pacer {
-	p := pacer{
-		perIP:  int64(cfg.PerIPInterval),
-		lastIP: make(map[[16]byte]int64),
+	p := pacer{perIP: int64(cfg.PerIPInterval), ips: cfg.IPSpacing, shared: cfg.IPSpacing != nil}
+	if p.ips == nil {
+		p.ips = NewIPSpacing()
 	}
+	p.ips.use(p.perIP)
 	r := cfg.Rate
 	if cfg.Adaptive {
 		p.ctl = newController(cfg.Rate, cfg.Timeout, cfg.Now().UnixNano())
@@ -121,7 +114,7 @@ func (p *pacer) outcome(r result, now time.Time) {
 // ipDue returns when ip may next be queried, and whether that is after
 // now.
 func (p *pacer) ipDue(ip [16]byte, now time.Time) (int64, bool) {
-	last, ok := p.lastIP[ip]
+	last, ok := p.ips.last(ip)
 	if !ok {
 		return 0, false
 	}
@@ -140,32 +133,108 @@ func (p *pacer) take(now time.Time) time.Duration {
 	return 0
 }
 
-// sent records a query to ip at now.
-func (p *pacer) sent(ip [16]byte, now time.Time) {
-	t := now.UnixNano()
-	p.lastIP[ip] = t
-	p.sends = append(p.sends, ipSend{ip, t})
+// claim records a query about to go to ip at now, unless ip was queried
+// within the interval (by another crawl sharing the record since ipDue
+// said it was free); then it returns when ip is due.
+func (p *pacer) claim(ip [16]byte, now time.Time) (int64, bool) {
+	return p.ips.claim(ip, now.UnixNano(), p.perIP)
 }
 
-// prune forgets per-IP send times that no longer restrict anything, so
-// the map holds only the IPs of the last PerIPInterval. It walks the
-// queries in the order sent and stops at the first that still counts;
-// an IP queried again since keeps its newer time. (It used to walk the
-// whole map on every call once it held 4,096 IPs: at a high rate, three
-// quarters of a million-node crawl's CPU time.)
-func (p *pacer) prune(now time.Time) {
-	cutoff := now.UnixNano() - p.perIP
-	for p.sendsHead < len(p.sends) && p.sends[p.sendsHead].t <= cutoff {
-		s := p.sends[p.sendsHead]
-		if p.lastIP[s.ip] == s.t {
-			delete(p.lastIP, s.ip)
+// sent records that the query claimed for ip left at now.
+func (p *pacer) sent(ip [16]byte, now time.Time) { p.ips.sent(ip, now.UnixNano()) }
+
+// prune forgets the per-IP send times that no longer restrict anything
+// (IPSpacing.prune).
+func (p *pacer) prune(now time.Time) { p.ips.prune(now.UnixNano()) }
+
+// IPSpacing is the record of when each IP was last queried, which
+// Config.PerIPInterval is kept by. A crawl keeps one of its own; crawls
+// that query from one socket, as the zones of a shared crawl do in one
+// process (one after another, or several at once), share one through
+// Config.IPSpacing, so that the interval holds across them: to a node
+// they are one querier. It is safe for concurrent use.
+type IPSpacing struct {
+	mu       sync.Mutex
+	interval int64              // the longest PerIPInterval of the crawls using it, ns
+	at       map[[16]byte]int64 // last query time per IP, pruned as it ages
+	// sends lists the (IP, time) of every query in the order sent, from
+	// head on: prune expires the map from its front, so that its cost is
+	// one step per query rather than a walk of the whole map.
+	sends []ipSend
+	head  int
+}
+
+// ipSend is one query's IP and when it was sent, for prune.
+type ipSend struct {
+	ip [16]byte
+	t  int64
+}
+
+// NewIPSpacing returns an empty record, for Config.IPSpacing.
+func NewIPSpacing() *IPSpacing { return &IPSpacing{at: make(map[[16]byte]int64)} }
+
+// use notes a crawl's PerIPInterval (ns): times are kept for the longest.
+func (s *IPSpacing) use(interval int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.interval = max(s.interval, interval)
+}
+
+// last returns when ip was last queried, if within the interval.
+func (s *IPSpacing) last(ip [16]byte) (int64, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.at[ip]
+	return t, ok
+}
+
+// claim records a query to ip at t (Unix ns), unless ip was queried
+// less than interval before; then it records nothing and returns when
+// ip is due. Checking and recording under one lock is what keeps two
+// crawls sharing the record from both taking an IP.
+func (s *IPSpacing) claim(ip [16]byte, t, interval int64) (int64, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if last, ok := s.at[ip]; ok && last+interval > t {
+		return last + interval, false
+	}
+	s.at[ip] = t
+	s.sends = append(s.sends, ipSend{ip, t})
+	return 0, true
+}
+
+// sent records a query to ip at t (Unix ns), or moves a claim's time on
+// to when the query left.
+func (s *IPSpacing) sent(ip [16]byte, t int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.at[ip] = max(s.at[ip], t)
+	s.sends = append(s.sends, ipSend{ip, t})
+}
+
+// prune forgets per-IP send times that no longer restrict anything at
+// now (Unix ns), so the map holds only the IPs of the last interval. It
+// walks the queries in the order sent and stops at the first that still
+// counts; an IP queried again since keeps its newer time. (It used to
+// walk the whole map on every call once it held 4,096 IPs: at a high
+// rate, three quarters of a million-node crawl's CPU time.) Crawls that
+// share the record send in nearly the order of the clock, and one that
+// recorded a little late only keeps an entry a little longer.
+func (s *IPSpacing) prune(now int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cutoff := now - s.interval
+	for s.head < len(s.sends) && s.sends[s.head].t <= cutoff {
+		e := s.sends[s.head]
+		if s.at[e.ip] == e.t {
+			delete(s.at, e.ip)
 		}
-		p.sendsHead++
+		s.head++
 	}
 	// Reclaim the expired front once it is most of the slice.
-	if p.sendsHead > 1024 && p.sendsHead > len(p.sends)/2 {
-		n := copy(p.sends, p.sends[p.sendsHead:])
-		p.sends, p.sendsHead = p.sends[:n], 0
+	if s.head > 1024 && s.head > len(s.sends)/2 {
+		n := copy(s.sends, s.sends[s.head:])
+		s.sends, s.head = s.sends[:n], 0
 	}
 }
 
@@ -196,11 +265,22 @@ func (c *Crawler) dispatch(ph *phase) time.Time {
 			return q.earliest(now.Add(d))
 		}
 		q.ready = q.ready[1:]
-		c.pace.sent(ip, now)
+		if due, ok := c.pace.claim(ip, now); !ok {
+			// Another crawl on the socket (Config.IPSpacing) has just
+			// queried the IP: the rate token taken is spent unused.
+			q.delay(item, due)
+			continue
+		}
 		if c.pace.ctl != nil {
 			c.pace.ctl.sent()
 		}
 		ph.send(item)
+		if c.pace.shared {
+			// On a socket shared with other crawls (shard's), a send can
+			// wait for the others' packets, and now is the loop's start:
+			// the interval runs from when the query left.
+			c.pace.sent(ip, c.cfg.Now())
+		}
 	}
 	c.pace.prune(now)
 	return q.earliest(time.Time{})

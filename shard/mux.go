@@ -6,6 +6,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/lightdht/lightdht/crawler"
 )
 
 // mux shares the process's one socket among the zone crawls it runs at
@@ -15,11 +17,15 @@ import (
 // through one pacer at the process's rate, so that the process queries
 // no faster than one crawler. Overlapping zones hides the tail each
 // zone's crawl ends with (its last timeouts), which a process would
-// otherwise pay once per zone. The vantage stays the socket's.
+// otherwise pay once per zone. The vantage stays the socket's, and so
+// does the per-IP interval: every crawl on the socket, at once or one
+// after another, keeps it in the mux's one IPSpacing, so that no IP
+// hears from the process more often than one crawl would ask.
 type mux struct {
 	conn     net.PacketConn
-	interval time.Duration // least time between two packets sent
-	done     chan struct{} // closed when the reader has ended
+	interval time.Duration      // least time between two packets sent
+	done     chan struct{}      // closed when the reader has ended
+	ips      *crawler.IPSpacing // when each IP was last queried, by any of the crawls (their Config.IPSpacing)
 
 	mu   sync.Mutex
 	next time.Time // when the next packet may leave
@@ -31,10 +37,14 @@ type mux struct {
 const muxQueue = 4096
 
 // newMux starts reading conn for the crawls to come, pacing their
-// packets to rate per second.
-func newMux(conn net.PacketConn, rate float64) *mux {
+// packets to rate per second and their queries to each IP through ips
+// (a new IPSpacing if nil).
+func newMux(conn net.PacketConn, rate float64, ips *crawler.IPSpacing) *mux {
+	if ips == nil {
+		ips = crawler.NewIPSpacing()
+	}
 	m := &mux{conn: conn, interval: time.Duration(float64(time.Second) / rate), done: make(chan struct{}),
-		subs: make(map[*muxConn]struct{})}
+		ips: ips, subs: make(map[*muxConn]struct{})}
 	go m.read()
 	return m
 }

@@ -77,7 +77,7 @@ var errLeaseLost = errors.New("shard: lease lost")
 // at once with ctx's error, leaving the zones it holds claimed: like a
 // crawler that died, they are claimed again once their leases run out.
 func (c *Crawl) Run(ctx context.Context) (Summary, error) {
-	m := newMux(c.cfg.Crawler.Conn, c.rate())
+	m := newMux(c.cfg.Crawler.Conn, c.rate(), c.cfg.Crawler.IPSpacing)
 	defer m.close()
 	var sum Summary
 	if err := c.cfg.Store.JoinRun(c.id, c.cfg.Host, c.vantage); err != nil {
@@ -229,7 +229,7 @@ func (c *Crawl) work(ctx context.Context, m *mux, z Zone, sum *Summary, tail fun
 
 	rec := &zoneRecorder{DB: c.cfg.Store, zone: crawler.Zone{Prefix: z.Prefix, Bits: z.Bits}, ctx: zctx}
 	cfg := c.cfg.Crawler
-	cfg.Conn, cfg.Zone, cfg.Recorder = m.attach(), rec.zone, rec
+	cfg.Conn, cfg.Zone, cfg.Recorder, cfg.IPSpacing = m.attach(), rec.zone, rec, m.ips
 	cfg.Learned = cfg.Learned.Add(learned)
 	if p := cfg.Progress; p != nil || tail != nil {
 		// The template's Progress is called for every zone's crawl: one

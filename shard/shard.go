@@ -90,7 +90,9 @@ type Config struct {
 	// Crawler is the template of each zone's crawl: Bootstrap, Rate and
 	// the other limits apply to every zone. Conn is the process's
 	// socket: every zone's crawl uses it, it names the vantage, and Run
-	// closes it when it returns. Zone and Recorder are set by Run.
+	// closes it when it returns. Zone and Recorder are set by Run, and
+	// so is IPSpacing if nil: one for the socket, which every zone's
+	// crawl shares, so that PerIPInterval holds across zones.
 	Crawler crawler.Config
 	// Host names the machine in the vantage. Empty: os.Hostname.
 	Host string
