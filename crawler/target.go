@@ -87,9 +87,13 @@ func (c *Crawler) send(idx int32) {
 	// Sample only where BEP 51 may work (not refused, not ignored) and
 	// the node's interval is over; otherwise ask for nodes the BEP 5 way.
 	// A node whose sample timed out is asked find_node next (timeout):
-	// a node that drops unknown methods answers that.
+	// a node that drops unknown methods answers that. In a zone crawl,
+	// only the zone's nodes are sampled: those on the way to it, and the
+	// bootstrap nodes, belong to other zones, whose crawls (a shared
+	// crawl's, one after another from one socket) would otherwise sample
+	// them again within their BEP 51 interval.
 	may := n.bep51 == bep51Unknown || n.bep51 == bep51Yes || n.bep51 == bep51Resample
-	if c.cfg.Infohashes && may && !n.id.IsZero() && c.cfg.Now().UnixNano() >= n.next {
+	if c.cfg.Infohashes && may && !n.id.IsZero() && c.cfg.Zone.contains(n.id) && c.cfg.Now().UnixNano() >= n.next {
 		if n.replied || c.sampleFirst() {
 			q.Q = krpc.MethodSampleInfohashes
 		} else {
