@@ -162,7 +162,9 @@ type Config struct {
 
 	// Infohashes asks each node with BEP 51 sample_infohashes (which also
 	// returns nodes), honouring each node's interval, and falls back to
-	// find_node for nodes that do not support it. False: find_node only.
+	// find_node for nodes that do not support it; with a Zone, only the
+	// zone's nodes are sampled (the rest are other zones' to sample).
+	// False: find_node only.
 	Infohashes bool
 
 	// Peers, with Infohashes, ends the crawl by asking for the peers of
