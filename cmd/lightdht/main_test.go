@@ -52,9 +52,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// cleanEnv is the environment without LIGHTDHT_* variables, plus extra.
-func cleanEnv(extra ...string) []string { return cmdtest.CleanEnv(extra...) }
-
 // guard fails the test unless every address the command would contact is
 // on loopback (cmdtest.CheckLoopback).
 func guard(t *testing.T, env []string, args []string) {
@@ -87,7 +84,7 @@ func exe(t *testing.T, env []string, stdin string, args ...string) result {
 	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = cleanEnv(env...)
+	cmd.Env = cmdtest.CleanEnv(env...)
 	cmd.Stdin = strings.NewReader(stdin)
 	var so, se bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &so, &se
@@ -118,7 +115,7 @@ type proc struct {
 	args   []string
 	cmd    *exec.Cmd
 	out    *bufio.Scanner // stdout after the first line
-	stderr lockedBuffer
+	stderr cmdtest.LockedBuffer
 	first  string // the first line of stdout
 }
 
@@ -131,7 +128,7 @@ func startProc(t *testing.T, args ...string) *proc {
 	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
 	t.Cleanup(cancel)
 	p := &proc{t: t, args: args, cmd: exec.CommandContext(ctx, bin, args...)}
-	p.cmd.Env = cleanEnv()
+	p.cmd.Env = cmdtest.CleanEnv()
 	p.cmd.Stderr = &p.stderr
 	stdout, err := p.cmd.StdoutPipe()
 	if err != nil {
@@ -164,10 +161,6 @@ func (p *proc) stop() (rest, stderr string) {
 	noCrash(p.t, p.args, p.stderr.String())
 	return strings.Join(lines, "\n"), p.stderr.String()
 }
-
-// lockedBuffer is a buffer that a running command may write while the
-// test reads it.
-type lockedBuffer = cmdtest.LockedBuffer
 
 // ok runs the command and fails the test unless it exits 0.
 func ok(t *testing.T, env []string, args ...string) string {
@@ -713,12 +706,12 @@ func watchStatus(stderr io.Reader, want int) *statusWatch {
 // stderr goes to a statusWatch waiting for a status line with want nodes
 // replied, its stdout to the returned buffer. It is killed at the end of
 // the test if it is still running; interrupt stops it.
-func startWatched(t *testing.T, want int, args ...string) (*exec.Cmd, *statusWatch, *lockedBuffer) {
+func startWatched(t *testing.T, want int, args ...string) (*exec.Cmd, *statusWatch, *cmdtest.LockedBuffer) {
 	t.Helper()
 	guard(t, nil, args)
 	cmd := exec.Command(bin, args...)
-	cmd.Env = cleanEnv()
-	so := &lockedBuffer{}
+	cmd.Env = cmdtest.CleanEnv()
+	so := &cmdtest.LockedBuffer{}
 	cmd.Stdout = so
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
