@@ -250,32 +250,36 @@ func (t *Transport) sendReply(reply *Msg, src netip.AddrPort, qlen int, verdict 
 // nothing, and matched or counted from that.
 func (t *Transport) handleReply(pkt []byte, src netip.AddrPort) {
 	if t.awaited(pkt, src) {
-		m := new(Msg)
-		if err := t.limits.Unmarshal(bytes.Clone(pkt), m); err != nil && !usableReply(m, err) {
-			t.stats.malformed.Add(1)
-			t.log.Debug().Err(err).Stringer("src", src).Msg("malformed packet")
-			return
-		}
-		if c, r := t.match(m, src); c != nil {
-			t.complete(c, r, m, src)
+		if m := t.decodeReply(bytes.Clone(pkt), new(Msg), src); m != nil {
+			if c, r := t.match(m, src); c != nil {
+				t.complete(c, r, m, src)
+			}
 		}
 		return
 	}
-	if err := t.limits.Unmarshal(pkt, &t.scratch); err != nil && !usableReply(&t.scratch, err) {
-		t.stats.malformed.Add(1)
-		t.log.Debug().Err(err).Stringer("src", src).Msg("malformed packet")
+	if t.decodeReply(pkt, &t.scratch, src) == nil {
 		return
 	}
 	c, r := t.match(&t.scratch, src)
 	if c == nil {
 		return
 	}
-	m := new(Msg)
-	if err := t.limits.Unmarshal(bytes.Clone(pkt), m); err != nil && !usableReply(m, err) {
-		t.stats.malformed.Add(1) // unreachable: the same bytes decoded above
-		return
+	// A match the peek missed: decoded again, into a message of its own.
+	// (The same bytes decoded above, so it is not malformed.)
+	if m := t.decodeReply(bytes.Clone(pkt), new(Msg), src); m != nil {
+		t.complete(c, r, m, src)
 	}
-	t.complete(c, r, m, src)
+}
+
+// decodeReply decodes the reply or error pkt from src into m and returns
+// m, or counts the packet as malformed and returns nil.
+func (t *Transport) decodeReply(pkt []byte, m *Msg, src netip.AddrPort) *Msg {
+	if err := t.limits.Unmarshal(pkt, m); err != nil && !usableReply(m, err) {
+		t.stats.malformed.Add(1)
+		t.log.Debug().Err(err).Stringer("src", src).Msg("malformed packet")
+		return nil
+	}
+	return m
 }
 
 // awaited reports whether pkt from src carries the transaction ID of a
