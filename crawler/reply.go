@@ -70,7 +70,7 @@ func (c *Crawler) handle(r result) {
 		return
 	}
 	c.listed(r, me, now)
-	n := c.nodes.at(r.idx) // listed may have grown c.nodes
+	n := c.nodes.at(r.idx)
 	if resample {
 		// Ask for the sample once more, in case the first was lost.
 		n.bep51 = bep51Resample
