@@ -121,7 +121,11 @@ type Config struct {
 	// Idle ends a full crawl once no new node has been found for this
 	// long (a crawl also ends when nothing is left to query); no query is
 	// sent after that, but those in flight are waited for, up to Timeout,
-	// so that a slow node's last answer is not lost. Zero:
+	// so that a slow node's last answer is not lost. Where it runs out
+	// while all that is left of the first pass waits for its time (a
+	// host with many IDs, one query per PerIPInterval), the gap probes
+	// and checks that follow the first pass start instead, and Idle
+	// counts again from then. Zero:
 	// DefaultIdle (30 seconds). The context's deadline bounds the crawl in
 	// any case.
 	Idle time.Duration

@@ -47,3 +47,26 @@ func TestIdleWaitsForAnswers(t *testing.T) {
 		}
 	})
 }
+
+// TestIdleTailStartsChecks: a host with 60 IDs on one IP takes one
+// query every PerIPInterval (2 s), so the first pass ends with a queue of
+// its nodes that drains for two minutes after the last new node, and Idle
+// (20 s) runs out in it. The gap probes and the checks must run all the
+// same: with half the contacts silent they find the nodes no table
+// happened to list, and a crawl that skipped them would miss those nodes
+// whenever its last host's queue happened to be long.
+func TestIdleTailStartsChecks(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		scfg := synth.Config{N: 4000, Seed: 12, PublicIPs: true, SilentShare: 0.5, Latency: 20 * time.Millisecond,
+			SybilHosts: 1, SybilsPerHost: 60}
+		res, rec, truth, _ := crawlSynth(t, scfg, crawler.Config{Idle: 20 * time.Second})
+		answering, found := coverage(truth, rec)
+		t.Logf("found %d of %d answering nodes in %v; %d queries, %d checks (%d found, %d left), %d still queued",
+			found, answering, res.Duration.Round(time.Second), res.Queries, res.Checks, res.Learned.Checks.Answered, res.ChecksLeft, res.Waiting)
+		if res.Checks == 0 {
+			t.Errorf("no check was asked: Idle ended the crawl in its first pass's tail")
+		} else if res.Learned.Checks.Answered == 0 {
+			t.Errorf("%d checks found no new node; on this network they find about a dozen", res.Checks)
+		}
+	})
+}
