@@ -76,26 +76,17 @@ type sanitizer struct {
 	sampleYes, sampleOther int
 }
 
-// silentShare returns the share of resolved contacts that never
-// answered, and whether enough are resolved to trust it.
-func (s *sanitizer) silentShare() (float64, bool) {
-	n := s.replied + s.failed
-	if n < sanitizeLearn {
-		return 0, false
-	}
-	return float64(s.failed) / float64(n), true
-}
-
 // silentBound returns an upper bound of the share of contacts that never
 // answer, counting those queried and not yet resolved as silent, and
 // whether enough are resolved to trust it. An answering contact resolves
 // within its round trip, a silent one only once its timeouts have run,
-// so the share among those resolved so far (silentShare) runs low while
-// the crawl is under way: at a tenth of the contacts silent it measured
+// so the share among those resolved so far runs low while the crawl is
+// under way: at a tenth of the contacts silent it measured
 // one to two percent in the middle of a crawl, and at that share
 // reporters whose contacts were silent at the network's rate were
 // discounted as listing dead contacts. The rule that discounts uses the
-// bound, so that chance is judged at the most the network can be silent.
+// bound, so that chance is judged at the most the network can be silent,
+// and so does sampleFirst.
 func (s *sanitizer) silentBound() (float64, bool) {
 	n := s.replied + s.failed
 	if n < sanitizeLearn {
@@ -107,9 +98,19 @@ func (s *sanitizer) silentBound() (float64, bool) {
 
 // sampleFirst reports whether a node that has not answered yet is asked
 // sample_infohashes first (see above). Until the shares are known it is.
+//
+// The silent share it judges at is the upper bound (silentBound), not
+// the share among the contacts resolved so far: a silent contact asked
+// for a sample resolves only after the sample's timeout, its follow-up's
+// and that one's resend, so while samples go first the resolved share
+// reads lower the longer they do, and a crawl that began with them kept
+// them. On the live-like network that happened in about one infohash
+// crawl in eight: the share read 0.23, then 0.13 and 0.09 against a
+// real 0.53, and the crawl sent some 10,000 follow-ups more than the
+// others (3.22 packets per answering node against 3.06).
 func (c *Crawler) sampleFirst() bool {
 	s := &c.san
-	silent, ok := s.silentShare()
+	silent, ok := s.silentBound()
 	if !ok || s.sampleYes+s.sampleOther < sampleLearn {
 		return true
 	}
