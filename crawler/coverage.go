@@ -156,7 +156,7 @@ func regionOf(id krpc.ID, depth int) gapKey {
 }
 
 // secondPassBudget bounds the second pass: queries stop once they reach
-// this many per node that replied.
+// this many per node that replied (see passBudget for what counts).
 const secondPassBudget = 1.97
 
 // silentAllowance is how many queries to nodes that never answered, per
@@ -174,6 +174,14 @@ const silentAllowance = 0.25
 // nothing for the checks that find the answering nodes it missed (0.8%
 // of them on a synthetic network with half the contacts silent). What
 // they cost is bounded by the resend policy instead.
+//
+// On such a network an infohash crawl's second question to each node (a
+// sample, or find_node after one), which it asks by design, does not
+// count either: counted, it had spent the budget by the end of the first
+// pass, and the crawl never checked. With half the contacts silent it
+// found 99.43% to 99.63% of the reachable nodes so, 99.73% to 99.83%
+// with its checks (docs/crawler.md). Where few contacts are silent the
+// checks find next to nothing, and the crawl keeps the plain budget.
 func (c *Crawler) passBudget() int {
 	failed := 0
 	for i := range c.nodes.len() {
@@ -183,6 +191,9 @@ func (c *Crawler) passBudget() int {
 	}
 	allowance := int(silentAllowance * float64(c.res.Replied))
 	spent := c.res.Queries - min(failed, max(0, 2*(failed-allowance)))
+	if c.cfg.Infohashes && failed >= 2*allowance {
+		spent -= c.res.Replied
+	}
 	return int(secondPassBudget*float64(c.res.Replied)) - spent
 }
 
