@@ -233,7 +233,7 @@ func New(cfg Config) (*Crawler, error) {
 		pace:       newPacer(cfg),
 		ihs:        make(map[krpc.ID]struct{}),
 		resent:     learnedRule(cfg.Learned.Resends),
-		followed:   learnedRule(cfg.Learned.FollowUps),
+		followed:   learnedRule(cfg.Learned.FollowUps).withWorth(followWorth),
 		resampled:  learnedRule(cfg.Learned.Resamples),
 	}, nil
 }

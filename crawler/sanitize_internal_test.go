@@ -148,7 +148,7 @@ func TestProbeClears(t *testing.T) {
 // resolved share (0%) samples went first, and in about one crawl in eight
 // went on doing so for two minutes while that share lagged; at the bound
 // (61%) find_node goes first. The second is a clean network's crawl well
-// under way (a tenth silent, 30% BEP 51, follow-ups no longer paying),
+// under way (a tenth silent, 30% BEP 51, no follow-up answered),
 // where samples first are the cheaper order and stay so.
 func TestSampleFirstAtBound(t *testing.T) {
 	c := &Crawler{}
@@ -156,12 +156,12 @@ func TestSampleFirstAtBound(t *testing.T) {
 		t.Error("before anything is known: find_node first, want samples first")
 	}
 	c.san = sanitizer{replied: 200, failed: 0, queried: 515, sampleYes: 61, sampleOther: 138}
-	c.followed = payRule{done: 1, answered: 1}
+	c.followed = payRule{done: 1, answered: 1, worth: followWorth}
 	if c.sampleFirst() {
 		t.Error("live-like, 2.66 s in, 315 contacts unresolved: samples first, want find_node first")
 	}
 	c.san = sanitizer{replied: 4000, failed: 400, queried: 4900, sampleYes: 1200, sampleOther: 2800}
-	c.followed = payRule{done: 200, answered: 1}
+	c.followed = payRule{done: 200, answered: 0, worth: followWorth}
 	if !c.sampleFirst() {
 		t.Error("clean network under way: find_node first, want samples first")
 	}
