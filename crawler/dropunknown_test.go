@@ -17,8 +17,12 @@ import (
 // which they answer. (A node the crawl never reaches, which no reply
 // listed, is a matter of coverage: the crawl still finds at least 99.5%
 // of answering nodes, and such nodes are counted apart.) Every BEP 51
-// node found is harvested, and at most 2.0 packets are sent per
-// answering node.
+// node found is harvested, and at most 2.05 packets are sent per
+// answering node. (It was 2.0 while sampleFirst judged at the share of
+// silent contacts among those resolved, and the crawl spent 1.982 to
+// 1.990; judged at the share's upper bound, which ended the live-like
+// crawls that kept samples first for minutes, it spends 1.993 to 2.015
+// here, six runs each.)
 func TestSyntheticDropUnknown(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		res, rec, truth, st := crawlSynth(t,
@@ -57,8 +61,8 @@ func TestSyntheticDropUnknown(t *testing.T) {
 		if float64(found) < 0.995*float64(answering) {
 			t.Errorf("found %d of %d answering nodes, want at least 99.5%%", found, answering)
 		}
-		if perNode > 2.0 {
-			t.Errorf("%.3f packets per answering node, want at most 2.0", perNode)
+		if perNode > 2.05 {
+			t.Errorf("%.3f packets per answering node, want at most 2.05", perNode)
 		}
 	})
 }
