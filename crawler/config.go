@@ -99,9 +99,10 @@ type Config struct {
 	// gone, not lost a packet), only one timed-out query in 10 is resent.
 	// With Infohashes, a sample_infohashes that times out on a node whose
 	// BEP 51 support is unknown is followed by a find_node instead of
-	// being resent, under the same 2% rule and even with Retries
-	// negative: nodes that drop unknown methods without error 204 (aria2)
-	// answer it, and are recorded as answering, BEP 51 "silent". A node
+	// being resent, under the same rule with a line of 0.5% rather than
+	// 2%, and even with Retries negative: nodes that drop unknown methods
+	// without error 204 (aria2) answer it, and are recorded as answering,
+	// BEP 51 "silent". A node
 	// that answers the find_node is asked for the sample once more (its
 	// first may have been lost), under the same rule applied to those
 	// second samples' answers.
