@@ -322,7 +322,8 @@ const (
 // is noticed. In the first wave of timeouts, before any outcome is known,
 // every one is resent. p is the rule of the kind: c.resent for resends,
 // c.followed for the find_node that follows a timed-out sample (see
-// timeout); both count in Result.Resends.
+// timeout), whose line is followWorth instead; both count in
+// Result.Resends.
 func (c *Crawler) resendPays(p *payRule) bool {
 	if p.pays() {
 		c.resends++
