@@ -192,9 +192,11 @@ func (t *Transport) enter() bool {
 
 func (t *Transport) sendAttempt(c *call) {
 	t.mu.Lock()
-	if t.pending[c.tid] != c {
+	if t.closed || t.pending[c.tid] != c {
+		// Finished while waiting for the limiter, or the transport is
+		// closing: shutdown has read the attempts it reports.
 		t.mu.Unlock()
-		return // finished while waiting for the limiter
+		return
 	}
 	c.attempts++
 	if c.attempts > 1 {

@@ -201,15 +201,21 @@ func (t *Transport) shutdown() error {
 	t.mu.Lock()
 	t.closed = true
 	serving := t.serving
-	calls := make([]*call, 0, len(t.pending))
+	// Attempts are read here, under t.mu: once closed is set no attempt
+	// is sent, so the count is final.
+	type ending struct {
+		c        *call
+		attempts int
+	}
+	calls := make([]ending, 0, len(t.pending))
 	for _, c := range t.pending {
-		calls = append(calls, c)
+		calls = append(calls, ending{c, c.attempts})
 	}
 	t.mu.Unlock()
 
 	err := t.conn.Close()
-	for _, c := range calls {
-		t.finish(c, Response{Attempts: c.attempts}, fmt.Errorf("krpc: %s to %v: %w", c.method, c.addr, ErrClosed))
+	for _, e := range calls {
+		t.finish(e.c, Response{Attempts: e.attempts}, fmt.Errorf("krpc: %s to %v: %w", e.c.method, e.c.addr, ErrClosed))
 	}
 	if serving {
 		<-t.served
