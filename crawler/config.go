@@ -118,6 +118,18 @@ type Config struct {
 	// learn it. Each kind of resend counts as 100 outcomes at most, so
 	// that the crawl's own soon outweigh it. Zero: nothing learned.
 	Learned Learned
+	// Share, if set, pools what the crawl learns with crawls of the same
+	// network running at the same time (a shared crawl's zones crawled by
+	// other processes, shard): the crawler calls it from its loop after
+	// each outcome with what it has learned itself so far, and takes what
+	// it returns, what those crawls have learned so far, as learned
+	// before, added to Learned. Zones crawled at once would otherwise
+	// each learn alone what one crawl learns once: four zones starting
+	// together each asked all their 100 resends and 150 or so checks
+	// where the nodes that time out have gone and the checks find
+	// nothing. It must not block (return what is known, however stale)
+	// and is not called concurrently.
+	Share func(own Learned) (others Learned)
 
 	// Idle ends a full crawl once no new node has been found for this
 	// long (a crawl also ends when nothing is left to query); no query is

@@ -201,9 +201,10 @@ func (c *Crawler) passBudget() int {
 // least checkPatience of the nodes it lined up in a row without a new
 // node answering, and at least minPatience of them: enough to see a
 // yield of one new node in a hundred checks, with odds of e^-3 of
-// missing it. Where earlier crawls from the socket (Config.Learned) have
-// asked minPatience checks or more and found fewer than one node per
-// minPatience, the least is learntPatience instead. It then stops if it
+// missing it. Where its checks and those of earlier crawls from the
+// socket (Config.Learned) and of crawls beside it (Config.Share) number
+// minPatience or more and found fewer than one node per minPatience, the
+// least is learntPatience instead (checkLeast). It then stops if it
 // has found none, if that run has grown to gapFactor times the mean run
 // that led to a new node before, or if at the yield so far the nodes left
 // would find fewer than worthShare of the answering nodes found.
@@ -257,12 +258,24 @@ func (c *Crawler) secondPass() bool {
 		n.nearest = true
 	}
 	c.checks = cands
-	least := minPatience
-	if l := c.cfg.Learned.Checks; l.Sent >= minPatience && l.Answered*minPatience < l.Sent {
-		least = learntPatience // the checks found next to nothing before
-	}
-	c.patience = max(least, int(checkPatience*float64(len(cands))))
+	c.checkRun = int(checkPatience * float64(len(cands)))
+	c.patience = max(c.checkLeast(), c.checkRun)
 	return len(cands) > 0
+}
+
+// checkLeast returns the least run of checks without a new node after
+// which the second pass may stop: minPatience, or learntPatience once the
+// checks of this crawl, of earlier ones (Config.Learned) and of those
+// beside it (Config.Share) number minPatience or more and found fewer
+// than one node per minPatience. The checks of a shared crawl's zones
+// are asked of one network, so that what they found is learned once for
+// the crawl, as a lone crawl learns it, not once per zone.
+func (c *Crawler) checkLeast() int {
+	l := c.cfg.Learned.Checks.Add(c.others.Checks).Add(Outcomes{Sent: c.res.Checks, Answered: c.checkFinds})
+	if l.Sent >= minPatience && l.Answered*minPatience < l.Sent {
+		return learntPatience // the checks find next to nothing
+	}
+	return minPatience
 }
 
 // nextCheck queues the second pass's next node and reports whether it
@@ -273,6 +286,7 @@ func (c *Crawler) nextCheck() bool {
 	if len(c.checks) == 0 {
 		return false
 	}
+	c.patience = max(c.checkLeast(), c.checkRun)
 	if c.stale >= c.patience && !c.checksPay() {
 		for _, i := range c.checks {
 			n := c.nodes.at(i)

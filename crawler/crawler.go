@@ -169,6 +169,7 @@ type Crawler struct {
 	stale      int                 // checks queued since a new node last answered
 	checkFinds int                 // new nodes that answered during the second pass
 	patience   int                 // the least run of checks without a new node after which the rest are left
+	checkRun   int                 // checkPatience of the nodes lined up: the least patience
 	gapTarget  map[int32]krpc.ID   // nodes queued to be asked about an empty region, and its target
 	gapProbed  map[gapKey]struct{} // regions already asked about (see fillGaps)
 
@@ -181,6 +182,11 @@ type Crawler struct {
 	resent    payRule
 	followed  payRule
 	resampled payRule
+	// What the rules started from, and what Config.Share last returned
+	// (reply.go: share): the rules' counts less priors are the crawl's
+	// own.
+	priors Learned
+	others Learned
 }
 
 // New checks cfg and prepares a crawl. It starts nothing.
@@ -235,6 +241,7 @@ func New(cfg Config) (*Crawler, error) {
 		resent:     learnedRule(cfg.Learned.Resends),
 		followed:   learnedRule(cfg.Learned.FollowUps).withWorth(followWorth),
 		resampled:  learnedRule(cfg.Learned.Resamples),
+		priors:     cfg.Learned.scaled(),
 	}, nil
 }
 
@@ -303,6 +310,7 @@ func (c *Crawler) drain(ctx context.Context) error {
 		select {
 		case r := <-c.results:
 			c.handle(r)
+			c.share()
 		case <-ctx.Done():
 			return fmt.Errorf("crawler: %w", context.Cause(ctx))
 		}
@@ -338,6 +346,7 @@ type phase struct {
 func (c *Crawler) loop(ctx context.Context, ph *phase) error {
 	wake := time.NewTimer(0)
 	defer wake.Stop()
+	c.share() // what the crawls beside this one learned before it started
 	for {
 		next := c.dispatch(ph)
 		if ph.done() {
@@ -349,6 +358,7 @@ func (c *Crawler) loop(ctx context.Context, ph *phase) error {
 		select {
 		case r := <-c.results:
 			c.handle(r)
+			c.share()
 		case ni := <-ph.heard:
 			c.discover(ni, false)
 		case <-wake.C:

@@ -255,9 +255,10 @@ func TestFillGapsPerIsland(t *testing.T) {
 // TestChecksPatience: the second pass lines up its nodes and nextCheck
 // queues them one at a time; once a run of them without a new node
 // answering is as long as the pass's patience (a tenth of the nodes
-// lined up, at least minPatience) and gapFactor times the mean run that
-// led to a new node before, the rest are left, back in the replied state
-// and counted in ChecksLeft.
+// lined up, at least minPatience, or learntPatience once minPatience
+// checks have found fewer than one node per minPatience) and gapFactor
+// times the mean run that led to a new node before, the rest are left,
+// back in the replied state and counted in ChecksLeft.
 func TestChecksPatience(t *testing.T) {
 	prefixes := make([]string, 3000)
 	for i := range prefixes {
@@ -272,10 +273,14 @@ func TestChecksPatience(t *testing.T) {
 		learned  Learned
 		want     func(patience int) int
 	}{
-		{"no new node", nil, 0, Learned{}, func(p int) int { return p }},
+		// The run reaches minPatience before the least falls.
+		{"no new node", nil, 0, Learned{}, func(p int) int { return max(p, minPatience) }},
 		{"no new node, checks found idle before", nil, 0, idle, func(p int) int { return p }},
 		{"no new node, checks found fruitful before", nil, 0, fruitful, func(p int) int { return p }},
-		{"one new node early", []int{3}, 0, Learned{}, func(p int) int { return 3 + p }},
+		// Past minPatience checks the crawl's own have found fewer than
+		// one per minPatience: the least falls to learntPatience, and a
+		// tenth of those lined up is all the run must reach.
+		{"one new node early", []int{3}, 0, Learned{}, func(p int) int { return max(3+p, minPatience+1) }},
 		// In a census of 300 the 2,700 left, at 1 in 200, are worth it.
 		{"one new node late", []int{200}, 300, Learned{}, func(p int) int { return 200 + max(p, gapFactor*200) }},
 		// 1 in 200 of the 2,700 left would be 14 nodes: not worth it in
@@ -377,7 +382,7 @@ func TestLearnedResends(t *testing.T) {
 	c, _ = gapCrawler(t, []string{"0"})
 	prior := Learned{Resends: Outcomes{Sent: 5000, Answered: 50}}
 	c.cfg.Learned = prior
-	c.resent = learnedRule(prior.Resends)
+	c.resent, c.priors = learnedRule(prior.Resends), prior.scaled()
 	if got := c.resent.outcomes(); got != (Outcomes{Sent: resendLearn, Answered: 1}) {
 		t.Fatalf("5,000 learned outcomes start the rule at %+v, want %d sent and 1 answered", got, resendLearn)
 	}
@@ -396,5 +401,58 @@ func TestLearnedResends(t *testing.T) {
 	c.resent.done, c.resent.answered = c.resent.done+3, c.resent.answered+2
 	if got := c.learned().Resends; got != (Outcomes{Sent: 3, Answered: 2}) {
 		t.Fatalf("learned %+v, want the crawl's own 3 sent and 2 answered", got)
+	}
+}
+
+// TestShareLearned: what Config.Share returns, the outcomes of the crawls
+// beside this one, is taken in as learned before: the resend rule stops
+// paying once theirs and its own show resends unanswered, the second
+// pass's least patience falls to learntPatience once the checks of all
+// number minPatience without a find, Share is handed the crawl's own
+// outcomes only, and Result.Learned keeps only those.
+func TestShareLearned(t *testing.T) {
+	c, _ := gapCrawler(t, []string{"0"})
+	var others Learned
+	var handed []Learned
+	c.cfg.Share = func(own Learned) Learned {
+		handed = append(handed, own)
+		return others
+	}
+	c.share()
+	if !c.resent.paying() || c.checkLeast() != minPatience {
+		t.Fatal("a crawl whose neighbours have learned nothing does not resend every timeout, or cut its checks short")
+	}
+	c.resent.done, c.resent.answered = 30, 0
+	others = Learned{Resends: Outcomes{Sent: 90, Answered: 1}, Checks: Outcomes{Sent: 250}}
+	c.share()
+	if got := c.resent.outcomes(); got != (Outcomes{Sent: 120, Answered: 1}) {
+		t.Fatalf("rule at %+v, want the 30 own and the 90 others' outcomes", got)
+	}
+	if c.resent.paying() {
+		t.Fatal("1 of 120 resends answered, 90 of them beside this crawl: every timeout is still resent")
+	}
+	if got := c.checkLeast(); got != minPatience {
+		t.Fatalf("least patience %d with 250 checks asked in all, want %d", got, minPatience)
+	}
+	c.res.Checks = 50
+	if got := c.checkLeast(); got != learntPatience {
+		t.Fatalf("least patience %d with 300 checks asked in all and none found, want %d", got, learntPatience)
+	}
+	// The others' outcomes grow past resendLearn: they are scaled down,
+	// as Config.Learned is, and the crawl's own stay as they are.
+	others.Resends = Outcomes{Sent: 1000, Answered: 500}
+	c.share()
+	if got := c.resent.outcomes(); got != (Outcomes{Sent: 30 + resendLearn, Answered: resendLearn / 2}) {
+		t.Fatalf("rule at %+v, want the 30 own and %d scaled others'", got, resendLearn)
+	}
+	if !c.resent.paying() {
+		t.Fatal("half the resends answered beside this crawl: not every timeout is resent")
+	}
+	want := Learned{Resends: Outcomes{Sent: 30}, Checks: Outcomes{Sent: 50}}
+	if got := c.learned(); got != want {
+		t.Fatalf("learned %+v, want the crawl's own %+v", got, want)
+	}
+	if got := handed[len(handed)-1]; got != want {
+		t.Fatalf("Share was handed %+v, want the crawl's own outcomes", got)
 	}
 }

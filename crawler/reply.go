@@ -417,16 +417,50 @@ func (l Learned) Add(m Learned) Learned {
 		Resamples: l.Resamples.Add(m.Resamples), Checks: l.Checks.Add(m.Checks)}
 }
 
-// learned returns what the crawl has learned itself, Config.Learned
-// left out (Result.Learned).
+// scaled returns l with each kind of second query scaled down to
+// resendLearn outcomes (learnedRule); the checks are left as they are.
+func (l Learned) scaled() Learned {
+	return Learned{Resends: l.Resends.scaled(resendLearn), FollowUps: l.FollowUps.scaled(resendLearn),
+		Resamples: l.Resamples.scaled(resendLearn), Checks: l.Checks}
+}
+
+// learned returns what the crawl has learned itself, Config.Learned and
+// what Config.Share brought left out (Result.Learned).
 func (c *Crawler) learned() Learned {
-	prior := c.cfg.Learned
 	return Learned{
-		Resends:   c.resent.outcomes().sub(learnedRule(prior.Resends).outcomes()),
-		FollowUps: c.followed.outcomes().sub(learnedRule(prior.FollowUps).outcomes()),
-		Resamples: c.resampled.outcomes().sub(learnedRule(prior.Resamples).outcomes()),
+		Resends:   c.resent.outcomes().sub(c.priors.Resends),
+		FollowUps: c.followed.outcomes().sub(c.priors.FollowUps),
+		Resamples: c.resampled.outcomes().sub(c.priors.Resamples),
 		Checks:    Outcomes{Sent: c.res.Checks, Answered: c.checkFinds},
 	}
+}
+
+// share passes what the crawl has learned so far to Config.Share, and
+// takes in what the crawls beside it have learned: each rule then starts
+// from Config.Learned plus theirs, scaled as Config.Learned is, and the
+// second pass's patience counts their checks (checkLeast). The loop
+// calls it after each outcome.
+func (c *Crawler) share() {
+	if c.cfg.Share == nil {
+		return
+	}
+	others := c.cfg.Share(c.learned())
+	if others == c.others {
+		return
+	}
+	c.others = others
+	priors := c.cfg.Learned.Add(others).scaled()
+	c.resent.reprior(c.priors.Resends, priors.Resends)
+	c.followed.reprior(c.priors.FollowUps, priors.FollowUps)
+	c.resampled.reprior(c.priors.Resamples, priors.Resamples)
+	c.priors = priors
+}
+
+// reprior replaces the outcomes p started from, from, by to, keeping its
+// own.
+func (p *payRule) reprior(from, to Outcomes) {
+	p.done += to.Sent - from.Sent
+	p.answered += to.Answered - from.Answered
 }
 
 // withWorth returns p with the share answered that keeps every query

@@ -212,12 +212,13 @@ func (c *Crawl) stopped(ctx context.Context, err error) error {
 // first tailReplies replies.
 func (c *Crawl) work(ctx context.Context, m *mux, z Zone, sum *Summary, tail func()) error {
 	c.report(Event{Kind: EventClaimed, Zone: z})
-	// The zone's crawl starts from what the crawls of the zones done
-	// learned (the template's Learned added): the network is the same,
-	// and a small zone would spend a good part of its queries learning
-	// again that the nodes which time out have gone, or that the checks
-	// find nothing.
-	learned, err := c.learned(ctx)
+	// The zone's crawl starts from what the crawls of the other zones
+	// learned, those done and those being crawled, and goes on taking in
+	// what the latter learn (sharer; the template's Learned added): the
+	// network is the same, and a small zone would spend a good part of
+	// its queries learning again that the nodes which time out have
+	// gone, or that the checks find nothing.
+	learned, err := c.learned(ctx, z.Number)
 	if err != nil {
 		return c.stopped(ctx, fmt.Errorf("shard: zone %d: %w", z.Number, err))
 	}
@@ -226,11 +227,13 @@ func (c *Crawl) work(ctx context.Context, m *mux, z Zone, sum *Summary, tail fun
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() { c.keepLease(ctx, z.Number, stop, cancel) })
+	sh := newSharer(learned)
+	wg.Go(func() { c.publish(zctx, z.Number, sh, stop) })
 
 	rec := &zoneRecorder{DB: c.cfg.Store, zone: crawler.Zone{Prefix: z.Prefix, Bits: z.Bits}, ctx: zctx}
 	cfg := c.cfg.Crawler
 	cfg.Conn, cfg.Zone, cfg.Recorder, cfg.IPSpacing = m.attach(), rec.zone, rec, m.ips
-	cfg.Learned = cfg.Learned.Add(learned)
+	cfg.Share = sh.exchange
 	if p := cfg.Progress; p != nil || tail != nil {
 		// The template's Progress is called for every zone's crawl: one
 		// call at a time.

@@ -46,16 +46,38 @@ type figures struct {
 	learned                             crawler.Learned
 }
 
-// learned returns what the crawls of the crawl's done zones learned, summed
-// (crawler.Config.Learned for the next zone's crawl).
-func (c *Crawl) learned(ctx context.Context) (crawler.Learned, error) {
+// learnedSums sums, over the crawl's zones other than zone z, what their
+// crawls learned: the final figures of the zones done, and what the
+// crawls of the zones being crawled have learned so far.
+const learnedSums = `SELECT coalesce(sum(resends_sent), 0), coalesce(sum(resends_answered), 0),
+	coalesce(sum(followups_sent), 0), coalesce(sum(followups_answered), 0),
+	coalesce(sum(resamples_sent), 0), coalesce(sum(resamples_answered), 0),
+	coalesce(sum(checks_sent), 0), coalesce(sum(checks_found), 0)
+	FROM crawl_zones WHERE crawl = $1 AND zone != $2`
+
+// learned returns what the crawls of the crawl's zones other than z have
+// learned (learnedSums): the zone's crawl starts from it.
+func (c *Crawl) learned(ctx context.Context, z int) (crawler.Learned, error) {
+	return scanLearned(c.pool.QueryRow(ctx, learnedSums, c.id, z))
+}
+
+// exchange writes what zone z's crawl has learned so far to its row, if
+// this process still holds it, and returns what the other zones' crawls
+// have learned (learnedSums).
+func (c *Crawl) exchange(ctx context.Context, z int, l crawler.Learned) (crawler.Learned, error) {
+	return scanLearned(c.pool.QueryRow(ctx, `WITH mine AS (UPDATE crawl_zones SET
+		resends_sent = $4, resends_answered = $5, followups_sent = $6, followups_answered = $7,
+		resamples_sent = $8, resamples_answered = $9, checks_sent = $10, checks_found = $11
+		WHERE crawl = $1 AND zone = $2 AND holder = $3 AND state = 'claimed')
+		`+learnedSums, c.id, z, c.holder,
+		l.Resends.Sent, l.Resends.Answered, l.FollowUps.Sent, l.FollowUps.Answered,
+		l.Resamples.Sent, l.Resamples.Answered, l.Checks.Sent, l.Checks.Answered))
+}
+
+// scanLearned reads a row of learnedSums.
+func scanLearned(row pgx.Row) (crawler.Learned, error) {
 	var l crawler.Learned
-	err := c.pool.QueryRow(ctx, `SELECT coalesce(sum(resends_sent), 0), coalesce(sum(resends_answered), 0),
-		coalesce(sum(followups_sent), 0), coalesce(sum(followups_answered), 0),
-		coalesce(sum(resamples_sent), 0), coalesce(sum(resamples_answered), 0),
-		coalesce(sum(checks_sent), 0), coalesce(sum(checks_found), 0)
-		FROM crawl_zones WHERE crawl = $1 AND state = 'done'`, c.id).Scan(
-		&l.Resends.Sent, &l.Resends.Answered, &l.FollowUps.Sent, &l.FollowUps.Answered,
+	err := row.Scan(&l.Resends.Sent, &l.Resends.Answered, &l.FollowUps.Sent, &l.FollowUps.Answered,
 		&l.Resamples.Sent, &l.Resamples.Answered, &l.Checks.Sent, &l.Checks.Answered)
 	return l, err
 }
