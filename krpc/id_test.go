@@ -38,3 +38,20 @@ func TestRandomIDWithPrefix(t *testing.T) {
 		}
 	}
 }
+
+// TestIDIsZero: only the all-zero ID is zero; a set bit in any of its 20
+// bytes, the last four included, makes it not.
+func TestIDIsZero(t *testing.T) {
+	if !(ID{}).IsZero() {
+		t.Fatal("the zero ID is not zero")
+	}
+	for i := range IDLen {
+		for _, b := range []byte{0x01, 0x80} {
+			var id ID
+			id[i] = b
+			if id.IsZero() {
+				t.Errorf("ID with byte %d = %#x is zero", i, b)
+			}
+		}
+	}
+}
