@@ -176,6 +176,15 @@ type Config struct {
 	// estimates the size of the whole network from its density. Zero: the
 	// whole ID space.
 	Zone Zone
+	// Seeds, for a zone crawl, are nodes thought to lie in the Zone (a
+	// shared crawl's other zones saw them listed, shard): the crawl
+	// starts from them in place of Bootstrap, and so skips the approach
+	// to the zone, about 23 queries of nodes outside it per zone on a
+	// 5,000-node network. Bootstrap is asked only if the queue runs dry
+	// before DefaultK nodes have answered from inside the zone: the seeds
+	// had gone, or were a poisoner's fakes. Seeds whose ID lies outside
+	// the Zone are ignored. Nil: the crawl starts from Bootstrap.
+	Seeds []krpc.NodeInfo
 
 	// Infohashes asks each node with BEP 51 sample_infohashes (which also
 	// returns nodes), honouring each node's interval, and falls back to
@@ -401,6 +410,14 @@ func (c Config) validate() error {
 	}
 	if c.Zone.Bits < 0 || c.Zone.Bits > 32 {
 		return &ConfigError{Field: "Zone", Reason: fmt.Sprintf("zone of %d bits (0 to 32)", c.Zone.Bits)}
+	}
+	if len(c.Seeds) > 0 && c.Zone.Bits == 0 {
+		return &ConfigError{Field: "Seeds", Reason: "seeds are for a zone crawl (Zone.Bits > 0)"}
+	}
+	for _, s := range c.Seeds {
+		if !s.Addr.IsValid() || s.Addr.Port() == 0 || (!c.TestNet && bogon(s.Addr.Addr())) {
+			return &ConfigError{Field: "Seeds", Reason: fmt.Sprintf("seed %v: invalid or not a public address", s.Addr)}
+		}
 	}
 	for _, a := range c.Bootstrap {
 		if !a.IsValid() || a.Port() == 0 {

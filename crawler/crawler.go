@@ -9,6 +9,7 @@ import (
 
 	"github.com/lightdht/lightdht/krpc"
 	"github.com/lightdht/lightdht/observe"
+	"github.com/lightdht/lightdht/table"
 )
 
 // Progress is a snapshot of a running crawl.
@@ -156,6 +157,7 @@ type Crawler struct {
 	ihs        map[krpc.ID]struct{} // infohashes sampled
 
 	// Zone and target choice (target.go).
+	bootHeld  bool                  // the crawl started from Config.Seeds and has not asked Bootstrap
 	zoneFound int                   // nodes that answered from inside the zone so far
 	bestCPL   int                   // most bits any node that answered shares with the zone's prefix
 	perDepth  [krpc.IDLen * 8]uint8 // farther-bucket queries forced at each depth
@@ -270,8 +272,9 @@ func (c *Crawler) Run(ctx context.Context) (Result, error) {
 		ph.tick = tick.C
 		runErr = c.loop(ctx, ph)
 	} else {
-		for _, a := range c.cfg.Bootstrap {
-			c.discover(krpc.NodeInfo{Addr: a}, true)
+		c.bootHeld = c.seed()
+		if !c.bootHeld {
+			c.bootstrap()
 		}
 		enum := c.enumeration()
 		enum.tick = tick.C
@@ -370,6 +373,28 @@ func (c *Crawler) loop(ctx context.Context, ph *phase) error {
 	}
 }
 
+// bootstrap queues Config.Bootstrap's addresses.
+func (c *Crawler) bootstrap() {
+	for _, a := range c.cfg.Bootstrap {
+		c.discover(krpc.NodeInfo{Addr: a}, true)
+	}
+}
+
+// seed queues the Config.Seeds that lie in the zone, and reports whether
+// there were any.
+func (c *Crawler) seed() bool {
+	seeded := false
+	for _, s := range c.cfg.Seeds {
+		if s.ID.IsZero() || !c.cfg.Zone.contains(s.ID) {
+			continue
+		}
+		if idx, isNew := c.discover(s, false); idx >= 0 && isNew {
+			seeded = true
+		}
+	}
+	return seeded
+}
+
 // enumeration returns the phase that finds the nodes: it queries each
 // node of c.q, and with Config.Respond discovers the queriers heard.
 func (c *Crawler) enumeration() *phase {
@@ -397,6 +422,17 @@ func (c *Crawler) finished() bool {
 		return false
 	}
 	if c.inflight == 0 && c.q.len() == 0 && len(c.checks) == 0 {
+		if c.bootHeld {
+			// The seeds did not lead into the zone: start again from
+			// the bootstrap.
+			c.bootHeld = false
+			if c.zoneFound < table.DefaultK {
+				c.bootstrap()
+				if c.q.len() > 0 {
+					return false
+				}
+			}
+		}
 		return !c.fillGaps() && !c.secondPass()
 	}
 	now := c.cfg.Now()

@@ -2,6 +2,7 @@ package crawler_test
 
 import (
 	"context"
+	"net/netip"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -174,4 +175,82 @@ func TestZoneEstimate100k(t *testing.T) {
 			t.Errorf("size estimate %.0f is %+.2f%% off the true %d", res.SizeEstimate, errPct, real)
 		}
 	})
+}
+
+// TestZoneSeeds: a zone crawl started from seeds inside its zone
+// (Config.Seeds) asks no node outside the zone, where one started from
+// the bootstrap walks in through some; one whose seeds are all gone
+// falls back to the bootstrap. Each finds the zone's answering nodes.
+func TestZoneSeeds(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		seeds func(zone crawler.Zone, truth synth.Truth) []krpc.NodeInfo
+		// whether the crawl asks nodes outside the zone
+		approach bool
+	}{
+		{"bootstrap", func(crawler.Zone, synth.Truth) []krpc.NodeInfo { return nil }, true},
+		{"seeds", func(zone crawler.Zone, truth synth.Truth) []krpc.NodeInfo {
+			var seeds []krpc.NodeInfo
+			for _, n := range truth.Nodes {
+				if n.Answering && n.ID.CommonPrefixLen(zone.Prefix) >= zone.Bits && len(seeds) < 32 {
+					seeds = append(seeds, krpc.NodeInfo{ID: n.ID, Addr: n.Addr})
+				}
+			}
+			return seeds
+		}, false},
+		{"seeds gone", func(zone crawler.Zone, truth synth.Truth) []krpc.NodeInfo {
+			var seeds []krpc.NodeInfo
+			for i := range 32 { // TEST-NET-1 addresses, none of them a node's
+				seeds = append(seeds, krpc.NodeInfo{ID: krpc.RandomIDWithPrefix(zone.Prefix, zone.Bits),
+					Addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(i + 1)}), 6881)})
+			}
+			return seeds
+		}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				net, err := synth.New(synth.Config{N: 10_000, Seed: 3, SilentShare: 0.1, Latency: 20 * time.Millisecond})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer net.Close()
+				truth := net.Truth()
+				zone := crawler.Zone{Prefix: truth.Nodes[0].ID, Bits: 4}
+				conn, err := net.Sim().NewConn4()
+				if err != nil {
+					t.Fatal(err)
+				}
+				rec := newRecorder()
+				c, err := crawler.New(crawler.Config{Conn: conn, Bootstrap: net.Bootstrap(), TestNet: true, Recorder: rec,
+					Rate: 2000, Timeout: time.Second, Zone: zone, Seeds: tc.seeds(zone, truth)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				res, err := c.Run(context.Background())
+				if err != nil {
+					t.Fatal(err)
+				}
+				inZone, found, outside := 0, 0, 0
+				for _, n := range truth.Nodes {
+					in := n.ID.CommonPrefixLen(zone.Prefix) >= zone.Bits
+					switch {
+					case in && n.Answering:
+						inZone++
+						if rec.replied[n.ID] {
+							found++
+						}
+					case !in && (rec.replied[n.ID] || rec.timedOut[n.ID]):
+						outside++
+					}
+				}
+				t.Logf("%d of %d answering nodes of the zone found, %d nodes outside it asked, %d queries", found, inZone, outside, res.Queries)
+				if float64(found) < 0.995*float64(inZone) {
+					t.Errorf("found %d of the zone's %d answering nodes, want 99.5%%", found, inZone)
+				}
+				if tc.approach != (outside > 0) {
+					t.Errorf("%d nodes outside the zone asked; want some: %v", outside, tc.approach)
+				}
+			})
+		})
+	}
 }

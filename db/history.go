@@ -330,3 +330,50 @@ func (d *DB) NodesToRevisit(ctx context.Context, downSince time.Time) ([]NodeSta
 	}
 	return out, nil
 }
+
+// NodesInPrefix returns up to limit nodes whose ID begins with the first
+// bits bits of prefix, seen at or after since, from what has been
+// committed: those that have answered first, then the most recently
+// seen. A zone of a shared crawl starts from them (crawler.Config.Seeds),
+// nodes that the crawl's other zones saw listed.
+func (d *DB) NodesInPrefix(ctx context.Context, prefix krpc.ID, bits int, since time.Time, limit int) ([]krpc.NodeInfo, error) {
+	if bits < 0 || bits > 8*krpc.IDLen {
+		return nil, fmt.Errorf("db: a prefix of %d bits (0 to %d)", bits, 8*krpc.IDLen)
+	}
+	// The IDs are stored as lower-case hex, so the prefix's IDs are
+	// the range from the prefix with every later bit 0 to the prefix
+	// with every later bit 1, compared as strings.
+	lo, hi := prefix, prefix
+	for i := bits; i < 8*krpc.IDLen; i++ {
+		lo[i/8] &^= 0x80 >> (i % 8)
+		hi[i/8] |= 0x80 >> (i % 8)
+	}
+	rows, err := d.r.QueryContext(ctx, `SELECT id, ip, port FROM nodes
+		WHERE id >= $1 AND id <= $2 AND last_seen >= $3
+		ORDER BY last_reply IS NULL, last_seen DESC LIMIT $4`,
+		lo.String(), hi.String(), since.UnixMilli(), limit)
+	if err != nil {
+		return nil, &Error{Op: "query", Path: d.path, Err: err}
+	}
+	defer rows.Close()
+	var out []krpc.NodeInfo
+	for rows.Next() {
+		var (
+			idHex, ip string
+			port      int
+		)
+		if err := rows.Scan(&idHex, &ip, &port); err != nil {
+			return nil, &Error{Op: "query", Path: d.path, Err: err}
+		}
+		id, err1 := krpc.ParseID(idHex)
+		addr, err2 := netip.ParseAddr(ip)
+		if err1 != nil || err2 != nil || port <= 0 || port > 65535 {
+			continue // not a row this package wrote
+		}
+		out = append(out, krpc.NodeInfo{ID: id, Addr: netip.AddrPortFrom(addr, uint16(port))})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, &Error{Op: "query", Path: d.path, Err: err}
+	}
+	return out, nil
+}

@@ -506,3 +506,49 @@ func TestPostgresDeadlockRetried(t *testing.T) {
 		t.Errorf("stats %+v: the batch was not written again", st)
 	}
 }
+
+// TestNodesInPrefix: NodesInPrefix returns the nodes whose ID begins
+// with the prefix (to the bit), seen at or after the time given, those
+// that answered first and then the most recently seen, up to the limit,
+// in both stores.
+func TestNodesInPrefix(t *testing.T) {
+	eachStore(t, func(t *testing.T, dsn string) {
+		d := openDSN(t, dsn, Options{})
+		// A prefix of 5 bits: 0xa8 = 10101 000, so IDs beginning 0xa8 to
+		// 0xaf are in it, 0xa7 and 0xb0 outside.
+		mk := func(first byte, last byte, addr string) krpc.NodeInfo {
+			var id krpc.ID
+			id[0], id[krpc.IDLen-1] = first, last
+			return krpc.NodeInfo{ID: id, Addr: netip.MustParseAddrPort(addr)}
+		}
+		inOld := mk(0xa8, 1, "1.0.0.1:6881")     // seen before the crawl
+		inListed := mk(0xaf, 2, "1.0.0.2:6881")  // listed, seen at 20
+		inAnswer := mk(0xa9, 3, "1.0.0.3:6881")  // answered, at 10
+		inListed2 := mk(0xab, 4, "1.0.0.4:6881") // listed, seen at 30
+		below, above := mk(0xa7, 5, "1.0.0.5:6881"), mk(0xb0, 6, "1.0.0.6:6881")
+		d.Observe(observe.Sighting{Node: inOld, Time: at(0), Source: observe.SourceReported})
+		d.Observe(observe.Sighting{Node: inAnswer, Time: at(10), Source: observe.SourceReply, RTT: time.Millisecond})
+		for _, s := range []struct {
+			n  krpc.NodeInfo
+			ms int64
+		}{{inListed, 20}, {inListed2, 30}, {below, 30}, {above, 30}} {
+			d.Observe(observe.Sighting{Node: s.n, Time: at(s.ms), Source: observe.SourceReported})
+		}
+		flush(t, d)
+		var prefix krpc.ID
+		prefix[0] = 0xa8 | 0x03 // bits past the prefix are ignored
+		got, err := d.NodesInPrefix(context.Background(), prefix, 5, at(5), 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := []krpc.NodeInfo{inAnswer, inListed2, inListed}; !slices.Equal(got, want) {
+			t.Fatalf("NodesInPrefix = %v, want %v", got, want)
+		}
+		if got, err := d.NodesInPrefix(context.Background(), prefix, 5, at(5), 2); err != nil || len(got) != 2 {
+			t.Fatalf("limit 2: %v, %v", got, err)
+		}
+		if _, err := d.NodesInPrefix(context.Background(), prefix, 161, at(5), 2); err == nil {
+			t.Fatal("a prefix of 161 bits accepted")
+		}
+	})
+}

@@ -222,6 +222,13 @@ func (c *Crawl) work(ctx context.Context, m *mux, z Zone, sum *Summary, tail fun
 	if err != nil {
 		return c.stopped(ctx, fmt.Errorf("shard: zone %d: %w", z.Number, err))
 	}
+	// It starts from the zone's nodes that the other zones' crawls saw
+	// listed, if there are any, rather than walking in from the
+	// bootstrap (crawler.Config.Seeds).
+	seeds, err := c.seeds(ctx, z)
+	if err != nil {
+		return c.stopped(ctx, fmt.Errorf("shard: zone %d seeds: %w", z.Number, err))
+	}
 	zctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	stop := make(chan struct{})
@@ -233,7 +240,7 @@ func (c *Crawl) work(ctx context.Context, m *mux, z Zone, sum *Summary, tail fun
 	rec := &zoneRecorder{DB: c.cfg.Store, zone: crawler.Zone{Prefix: z.Prefix, Bits: z.Bits}, ctx: zctx}
 	cfg := c.cfg.Crawler
 	cfg.Conn, cfg.Zone, cfg.Recorder, cfg.IPSpacing = m.attach(), rec.zone, rec, m.ips
-	cfg.Share = sh.exchange
+	cfg.Share, cfg.Seeds = sh.exchange, seeds
 	if p := cfg.Progress; p != nil || tail != nil {
 		// The template's Progress is called for every zone's crawl: one
 		// call at a time.

@@ -82,6 +82,22 @@ func scanLearned(row pgx.Row) (crawler.Learned, error) {
 	return l, err
 }
 
+// seedCount is how many nodes a zone's crawl starts from when the crawl's
+// other zones have seen that many in it: all of them are the zone's to
+// ask anyway, and enough that some answer where half the contacts
+// listed never do.
+const seedCount = 32
+
+// seeds returns nodes of zone z that the crawl has seen (listed by the
+// crawls of other zones), for crawler.Config.Seeds.
+func (c *Crawl) seeds(ctx context.Context, z Zone) ([]krpc.NodeInfo, error) {
+	var started int64
+	if err := c.pool.QueryRow(ctx, "SELECT started FROM crawl_runs WHERE id = $1", c.id).Scan(&started); err != nil {
+		return nil, err
+	}
+	return c.cfg.Store.NodesInPrefix(ctx, z.Prefix, z.Bits, time.UnixMilli(started), seedCount)
+}
+
 // Zones returns the crawl's zones, in order.
 func (c *Crawl) Zones(ctx context.Context) ([]Zone, error) {
 	rows, err := c.pool.Query(ctx, `SELECT zone, prefix, bits, state, coalesce(holder, ''), coalesce(host, ''),
