@@ -94,9 +94,15 @@ type Config struct {
 	Timeout time.Duration
 	// Retries is the number of resends after a timed-out attempt, which go
 	// through the same queue and per-IP interval as every query. Zero:
-	// DefaultRetries (1); negative: none. Once 100 resends have been sent,
-	// if fewer than 2% of them were answered (the nodes that time out have
-	// gone, not lost a packet), only one timed-out query in 10 is resent.
+	// DefaultRetries (1); negative: none. The first 100 timed-out
+	// queries are resent; the timeouts that come while those resends'
+	// outcomes are unknown are held back. Once fewer than 2% of the
+	// recent resends are answered (the nodes that time out have gone, not
+	// lost a packet), one timed-out query in 50 is resent and the others
+	// are held back; should the share rise to 2% (loss has begun), every
+	// timeout is resent again, and so are the held ones, the latest first
+	// (Result.Redeemed). Revisit runs and continuous crawls hold nothing
+	// back and resend one in 10.
 	// With Infohashes, a sample_infohashes that times out on a node whose
 	// BEP 51 support is unknown is followed by a find_node instead of
 	// being resent, under the same rule with a line of 0.5% rather than

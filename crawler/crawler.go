@@ -36,6 +36,7 @@ type Result struct {
 	OutOfZone    int           // nodes outside Config.Zone, not queried
 	Queries      int           // queries sent, resends included
 	Resends      int           // queries resent after a timeout (see Config.Retries), a timed-out sample_infohashes as a find_node
+	Redeemed     int           // of those, resends held back at first and sent once resends were seen to pay (see Config.Retries)
 	Packets      uint64        // packets sent, resends and replies included
 	Samples      int           // BEP 51 replies with samples
 	Infohashes   int           // distinct infohashes sampled
@@ -182,6 +183,7 @@ type Crawler struct {
 	// nodes that ignored the first (reply.go: resendPays, resample).
 	resends   int
 	resent    payRule
+	held      []int32 // nodes whose timed-out query c.resent held back, to resend should resends pay (redeem)
 	followed  payRule
 	resampled payRule
 	// What the rules started from, and what Config.Share last returned
@@ -240,7 +242,7 @@ func New(cfg Config) (*Crawler, error) {
 		results:    make(chan result, cfg.MaxInFlight),
 		pace:       newPacer(cfg),
 		ihs:        make(map[krpc.ID]struct{}),
-		resent:     learnedRule(cfg.Learned.Resends),
+		resent:     learnedRule(cfg.Learned.Resends).holding(len(cfg.Nodes) == 0 && !cfg.Continuous),
 		followed:   learnedRule(cfg.Learned.FollowUps).withWorth(followWorth),
 		resampled:  learnedRule(cfg.Learned.Resamples),
 		priors:     cfg.Learned.scaled(),

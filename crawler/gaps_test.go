@@ -372,35 +372,135 @@ func newNodeAnswers(t *testing.T, c *Crawler, i int) {
 
 // TestLearnedResends: a crawl starts its resend rule from Config.Learned,
 // scaled down to resendLearn outcomes, so that one that knows its
-// resends go unanswered resends one timeout in resendProbe from the
-// start; and Result.Learned holds only its own outcomes.
+// resends go unanswered resends one timeout in resendHeldProbe from the
+// start (one in resendProbe where timeouts are not held); and
+// Result.Learned holds only its own outcomes.
 func TestLearnedResends(t *testing.T) {
 	c, _ := gapCrawler(t, []string{"0"})
-	if !c.resent.paying() {
-		t.Fatal("a crawl that has learned nothing does not resend")
+	if !c.resent.paying() || !c.resent.held {
+		t.Fatal("a crawl that has learned nothing does not resend, or does not hold its timeouts")
 	}
-	c, _ = gapCrawler(t, []string{"0"})
 	prior := Learned{Resends: Outcomes{Sent: 5000, Answered: 50}}
-	c.cfg.Learned = prior
-	c.resent, c.priors = learnedRule(prior.Resends), prior.scaled()
-	if got := c.resent.outcomes(); got != (Outcomes{Sent: resendLearn, Answered: 1}) {
-		t.Fatalf("5,000 learned outcomes start the rule at %+v, want %d sent and 1 answered", got, resendLearn)
-	}
-	if c.resent.paying() {
-		t.Fatal("a crawl that learned 1% of resends answered resends every timeout")
-	}
-	sent := 0
-	for range 10 * resendProbe {
-		if c.resendPays(&c.resent) {
-			sent++
+	for _, held := range []bool{true, false} {
+		c, _ = gapCrawler(t, []string{"0"})
+		c.cfg.Learned = prior
+		c.resent, c.priors = learnedRule(prior.Resends).holding(held), prior.scaled()
+		if got := c.resent.outcomes(); got != (Outcomes{Sent: resendLearn, Answered: 1}) {
+			t.Fatalf("5,000 learned outcomes start the rule at %+v, want %d sent and 1 answered", got, resendLearn)
 		}
-	}
-	if sent != 10 {
-		t.Fatalf("%d of %d timeouts resent, want one in %d", sent, 10*resendProbe, resendProbe)
+		if c.resent.paying() {
+			t.Fatal("a crawl that learned 1% of resends answered resends every timeout")
+		}
+		probe := resendProbe
+		if held {
+			probe = resendHeldProbe
+		}
+		sent := 0
+		for range 10 * probe {
+			if c.resendPays(&c.resent) {
+				sent++
+			}
+		}
+		if sent != 10 {
+			t.Fatalf("held %v: %d of %d timeouts resent, want one in %d", held, sent, 10*probe, probe)
+		}
 	}
 	c.resent.done, c.resent.answered = c.resent.done+3, c.resent.answered+2
 	if got := c.learned().Resends; got != (Outcomes{Sent: 3, Answered: 2}) {
 		t.Fatalf("learned %+v, want the crawl's own 3 sent and 2 answered", got)
+	}
+}
+
+// TestHeldResends: the first resendLearn timeouts are resent while their
+// outcomes are unknown and the rest held back; once the resends are seen
+// to go unanswered nothing held is resent, and when they begin to be
+// answered (loss has begun) the recent outcomes say so within a window,
+// however many unanswered ones came before, and the held timeouts are
+// resent, the latest first, resendRedeem for each outcome of a resend.
+func TestHeldResends(t *testing.T) {
+	c, _ := gapCrawler(t, nil)
+	var next int32
+	// query puts a new node in flight and returns its index.
+	query := func() int32 {
+		a := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 4, byte(next / 250), byte(next%250 + 1)}), 6881)
+		i := c.nodes.add(node{key: keyOf(a), state: stInFlight, queried: true, queries: 1, introducer: noIntroducer})
+		c.index.add(keyOf(a), i)
+		c.inflight++
+		next++
+		return i
+	}
+	timeout := func(i int32, resend bool) {
+		c.handle(result{idx: i, method: krpc.MethodFindNode, resend: resend, err: krpc.ErrTimeout})
+	}
+	answer := func(i int32) {
+		c.handle(result{idx: i, method: krpc.MethodFindNode, resend: true,
+			resp: krpc.Response{Msg: &krpc.Msg{Y: krpc.KindReply, R: krpc.Return{ID: krpc.RandomID()}}}})
+	}
+	// resent takes the resends queued so far off the queue and puts them
+	// in flight, as dispatch would.
+	resent := func() []int32 {
+		var out []int32
+		for _, i := range c.q.ready {
+			if n := c.nodes.at(i); n.state == stQueued && n.retry {
+				n.state, n.retry, n.queries = stInFlight, false, n.queries+1
+				c.inflight++
+				out = append(out, i)
+			}
+		}
+		c.q.ready = c.q.ready[:0]
+		return out
+	}
+	for range 3 * resendLearn {
+		timeout(query(), false)
+	}
+	first := resent()
+	probes := 2 * resendLearn / resendHeldProbe
+	if len(first) != resendLearn+probes || len(c.held) != 2*resendLearn-probes {
+		t.Fatalf("%d of %d timeouts resent and %d held, want %d resent and the rest held",
+			len(first), 3*resendLearn, len(c.held), resendLearn+probes)
+	}
+	for _, i := range first {
+		timeout(i, true)
+	}
+	if got := resent(); len(got) != 0 || c.resent.paying() {
+		t.Fatalf("%d held timeouts resent after %d unanswered resends, want none", len(got), len(first))
+	}
+	// A long lossless stretch: one timeout in resendHeldProbe is resent,
+	// and goes unanswered.
+	for range 50 * resendHeldProbe {
+		timeout(query(), false)
+		for _, i := range resent() {
+			timeout(i, true)
+		}
+	}
+	held := len(c.held)
+	latest := c.held[held-1]
+	// Loss begins: the probes' resends are answered. A window holds
+	// about resendWindow answers at the line, so about resendWindow of
+	// them turn the rule whatever came before.
+	answered := 0
+	for !c.resent.paying() {
+		i := query()
+		timeout(i, false)
+		for _, j := range resent() {
+			answer(j)
+			answered++
+		}
+		if answered > 3*resendWindow {
+			t.Fatalf("%d probes answered after %d unanswered and resends do not pay", answered, c.resent.done-answered)
+		}
+	}
+	got := resent()
+	if len(got) != resendRedeem || got[0] < got[1] || got[1] < latest {
+		t.Fatalf("resends paid again and held timeouts %v were resent, want the latest %d, the latest first", got, resendRedeem)
+	}
+	for len(got) > 0 {
+		j := got[0]
+		answer(j)
+		got = append(got[1:], resent()...)
+	}
+	if len(c.held) != 0 || c.res.Redeemed < held {
+		t.Fatalf("%d of %d held timeouts resent while resends paid, %d still held", c.res.Redeemed, held, len(c.held))
 	}
 }
 

@@ -227,6 +227,7 @@ func TestLiveLike100k(t *testing.T) {
 					t.Logf("queries %d, resends %d, timeouts %d, still queued %d, checks %d (%d found, %d left); %d fake contacts listed, %d malformed replies, %d packets to no node",
 						r.res.Queries, r.res.Resends, r.res.Timeouts, r.res.Waiting, r.res.Checks, r.res.Learned.Checks.Answered, r.res.ChecksLeft,
 						r.st.FakeContacts, r.st.MalformedReplies, r.st.NoSuchNode)
+					t.Logf("learned %+v", r.res.Learned)
 					t.Logf("sanitizing: %d implausible replies, %d reporters discounted, %d contacts not queried, %d nodes asked find_node first",
 						r.res.Implausible, r.res.DiscountedReporters, r.res.Discounted, r.res.FindNodeFirst)
 					roles := map[string]int{}

@@ -276,6 +276,20 @@ func (c *Crawler) resolved(n *node, answered bool) {
 	}
 }
 
+// unresolved takes back the failure resolved recorded for node n, whose
+// timed-out query is resent after all (redeem): whatever it answers is
+// then counted afresh. A discount the failure helped cause stands, as it
+// was made on the evidence of the time.
+func (c *Crawler) unresolved(n *node) {
+	c.san.failed = max(0, c.san.failed-1)
+	if n.introducer != noIntroducer {
+		r := c.nodes.at(n.introducer)
+		if r.introFailed > 0 && r.introFailed < math.MaxUint16 {
+			r.introFailed--
+		}
+	}
+}
+
 // deadContacts reports whether a reporter whose introduced contacts gave
 // answered answers and failed failures is discounted: whether, with each
 // contact answering at the lowest rate the crawl's outcomes allow

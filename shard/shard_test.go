@@ -364,7 +364,7 @@ func fourCrawlersOneKilled(t *testing.T, kc killedCrawl) {
 		// What each zone's crawl learned is recorded, and the zones
 		// claimed once four were done start from it: on this network
 		// the nodes that time out never answer a resend, so a crawl
-		// that knows it resends one timeout in ten, where the first
+		// that knows it resends one timeout in 50, where the first
 		// zones, learning, resent about as many as timed out.
 		if n := scalar(t, q, "SELECT count(*) FROM crawl_zones WHERE crawl = $1 AND (resends_sent IS NULL OR checks_sent IS NULL OR checks_found IS NULL)", id); n != 0 {
 			t.Errorf("%v zones done without what their crawls learned", n)
@@ -382,6 +382,9 @@ func fourCrawlersOneKilled(t *testing.T, kc killedCrawl) {
 		// where each used to ask its own 150 or so.
 		checks := scalar(t, q, `SELECT sum(checks_sent) FROM (SELECT checks_sent FROM crawl_zones WHERE crawl = $1 ORDER BY finished LIMIT 4) f`, id)
 		t.Logf("checks: %v in the first four zones done", checks)
+		t.Logf("resends %v and checks %v in all zones; the lone crawl's: %d and %d",
+			scalar(t, q, "SELECT sum(resends_sent) FROM crawl_zones WHERE crawl = $1", id),
+			scalar(t, q, "SELECT sum(checks_sent) FROM crawl_zones WHERE crawl = $1", id), alone.Resends, alone.Checks)
 		if n := scalar(t, q, "SELECT count(DISTINCT vantage) FROM visits WHERE crawl = $1", id); n != 4 {
 			t.Errorf("visits name %v vantages, want 4", n)
 		}
