@@ -95,8 +95,12 @@ type crawlSummary struct {
 	AnsweringHigh     float64 `json:"answering_high,omitempty"`
 	// The second pass (crawler.Result): nodes asked for their nearest
 	// neighbours, and those left once the checks stopped finding nodes.
-	Checks      int     `json:"checks,omitempty"`
-	ChecksLeft  int     `json:"checks_left,omitempty"`
+	Checks     int `json:"checks,omitempty"`
+	ChecksLeft int `json:"checks_left,omitempty"`
+	// Resends after a timeout, and of those the ones held back at first
+	// and sent once resends were seen to pay (crawler.Result).
+	Resends     int     `json:"resends"`
+	Redeemed    int     `json:"resends_redeemed,omitempty"`
 	Queries     int     `json:"queries"`
 	Packets     uint64  `json:"packets"`
 	DurationMs  float64 `json:"duration_ms"`
@@ -345,7 +349,7 @@ func (c *cli) crawlOnce(ctx context.Context, cr *crawler.Crawler, d *db.DB, info
 		Incoming: res.Incoming, Passive: res.Passive,
 		SizeEstimate: res.SizeEstimate, SizeLow: res.SizeLow, SizeHigh: res.SizeHigh, ZoneAnswering: res.ZoneAnswering,
 		AnsweringEstimate: res.AnsweringEstimate, AnsweringLow: res.AnsweringLow, AnsweringHigh: res.AnsweringHigh,
-		Checks: res.Checks, ChecksLeft: res.ChecksLeft,
+		Checks: res.Checks, ChecksLeft: res.ChecksLeft, Resends: res.Resends, Redeemed: res.Redeemed,
 		Queries: res.Queries, Packets: res.Packets, DurationMs: ms(res.Duration),
 		Interrupted: interrupted, Shed: shed}, nil
 }
@@ -359,6 +363,13 @@ func printSummary(w io.Writer, s crawlSummary) {
 	fmt.Fprintf(w, "nodes found:    %d\n", s.Nodes)
 	fmt.Fprintf(w, "nodes replied:  %d\n", s.Replied)
 	fmt.Fprintf(w, "timeouts:       %d\n", s.Timeouts)
+	if s.Resends > 0 {
+		fmt.Fprintf(w, "resends:        %d after a timeout", s.Resends)
+		if s.Redeemed > 0 {
+			fmt.Fprintf(w, ", %d of them held back until resends were seen to be answered", s.Redeemed)
+		}
+		fmt.Fprintln(w)
+	}
 	if s.Waiting > 0 {
 		fmt.Fprintf(w, "still queued:   %d queries (the crawl ended before their turn; see --idle)\n", s.Waiting)
 	}

@@ -43,3 +43,24 @@ func TestChecksSummary(t *testing.T) {
 		t.Errorf("a crawl without checks reports them:\n%s", b.String())
 	}
 }
+
+// TestResendsSummary: the summary says how many queries were resent
+// after a timeout, and how many of those were held back at first; a
+// crawl that resent nothing says nothing of it.
+func TestResendsSummary(t *testing.T) {
+	var b bytes.Buffer
+	printSummary(&b, crawlSummary{Resends: 1200})
+	if want := "resends:        1200 after a timeout\n"; !strings.Contains(b.String(), want) {
+		t.Errorf("summary lacks %q:\n%s", want, b.String())
+	}
+	b.Reset()
+	printSummary(&b, crawlSummary{Resends: 10981, Redeemed: 6359})
+	if want := "resends:        10981 after a timeout, 6359 of them held back until resends were seen to be answered\n"; !strings.Contains(b.String(), want) {
+		t.Errorf("summary lacks %q:\n%s", want, b.String())
+	}
+	b.Reset()
+	printSummary(&b, crawlSummary{})
+	if strings.Contains(b.String(), "resends:") {
+		t.Errorf("a crawl without resends reports them:\n%s", b.String())
+	}
+}
