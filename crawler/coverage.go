@@ -204,7 +204,9 @@ func (c *Crawler) passBudget() int {
 // missing it. Where its checks and those of earlier crawls from the
 // socket (Config.Learned) and of crawls beside it (Config.Share) number
 // minPatience or more and found fewer than one node per minPatience, the
-// least is learntPatience instead (checkLeast). It then stops if it
+// least is learntPatience instead (checkLeast); where the checks of those
+// earlier crawls and crawls beside it alone number minPatience or more
+// and found none, it is 0 (leastPatience). It then stops if it
 // has found none, if that run has grown to gapFactor times the mean run
 // that led to a new node before, or if at the yield so far the nodes left
 // would find fewer than worthShare of the answering nodes found.
@@ -259,7 +261,7 @@ func (c *Crawler) secondPass() bool {
 	}
 	c.checks = cands
 	c.checkRun = int(checkPatience * float64(len(cands)))
-	c.patience = max(c.checkLeast(), c.checkRun)
+	c.patience = c.leastPatience()
 	return len(cands) > 0
 }
 
@@ -278,6 +280,24 @@ func (c *Crawler) checkLeast() int {
 	return minPatience
 }
 
+// leastPatience returns the second pass's patience: that of checkLeast,
+// and at least a tenth of the nodes lined up (checkRun), unless the
+// checks of earlier crawls (Config.Learned) and of the crawls beside
+// this one (Config.Share) number minPatience or more and found no node
+// at all. Then the run without a find that would end the pass has
+// already been asked, as in a crawl that asked those checks itself
+// and, having found nothing, stopped: the patience is 0 and the crawl
+// asks none. The zones of a shared crawl claimed after its first ones
+// each used to ask their 20 to 36 checks again, 240 to 430 queries in
+// all on the 5,000-node shared test, where a lone crawl asks 300 to
+// 413 in all.
+func (c *Crawler) leastPatience() int {
+	if before := c.cfg.Learned.Checks.Add(c.others.Checks); before.Sent >= minPatience && before.Answered == 0 {
+		return 0
+	}
+	return max(c.checkLeast(), c.checkRun)
+}
+
 // nextCheck queues the second pass's next node and reports whether it
 // did. Once a run of checks without a new node answering has grown past
 // the pass's patience and the checks no longer pay, it leaves the rest:
@@ -286,7 +306,7 @@ func (c *Crawler) nextCheck() bool {
 	if len(c.checks) == 0 {
 		return false
 	}
-	c.patience = max(c.checkLeast(), c.checkRun)
+	c.patience = c.leastPatience()
 	if c.stale >= c.patience && !c.checksPay() {
 		for _, i := range c.checks {
 			n := c.nodes.at(i)

@@ -256,7 +256,8 @@ func TestFillGapsPerIsland(t *testing.T) {
 // queues them one at a time; once a run of them without a new node
 // answering is as long as the pass's patience (a tenth of the nodes
 // lined up, at least minPatience, or learntPatience once minPatience
-// checks have found fewer than one node per minPatience) and gapFactor
+// checks have found fewer than one node per minPatience, or none where
+// earlier crawls' minPatience checks or more found no node) and gapFactor
 // times the mean run that led to a new node before, the rest are left,
 // back in the replied state and counted in ChecksLeft.
 func TestChecksPatience(t *testing.T) {
@@ -266,6 +267,7 @@ func TestChecksPatience(t *testing.T) {
 	}
 	idle := Learned{Checks: Outcomes{Sent: 600, Answered: 1}}     // earlier crawls' checks found next to nothing
 	fruitful := Learned{Checks: Outcomes{Sent: 600, Answered: 6}} // one in a hundred
+	barren := Learned{Checks: Outcomes{Sent: 600}}                // earlier crawls' checks found nothing at all
 	for _, tc := range []struct {
 		name     string
 		answerAt []int // checks queued when a new node answers
@@ -277,6 +279,8 @@ func TestChecksPatience(t *testing.T) {
 		{"no new node", nil, 0, Learned{}, func(p int) int { return max(p, minPatience) }},
 		{"no new node, checks found idle before", nil, 0, idle, func(p int) int { return p }},
 		{"no new node, checks found fruitful before", nil, 0, fruitful, func(p int) int { return p }},
+		// The run that would end the pass was asked before it: no check.
+		{"checks found nothing before", nil, 0, barren, func(p int) int { return 0 }},
 		// Past minPatience checks the crawl's own have found fewer than
 		// one per minPatience: the least falls to learntPatience, and a
 		// tenth of those lined up is all the run must reach.
@@ -306,7 +310,11 @@ func TestChecksPatience(t *testing.T) {
 			if tc.learned == idle {
 				least = learntPatience
 			}
-			if want := max(least, lined/10); c.patience != want {
+			want := max(least, lined/10)
+			if tc.learned == barren {
+				want = 0
+			}
+			if c.patience != want {
 				t.Fatalf("patience %d, want %d", c.patience, want)
 			}
 			if len(c.q.ready) != 0 {
@@ -327,7 +335,7 @@ func TestChecksPatience(t *testing.T) {
 					answers = answers[1:]
 				}
 			}
-			want := min(lined, tc.want(c.patience))
+			want = min(lined, tc.want(c.patience))
 			if c.res.Checks != want || c.res.ChecksLeft != lined-want {
 				t.Fatalf("%d checks, %d left; want %d and %d", c.res.Checks, c.res.ChecksLeft, want, lined-want)
 			}

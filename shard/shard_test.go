@@ -382,9 +382,11 @@ func fourCrawlersOneKilled(t *testing.T, kc killedCrawl) {
 		// where each used to ask its own 150 or so.
 		checks := scalar(t, q, `SELECT sum(checks_sent) FROM (SELECT checks_sent FROM crawl_zones WHERE crawl = $1 ORDER BY finished LIMIT 4) f`, id)
 		t.Logf("checks: %v in the first four zones done", checks)
-		t.Logf("resends %v and checks %v in all zones; the lone crawl's: %d and %d",
+		t.Logf("resends %v and checks %v (finding %v) in all zones; the lone crawl's: %d and %d (finding %d)",
 			scalar(t, q, "SELECT sum(resends_sent) FROM crawl_zones WHERE crawl = $1", id),
-			scalar(t, q, "SELECT sum(checks_sent) FROM crawl_zones WHERE crawl = $1", id), alone.Resends, alone.Checks)
+			scalar(t, q, "SELECT sum(checks_sent) FROM crawl_zones WHERE crawl = $1", id),
+			scalar(t, q, "SELECT sum(checks_found) FROM crawl_zones WHERE crawl = $1", id),
+			alone.Resends, alone.Checks, alone.Learned.Checks.Answered)
 		if n := scalar(t, q, "SELECT count(DISTINCT vantage) FROM visits WHERE crawl = $1", id); n != 4 {
 			t.Errorf("visits name %v vantages, want 4", n)
 		}
