@@ -170,6 +170,7 @@ type Crawler struct {
 	passTwo    bool                // the second pass has started
 	checks     []int32             // its nodes not yet queued, in the order to ask them
 	stale      int                 // checks queued since a new node last answered
+	poolStale  int                 // checks, its own and those of the crawls beside it (Config.Share), since a new node last answered in any (poolDone)
 	checkFinds int                 // new nodes that answered during the second pass
 	patience   int                 // the least run of checks without a new node after which the rest are left
 	checkRun   int                 // checkPatience of the nodes lined up: the least patience

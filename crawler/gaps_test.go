@@ -564,3 +564,58 @@ func TestShareLearned(t *testing.T) {
 		t.Fatalf("Share was handed %+v, want the crawl's own outcomes", got)
 	}
 }
+
+// TestPooledChecksStop: the checks of a crawl and of the crawls beside it
+// (Config.Share) are one second pass: once their run without a new node
+// reaches minPatience and they no longer pay by the rule of checksPay
+// (here the run is more than gapFactor times the one that led to the
+// only find), the crawl leaves its checks, although its own run is far
+// shorter than its own patience. A node found beside it starts the
+// pooled run again.
+func TestPooledChecksStop(t *testing.T) {
+	prefixes := make([]string, 3000)
+	for i := range prefixes {
+		prefixes[i] = bits3(i % 8)
+	}
+	c, _ := gapCrawler(t, prefixes)
+	var others Learned
+	c.cfg.Share = func(Learned) Learned { return others }
+	if !c.secondPass() {
+		t.Fatal("secondPass lined up nothing")
+	}
+	lined := len(c.checks)
+	ask := func(n int) {
+		for range n {
+			if !c.nextCheck() {
+				t.Fatalf("the checks stopped after %d of them, %d run beside; pooled run %d", c.res.Checks, others.Checks.Sent, c.poolStale)
+			}
+			c.q.ready = c.q.ready[:0]
+			c.share()
+		}
+	}
+	ask(5)
+	// Beside it, the tenth check finds a node: the pooled run starts again.
+	others = Learned{Checks: Outcomes{Sent: 10, Answered: 1}}
+	c.share()
+	if c.poolStale != 0 {
+		t.Fatalf("pooled run %d after a node was found beside the crawl, want 0", c.poolStale)
+	}
+	// 29 checks of its own and 270 beside it without a find: a pooled
+	// run of 299, one short of minPatience.
+	ask(29)
+	others.Checks.Sent += 270
+	c.share()
+	if c.poolStale != minPatience-1 {
+		t.Fatalf("pooled run %d, want %d", c.poolStale, minPatience-1)
+	}
+	ask(1)
+	if c.patience <= c.stale {
+		t.Fatalf("own patience %d, own run %d: the test needs the own rule not to stop", c.patience, c.stale)
+	}
+	if c.nextCheck() {
+		t.Fatalf("a pooled run of %d checks without a find after one found in the first 15: the crawl still checks", c.poolStale)
+	}
+	if c.res.Checks != 35 || c.res.ChecksLeft != lined-35 {
+		t.Fatalf("%d checks asked and %d left, want 35 and %d", c.res.Checks, c.res.ChecksLeft, lined-35)
+	}
+}

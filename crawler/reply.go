@@ -231,6 +231,7 @@ func (c *Crawler) answered(r result, now time.Time) krpc.NodeInfo {
 			c.checkFinds++ // the checks still find nodes (nextCheck)
 		}
 		c.stale = 0
+		c.poolStale = 0
 		c.res.Replied++
 		c.resolved(n, true)
 	}
@@ -519,6 +520,11 @@ func (c *Crawler) share() {
 	others := c.cfg.Share(c.learned())
 	if others == c.others {
 		return
+	}
+	if others.Checks.Answered > c.others.Checks.Answered {
+		c.poolStale = 0 // a check beside this crawl found a node
+	} else {
+		c.poolStale += max(0, others.Checks.Sent-c.others.Checks.Sent)
 	}
 	c.others = others
 	priors := c.cfg.Learned.Add(others).scaled()
