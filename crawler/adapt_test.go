@@ -36,15 +36,7 @@ func crawlLink(t *testing.T, capacity, ceiling float64, fixed bool) linkRun {
 	t.Helper()
 	var run linkRun
 	synctest.Test(t, func(t *testing.T) {
-		net, err := synth.New(synth.Config{N: 10000, Seed: 31, SilentShare: 0.1, PublicIPs: true, Latency: 20 * time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer net.Close()
-		conn, err := net.Sim().NewConn4()
-		if err != nil {
-			t.Fatal(err)
-		}
+		net, conn := synthConn(t, synth.Config{N: 10000, Seed: 31, SilentShare: 0.1, PublicIPs: true, Latency: 20 * time.Millisecond})
 		host := conn.AddrPort().Addr()
 		if capacity > 0 {
 			if err := net.Sim().SetLink(host, simnet.Link{PacketsPerSecond: capacity}); err != nil {

@@ -273,7 +273,7 @@ func (c *Crawler) secondPass() bool {
 // are asked of one network, so that what they found is learned once for
 // the crawl, as a lone crawl learns it, not once per zone.
 func (c *Crawler) checkLeast() int {
-	l := c.cfg.Learned.Checks.Add(c.others.Checks).Add(Outcomes{Sent: c.res.Checks, Answered: c.checkFinds})
+	l := c.checksBefore().Add(Outcomes{Sent: c.res.Checks, Answered: c.checkFinds})
 	if l.Sent >= minPatience && l.Answered*minPatience < l.Sent {
 		return learntPatience // the checks find next to nothing
 	}
@@ -292,11 +292,15 @@ func (c *Crawler) checkLeast() int {
 // all on the 5,000-node shared test, where a lone crawl asks 300 to
 // 413 in all.
 func (c *Crawler) leastPatience() int {
-	if before := c.cfg.Learned.Checks.Add(c.others.Checks); before.Sent >= minPatience && before.Answered == 0 {
+	if before := c.checksBefore(); before.Sent >= minPatience && before.Answered == 0 {
 		return 0
 	}
 	return max(c.checkLeast(), c.checkRun)
 }
+
+// checksBefore returns the checks of earlier crawls (Config.Learned) and
+// of the crawls beside this one (Config.Share), as last heard.
+func (c *Crawler) checksBefore() Outcomes { return c.cfg.Learned.Checks.Add(c.others.Checks) }
 
 // nextCheck queues the second pass's next node and reports whether it
 // did. Once a run of checks without a new node answering has grown past

@@ -405,7 +405,7 @@ func TestLearnedResends(t *testing.T) {
 		}
 		sent := 0
 		for range 10 * probe {
-			if c.resendPays(&c.resent) {
+			if c.resent.pays() {
 				sent++
 			}
 		}

@@ -93,15 +93,7 @@ type liveRun struct {
 // truth. It must run inside a synctest bubble.
 func crawlLive(t *testing.T, scfg synth.Config, infohashes bool) liveRun {
 	t.Helper()
-	net, err := synth.New(scfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer net.Close()
-	conn, err := net.Sim().NewConn4()
-	if err != nil {
-		t.Fatal(err)
-	}
+	net, conn := synthConn(t, scfg)
 	pol := &politeness{from: conn.AddrPort(), gap: crawler.DefaultPerIPInterval, last: map[netip.Addr]time.Time{}}
 	net.Sim().SetLinkFilter(pol.filter)
 	rec := &addrRecorder{replied: map[netip.AddrPort]krpc.ID{}, seen: map[netip.AddrPort]int{}, timedOut: map[netip.AddrPort]int{}}

@@ -16,7 +16,7 @@ import (
 func (c *Crawler) handle(r result) {
 	now := c.cfg.Now()
 	c.pace.outcome(r, now)
-	if r.resend && !r.followUp && len(c.held) > 0 {
+	if len(c.held) > 0 && c.resendRule(r) == &c.resent {
 		defer c.redeem() // the resend rule has one more outcome
 	}
 	if c.revisit != nil {
@@ -194,13 +194,14 @@ func (c *Crawler) timeout(r result, now time.Time) bool {
 	if n.state != stInFlight {
 		return true
 	}
-	if followUp && c.resendPays(&c.followed) || !followUp && int(n.queries) <= c.cfg.Retries && c.resendPays(&c.resent) {
-		n.state = stQueued
-		n.retry = true
-		c.q.push(r.idx)
+	switch {
+	case followUp:
+		return !c.resendPays(r.idx, &c.followed)
+	case int(n.queries) > c.cfg.Retries:
+		return true
+	case c.resendPays(r.idx, &c.resent):
 		return false
-	}
-	if !followUp && int(n.queries) <= c.cfg.Retries && c.resent.held {
+	case c.resent.held:
 		c.held = append(c.held, r.idx) // its resend may be sent later (redeem)
 	}
 	return true
@@ -364,13 +365,25 @@ const (
 // that time out have gone the crawl so spends some 100 resends and one
 // timeout in 50, and on a lossy one it loses none of the nodes whose
 // first query was lost.
-func (c *Crawler) resendPays(p *payRule) bool {
-	if p.pays() {
-		c.resends++
-		p.pending++
-		return true
+//
+// resendPays queues node idx's query again if p's rule resends it, and
+// reports whether it did.
+func (c *Crawler) resendPays(idx int32, p *payRule) bool {
+	if !p.pays() {
+		return false
 	}
-	return false
+	c.resend(idx, p)
+	return true
+}
+
+// resend queues the timed-out query of node idx again, as a resend
+// counted in p's rule.
+func (c *Crawler) resend(idx int32, p *payRule) {
+	n := c.nodes.at(idx)
+	n.state, n.retry = stQueued, true
+	c.q.push(idx)
+	c.resends++
+	p.pending++
 }
 
 // redeem resends up to resendRedeem held timeouts (payRule.held), the
@@ -387,10 +400,7 @@ func (c *Crawler) redeem() {
 		if !n.replied {
 			c.unresolved(n)
 		}
-		n.state, n.retry = stQueued, true
-		c.q.push(idx)
-		c.resends++
-		c.resent.pending++
+		c.resend(idx, &c.resent)
 		c.res.Redeemed++
 		sent++
 	}

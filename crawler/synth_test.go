@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/lightdht/lightdht/crawler"
+	"github.com/lightdht/lightdht/internal/simnet"
 	"github.com/lightdht/lightdht/internal/synth"
 	"github.com/lightdht/lightdht/krpc"
 )
@@ -25,15 +26,7 @@ func crawlSynth(t *testing.T, scfg synth.Config, ccfg crawler.Config) (crawler.R
 // crawlSynthTo is crawlSynth recording into rec.
 func crawlSynthTo(t *testing.T, scfg synth.Config, ccfg crawler.Config, rec crawler.Recorder) (crawler.Result, synth.Truth, synth.Stats) {
 	t.Helper()
-	net, err := synth.New(scfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { net.Close() })
-	conn, err := net.Sim().NewConn4()
-	if err != nil {
-		t.Fatal(err)
-	}
+	net, conn := synthConn(t, scfg)
 	ccfg.Conn, ccfg.Bootstrap, ccfg.Recorder = conn, net.Bootstrap(), rec
 	ccfg.TestNet = !scfg.PublicIPs
 	c, err := crawler.New(ccfg)
@@ -45,6 +38,22 @@ func crawlSynthTo(t *testing.T, scfg synth.Config, ccfg crawler.Config, rec craw
 		t.Fatalf("Run: %v", err)
 	}
 	return res, net.Truth(), net.Stats()
+}
+
+// synthConn builds the synthetic network scfg describes, closed when the
+// test ends, and a socket on it for the crawler.
+func synthConn(t *testing.T, scfg synth.Config) (*synth.Network, *simnet.Conn) {
+	t.Helper()
+	net, err := synth.New(scfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { net.Close() })
+	conn, err := net.Sim().NewConn4()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return net, conn
 }
 
 // coverage returns how many nodes of truth answer, and how many of those
@@ -172,15 +181,7 @@ func TestSyntheticLossResends(t *testing.T) {
 func TestLossBeginsMidCrawl(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const latency = 20 * time.Millisecond
-		net, err := synth.New(synth.Config{N: 20000, Seed: 21, SilentShare: 0.5, PublicIPs: true, Latency: latency})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer net.Close()
-		conn, err := net.Sim().NewConn4()
-		if err != nil {
-			t.Fatal(err)
-		}
+		net, conn := synthConn(t, synth.Config{N: 20000, Seed: 21, SilentShare: 0.5, PublicIPs: true, Latency: latency})
 		rec := newRecorder()
 		c, err := crawler.New(crawler.Config{Conn: conn, Bootstrap: net.Bootstrap(), Recorder: rec,
 			Rate: 2000, Timeout: time.Second, MaxInFlight: 512})
