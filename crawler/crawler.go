@@ -172,6 +172,8 @@ type Crawler struct {
 	stale      int                 // checks queued since a new node last answered
 	poolStale  int                 // checks, its own and those of the crawls beside it (Config.Share), since a new node last answered in any (poolDone)
 	checkFinds int                 // new nodes that answered during the second pass
+	recentAsk  float64             // checks queued, each weighing less by 1/checkWindow as each new one is (checksPay)
+	recentFind float64             // new nodes of the second pass, weighed as recentAsk
 	patience   int                 // the least run of checks without a new node after which the rest are left
 	checkRun   int                 // checkPatience of the nodes lined up: the least patience
 	gapTarget  map[int32]krpc.ID   // nodes queued to be asked about an empty region, and its target

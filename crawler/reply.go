@@ -230,6 +230,7 @@ func (c *Crawler) answered(r result, now time.Time) krpc.NodeInfo {
 	if !n.replied {
 		if c.passTwo {
 			c.checkFinds++ // the checks still find nodes (nextCheck)
+			c.recentFind++
 		}
 		c.stale = 0
 		c.poolStale = 0
