@@ -61,12 +61,12 @@ func (c *Crawler) fillGaps() bool {
 	}
 	z := c.cfg.Zone
 	known := c.inIDOrder(nil)
-	groups := map[int32][]int32{} // island root -> its replied nodes, in ID order
-	listed := map[int32][]int32{} // island root -> all its nodes, in ID order
+	rootOf := make([]int32, len(known)) // the island root of each of known
+	groups := map[int32][]int32{}       // island root -> its replied nodes, in ID order
 	var roots []int32
-	for _, i := range known {
+	for j, i := range known {
 		r := c.island(i)
-		listed[r] = append(listed[r], i)
+		rootOf[j] = r
 		if !c.nodes.at(i).replied {
 			continue
 		}
@@ -85,9 +85,17 @@ func (c *Crawler) fillGaps() bool {
 		if len(zone) <= gapSibling {
 			continue // too few to tell a gap from chance
 		}
-		g := gapScan{c: c, all: all, known: listed[r], island: r, budget: budget - queued,
+		// The island's nodes with a known ID, whatever their state, in
+		// the zone: the replied ones and those beside them.
+		var near []int32
+		for j, i := range known {
+			if rootOf[j] == r && z.contains(c.nodes.at(i).id) {
+				near = append(near, i)
+			}
+		}
+		g := gapScan{c: c, all: all, island: r, budget: budget - queued,
 			expectDepth: z.Bits + bits.Len(uint(len(zone)/gapExpect)) - 1}
-		g.walk(zone, z.Bits)
+		g.walk(zone, near, z.Bits)
 		queued += g.queued
 	}
 	return queued > 0
@@ -98,7 +106,6 @@ func (c *Crawler) fillGaps() bool {
 type gapScan struct {
 	c           *Crawler
 	all         []int32 // the replied nodes of the island, in ID order
-	known       []int32 // all the nodes of the island with a known ID, in ID order
 	island      int32   // the island's root
 	expectDepth int     // regions down to this depth are expected to hold gapExpect nodes
 	budget      int     // queries the scan may queue
@@ -106,57 +113,32 @@ type gapScan struct {
 }
 
 // walk visits the subtree at depth d that holds replied nodes s (sorted,
-// at least one), looking for suspect empty halves: those without a
-// replied node. It goes down into a half that holds gapSibling replied
-// nodes or known ones, or that is shallow enough to be expected to hold
-// gapExpect.
-func (g *gapScan) walk(s []int32, d int) {
+// at least one) and known nodes k (sorted, s among them: every node of
+// the island with a known ID, whatever its state), looking for suspect
+// empty halves: those without a replied node. It goes down into a half
+// that holds gapSibling replied nodes or known ones, or that is shallow
+// enough to be expected to hold gapExpect.
+func (g *gapScan) walk(s, k []int32, d int) {
 	if d >= krpc.IDLen*8-1 {
 		return
 	}
-	split, _ := slices.BinarySearchFunc(s, 1, func(i int32, one int) int { return g.c.nodes.at(i).id.Bit(d) - one })
+	bitIs := func(i int32, one int) int { return g.c.nodes.at(i).id.Bit(d) - one }
+	split, _ := slices.BinarySearchFunc(s, 1, bitIs)
+	ksplit, _ := slices.BinarySearchFunc(k, 1, bitIs)
 	lo, hi := s[:split], s[split:]
+	klo, khi := k[:ksplit], k[ksplit:]
 	for h, half := range [2][]int32{lo, hi} {
 		other := [2][]int32{hi, lo}[h]
+		khalf, kother := [2][]int32{klo, khi}[h], [2][]int32{khi, klo}[h]
 		switch {
 		case len(half) > 0:
-			if len(half) >= gapSibling || d+1 < g.expectDepth || g.knownIn(g.c.nodes.at(half[0]).id, d+1) >= gapSibling {
-				g.walk(half, d+1)
+			if len(half) >= gapSibling || d+1 < g.expectDepth || len(khalf) >= gapSibling {
+				g.walk(half, khalf, d+1)
 			}
-		case len(other) >= gapSibling || d+1 <= g.expectDepth || g.knownIn(g.c.nodes.at(other[0]).id, d+1) >= gapSibling:
+		case len(other) >= gapSibling || d+1 <= g.expectDepth || len(kother) >= gapSibling:
 			g.probe(g.c.nodes.at(other[0]).id, d)
 		}
 	}
-}
-
-// knownIn returns how many nodes of the island with a known ID, whatever
-// their state, share the first depth bits of id.
-func (g *gapScan) knownIn(id krpc.ID, depth int) int {
-	lo, hi := regionBounds(id, depth)
-	cmpID := func(i int32, t krpc.ID) int { return g.c.nodes.at(i).id.Cmp(t) }
-	from, _ := slices.BinarySearchFunc(g.known, lo, cmpID)
-	to, found := slices.BinarySearchFunc(g.known[from:], hi, cmpID)
-	if found {
-		to++
-	}
-	return to
-}
-
-// regionBounds returns the least and the greatest ID that share the first
-// depth bits of id.
-func regionBounds(id krpc.ID, depth int) (lo, hi krpc.ID) {
-	for b := range krpc.IDLen {
-		keep := byte(0xff)
-		switch {
-		case depth <= 8*b:
-			keep = 0
-		case depth < 8*(b+1):
-			keep = 0xff << (8*(b+1) - depth)
-		}
-		lo[b] = id[b] & keep
-		hi[b] = id[b] | ^keep
-	}
-	return lo, hi
 }
 
 // probe asks about the region at depth d+1 that is the sibling of the one
