@@ -60,7 +60,7 @@ func (c *Crawler) fillGaps() bool {
 		c.gapProbed = map[gapKey]struct{}{}
 	}
 	z := c.cfg.Zone
-	known := c.inIDOrder(nil)
+	known := c.allIDOrder()
 	rootOf := make([]int32, len(known)) // the island root of each of known
 	groups := map[int32][]int32{}       // island root -> its replied nodes, in ID order
 	var roots []int32
@@ -424,7 +424,7 @@ func (c *Crawler) poolDone() bool {
 // its neighbours.
 func (c *Crawler) leastCovered(cands []int32, k int) []int32 {
 	const K = table.DefaultK
-	byID := c.inIDOrder(nil)
+	byID := c.allIDOrder()
 	// rank holds the score in the high byte and the closeness (the prefix
 	// shared with the nearest found node, at most 160) in the low one.
 	rank := make([]uint16, int(c.nodes.len()))

@@ -131,9 +131,16 @@ type Crawler struct {
 	// Everything below is owned by the event loop.
 
 	// The nodes (nodes.go).
-	nodes  nodeTable // every address seen, in the order found
-	index  addrIndex // address to index in nodes
-	warmed uint64    // what index.warm read, kept so that its reads stay
+	nodes nodeTable // every address seen, in the order found
+	index addrIndex // address to index in nodes
+	// byID is every node with a known ID in ID order, as inIDOrder(nil)
+	// gave it when nodes held byIDLen of them and IDs had changed
+	// idChanges times (allIDOrder).
+	byID        []int32
+	byIDLen     int32
+	byIDChanges int
+	idChanges   int    // IDs learned or changed since the crawl began
+	warmed      uint64 // what index.warm read, kept so that its reads stay
 
 	// Scheduling (schedule.go).
 	q        queue // the enumeration's nodes waiting for a query

@@ -11,10 +11,34 @@ import (
 )
 
 // TestInIDOrder: the nodes with a known ID that keep accepts, in
-// ascending ID order, IDs that agree in their first 64 bits included.
+// ascending ID order, IDs that agree in their first 64 bits included,
+// for a few nodes (sorted by comparison) and many (by radix); and
+// allIDOrder gives the same as inIDOrder(nil), again after a node is
+// added or an ID changes.
 func TestInIDOrder(t *testing.T) {
+	for _, size := range []int{2000, 20_000} {
+		c := inIDOrderCase(t, size)
+		got := c.allIDOrder()
+		c.nodes.add(node{id: krpc.RandomID()})
+		if again := c.allIDOrder(); len(again) != len(got)+1 {
+			t.Fatalf("%d nodes in ID order after one more was added to %d", len(again), len(got))
+		}
+		i := c.byID[len(c.byID)/2]
+		c.nodes.at(i).id = krpc.ID{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+		c.idChanges++
+		if last := c.allIDOrder(); last[len(last)-1] != i {
+			t.Fatalf("node %d, whose ID was changed to the greatest, is not last", i)
+		}
+	}
+}
+
+// inIDOrderCase fills a crawler with n nodes, a tenth without an ID and
+// a fifth sharing their first 64 bits with the node before, and checks
+// inIDOrder against a comparison sort.
+func inIDOrderCase(t *testing.T, size int) *Crawler {
+	t.Helper()
 	c := &Crawler{}
-	for i := range 2000 {
+	for i := range size {
 		id := krpc.RandomID()
 		switch i % 10 {
 		case 0:
@@ -38,10 +62,14 @@ func TestInIDOrder(t *testing.T) {
 		}
 		for i := range got {
 			if c.nodes.at(got[i]).id != c.nodes.at(want[i]).id {
-				t.Fatalf("position %d: %v, want %v", i, c.nodes.at(got[i]).id, c.nodes.at(want[i]).id)
+				t.Fatalf("%d nodes, position %d: %v, want %v", size, i, c.nodes.at(got[i]).id, c.nodes.at(want[i]).id)
 			}
 		}
 	}
+	if got, want := c.allIDOrder(), c.inIDOrder(nil); !slices.Equal(got, want) {
+		t.Fatalf("%d nodes: allIDOrder differs from inIDOrder(nil)", size)
+	}
+	return c
 }
 
 // TestAddrIndex: every address added is found at its index through the

@@ -30,15 +30,15 @@ func TestPacerPrune(t *testing.T) {
 		}
 	}
 	end := t0.Add(99_999 * 100 * time.Microsecond)
-	if _, busy := p.ipDue(ip(99_999), end); !busy {
+	if _, _, ok := p.claim(ip(99_999), end); ok {
 		t.Error("the IP queried last is not busy")
 	}
 	if _, ok := p.ips.at[ip(70_000)]; ok {
 		t.Error("an IP queried 3 s ago is still remembered")
 	}
-	due, busy := p.ipDue(ip(7), end)
-	if !busy || due != t0.Add(9*time.Second+2*time.Second).UnixNano() {
-		t.Errorf("IP 7, queried again at 9 s: due %v, busy %v; want 11 s, busy", time.Unix(0, due).Sub(t0), busy)
+	due, _, ok := p.claim(ip(7), end)
+	if ok || due != t0.Add(9*time.Second+2*time.Second).UnixNano() {
+		t.Errorf("IP 7, queried again at 9 s: due %v, claimed %v; want 11 s, busy", time.Unix(0, due).Sub(t0), ok)
 	}
 	if len(p.ips.sends)-p.ips.head > 20_002 || cap(p.ips.sends) > 4*40_000 {
 		t.Errorf("the send list holds %d live of %d (cap %d)", len(p.ips.sends)-p.ips.head, len(p.ips.sends), cap(p.ips.sends))
@@ -55,18 +55,25 @@ func TestIPSpacingShared(t *testing.T) {
 	b := newPacer(Config{Rate: 100, PerIPInterval: 5 * time.Second, IPSpacing: shared})
 	t0 := time.Unix(1_000_000, 0)
 	x := ip(1)
-	if _, ok := a.claim(x, t0); !ok {
-		t.Fatal("a's first claim refused")
+	if _, prev, ok := a.claim(x, t0); !ok || prev != 0 {
+		t.Fatalf("a's first claim: ok %v, replaced %d", ok, prev)
 	}
 	a.sent(x, t0.Add(10*time.Millisecond)) // the query left a little later
-	if due, busy := b.ipDue(x, t0.Add(time.Second)); !busy || due != t0.Add(5*time.Second+10*time.Millisecond).UnixNano() {
-		t.Errorf("b sees the IP due at %v, busy %v; want busy until 5 s after a's query left", time.Unix(0, due), busy)
+	if due, _, ok := b.claim(x, t0.Add(time.Second)); ok || due != t0.Add(5*time.Second+10*time.Millisecond).UnixNano() {
+		t.Errorf("b's claim 1 s after a's: ok %v, due %v; want busy until 5 s after a's query left", ok, time.Unix(0, due))
 	}
-	if due, ok := b.claim(x, t0.Add(time.Second)); ok || due != t0.Add(5*time.Second+10*time.Millisecond).UnixNano() {
-		t.Errorf("b's claim 1 s after a's: ok %v, due %v", ok, time.Unix(0, due))
+	t1 := t0.Add(2*time.Second + 10*time.Millisecond)
+	_, prev, ok := a.claim(x, t1)
+	if !ok || prev != t0.Add(10*time.Millisecond).UnixNano() {
+		t.Fatalf("a's claim once its own interval has passed: ok %v, replaced %v", ok, time.Unix(0, prev))
 	}
-	if _, ok := a.claim(x, t0.Add(2*time.Second+10*time.Millisecond)); !ok {
-		t.Error("a's claim once its own interval has passed refused")
+	// A claim the rate refused is taken back: the IP is due as before.
+	a.unclaim(x, t1, prev)
+	if due, _, ok := b.claim(x, t1); ok || due != t0.Add(5*time.Second+10*time.Millisecond).UnixNano() {
+		t.Errorf("after a's claim was taken back, b's claim: ok %v, due %v; want due as after a's first query", ok, time.Unix(0, due))
+	}
+	if _, _, ok := a.claim(x, t1); !ok {
+		t.Fatal("a's claim again refused")
 	}
 	// Pruning keeps the times for the longer interval (b's 5 s).
 	a.prune(t0.Add(4 * time.Second))

@@ -213,7 +213,10 @@ func (c *Crawler) answered(r result, now time.Time) krpc.NodeInfo {
 	n := c.nodes.at(r.idx)
 	m := r.resp.Msg
 	if id := m.SenderID(); !id.IsZero() {
-		n.id = id
+		if n.id != id {
+			n.id = id
+			c.idChanges++
+		}
 		if c.cfg.Zone.contains(id) {
 			n.inZone = true
 			if !n.replied {
