@@ -228,7 +228,8 @@ func (c *Crawler) passBudget() int {
 // missing it. Where its checks and those of earlier crawls from the
 // socket (Config.Learned) and of crawls beside it (Config.Share) number
 // minPatience or more and found fewer than one node per minPatience, the
-// least is learntPatience instead (checkLeast); where the checks of those
+// least is learntPatience instead, a zone's share of it in a zone of a
+// shared crawl (checkLeast); where the checks of those
 // earlier crawls and crawls beside it alone number minPatience or more
 // and found none, it is 0 (leastPatience). It then stops if it
 // has found none, if that run has grown to gapFactor times the mean run
@@ -301,9 +302,24 @@ func (c *Crawler) secondPass() bool {
 func (c *Crawler) checkLeast() int {
 	l := c.checksBefore().Add(Outcomes{Sent: c.res.Checks, Answered: c.checkFinds})
 	if l.Sent >= minPatience && l.Answered*minPatience < l.Sent {
-		return learntPatience // the checks find next to nothing
+		return c.zoneShare(learntPatience) // the checks find next to nothing
 	}
 	return minPatience
+}
+
+// zoneShare returns n checks scaled down to the zone's share of the ID
+// space, at least 1, where the crawl is a zone of a shared crawl
+// (Config.Share); else n. Once the checks are known to find next to
+// nothing, a crawl of the whole network asks learntPatience of them,
+// and so should the zones of a shared crawl together: each of the 12
+// zones of the 5,000-node shared test claimed after the first four
+// asked its own 20, 240 queries, 4.3% of a lone crawl's, where a lone
+// crawl asks 20 in all.
+func (c *Crawler) zoneShare(n int) int {
+	if c.cfg.Share == nil || c.cfg.Zone.Bits == 0 {
+		return n
+	}
+	return max(1, n>>min(c.cfg.Zone.Bits, 31))
 }
 
 // leastPatience returns the second pass's patience: that of checkLeast,

@@ -585,9 +585,10 @@ func TestHeldResends(t *testing.T) {
 // TestShareLearned: what Config.Share returns, the outcomes of the crawls
 // beside this one, is taken in as learned before: the resend rule stops
 // paying once theirs and its own show resends unanswered, the second
-// pass's least patience falls to learntPatience once the checks of all
-// number minPatience without a find, Share is handed the crawl's own
-// outcomes only, and Result.Learned keeps only those.
+// pass's least patience falls to learntPatience (in a zone, its share of
+// it) once the checks of all number minPatience without a find, Share is
+// handed the crawl's own outcomes only, and Result.Learned keeps only
+// those.
 func TestShareLearned(t *testing.T) {
 	c, _ := gapCrawler(t, []string{"0"})
 	var others Learned
@@ -616,6 +617,12 @@ func TestShareLearned(t *testing.T) {
 	if got := c.checkLeast(); got != learntPatience {
 		t.Fatalf("least patience %d with 300 checks asked in all and none found, want %d", got, learntPatience)
 	}
+	// In one of 16 zones, the zones ask learntPatience in all.
+	c.cfg.Zone = Zone{Bits: 4}
+	if got := c.checkLeast(); got != learntPatience/16 {
+		t.Fatalf("least patience %d in a zone of 16, want %d", got, learntPatience/16)
+	}
+	c.cfg.Zone = Zone{}
 	// The others' outcomes grow past resendLearn: they are scaled down,
 	// as Config.Learned is, and the crawl's own stay as they are.
 	others.Resends = Outcomes{Sent: 1000, Answered: 500}

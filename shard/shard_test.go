@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"maps"
 	"os"
 	"strings"
@@ -382,6 +383,20 @@ func fourCrawlersOneKilled(t *testing.T, kc killedCrawl) {
 		// where each used to ask its own 150 or so.
 		checks := scalar(t, q, `SELECT sum(checks_sent) FROM (SELECT checks_sent FROM crawl_zones WHERE crawl = $1 ORDER BY finished LIMIT 4) f`, id)
 		t.Logf("checks: %v in the first four zones done", checks)
+		perZone, err := q.Query(`SELECT zone, checks_sent, checks_found FROM crawl_zones WHERE crawl = $1 ORDER BY finished`, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var line []string
+		for perZone.Next() {
+			var z, sent, found int
+			if err := perZone.Scan(&z, &sent, &found); err != nil {
+				t.Fatal(err)
+			}
+			line = append(line, fmt.Sprintf("%d:%d/%d", z, sent, found))
+		}
+		perZone.Close()
+		t.Logf("checks sent/found per zone, in the order done: %s", strings.Join(line, " "))
 		t.Logf("resends %v and checks %v (finding %v) in all zones; the lone crawl's: %d and %d (finding %d)",
 			scalar(t, q, "SELECT sum(resends_sent) FROM crawl_zones WHERE crawl = $1", id),
 			scalar(t, q, "SELECT sum(checks_sent) FROM crawl_zones WHERE crawl = $1", id),
